@@ -1,0 +1,13 @@
+"""bandit-router: pick the LLM that should answer each request, and learn from the outcome."""
+
+from .decision import Completion, Decision
+from .encoders import Encoder, sentence_encoder
+from .errors import (AllModelsFailedError, BanditRouterError, ConfigError, DuplicateFeedbackError,
+                     NoEligibleModelError, StateFormatError, UnknownRouteError)
+from .models import Model
+from .policies import POLICIES, Policy, make_policy
+from .router import Router
+
+__all__ = ["AllModelsFailedError", "BanditRouterError", "Completion", "ConfigError", "Decision",
+           "DuplicateFeedbackError", "Encoder", "Model", "NoEligibleModelError", "POLICIES", "Policy", "Router",
+           "StateFormatError", "UnknownRouteError", "make_policy", "sentence_encoder"]

@@ -1,0 +1,85 @@
+"""What the router decided for one request, and what a routed call returned."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+__all__ = ["Decision", "Completion", "messages_of", "query_text"]
+
+Messages = Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One routing decision.
+
+    `propensity` is the probability the policy gave `model` (what off-policy evaluation needs);
+    `predicted_quality`, `predicted_cost` (USD) and `probabilities` cover every eligible model;
+    `failed` lists models tried before `model` that raised a provider error (empty when none did).
+    """
+
+    route_id: str
+    model: str
+    propensity: float
+    cost_weight: float
+    predicted_quality: Mapping[str, float]
+    predicted_cost: Mapping[str, float]
+    probabilities: Mapping[str, float]
+    created_at: float
+    failed: tuple[str, ...] = ()
+
+    def ranking(self) -> list[str]:
+        """Eligible models from most to least preferred: the chosen one first, then by probability, then by
+        predicted value (quality less the dial's cost term)."""
+        tau = max(self.predicted_cost.values()) or 1.0
+
+        def key(name: str) -> tuple[float, float]:
+            quality = self.predicted_quality[name]
+            quality = 0.0 if quality != quality else quality  # NaN from policies that do not predict quality
+            return self.probabilities[name], quality - self.cost_weight * self.predicted_cost[name] / tau
+
+        others = sorted((m for m in self.probabilities if m != self.model), key=key, reverse=True)
+        return [self.model, *others]
+
+
+@dataclass
+class Completion:
+    """A routed LiteLLM response with its decision and its real cost in USD (from LiteLLM's usage)."""
+
+    response: Any
+    decision: Decision
+    cost: float
+    usage: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return self.response.choices[0].message.content or ""
+
+
+def messages_of(prompt: str | Messages) -> list[dict[str, Any]]:
+    """Chat messages from a prompt string or a sequence of message dicts."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    messages = [dict(m) for m in prompt]
+    if not messages or any("role" not in m for m in messages):
+        raise ValueError("messages must be a non-empty sequence of dicts with a 'role' key")
+    return messages
+
+
+def _content_text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "\n".join(part.get("text", "") for part in content if isinstance(part, Mapping))
+
+
+def query_text(messages: Messages) -> tuple[str, str]:
+    """(text the router encodes, text whose length sets the prompt's token count).
+
+    The encoded text is the last user message (what the request is about); the token count covers them all.
+    """
+    texts = [_content_text(m.get("content")) for m in messages]
+    users = [t for m, t in zip(messages, texts) if m.get("role") == "user"]
+    return (users[-1] if users else texts[-1]), "\n".join(texts)

@@ -1,0 +1,42 @@
+"""The library's exceptions: one base class, one type per kind of problem."""
+
+from __future__ import annotations
+
+
+class BanditRouterError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+class ConfigError(BanditRouterError, ValueError):
+    """A setting, model card or argument is invalid; the message names the field and its allowed range."""
+
+
+class UnknownRouteError(BanditRouterError, KeyError):
+    """Feedback names a route_id the router never issued, or one that expired."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DuplicateFeedbackError(BanditRouterError):
+    """Feedback for a route_id that was already rewarded."""
+
+
+class StateFormatError(BanditRouterError, ValueError):
+    """A state file is not in this library's format, or is damaged."""
+
+
+class NoEligibleModelError(BanditRouterError):
+    """No model satisfies the request's constraints (allowed subset, tools, context length, budget)."""
+
+
+class AllModelsFailedError(BanditRouterError):
+    """Every attempted model failed; `failures` maps each model to the error it raised."""
+
+    def __init__(self, message: str, failures: dict[str, BaseException]) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
+class DataFormatError(BanditRouterError, ValueError):
+    """A routing-table folder is malformed: a missing file or column, a score outside [0, 1], a negative cost."""

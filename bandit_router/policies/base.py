@@ -1,0 +1,128 @@
+"""The policy interface shared by every routing policy, and the registry of policies by name."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, StateFormatError
+
+__all__ = ["Policy", "PolicyConfig", "POLICIES", "register", "make_policy", "one_hot_argmax"]
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Base of the frozen, validated configs; subclasses add fields and override `validate`."""
+
+    def validate(self) -> None:
+        """Raise ConfigError naming any field outside its allowed range."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PolicyConfig":
+        allowed = {f.name for f in fields(cls)}
+        unknown = set(data) - allowed
+        if unknown:
+            raise ConfigError(f"{cls.__name__}: unknown settings {sorted(unknown)}; allowed: {sorted(allowed)}")
+        config = cls(**data)
+        config.validate()
+        return config
+
+
+def one_hot_argmax(utility: np.ndarray) -> np.ndarray:
+    """Probabilities that put all mass on the maximisers of `utility`, split evenly among ties."""
+    best = utility >= utility.max() - 1e-12
+    return best / best.sum()
+
+
+class Policy(ABC):
+    """Predicts each model's quality for a prompt vector and turns it into choice probabilities.
+
+    Policies predict quality only; the router passes each request's normalised cost c_a / tau in [0, 1] and
+    the request's dial, and the value of a model is quality - cost_weight * cost, so one learned state serves
+    every dial. Arms are model names that can be added and removed at run time.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type[PolicyConfig]] = PolicyConfig
+
+    def __init__(self, dim: int, arms: Sequence[str], config: PolicyConfig | None = None, seed: int | None = None):
+        if not isinstance(dim, int) or dim < 1:
+            raise ConfigError(f"dim must be a positive integer, got {dim!r}")
+        self.dim = dim
+        self.config = config if config is not None else self.Config()
+        if not isinstance(self.config, self.Config):
+            raise ConfigError(f"policy {self.name!r} takes a {self.Config.__name__}, got {type(self.config).__name__}")
+        self.config.validate()
+        self.rng = np.random.default_rng(seed)
+        self.arms: list[str] = []
+        for arm in arms:
+            self.add_arm(arm)
+
+    def index(self, arm: str) -> int:
+        try:
+            return self.arms.index(arm)
+        except ValueError:
+            raise ConfigError(f"unknown model {arm!r}; known: {self.arms}") from None
+
+    def add_arm(self, arm: str) -> None:
+        """Start learning about a new model."""
+        if arm in self.arms:
+            raise ConfigError(f"model {arm!r} is already known to the policy")
+        self.arms.append(arm)
+
+    def remove_arm(self, arm: str) -> None:
+        """Forget a model and what was learned about it."""
+        del self.arms[self.index(arm)]
+
+    @abstractmethod
+    def probabilities(self, x: np.ndarray, arms: Sequence[int], cost: np.ndarray,
+                      cost_weight: float) -> tuple[np.ndarray, np.ndarray]:
+        """Choice probabilities over `arms` (indices into self.arms) and their predicted quality.
+
+        `cost[i]` is arm i's predicted cost for this request divided by tau; `cost_weight` is the dial in [0, 1].
+        """
+
+    def update(self, x: np.ndarray, arm: str, reward: float) -> None:
+        """Learn from the reward in [0, 1] observed for `arm` on prompt vector `x` (no-op by default)."""
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Learned state as named arrays (empty for policies that do not learn)."""
+        return {}
+
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore arrays produced by `state()` for the same arms and dim."""
+        expected = self.state()
+        if set(state) != set(expected):
+            raise StateFormatError(f"policy {self.name!r} state has arrays {sorted(state)}, expected {sorted(expected)}")
+        for key, value in state.items():
+            if value.shape != expected[key].shape:
+                raise StateFormatError(f"policy {self.name!r} array {key!r} has shape {value.shape}, "
+                                       f"expected {expected[key].shape}")
+        self._set_state({k: np.array(v, dtype=expected[k].dtype) for k, v in state.items()})
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Install validated arrays; policies with state override this."""
+
+
+POLICIES: dict[str, type[Policy]] = {}
+
+
+def register(cls: type[Policy]) -> type[Policy]:
+    """Class decorator adding a policy to the registry under `cls.name`."""
+    POLICIES[cls.name] = cls
+    return cls
+
+
+def make_policy(name: str, dim: int, arms: Sequence[str], seed: int | None = None,
+                **settings: Any) -> Policy:
+    """Build a registered policy by name with settings checked against its config."""
+    if name not in POLICIES:
+        raise ConfigError(f"unknown policy {name!r}; registered: {sorted(POLICIES)}")
+    cls = POLICIES[name]
+    return cls(dim, arms, cls.Config.from_dict(settings), seed=seed)

@@ -1,0 +1,1 @@
+"""Offline wrappers around third-party routers, used as peers in our benchmarks."""
