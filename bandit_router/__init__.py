@@ -3,11 +3,15 @@
 from .decision import Completion, Decision
 from .encoders import Encoder, sentence_encoder
 from .errors import (AllModelsFailedError, BanditRouterError, ConfigError, DuplicateFeedbackError,
-                     NoEligibleModelError, StateFormatError, UnknownRouteError)
+                     ExpiredFeedbackTokenError, FeedbackLimitError, InvalidFeedbackTokenError, InvalidPromptError,
+                     NoEligibleModelError, StateFormatError, StoreUnavailableError, UnknownRouteError)
 from .models import Model
 from .policies import POLICIES, Policy, make_policy
 from .router import Router
+from .store import RedisStateStore, SQLiteStateStore, StateStore
 
 __all__ = ["AllModelsFailedError", "BanditRouterError", "Completion", "ConfigError", "Decision",
            "DuplicateFeedbackError", "Encoder", "Model", "NoEligibleModelError", "POLICIES", "Policy", "Router",
-           "StateFormatError", "UnknownRouteError", "make_policy", "sentence_encoder"]
+           "StateFormatError", "UnknownRouteError", "make_policy", "sentence_encoder",
+           "ExpiredFeedbackTokenError", "FeedbackLimitError", "InvalidFeedbackTokenError", "InvalidPromptError",
+           "RedisStateStore", "SQLiteStateStore", "StateStore", "StoreUnavailableError"]

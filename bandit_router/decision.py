@@ -16,7 +16,8 @@ class Decision:
 
     `propensity` is the probability the policy gave `model` (what off-policy evaluation needs);
     `predicted_quality`, `predicted_cost` (USD) and `probabilities` cover every eligible model;
-    `failed` lists models tried before `model` that raised a provider error (empty when none did).
+    `failed` lists models tried before `model` that raised a provider error (empty when none did);
+    `feedback_token` is the signed token feedback must bring when the router has a feedback_secret.
     """
 
     route_id: str
@@ -28,6 +29,7 @@ class Decision:
     probabilities: Mapping[str, float]
     created_at: float
     failed: tuple[str, ...] = ()
+    feedback_token: str | None = None
 
     def ranking(self) -> list[str]:
         """Eligible models from most to least preferred: the chosen one first, then by probability, then by

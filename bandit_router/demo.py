@@ -17,7 +17,7 @@ from .router import Router
 
 __all__ = ["DEMO_DIALS", "run_demo"]
 
-DEMO_DIALS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.4)
+DEMO_DIALS = (0.0, 0.05, 0.09, 0.12, 0.2, 0.4)
 
 
 def run_demo(seed: int = 0, out: str | Path = "demo-output", dials: Sequence[float] = DEMO_DIALS,

@@ -50,17 +50,18 @@ class Encoder:
                 if vector is not None:
                     self._cache.move_to_end(key)
                 out.append(vector)
-        missing = [i for i, v in enumerate(out) if v is None]
+        missing = {keys[i]: texts[i] for i, v in enumerate(out) if v is None}  # each distinct text once
         if missing:
-            fresh = np.asarray(self._embed_batch([texts[i] for i in missing]), dtype=np.float32)
+            fresh = np.asarray(self._embed_batch(list(missing.values())), dtype=np.float32)
             if fresh.ndim != 2 or fresh.shape[0] != len(missing):
                 raise ConfigError(f"encoder {self.name!r} returned shape {fresh.shape}, expected ({len(missing)}, dim)")
+            computed = dict(zip(missing, fresh))
+            out = [computed[key] if v is None else v for key, v in zip(keys, out)]
             with self._lock:
-                for i, vector in zip(missing, fresh):
-                    out[i] = vector
+                for key, vector in computed.items():
                     if self.cache_size:
-                        self._cache[keys[i]] = vector
-                        self._cache.move_to_end(keys[i])
+                        self._cache[key] = vector
+                        self._cache.move_to_end(key)
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
         if not texts:

@@ -30,6 +30,10 @@ class NoEligibleModelError(BanditRouterError):
     """No model satisfies the request's constraints (allowed subset, tools, context length, budget)."""
 
 
+class BudgetExceededError(NoEligibleModelError):
+    """No eligible model's worst-case cost fits in what the budget (or the request's key) has left."""
+
+
 class AllModelsFailedError(BanditRouterError):
     """Every attempted model failed; `failures` maps each model to the error it raised."""
 
@@ -40,3 +44,23 @@ class AllModelsFailedError(BanditRouterError):
 
 class DataFormatError(BanditRouterError, ValueError):
     """A routing-table folder is malformed: a missing file or column, a score outside [0, 1], a negative cost."""
+
+
+class InvalidPromptError(BanditRouterError, ValueError):
+    """A prompt is not text, is not valid UTF-8, or is longer than the router's max_prompt_chars."""
+
+
+class InvalidFeedbackTokenError(BanditRouterError):
+    """A feedback token is missing, malformed, forged, or was issued for another route_id."""
+
+
+class ExpiredFeedbackTokenError(InvalidFeedbackTokenError):
+    """A genuine feedback token whose validity period has ended."""
+
+
+class FeedbackLimitError(BanditRouterError):
+    """A feedback source has used up its share of feedback for the current window."""
+
+
+class StoreUnavailableError(BanditRouterError, ConnectionError):
+    """The shared state store (SQLite file or Redis server) could not be reached or stayed busy too long."""

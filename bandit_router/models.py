@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
@@ -65,7 +66,7 @@ class Model:
             if value is None:
                 raise ConfigError(
                     f"Model {self.name!r}: {key} is unknown to LiteLLM's cost map; give it explicitly (USD per token, >= 0)")
-            if not math.isfinite(value) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"Model {self.name!r}: {key} must be a finite number >= 0, got {value!r}")
         for key in ("context_window", "max_output_tokens"):
             value = getattr(self, key)

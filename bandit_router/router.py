@@ -7,21 +7,27 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from .budget import Budget, Reservation
 from .decision import Completion, Decision, Messages, messages_of, query_text
 from .encoders import Encoder, as_encoder
-from .errors import (AllModelsFailedError, ConfigError, DuplicateFeedbackError, NoEligibleModelError,
-                     UnknownRouteError)
+from .errors import (AllModelsFailedError, BudgetExceededError, ConfigError, DuplicateFeedbackError,
+                     InvalidPromptError, NoEligibleModelError, UnknownRouteError)
 from .models import Model, estimate_tokens
 from .policies import Policy, make_policy
-from .store import DecisionLog
+from .policies.ridge import RidgePolicy
+from .quota import SourceQuota
+from .redaction import hidden, hide
+from .store import DecisionLog, Replica, StateStore
+from .tokens import FeedbackTokens
 
-__all__ = ["Router", "RoutedStream", "AsyncRoutedStream", "check_cost_weight", "check_score"]
+__all__ = ["Router", "RoutedStream", "AsyncRoutedStream", "check_cost_weight", "check_score", "check_prompt"]
 
 
 def check_cost_weight(value: Any, field: str = "cost_weight") -> float:
@@ -40,6 +46,21 @@ def check_score(value: Any) -> float:
     return float(value)
 
 
+def check_prompt(prompt: Any, max_chars: int) -> tuple[str, str]:
+    """(text to encode, full text) of a prompt string or chat messages, or InvalidPromptError if the prompt is
+    not text, is not valid UTF-8 (e.g. lone surrogates from undecodable bytes) or exceeds `max_chars`."""
+    if isinstance(prompt, (bytes, bytearray, memoryview)):
+        raise InvalidPromptError("prompt must be str or chat messages, got bytes; decode it as UTF-8 first")
+    query, full_text = query_text(messages_of(prompt))
+    if len(full_text) > max_chars:
+        raise InvalidPromptError(f"prompt has {len(full_text)} characters; max_prompt_chars allows at most {max_chars}")
+    try:
+        full_text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InvalidPromptError(f"prompt is not valid UTF-8 text (character {error.start} cannot be encoded)") from None
+    return query, full_text
+
+
 def _retryable(error: BaseException) -> bool:
     """Provider failures worth trying another model for: timeouts, 5xx, rate limits, context too long."""
     import litellm
@@ -55,6 +76,7 @@ class _Pending:
     vector: np.ndarray
     model: str
     created_at: float
+    decision: Decision
 
 
 class Router:
@@ -75,6 +97,17 @@ class Router:
         expired_reward: reward applied when a decision expires unrated (None: expiry teaches nothing).
         expected_output_tokens: output length used to predict a call's cost when max_tokens is not given.
         max_attempts: models tried per call when providers fail (timeouts, 5xx, rate limits, context length).
+        budget: a spend Budget: routes reserve each call's worst-case cost, calls settle their real cost, and the
+            budget's pacer narrows the models a request may use (see `bandit_router.budget`).
+        state_store: share learned state with other replicas through a SQLiteStateStore (one machine) or a
+            RedisStateStore (many); linear policies only (see `bandit_router.store`).
+        sync_every: seconds between syncs with `state_store` (checked on route and feedback; `sync()` forces one).
+        feedback_secret: sign each decision's `feedback_token` with this secret (>= 16 bytes); feedback must then
+            bring the token (see `bandit_router.tokens`).
+        feedback_token_ttl: seconds a feedback token stays valid (default: pending_ttl).
+        source_limit: most feedback counted per source in any `source_window` seconds; feedback must then name
+            its `source` (see `bandit_router.quota`).
+        max_prompt_chars: longest prompt accepted, in characters; longer ones raise InvalidPromptError.
     """
 
     def __init__(self, models: Sequence[Model | str], policy: str | Policy = "linucb",
@@ -82,7 +115,11 @@ class Router:
                  cost_weight: float = 0.0, seed: int | None = None, log: str | Path | DecisionLog | None = None,
                  store_prompts: bool = False, store_vectors: bool = False, pending_ttl: float = 86_400.0,
                  max_pending: int = 100_000, expired_reward: float | None = None,
-                 expected_output_tokens: int = 256, max_attempts: int = 3) -> None:
+                 expected_output_tokens: int = 256, max_attempts: int = 3, budget: Budget | None = None,
+                 state_store: StateStore | None = None, sync_every: float = 5.0,
+                 feedback_secret: str | bytes | None = None, feedback_token_ttl: float | None = None,
+                 source_limit: int | None = None, source_window: float = 3600.0,
+                 max_prompt_chars: int = 4_000_000) -> None:
         cards = [m if isinstance(m, Model) else Model(m) for m in models]
         if not cards:
             raise ConfigError("models must name at least one model")
@@ -124,17 +161,48 @@ class Router:
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._closed: OrderedDict[str, str] = OrderedDict()  # route_id -> "rewarded" or "expired"
         self._lock = threading.RLock()
+        if budget is not None and not isinstance(budget, Budget):
+            raise ConfigError(f"budget must be a bandit_router.Budget or None, got {type(budget).__name__}")
+        self.budget = budget
+        self._held: dict[str, tuple[Reservation, dict[str, float]]] = {}  # route_id -> hold, worst case per model
+        hide(m.api_key for m in cards if m.api_key)
+        if isinstance(max_prompt_chars, bool) or not isinstance(max_prompt_chars, int) or max_prompt_chars < 1:
+            raise ConfigError(f"max_prompt_chars must be an integer >= 1, got {max_prompt_chars!r}")
+        self.max_prompt_chars = max_prompt_chars
+        self.tokens = None if feedback_secret is None else FeedbackTokens(
+            feedback_secret, self.pending_ttl if feedback_token_ttl is None else feedback_token_ttl)
+        self.quota = None if source_limit is None else SourceQuota(source_limit, source_window)
+        self.replica: Replica | None = None
+        if state_store is not None:
+            if not isinstance(self.policy, RidgePolicy):
+                raise ConfigError(f"state_store needs a linear policy (linucb, thompson, epsilon-greedy), "
+                                  f"got {self.policy.name!r}")
+            if not (isinstance(sync_every, (int, float)) and sync_every >= 0):
+                raise ConfigError(f"sync_every must be a number of seconds >= 0, got {sync_every!r}")
+            self.replica = Replica(state_store, self.policy, float(sync_every))
+            self.replica.maybe_sync(self._lock)
 
     # -- models ---------------------------------------------------------------------------------------------
-    def add_model(self, model: Model | str) -> None:
-        """Make a new model eligible from the next request on."""
+    def add_model(self, model: Model | str, features: np.ndarray | None = None) -> None:
+        """Make a new model eligible from the next request on.
+
+        `features` (see `bandit_router.policies.shared.model_features`) let a policy that shares what it learns
+        across models (shared-linucb) predict the new model's quality before any feedback; None adds it bare.
+        """
         card = model if isinstance(model, Model) else Model(model)
         with self._lock:
             if card.name in self.models:
                 raise ConfigError(f"model {card.name!r} is already in the router")
-            self.policy.add_arm(card.name)
+            if features is None:
+                self.policy.add_arm(card.name)
+            elif getattr(self.policy, "uses_features", False):
+                self.policy.add_arm(card.name, features=features)
+            else:
+                raise ConfigError(f"policy {self.policy.name!r} does not use model features; use shared-linucb")
             self.models[card.name] = card
             self.failures[card.name] = 0
+        if card.api_key:
+            hide([card.api_key])
 
     def remove_model(self, name: str) -> None:
         """Stop routing to a model; feedback still pending for it is dropped."""
@@ -147,7 +215,7 @@ class Router:
             del self.models[name]
             del self.failures[name]
             for route_id in [r for r, p in self._pending.items() if p.model == name]:
-                self._close(route_id, "expired")
+                self._close(route_id, "dropped")  # no expired_reward: the model is gone from the policy
 
     # -- routing --------------------------------------------------------------------------------------------
     def eligible(self, prompt_tokens: int, models: Sequence[str] | None = None, tools: bool = False,
@@ -161,6 +229,8 @@ class Router:
         names = [m for m in names if not tools or self.models[m].supports_tools]
         needed = prompt_tokens + (max_tokens or 0)
         names = [m for m in names if self.models[m].context_window is None or self.models[m].context_window >= needed]
+        names = [m for m in names if not max_tokens or self.models[m].max_output_tokens is None
+                 or self.models[m].max_output_tokens >= max_tokens]  # providers refuse a larger max_tokens
         if not names:
             raise NoEligibleModelError(
                 f"no model is eligible for this request (allowed={list(models) if models is not None else 'all'}, "
@@ -168,18 +238,23 @@ class Router:
         return names
 
     def route(self, prompt: str | Messages, cost_weight: float | None = None, models: Sequence[str] | None = None,
-              tools: bool = False, max_tokens: int | None = None) -> Decision:
+              tools: bool = False, max_tokens: int | None = None, budget_key: str | None = None) -> Decision:
         """Choose a model for `prompt` (a string or chat messages) under the dial `cost_weight`.
 
-        The decision waits for `feedback(decision.route_id, score)` until it expires.
+        The decision waits for `feedback(decision.route_id, score)` until it expires. With a budget, the
+        decision holds its model's worst-case cost under `budget_key` (a user or tenant; None: the global
+        account only) until `settle(route_id, cost)` or `release(route_id)`; complete/stream do both themselves.
         """
         dial = self.cost_weight if cost_weight is None else check_cost_weight(cost_weight)
-        query, full_text = query_text(messages_of(prompt))
+        query, full_text = check_prompt(prompt, self.max_prompt_chars)
         prompt_tokens = estimate_tokens(full_text)
         vector = self.encoder(query)
         with self._lock:
             self._expire()
             names = self.eligible(prompt_tokens, models, tools, max_tokens)
+            if self.budget is not None:
+                worst = self._affordable(names, prompt_tokens, max_tokens, budget_key)
+                names = self._paced(list(worst), vector, prompt_tokens, max_tokens, dial, budget_key)
             output_tokens = max_tokens or self.expected_output_tokens
             cost = np.array([self.models[m].cost(prompt_tokens, output_tokens) for m in names])
             tau = cost.max() or 1.0
@@ -189,18 +264,32 @@ class Router:
                 route_id=uuid.uuid4().hex, model=names[choice], propensity=float(probs[choice]), cost_weight=dial,
                 predicted_quality=dict(zip(names, map(float, quality))), predicted_cost=dict(zip(names, map(float, cost))),
                 probabilities=dict(zip(names, map(float, probs))), created_at=time.time())
-            self._pending[decision.route_id] = _Pending(vector, decision.model, decision.created_at)
+            if self.tokens is not None:
+                decision = replace(decision, feedback_token=self.tokens.issue(decision.route_id))
+            if self.budget is not None:
+                hold = self.budget.reserve(worst[decision.model], budget_key)
+                self._held[decision.route_id] = (hold, {m: worst[m] for m in names})
+            self._pending[decision.route_id] = _Pending(vector, decision.model, decision.created_at, decision)
             while len(self._pending) > self.max_pending:
                 self._close(next(iter(self._pending)), "expired")
         if self.log is not None:
             self.log.record_decision(decision, prompt=full_text if self.store_prompts else None,
                                      vector=vector if self.store_vectors else None)
+        if self.replica is not None:
+            self.replica.maybe_sync(self._lock)
         return decision
 
     # -- feedback -------------------------------------------------------------------------------------------
-    def feedback(self, route_id: str, score: float) -> None:
-        """Reward the model chosen for `route_id` with `score` in [0, 1] (1 = best answer)."""
+    def feedback(self, route_id: str, score: float, token: str | None = None, source: str | None = None) -> None:
+        """Reward the model chosen for `route_id` with `score` in [0, 1] (1 = best answer).
+
+        With a feedback_secret, `token` must be the decision's feedback_token; with a source_limit, `source`
+        names who gave the feedback. Once this returns, the feedback is acknowledged: it is in the local state
+        and, with a state_store, queued until a sync merges it.
+        """
         score = check_score(score)
+        if self.tokens is not None:
+            self.tokens.verify(route_id, token)
         with self._lock:
             self._expire()
             pending = self._pending.get(route_id)
@@ -210,24 +299,51 @@ class Router:
                     raise DuplicateFeedbackError(f"route_id {route_id!r} was already rewarded")
                 if reason == "expired":
                     raise UnknownRouteError(f"route_id {route_id!r} expired before feedback arrived")
+                if reason == "dropped":
+                    raise UnknownRouteError(f"route_id {route_id!r} expired: its model was removed from the router")
                 raise UnknownRouteError(f"unknown route_id {route_id!r}")
-            self.policy.update(pending.vector, pending.model, score)
+            if self.quota is not None:
+                source = self.quota.check(source)
+            routed = pending.decision
+            tau = max(routed.predicted_cost.values()) or 1.0
+            self.policy.update_routed(pending.vector, pending.model, score, routed.predicted_cost[pending.model] / tau,
+                                      routed.cost_weight, routed.probabilities[pending.model])
             self._close(route_id, "rewarded")
+            if self.quota is not None:
+                self.quota.count(source)
         if self.log is not None:
             self.log.record_feedback(route_id, score)
+        if self.replica is not None:
+            self.replica.maybe_sync(self._lock)
 
     def observe(self, prompt: str | Messages, model: str, score: float) -> None:
         """Learn an outcome seen outside routing (offline data, a full-information warm start)."""
         score = check_score(score)
         if model not in self.models:
             raise ConfigError(f"unknown model {model!r}; known: {list(self.models)}")
-        vector = self.encoder(query_text(messages_of(prompt))[0])
+        vector = self.encoder(check_prompt(prompt, self.max_prompt_chars)[0])
         with self._lock:
             self.policy.update(vector, model, score)
+        if self.replica is not None:
+            self.replica.maybe_sync(self._lock)
+
+    def sync(self) -> None:
+        """Push this replica's unsynced updates to the state_store and serve from the merged totals.
+
+        Raises StoreUnavailableError if the store cannot be reached (the updates stay queued).
+        """
+        if self.replica is None:
+            raise ConfigError("sync needs a router created with a state_store")
+        self.replica.sync(self._lock)
+
+    def _hidden(self, messages: Messages) -> AbstractContextManager[None]:
+        """Keep the prompt out of log records (LiteLLM logs requests at DEBUG) unless store_prompts is on."""
+        return nullcontext() if self.store_prompts else hidden(query_text(messages)[1].split("\n"))
 
     def pending(self, route_id: str) -> bool:
         """Whether `route_id` is still waiting for feedback."""
         with self._lock:
+            self._expire()
             return route_id in self._pending
 
     def _close(self, route_id: str, reason: str) -> None:
@@ -246,13 +362,63 @@ class Router:
                 break
             self._close(route_id, "expired")
 
+    # -- budget -------------------------------------------------------------------------------------------------
+    def worst_case_cost(self, model: str, prompt_tokens: int, max_tokens: int | None) -> float:
+        """USD a call can cost at most: the prompt plus max_tokens (else the model's output limit, else
+        expected_output_tokens) at the model's prices."""
+        card = self.models[model]
+        return card.cost(prompt_tokens, max_tokens or card.max_output_tokens or self.expected_output_tokens)
+
+    def _affordable(self, names: list[str], prompt_tokens: int, max_tokens: int | None,
+                    budget_key: str | None) -> dict[str, float]:
+        """Worst-case cost of each model in `names` whose worst case fits the budget; BudgetExceededError if none."""
+        worst = {m: self.worst_case_cost(m, prompt_tokens, max_tokens) for m in names}
+        fits = {m: c for m, c in worst.items() if self.budget.fits(c, budget_key)}
+        if not fits:
+            raise BudgetExceededError(
+                f"budget exhausted: ${self.budget.remaining(budget_key):.6g} left"
+                f"{'' if budget_key is None else f' for key {budget_key!r}'}, and the cheapest eligible model's "
+                f"worst-case cost is ${min(worst.values()):.6g} (give a smaller max_tokens or wait for the next period)")
+        return fits
+
+    def _paced(self, names: list[str], vector: np.ndarray, prompt_tokens: int, max_tokens: int | None, dial: float,
+               budget_key: str | None) -> list[str]:
+        """The affordable models the budget's pacer allows, judged by predicted quality per predicted USD."""
+        if self.budget.pacer == "none":
+            return names
+        cost = np.array([self.models[m].cost(prompt_tokens, max_tokens or self.expected_output_tokens) for m in names])
+        _, quality = self.policy.probabilities(vector, [self.policy.index(m) for m in names], cost / (cost.max() or 1.0),
+                                               dial)
+        return self.budget.pace(names, quality, cost, budget_key)
+
+    def settle(self, route_id: str, cost: float) -> None:
+        """Charge the budget the real cost (USD) of the call made for `route_id`, replacing its hold.
+
+        complete/stream settle by themselves; call this after routing with `route` and calling the model yourself.
+        Without a budget (or once settled) it does nothing.
+        """
+        with self._lock:
+            held = self._held.pop(route_id, None)
+        if held is not None:
+            self.budget.settle(held[0], cost)
+
+    def release(self, route_id: str) -> None:
+        """Drop the budget hold of `route_id` without charge (its call was not made)."""
+        with self._lock:
+            held = self._held.pop(route_id, None)
+        if held is not None:
+            self.budget.release(held[0])
+
     # -- calling models -------------------------------------------------------------------------------------
     def _prepare(self, prompt: str | Messages, cost_weight: float | None, models: Sequence[str] | None,
                  kwargs: Mapping[str, Any]) -> tuple[list[dict[str, Any]], Decision, list[str]]:
         messages = messages_of(prompt)
         decision = self.route(messages, cost_weight, models, tools=bool(kwargs.get("tools")),
-                              max_tokens=kwargs.get("max_tokens"))
-        return messages, decision, decision.ranking()[: self.max_attempts]
+                              max_tokens=kwargs.get("max_tokens"),
+                              budget_key=kwargs.pop("budget_key", None))  # type: ignore[attr-defined]
+        held = self._held.get(decision.route_id)
+        order = decision.ranking() if held is None else [m for m in decision.ranking() if held[1][m] <= held[0].amount]
+        return messages, decision, order[: self.max_attempts]
 
     def _served(self, decision: Decision, model: str, failed: list[str]) -> Decision:
         """The decision as served: after fallbacks the pending feedback is re-pointed at the model that answered."""
@@ -271,6 +437,7 @@ class Router:
             with self._lock:
                 if decision.route_id in self._pending:
                     self._close(decision.route_id, "expired")
+            self.release(decision.route_id)
             raise error
         failures[model] = error
         with self._lock:
@@ -282,6 +449,7 @@ class Router:
         with self._lock:
             if decision.route_id in self._pending:
                 self._close(decision.route_id, "expired")
+        self.release(decision.route_id)
         detail = "; ".join(f"{m}: {type(e).__name__}" for m, e in failures.items())
         return AllModelsFailedError(f"no model could serve the request after {len(failures)} attempt(s): {detail}",
                                     failures)
@@ -289,6 +457,7 @@ class Router:
     def _finish(self, decision: Decision, model: str, response: Any) -> Completion:
         usage = _usage(response)
         cost = self.models[model].cost(usage["prompt_tokens"], usage["completion_tokens"])
+        self.settle(decision.route_id, cost)
         if self.log is not None:
             self.log.record_call(decision.route_id, cost, usage["prompt_tokens"], usage["completion_tokens"])
         return Completion(response=response, decision=decision, cost=cost, usage=usage)
@@ -305,7 +474,8 @@ class Router:
         failures: dict[str, BaseException] = {}
         for model in order:
             try:
-                response = litellm.completion(messages=messages, **self.models[model].call_kwargs(), **kwargs)
+                with self._hidden(messages):
+                    response = litellm.completion(messages=messages, **self.models[model].call_kwargs(), **kwargs)
             except Exception as error:
                 self._failed(decision, model, error, failures)
                 continue
@@ -321,7 +491,9 @@ class Router:
         failures: dict[str, BaseException] = {}
         for model in order:
             try:
-                response = await litellm.acompletion(messages=messages, **self.models[model].call_kwargs(), **kwargs)
+                with self._hidden(messages):
+                    response = await litellm.acompletion(messages=messages, **self.models[model].call_kwargs(),
+                                                         **kwargs)
             except Exception as error:
                 self._failed(decision, model, error, failures)
                 continue
@@ -392,6 +564,7 @@ class _StreamBase:
     def _ended(self, model: str) -> None:
         usage = self.usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         self.cost = self.router.models[model].cost(usage["prompt_tokens"], usage["completion_tokens"])
+        self.router.settle(self.decision.route_id, self.cost)
         if self.router.log is not None:
             self.router.log.record_call(self.decision.route_id, self.cost, usage["prompt_tokens"],
                                         usage["completion_tokens"])
@@ -403,8 +576,9 @@ class RoutedStream(_StreamBase):
 
         for model in self._order:
             try:
-                chunks = iter(litellm.completion(**self._call_kwargs(model)))
-                first = next(chunks, None)
+                with self.router._hidden(self._messages):
+                    chunks = iter(litellm.completion(**self._call_kwargs(model)))
+                    first = next(chunks, None)
             except Exception as error:
                 self.router._failed(self.decision, model, error, self._failures)
                 continue
@@ -426,8 +600,9 @@ class AsyncRoutedStream(_StreamBase):
 
         for model in self._order:
             try:
-                chunks = (await litellm.acompletion(**self._call_kwargs(model))).__aiter__()
-                first = await anext(chunks, None)
+                with self.router._hidden(self._messages):
+                    chunks = (await litellm.acompletion(**self._call_kwargs(model))).__aiter__()
+                    first = await anext(chunks, None)
             except Exception as error:
                 self.router._failed(self.decision, model, error, self._failures)
                 continue

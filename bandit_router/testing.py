@@ -10,6 +10,8 @@ OpenAI client, e.g. LiteLLM's ``openai/<name>`` provider, at ``base_url``::
 
 Token accounting: prompt tokens = whitespace words in all message contents,
 completion tokens = words in the answer (or in the tool-call arguments JSON).
+Tool-call arguments follow the tool's schema: numbers are the prompt's first
+number, strings its first quoted phrase (else "example").
 
 Exceptions raised by LiteLLM 1.106 (``openai/`` provider, ``num_retries=0``,
 ``max_retries=0``) for the simulated failures:
@@ -46,6 +48,7 @@ Responder = Callable[[list[Message]], str]
 _COMPLETION_PATHS = ("/v1/chat/completions", "/chat/completions")
 _MODEL_PATHS = ("/v1/models", "/models")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_QUOTED = re.compile(r"(?<!\w)'([^']+)'(?!\w)|\"([^\"]+)\"")
 _IDS = itertools.count(1)  # completion and tool-call ids
 # status -> (type, code, message), as the OpenAI API sends them
 _FAILURES: dict[int, tuple[str, str, str]] = {
@@ -78,6 +81,12 @@ def echo(messages: list[Message]) -> str:
 
 def _words(text: str) -> int:
     return len(text.split())
+
+
+def _first_quoted(text: str) -> str | None:
+    """The first 'single-' or "double-quoted" phrase of ``text`` (None if there is none)."""
+    match = _QUOTED.search(text)
+    return None if match is None else match.group(1) or match.group(2)
 
 
 def _first_number(text: str) -> int | float | None:
@@ -149,20 +158,21 @@ def _resolve(ref: str, root: dict[str, Any]) -> dict[str, Any]:
     return node if isinstance(node, dict) else {}
 
 
-def example_from_schema(schema: dict[str, Any], number: int | float | None = None) -> Any:
+def example_from_schema(schema: dict[str, Any], number: int | float | None = None, text: str = "example") -> Any:
     """Build a small value matching a JSON schema (``$ref``/``$defs``/``anyOf`` aware).
 
     Objects get their required properties (all if none is required); numbers
-    are ``number`` if given, else 1; strings the first ``enum`` value or "example".
+    are ``number`` if given, else 1; strings the first ``enum`` value or ``text``.
     """
-    return _example(schema, number, schema, frozenset())
+    return _example(schema, number, schema, frozenset(), text)
 
 
-def _example(schema: dict[str, Any], number: int | float | None, root: dict[str, Any], seen: frozenset[str]) -> Any:
+def _example(schema: dict[str, Any], number: int | float | None, root: dict[str, Any], seen: frozenset[str],
+             text: str) -> Any:
     """``example_from_schema`` helper; ``seen`` holds the ``$ref``s being expanded (breaks cycles)."""
     if "$ref" in schema:
         ref = schema["$ref"]
-        return None if ref in seen else _example(_resolve(ref, root), number, root, seen | {ref})
+        return None if ref in seen else _example(_resolve(ref, root), number, root, seen | {ref}, text)
     if "const" in schema:
         return schema["const"]
     if schema.get("enum"):
@@ -170,21 +180,22 @@ def _example(schema: dict[str, Any], number: int | float | None, root: dict[str,
     for key in ("anyOf", "oneOf", "allOf"):
         if schema.get(key):
             options = [o for o in schema[key] if o.get("type") != "null" and o.get("$ref") not in seen]
-            return _example(options[0], number, root, seen) if options else None
+            return _example(options[0], number, root, seen, text) if options else None
     kind = schema.get("type", "object" if "properties" in schema else "string")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object":
         props = schema.get("properties", {})
-        return {name: _example(props.get(name, {}), number, root, seen) for name in schema.get("required") or props}
+        names = schema.get("required") or props
+        return {name: _example(props.get(name, {}), number, root, seen, text) for name in names}
     if kind == "array":
         items = schema.get("items")
         expandable = isinstance(items, dict) and items.get("$ref") not in seen
-        return [_example(items, number, root, seen)] if expandable else []
+        return [_example(items, number, root, seen, text)] if expandable else []
     if kind in ("integer", "number"):
         value = 1 if number is None else number
         return int(value) if kind == "integer" else value
-    return {"boolean": True, "null": None}.get(kind, "example")
+    return {"boolean": True, "null": None}.get(kind, text)
 
 
 def _json_answer(response_format: dict[str, Any], text: str, number: int | float | None) -> str:
@@ -261,7 +272,8 @@ def _answer(body: dict[str, Any], respond: Responder) -> tuple[dict[str, Any], s
     tool = _chosen_tool(body)
     if tool is not None:
         function = tool.get("function", {})
-        arguments = json.dumps(example_from_schema(function.get("parameters") or {}, number))
+        quoted = _first_quoted(last_user_text(messages)) or "example"
+        arguments = json.dumps(example_from_schema(function.get("parameters") or {}, number, quoted))
         call = {"id": f"call_{next(_IDS)}", "type": "function",
                 "function": {"name": function.get("name", ""), "arguments": arguments}}
         message = {"role": "assistant", "content": None, "tool_calls": [call], "refusal": None}

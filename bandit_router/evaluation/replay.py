@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..errors import BudgetExceededError
 from ..router import Router
 from .table import RoutingTable
 
@@ -23,7 +24,7 @@ class ReplayRun:
     order: np.ndarray  # row indices in the order they were routed
     chosen: np.ndarray  # model index chosen for each routed row
     propensity: np.ndarray
-    score: np.ndarray
+    score: np.ndarray  # 0 for a prompt the router's budget refused (chosen -1)
     cost: np.ndarray
 
     @property
@@ -58,9 +59,16 @@ def replay(table: RoutingTable, router: Router, cost_weight: float, seed: int, p
     chosen = np.empty(len(order), dtype=int)
     propensity = np.empty(len(order))
     for step, i in enumerate(order):
-        decision = router.route(table.prompts[i], cost_weight=cost_weight)
+        try:
+            decision = router.route(table.prompts[i], cost_weight=cost_weight)
+        except BudgetExceededError:  # the router's budget can pay for no model: the prompt goes unanswered
+            chosen[step], propensity[step] = -1, np.nan
+            if progress is not None:
+                progress(1)
+            continue
         k = column[decision.model]
         chosen[step], propensity[step] = k, decision.propensity
+        router.settle(decision.route_id, table.costs[i, k])  # a budget is charged the table's cost
         router.feedback(decision.route_id, table.scores[i, k])
         if feedback == "full":
             for other, model in enumerate(table.models):
@@ -68,5 +76,7 @@ def replay(table: RoutingTable, router: Router, cost_weight: float, seed: int, p
                     router.observe(table.prompts[i], model, table.scores[i, other])
         if progress is not None:
             progress(1)
+    answered = chosen >= 0
     return ReplayRun(policy_label or router.policy.name, cost_weight, seed, order, chosen, propensity,
-                     table.scores[order, chosen], table.costs[order, chosen])
+                     np.where(answered, table.scores[order, chosen], 0.0),
+                     np.where(answered, table.costs[order, chosen], 0.0))

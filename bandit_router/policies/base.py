@@ -29,6 +29,12 @@ class PolicyConfig:
         unknown = set(data) - allowed
         if unknown:
             raise ConfigError(f"{cls.__name__}: unknown settings {sorted(unknown)}; allowed: {sorted(allowed)}")
+        defaults = cls()
+        for key, value in data.items():  # settings often come from JSON or the command line: check their types
+            kind = type(getattr(defaults, key))
+            if kind in (bool, int, float, str) and (isinstance(value, bool) is not (kind is bool) or not isinstance(
+                    value, (int, float) if kind is float else kind)):
+                raise ConfigError(f"{cls.__name__}: {key} must be a {kind.__name__}, got {value!r}")
         config = cls(**data)
         config.validate()
         return config
@@ -50,6 +56,7 @@ class Policy(ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type[PolicyConfig]] = PolicyConfig
+    uses_features: ClassVar[bool] = False  # True: add_arm(arm, features=...) shares what is learned across models
 
     def __init__(self, dim: int, arms: Sequence[str], config: PolicyConfig | None = None, seed: int | None = None):
         if not isinstance(dim, int) or dim < 1:
@@ -90,6 +97,22 @@ class Policy(ABC):
 
     def update(self, x: np.ndarray, arm: str, reward: float) -> None:
         """Learn from the reward in [0, 1] observed for `arm` on prompt vector `x` (no-op by default)."""
+
+    def update_routed(self, x: np.ndarray, arm: str, reward: float, cost: float, cost_weight: float,
+                      propensity: float) -> None:
+        """Learn from feedback on a routed decision, with its context: `cost` is the normalised cost c / tau
+        the router passed for `arm`, `cost_weight` the request's dial and `propensity` the probability the
+        policy gave `arm`. The Router calls this on feedback; by default it is `update(x, arm, reward)`."""
+        self.update(x, arm, reward)
+
+    def absorb(self, X: np.ndarray, rewards: np.ndarray, arms: Sequence[str], weight: float = 1.0) -> None:
+        """Learn `rewards[i, k]` of `arms[k]` on prompt vector `X[i]` at once (full information, e.g. a prior),
+        each observation counting `weight` online ones. By default: one `update` per observation (weight 1)."""
+        if weight != 1.0:
+            raise ConfigError(f"policy {self.name!r} cannot weight observations; use strength 1")
+        for x, row in zip(X, rewards):
+            for arm, reward in zip(arms, row):
+                self.update(x, arm, float(reward))
 
     def state(self) -> dict[str, np.ndarray]:
         """Learned state as named arrays (empty for policies that do not learn)."""

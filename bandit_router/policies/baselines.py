@@ -39,6 +39,11 @@ class FixedPolicy(Policy):
     Config = FixedConfig
     config: FixedConfig
 
+    def __init__(self, dim: int, arms: Sequence[str], config: FixedConfig | None = None, seed: int | None = None):
+        super().__init__(dim, arms, config, seed)
+        if self.config.model not in self.arms:
+            raise ConfigError(f"policy 'fixed': model {self.config.model!r} is not one of the models {self.arms}")
+
     def probabilities(self, x: np.ndarray, arms: Sequence[int], cost: np.ndarray,
                       cost_weight: float) -> tuple[np.ndarray, np.ndarray]:
         names = [self.arms[a] for a in arms]

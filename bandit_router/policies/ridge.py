@@ -8,11 +8,11 @@ Sherman-Morrison rank-1 updates and never re-inverted on the hot path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StateFormatError
 from .base import Policy, PolicyConfig
 
 __all__ = ["RidgeConfig", "RidgePolicy"]
@@ -37,11 +37,32 @@ class RidgePolicy(Policy):
     def __init__(self, dim: int, arms: Sequence[str], config: RidgeConfig | None = None, seed: int | None = None):
         config = config if config is not None else self.Config()
         self.p = dim + int(config.intercept)
+        self._outer = np.empty((self.p, self.p))  # scratch for the rank-1 update, so updates allocate nothing big
         self.A = np.zeros((0, self.p, self.p))
         self.A_inv = np.zeros((0, self.p, self.p))
         self.b = np.zeros((0, self.p))
         self.theta = np.zeros((0, self.p))
+        self._delta: dict[str, _Delta] | None = None  # per-model changes not yet pushed to a shared store
+        self._base: dict[str, dict[str, np.ndarray]] = {}  # what was learned before sharing started
         super().__init__(dim, arms, config, seed)
+
+    @property
+    def A(self) -> np.ndarray:
+        """lambda I + sum z z^T per model; `update` defers the outer products, which are added here in batches."""
+        for k in range(len(self._unsummed)):
+            self._sum_outer(k)
+        return self._A
+
+    @A.setter
+    def A(self, value: np.ndarray) -> None:
+        self._A = value
+        self._unsummed: list[list[np.ndarray]] = [[] for _ in range(len(value))]
+
+    def _sum_outer(self, k: int) -> None:
+        if self._unsummed[k]:
+            Z = np.stack(self._unsummed[k])
+            self._A[k] += Z.T @ Z
+            self._unsummed[k].clear()
 
     def features(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
@@ -60,28 +81,106 @@ class RidgePolicy(Policy):
     def remove_arm(self, arm: str) -> None:
         k = self.index(arm)
         super().remove_arm(arm)
+        if self._delta is not None:
+            self._delta.pop(arm, None)
+        self._base.pop(arm, None)
         self.A, self.A_inv, self.b, self.theta = (np.delete(m, k, axis=0) for m in (self.A, self.A_inv, self.b, self.theta))
 
     def predict(self, x: np.ndarray, arms: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean quality and its standard deviation (unit noise) for each arm in `arms`."""
         z = self.features(x)
         arms = np.asarray(arms, dtype=int)
-        mean = self.theta[arms] @ z
-        var = np.einsum("kp,p->k", self.A_inv[arms] @ z, z)
-        return mean, np.sqrt(np.maximum(var, 0.0))
+        var = (self.A_inv @ z) @ z  # every arm, then pick: indexing A_inv[arms] first would copy K p x p matrices
+        return (self.theta @ z)[arms], np.sqrt(np.maximum(var[arms], 0.0))
 
     def update(self, x: np.ndarray, arm: str, reward: float) -> None:
         k = self.index(arm)
         z = self.features(x)
-        Az = self.A_inv[k] @ z
-        self.A_inv[k] -= np.outer(Az, Az) / (1.0 + z @ Az)
-        self.A[k] += np.outer(z, z)
+        A_inv = self.A_inv[k]
+        Az = A_inv @ z
+        A_inv -= np.multiply(Az[:, None], Az / (1.0 + z @ Az), out=self._outer)
+        self._unsummed[k].append(z.copy())
+        if len(self._unsummed[k]) >= 64:
+            self._sum_outer(k)
         self.b[k] += reward * z
-        self.theta[k] = self.A_inv[k] @ self.b[k]
+        self.theta[k] = A_inv @ self.b[k]
+        if self._delta is not None:
+            self._delta.setdefault(arm, _Delta(self.p)).add(z, reward)
 
     def state(self) -> dict[str, np.ndarray]:
         return {"A": self.A, "A_inv": self.A_inv, "b": self.b}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        if not all(np.isfinite(state[key]).all() for key in ("A", "A_inv", "b")):
+            raise StateFormatError(f"policy {self.name!r} state holds NaN or infinite values")
         self.A, self.A_inv, self.b = state["A"], state["A_inv"], state["b"]
-        self.theta = np.einsum("kpq,kq->kp", self.A_inv, self.b)
+        self.theta = np.zeros_like(self.b)
+        for k in range(len(self.b)):  # the same product as `update`, so a loaded policy predicts bit for bit alike
+            self.theta[k] = self.A_inv[k] @ self.b[k]
+
+    # -- sharing with other replicas (bandit_router.store) ----------------------------------------------------
+    def share(self) -> None:
+        """Start recording every update as an additive per-model delta, collected by `take_delta`.
+
+        What the policy learned before (a prior, a loaded file) stays this replica's own base: it is kept
+        under the merged totals, never pushed, so replicas starting from the same prior do not count it twice.
+        """
+        if self._delta is None:
+            self._delta = {}
+            lam = self.config.regularization
+            self._base = {arm: {"A": self.A[k] - lam * np.eye(self.p), "b": self.b[k].copy()}
+                          for k, arm in enumerate(self.arms)}
+
+    def take_delta(self) -> dict[str, dict[str, np.ndarray]]:
+        """Per-model sums {"A": sum z z^T, "b": sum r z, "n": count} of the updates since the last call."""
+        delta, self._delta = self._delta or {}, {}
+        return {arm: d.arrays() for arm, d in delta.items()}
+
+    def install_totals(self, totals: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+        """Serve from merged `totals` (every replica's deltas summed) plus this replica's unsynced updates.
+
+        A = lambda I + base + totals + unsynced (base: what was learned before `share`); A^-1 is recomputed by
+        inversion, once per sync.
+        """
+        lam = self.config.regularization
+        A = np.repeat(lam * np.eye(self.p)[None], len(self.arms), axis=0)
+        b = np.zeros((len(self.arms), self.p))
+        unsynced = {arm: d.arrays() for arm, d in (self._delta or {}).items()}
+        for k, arm in enumerate(self.arms):
+            for part in (self._base.get(arm), totals.get(arm), unsynced.get(arm)):
+                if part is None:
+                    continue
+                if part["A"].shape != (self.p, self.p) or part["b"].shape != (self.p,):
+                    raise StateFormatError(f"shared state of model {arm!r} has shapes {part['A'].shape}, "
+                                           f"{part['b'].shape}; this policy expects ({self.p}, {self.p}), ({self.p},)")
+                A[k] += part["A"]
+                b[k] += part["b"]
+        self.A, self.b, self.A_inv = A, b, np.linalg.inv(A)
+        self.theta = np.zeros_like(b)
+        for k in range(len(b)):
+            self.theta[k] = self.A_inv[k] @ b[k]
+
+
+class _Delta:
+    """Running sums of one model's updates; outer products are added in batches, as in `RidgePolicy.A`."""
+
+    def __init__(self, p: int) -> None:
+        self.A, self.b, self.n = np.zeros((p, p)), np.zeros(p), 0
+        self._zs: list[np.ndarray] = []
+
+    def add(self, z: np.ndarray, reward: float) -> None:
+        self._zs.append(z.copy())
+        self.b += reward * z
+        self.n += 1
+        if len(self._zs) >= 64:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._zs:
+            Z = np.stack(self._zs)
+            self.A += Z.T @ Z
+            self._zs.clear()
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        self._flush()
+        return {"A": self.A.copy(), "b": self.b.copy(), "n": np.array(self.n, dtype=np.int64)}

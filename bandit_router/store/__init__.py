@@ -1,5 +1,7 @@
-"""Where decisions and their outcomes are recorded."""
+"""Where decisions, their outcomes and the learned state shared by replicas are kept."""
 
-from .sqlite import DecisionLog
+from .base import Replica, StateStore
+from .redis import RedisStateStore
+from .sqlite import DecisionLog, SQLiteStateStore
 
-__all__ = ["DecisionLog"]
+__all__ = ["DecisionLog", "Replica", "RedisStateStore", "SQLiteStateStore", "StateStore"]

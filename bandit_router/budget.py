@@ -1,0 +1,305 @@
+"""Budgets: an exact spend ledger with a hard cap, and pacing that shapes routing so the budget lasts.
+
+A `Budget` holds one account for the whole router and, with `key_limit`, one per key (a user, a tenant).
+Each account's limit applies per period: a time window in seconds or a number of queries, after which the
+account starts afresh. Before a call the router reserves the call's worst-case cost (prompt tokens plus
+max_tokens at the model's prices); a model whose worst case does not fit is not eligible. After the call the
+reservation is settled with the real cost reported by LiteLLM (or released if the call failed), so the ledger's
+spend is exactly the sum of the settled costs.
+
+Pacing decides which affordable models a request may use:
+- "knapsack" (default): PILOT's online multi-choice knapsack. With z the share of the current bin's budget
+  spent or reserved, model l is allowed while value_l / cost_l >= Psi(z) = (U e / L)^z (L / e), value_l
+  being the policy's predicted quality and cost_l the predicted cost; L and U bound the value/cost ratio
+  (given, or the smallest and largest ratio seen so far). The period is cut into `bins` bins, each with
+  budget limit / bins, and what a bin leaves unspent rolls over to the next.
+- "split": a fixed per-query split: model l is allowed while its predicted cost <= limit / queries per period.
+- "none": the hard cap only.
+When no model passes the pacer, the cheapest affordable one is used (as PILOT does).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import BudgetExceededError, ConfigError
+
+__all__ = ["Budget", "Reservation", "zcl_threshold"]
+
+PACERS = ("knapsack", "split", "none")
+UNITS = ("seconds", "queries")
+
+
+def zcl_threshold(z: float, low: float, high: float) -> float:
+    """PILOT's ZCL threshold Psi(z) = (U e / L)^z (L / e) for spent share z in [0, 1] and ratio bounds L <= U."""
+    z = min(max(z, 0.0), 1.0)
+    return (high * math.e / low) ** z * (low / math.e)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Money held for one call until it is settled or released."""
+
+    id: int
+    amount: float
+    key: str | None
+
+
+@dataclass
+class _Account:
+    """One ledger: a limit per period, spend and reservations, and the pacer's bin bookkeeping."""
+
+    limit: float
+    window: int = -1  # index of the current period
+    spent: float = 0.0  # settled spend in the current period
+    total: float = 0.0  # settled spend over the account's lifetime
+    queries: int = 0  # queries reserved in the current period
+    spent_before_bin: float = 0.0  # spend of the current period before the current bin started
+    bin: int = 0
+    calls: int = 0  # settled calls over the lifetime
+    holds: dict[int, float] = field(default_factory=dict)  # reservation id -> USD held for a call in flight
+
+    @property
+    def reserved(self) -> float:
+        return math.fsum(self.holds.values())
+
+    def available(self) -> float:
+        return self.limit - self.spent - self.reserved
+
+
+class Budget:
+    """A spend limit per period with a hard cap and a pacer (see the module docstring).
+
+    Args:
+        limit: USD the router may spend per period (over all keys).
+        period: length of a period: seconds (unit="seconds") or queries (unit="queries"); None: one period
+            for the budget's lifetime.
+        unit: "seconds" or "queries".
+        pacer: "knapsack" (PILOT's online knapsack), "split" (fixed per-query split) or "none" (hard cap only).
+        bins: bins per period of the knapsack pacer; unspent budget rolls over from bin to bin.
+        ratio_range: (L, U), bounds of a model's predicted quality / predicted cost (quality per USD);
+            None estimates them from the ratios seen so far.
+        expected_queries: queries per period for the split pacer when the period is in seconds.
+        key_limit: each key's own limit per period (same period and pacer), or None for no per-key accounts.
+        clock: time source in seconds (for tests).
+    """
+
+    def __init__(self, limit: float, period: float | None = None, unit: str = "seconds", pacer: str = "knapsack",
+                 bins: int = 20, ratio_range: tuple[float, float] | None = None,
+                 expected_queries: int | None = None, key_limit: float | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.limit = _positive(limit, "limit")
+        self.key_limit = None if key_limit is None else _positive(key_limit, "key_limit")
+        if unit not in UNITS:
+            raise ConfigError(f"unit must be one of {UNITS}, got {unit!r}")
+        if period is not None:
+            period = _positive(period, "period")
+            if unit == "queries" and not float(period).is_integer():
+                raise ConfigError(f"period must be a whole number of queries when unit='queries', got {period!r}")
+        if pacer not in PACERS:
+            raise ConfigError(f"pacer must be one of {PACERS}, got {pacer!r}")
+        if not (isinstance(bins, int) and not isinstance(bins, bool) and bins >= 1):
+            raise ConfigError(f"bins must be an integer >= 1, got {bins!r}")
+        if ratio_range is not None:
+            low, high = (float(v) for v in ratio_range)
+            if not (0 < low <= high < math.inf):
+                raise ConfigError(f"ratio_range must be (L, U) with 0 < L <= U < inf, got {ratio_range!r}")
+            ratio_range = (low, high)
+        if expected_queries is not None and not (isinstance(expected_queries, int) and expected_queries >= 1):
+            raise ConfigError(f"expected_queries must be an integer >= 1, got {expected_queries!r}")
+        if pacer == "split":
+            expected_queries = expected_queries or (int(period) if unit == "queries" and period else None)
+            if expected_queries is None:
+                raise ConfigError("the split pacer needs the queries per period: give period in queries "
+                                  "(unit='queries') or expected_queries")
+        self.period = period
+        self.unit = unit
+        self.pacer = pacer
+        self.bins = bins
+        self.ratio_range = ratio_range
+        self.expected_queries = expected_queries
+        self.clock = clock
+        self._origin = clock()
+        self._seen_ratio: list[float] = [math.inf, 0.0]  # smallest and largest quality/cost ratio seen
+        self._cheapest: list[float] = [0.0, 0]  # sum and count of each request's cheapest predicted cost
+        self._global = _Account(self.limit)
+        self._keys: dict[str, _Account] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    # -- accounts -------------------------------------------------------------------------------------------
+    def _accounts(self, key: str | None, arriving: bool = True) -> list[_Account]:
+        """The accounts a request under `key` draws on, rolled to the current period and bin (a period of
+        queries rolls over only when a query arrives, not when the ledger is read)."""
+        accounts = [self._global]
+        if key is not None and self.key_limit is not None:
+            accounts.append(self._keys.setdefault(key, _Account(self.key_limit)))
+        for account in accounts:
+            self._roll(account, arriving)
+        return accounts
+
+    def _position(self, account: _Account, arriving: bool) -> tuple[int, float]:
+        """(period index, position within the period in [0, 1))."""
+        if self.period is None:
+            return 0, 0.0
+        elapsed = self.clock() - self._origin if self.unit == "seconds" else None
+        if elapsed is not None:
+            return int(elapsed // self.period), (elapsed % self.period) / self.period
+        # queries: the period index advances once a full period of queries has been reserved
+        if arriving and account.queries >= self.period:
+            return account.window + 1, 0.0
+        return max(account.window, 0), account.queries / self.period
+
+    def _roll(self, account: _Account, arriving: bool) -> None:
+        window, position = self._position(account, arriving)
+        if window != account.window:
+            account.window, account.spent, account.queries = window, 0.0, 0
+            account.spent_before_bin, account.bin, position = 0.0, 0, 0.0 if self.unit == "queries" else position
+        current = min(int(position * self.bins), self.bins - 1)
+        if current != account.bin:
+            account.bin, account.spent_before_bin = current, account.spent
+
+    def _share_spent(self, account: _Account) -> float:
+        """z: share of the current bin's budget (its own plus rollover) already spent or reserved."""
+        if self.period is None:
+            return (account.spent + account.reserved) / account.limit
+        allowance = account.limit * (account.bin + 1) / self.bins - account.spent_before_bin
+        used = account.spent - account.spent_before_bin + account.reserved
+        return 1.0 if allowance <= 0 else used / allowance
+
+    # -- pacing ---------------------------------------------------------------------------------------------
+    def fits(self, amount: float, key: str | None = None) -> bool:
+        """Whether `amount` USD can be reserved now for a request under `key`."""
+        with self._lock:
+            return all(amount <= a.available() for a in self._accounts(key))
+
+    def threshold(self, key: str | None = None) -> float:
+        """The knapsack pacer's current Psi(z) in quality per USD (the strictest of the request's accounts)."""
+        with self._lock:
+            low, high = self._ratio_bounds()
+            return max(zcl_threshold(self._share_spent(a), low, high) for a in self._accounts(key))
+
+    def _ratio_bounds(self) -> tuple[float, float]:
+        if self.ratio_range is not None:
+            return self.ratio_range
+        low, high = self._seen_ratio
+        return (low, high) if low <= high else (1.0, 1.0)
+
+    def pace(self, names: Sequence[str], quality: np.ndarray, cost: np.ndarray, key: str | None = None) -> list[str]:
+        """The models among `names` the pacer allows, given each one's predicted quality and cost (USD).
+
+        Never empty: when the pacer allows none, the cheapest of `names` is returned.
+        """
+        quality, cost = np.asarray(quality, dtype=float), np.asarray(cost, dtype=float)
+        if self.pacer == "none":
+            return list(names)
+        with self._lock:
+            self._cheapest = [self._cheapest[0] + cost.min(), self._cheapest[1] + 1]
+            keep = self._kept_for_the_rest()
+        if self.pacer == "split":
+            allowed = cost <= self.limit / self.expected_queries
+            if key is not None and self.key_limit is not None:
+                allowed &= cost <= self.key_limit / self.expected_queries
+        else:
+            ratio = np.where(cost > 0, np.clip(np.nan_to_num(quality, nan=1.0), 1e-3, None) / np.maximum(cost, 1e-300),
+                             np.inf)
+            with self._lock:
+                finite = ratio[np.isfinite(ratio)]
+                if finite.size:
+                    self._seen_ratio = [min(self._seen_ratio[0], finite.min()), max(self._seen_ratio[1], finite.max())]
+            allowed = ratio >= self.threshold(key)
+        allowed &= cost <= keep
+        if not allowed.any():
+            return [names[int(np.argmin(cost))]]
+        return [n for n, ok in zip(names, allowed) if ok]
+
+    def _kept_for_the_rest(self) -> float:
+        """Most a request may cost so that the queries left in the period can still be served at the typical
+        cheapest cost (inf when the period's number of queries is unknown)."""
+        queries = self.expected_queries or (int(self.period) if self.unit == "queries" and self.period else None)
+        if queries is None:
+            return math.inf
+        account = self._accounts(None)[0]
+        done = account.queries if self.unit == "queries" else self._position(account, False)[1] * queries
+        left = max(queries - done - 1, 0)
+        return account.available() - left * self._cheapest[0] / self._cheapest[1]
+
+    # -- the ledger -----------------------------------------------------------------------------------------
+    def reserve(self, amount: float, key: str | None = None) -> Reservation:
+        """Hold `amount` USD for a call under `key`; BudgetExceededError if any of its accounts lacks it."""
+        amount = _non_negative(amount, "amount")
+        with self._lock:
+            accounts = self._accounts(key)
+            for account, name in zip(accounts, ("the budget", f"key {key!r}")):
+                if amount > account.available():
+                    raise BudgetExceededError(
+                        f"{name} cannot cover a call's worst-case cost of ${amount:.6g}: "
+                        f"${account.available():.6g} of ${account.limit:.6g} left this period")
+            reservation = Reservation(next(self._ids), amount, key)
+            for account in accounts:
+                account.queries += 1
+                account.holds[reservation.id] = amount
+            return reservation
+
+    def settle(self, reservation: Reservation, cost: float) -> None:
+        """Replace the hold of `reservation` by the call's real cost (USD, as LiteLLM reported it)."""
+        cost = _non_negative(cost, "cost")
+        with self._lock:
+            for account in self._holders(reservation):
+                del account.holds[reservation.id]
+                account.spent += cost
+                account.total += cost
+                account.calls += 1
+
+    def release(self, reservation: Reservation) -> None:
+        """Drop the hold of `reservation` (its call never happened or failed without charge)."""
+        with self._lock:
+            for account in self._holders(reservation):
+                del account.holds[reservation.id]
+
+    def _holders(self, reservation: Reservation) -> list[_Account]:
+        accounts = [self._global, self._keys.get(reservation.key)] if reservation.key is not None else [self._global]
+        holders = [a for a in accounts if a is not None and reservation.id in a.holds]
+        if not holders:
+            raise ConfigError(f"reservation {reservation.id} is not held (already settled or released?)")
+        return holders
+
+    # -- reading the ledger ---------------------------------------------------------------------------------
+    def spent(self, key: str | None = None) -> float:
+        """Settled spend of the current period (of `key`'s account when given)."""
+        with self._lock:
+            return self._accounts(key, arriving=False)[-1].spent
+
+    def remaining(self, key: str | None = None) -> float:
+        """What can still be reserved this period under `key` (the tighter of its accounts)."""
+        with self._lock:
+            return min(a.available() for a in self._accounts(key, arriving=False))
+
+    def total_spent(self, key: str | None = None) -> float:
+        """Settled spend over the budget's lifetime (of `key`'s account when given)."""
+        with self._lock:
+            return self._accounts(key, arriving=False)[-1].total
+
+    def reserved(self, key: str | None = None) -> float:
+        """Held for calls in flight (of `key`'s account when given)."""
+        with self._lock:
+            return self._accounts(key, arriving=False)[-1].reserved
+
+
+def _positive(value: object, field_name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
+        raise ConfigError(f"{field_name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _non_negative(value: object, field_name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (0 <= value < math.inf):
+        raise ConfigError(f"{field_name} must be a finite number >= 0 (USD), got {value!r}")
+    return float(value)

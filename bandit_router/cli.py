@@ -1,0 +1,138 @@
+"""The `bandit-router` command. Each subcommand is one `_add_<name>` function that registers its parser and
+sets `run`, the function called with the parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from typing import Sequence
+
+from .errors import BanditRouterError, ConfigError
+
+__all__ = ["main"]
+
+DEFAULT_POLICIES = "linucb,thompson,epsilon-greedy,random,cheapest"
+DEFAULT_DIALS = "0,0.1,0.3,0.5,0.8"
+
+
+def _dials(text: str) -> list[float]:
+    from .router import check_cost_weight
+
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--dial must be comma-separated numbers in [0, 1], got {text!r}") from None
+    if not values:
+        raise ConfigError("--dial needs at least one value in [0, 1]")
+    return sorted({check_cost_weight(v, "--dial") for v in values})
+
+
+def _policies(text: str) -> list[str]:
+    from .policies import POLICIES
+
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [p for p in names if p not in POLICIES]
+    if not names or unknown:
+        raise ConfigError(f"--policy must name registered policies, got {unknown or text!r}; "
+                          f"registered: {sorted(POLICIES)}")
+    return names
+
+
+def _settings(text: str) -> dict[str, dict]:
+    try:
+        settings = json.loads(text)
+    except ValueError:
+        raise ConfigError(f"--settings must be JSON like '{{\"linucb\": {{\"alpha\": 1.0}}}}', got {text!r}") from None
+    if not isinstance(settings, dict) or not all(isinstance(v, dict) for v in settings.values()):
+        raise ConfigError("--settings must map policy names to objects of settings")
+    return settings
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .encoders import sentence_encoder
+    from .evaluation import load_table, table_vectors
+    from .evaluation.report import write_report
+    from .evaluation.sweep import SweepSpec, reference_runs, run_sweep
+
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be an integer >= 1, got {args.seeds}")
+    spec = SweepSpec(_policies(args.policy), _dials(args.dial), list(range(args.seeds)), _settings(args.settings),
+                     warm_start=args.warm_start, feedback=args.feedback)
+    table = load_table(args.data_dir, invalid_rows=args.invalid_rows)
+    print(table.summary(), file=sys.stderr)
+    encoder = sentence_encoder(args.encoder)
+    vectors = table_vectors(table, encoder, progress=True)
+    started = time.perf_counter()
+    refs = [(run, None) for run in reference_runs(table, vectors, spec.dials, spec.seeds)]
+    n_runs = len(spec.policies) * len(spec.dials) * len(spec.seeds)
+    with tqdm(total=n_runs * len(table), desc=f"replaying {n_runs} runs", unit="prompt", smoothing=0) as bar:
+        runs = run_sweep(table, vectors, encoder.name, spec, workers=args.workers,
+                         on_done=lambda run, seconds: bar.update(len(table)))
+    command = "bandit-router " + " ".join(shlex.quote(a) for a in args.argv)
+    paths = write_report(args.out, table, [*runs, *refs], regret_dial=args.regret_dial, command=command)
+    print(f"{n_runs} runs in {time.perf_counter() - started:.0f} s; wrote " + ", ".join(map(str, paths.values())),
+          file=sys.stderr)
+    return 0
+
+
+def _add_replay(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("replay", help="replay a routing-table folder through the router: policies x dials x seeds",
+                       description="Replay DATA_DIR (prompts.csv, outcomes.csv, models.json) through the real Router, "
+                                   "once per policy x dial x seed with bandit feedback, beside each single model, the "
+                                   "oracle and a full-information ridge router; writes results.csv, summary.md and "
+                                   "PNG plots into --out.")
+    p.add_argument("data_dir", help="routing-table folder")
+    p.add_argument("--policy", default=DEFAULT_POLICIES, help=f"comma-separated policy names (default {DEFAULT_POLICIES})")
+    p.add_argument("--dial", default=DEFAULT_DIALS, help=f"comma-separated cost weights in [0, 1] (default {DEFAULT_DIALS})")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds, 0..N-1 (default 3)")
+    p.add_argument("--out", default="replay-output", help="output folder (default replay-output)")
+    p.add_argument("--invalid-rows", choices=("raise", "drop"), default="raise",
+                   help="what to do with outcome rows whose score is outside [0, 1] or cost negative")
+    p.add_argument("--warm-start", type=float, default=0.0,
+                   help="share of the shuffled prompts first learned with every model's score (default 0)")
+    p.add_argument("--feedback", choices=("bandit", "full"), default="bandit",
+                   help="bandit: only the chosen model's score is learned (default); full: every model's")
+    p.add_argument("--settings", default="{}", help='policy settings as JSON, e.g. \'{"linucb": {"alpha": 1.0}}\'')
+    p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--encoder", default="sentence-transformers/all-MiniLM-L6-v2", help="sentence-transformers model")
+    p.add_argument("--regret-dial", type=float, default=None, help="dial of the regret plot (default: the lowest)")
+    p.set_defaults(run=_replay)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(seed=args.seed, out=args.out)
+    return 0
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="replay the bundled llmrouter-9 set and show what routing buys")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
+    p.set_defaults(run=_demo)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `bandit-router` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="bandit-router", description="Bandit-routed LLM calls.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_replay, _add_demo):
+        add(sub)
+    args = parser.parse_args(argv)
+    args.argv = argv
+    try:
+        return args.run(args)
+    except BanditRouterError as error:
+        print(f"bandit-router {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

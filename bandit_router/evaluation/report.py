@@ -1,0 +1,139 @@
+"""The written result of a sweep: results.csv (one row per run), summary.md and the PNG plots."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .metrics import aiq, apgr, cumulative_regret
+from .plots import plot_frontier, plot_regret
+from .replay import ReplayRun
+from .table import RoutingTable
+
+__all__ = ["RESULT_COLUMNS", "result_row", "write_report"]
+
+RESULT_COLUMNS = ("policy", "dial", "seed", "n", "mean_score", "mean_cost", "score_pct_best", "cost_pct_best",
+                  "regret_vs_oracle", "regret_vs_best_fixed", "seconds")
+
+
+def _best_single(table: RoutingTable) -> int:
+    return int(table.scores.mean(axis=0).argmax())
+
+
+def result_row(table: RoutingTable, run: ReplayRun, seconds: float | None = None) -> dict[str, object]:
+    """One results.csv row: means, both as % of the best single model's, and total regret (utility at the dial)."""
+    best = _best_single(table)
+    regret = cumulative_regret(table.scores[run.order], table.costs[run.order], run.cost_weight, run.chosen)
+    return {"policy": run.policy, "dial": run.cost_weight, "seed": run.seed, "n": len(run.order),
+            "mean_score": run.mean_score, "mean_cost": run.mean_cost,
+            "score_pct_best": 100 * run.mean_score / table.scores[:, best].mean(),
+            "cost_pct_best": 100 * run.mean_cost / table.costs[:, best].mean(),
+            "regret_vs_oracle": float(regret["oracle"][-1]), "regret_vs_best_fixed": float(regret["best_fixed"][-1]),
+            "seconds": "" if seconds is None else round(seconds, 2)}
+
+
+def _by(runs: Sequence[ReplayRun]) -> dict[str, dict[float, list[ReplayRun]]]:
+    grouped: dict[str, dict[float, list[ReplayRun]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        grouped[run.policy][run.cost_weight].append(run)
+    return grouped
+
+
+def _cell(values: list[float], fmt: str) -> str:
+    return format(np.mean(values), fmt) + (f" ± {np.std(values):{fmt}}" if len(values) > 1 else "")
+
+
+def _grid(title: str, grouped, dials: list[float], value, fmt: str) -> list[str]:
+    lines = [f"**{title}**", "", "| policy | " + " | ".join(f"w={d:g}" for d in dials) + " |",
+             "|---|" + "---:|" * len(dials)]
+    for policy, by_dial in grouped.items():
+        cells = [_cell([value(r) for r in by_dial[d]], fmt) if by_dial.get(d) else "" for d in dials]
+        lines.append(f"| {policy} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def write_report(out: str | Path, table: RoutingTable, runs: Sequence[tuple[ReplayRun, float | None]],
+                 regret_dial: float | None = None, command: str | None = None) -> dict[str, Path]:
+    """Write results.csv, summary.md, frontier.png and regret.png into `out`; returns their paths.
+
+    `runs` holds the replayed policies and the references (labelled single:<model>, oracle, full-info-ridge)
+    with the seconds each took. Regret curves are drawn at `regret_dial` (default: the lowest dial).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: out / name for name in ("results.csv", "summary.md", "frontier.png", "regret.png")}
+    with paths["results.csv"].open("w", newline="") as f:
+        writer = csv.DictWriter(f, RESULT_COLUMNS)
+        writer.writeheader()
+        writer.writerows(result_row(table, run, seconds) for run, seconds in runs)
+
+    grouped = _by([run for run, _ in runs])
+    dials = sorted({run.cost_weight for run, _ in runs})
+    learned = {p: g for p, g in grouped.items() if not p.startswith("single:") and p not in ("oracle",)}
+    best = _best_single(table)
+    best_score, best_cost = table.scores[:, best].mean(), table.costs[:, best].mean()
+    means = {p: (np.array([np.mean([r.mean_cost for r in g[d]]) for d in sorted(g)]),
+                 np.array([np.mean([r.mean_score for r in g[d]]) for d in sorted(g)])) for p, g in grouped.items()}
+    singles = {m: (float(table.costs[:, k].mean()), float(table.scores[:, k].mean())) for k, m in enumerate(table.models)}
+    cost_range = (min(c for c, _ in singles.values()), max(c for c, _ in singles.values()))
+
+    plot_frontier(paths["frontier.png"], f"{table.name}: quality-cost frontier (mean over seeds, one point per dial)",
+                  {p: means[p] for p in learned}, singles, means["oracle"], table.cost_unit)
+    regret_dial = dials[0] if regret_dial is None else regret_dial
+    curves = {}
+    for policy, by_dial in grouped.items():
+        if policy.startswith("single:") or policy in ("oracle", "full-info-ridge") or regret_dial not in by_dial:
+            continue
+        per_seed = [cumulative_regret(table.scores[r.order], table.costs[r.order], r.cost_weight, r.chosen)
+                    for r in by_dial[regret_dial]]
+        curves[policy] = {key: np.mean([c[key] for c in per_seed], axis=0) for key in ("oracle", "best_fixed")}
+    plot_regret(paths["regret.png"], f"{table.name}: cumulative regret at dial w={regret_dial:g} (mean over seeds)",
+                curves)
+
+    seeds = sorted({run.seed for run, _ in runs if run.policy in learned})
+    lines = [f"### {table.name}", "", f"{table.summary()}; cost unit {table.cost_unit}. "
+             f"Best single model: {table.models[best]} (score {best_score:.3f}, cost {best_cost:.3g}). "
+             f"Seeds {seeds}; cells are mean ± sd over seeds. The dial w trades score for cost: a run at w values "
+             f"model k on prompt i at score - w * cost / (highest cost on prompt i).", ""]
+    if command:
+        lines += ["```", command, "```", ""]
+    lines += _grid("Mean score", grouped, dials, lambda r: r.mean_score, ".3f")
+    lines += _grid("Mean score, % of the best single model's", grouped, dials,
+                   lambda r: 100 * r.mean_score / best_score, ".1f")
+    lines += _grid(f"Mean cost per prompt ({table.cost_unit})", grouped, dials, lambda r: r.mean_cost, ".3g")
+    lines += _grid("Mean cost, % of the best single model's", grouped, dials, lambda r: 100 * r.mean_cost / best_cost,
+                   ".1f")
+    lines += _grid("Regret per prompt against the oracle (utility at the dial)", grouped, dials,
+                   lambda r: result_row(table, r)["regret_vs_oracle"] / len(r.order), ".4f")
+    lines += _grid("Regret per prompt against the best fixed model (negative: better than any single model)",
+                   grouped, dials, lambda r: result_row(table, r)["regret_vs_best_fixed"] / len(r.order), ".4f")
+
+    lines += [f"**Area under the quality-cost frontier (AIQ)** over the single models' cost range "
+              f"[{cost_range[0]:.3g}, {cost_range[1]:.3g}]: the mean score of the upper concave hull of a policy's "
+              f"(cost, score) points across dials (RouterBench)."]
+    two = len(table.models) == 2
+    if two:
+        strong = int(np.argmax([s for _, s in singles.values()]))
+        weak_score, strong_score = table.scores[:, 1 - strong].mean(), table.scores[:, strong].mean()
+        lines[-1] += (f" **APGR** (RouteLLM): the area under the performance gap recovered against the share of "
+                      f"calls to the strong model {table.models[strong]}, over the dial sweep.")
+    lines += ["", "| policy | AIQ |" + (" APGR |" if two else ""), "|---|---:|" + ("---:|" if two else "")]
+    single_c, single_s = np.array([c for c, _ in singles.values()]), np.array([s for _, s in singles.values()])
+    for policy, (costs, scores) in [*((p, means[p]) for p in learned), ("oracle", means["oracle"]),
+                                    ("single models, mixed at random", (single_c, single_s))]:
+        row = f"| {policy} | {aiq(costs, scores, cost_range):.3f} |"
+        if two:
+            if policy in grouped:
+                by_dial = grouped[policy]
+                share = [np.mean([np.mean(r.chosen == strong) for r in by_dial[d]]) for d in sorted(by_dial)]
+                row += f" {apgr(np.array(share), scores, weak_score, strong_score):.3f} |"
+            else:
+                row += f" {apgr(np.array([]), np.array([]), weak_score, strong_score):.3f} |"
+        lines.append(row)
+    lines += ["", "![frontier](frontier.png)", "", "![regret](regret.png)", ""]
+    paths["summary.md"].write_text("\n".join(lines))
+    return paths

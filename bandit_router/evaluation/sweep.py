@@ -1,0 +1,93 @@
+"""Sweeps: replay every policy x dial x seed through a fresh Router, in worker processes; and the references."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from ..router import Router
+from .embeddings import lookup_encoder
+from .references import full_info_ridge_run, oracle_run, single_model_runs
+from .replay import ReplayRun, replay
+from .table import RoutingTable
+
+__all__ = ["SweepSpec", "run_sweep", "reference_runs"]
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What to replay: registered policy names (with optional settings per name), dials and seeds."""
+
+    policies: Sequence[str]
+    dials: Sequence[float]
+    seeds: Sequence[int]
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    warm_start: float = 0.0
+    feedback: str = "bandit"
+
+    def tasks(self) -> Iterator[tuple[str, float, int]]:
+        for policy in self.policies:
+            for dial in self.dials:
+                for seed in self.seeds:
+                    yield policy, float(dial), int(seed)
+
+
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(table: RoutingTable, vectors: np.ndarray, encoder_name: str, spec: SweepSpec) -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # the arrays are small: one BLAS thread per worker beats threads fighting for the cores
+    _worker.update(table=table, vectors=vectors, encoder_name=encoder_name, spec=spec)
+
+
+def _run_task(policy: str, dial: float, seed: int) -> tuple[ReplayRun, float]:
+    table, vectors, spec = _worker["table"], _worker["vectors"], _worker["spec"]
+    started = time.perf_counter()
+    router = Router(table.model_cards(), policy=policy, policy_settings=spec.settings.get(policy),
+                    encoder=lookup_encoder(table, vectors, _worker["encoder_name"]), seed=seed)
+    run = replay(table, router, dial, seed, policy_label=policy, warm_start=spec.warm_start, feedback=spec.feedback)
+    return run, time.perf_counter() - started
+
+
+def run_sweep(table: RoutingTable, vectors: np.ndarray, encoder_name: str, spec: SweepSpec, workers: int = 2,
+              on_done: Callable[[ReplayRun, float], None] | None = None) -> list[tuple[ReplayRun, float]]:
+    """Replay `table` once per policy x dial x seed, each through a new Router; returns (run, seconds) pairs
+    in task order. `workers` > 1 runs them in that many processes; `on_done` is called as each run ends."""
+    tasks = list(spec.tasks())
+    results: dict[int, tuple[ReplayRun, float]] = {}
+    if workers <= 1:
+        from threadpoolctl import threadpool_limits
+
+        _worker.update(table=table, vectors=vectors, encoder_name=encoder_name, spec=spec)
+        with threadpool_limits(1):
+            for i, task in enumerate(tasks):
+                results[i] = _run_task(*task)
+                if on_done is not None:
+                    on_done(*results[i])
+    else:
+        with ProcessPoolExecutor(workers, initializer=_init_worker,
+                                 initargs=(table, vectors, encoder_name, spec)) as pool:
+            futures = {pool.submit(_run_task, *task): i for i, task in enumerate(tasks)}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                if on_done is not None:
+                    on_done(*results[futures[future]])
+    return [results[i] for i in range(len(tasks))]
+
+
+def reference_runs(table: RoutingTable, vectors: np.ndarray, dials: Sequence[float],
+                   seeds: Sequence[int]) -> list[ReplayRun]:
+    """Each single model and the oracle at every dial (seed 0; they do not vary), and the full-information
+    ridge router at every dial and seed (the seed draws its train/test halves)."""
+    runs: list[ReplayRun] = []
+    for dial in dials:
+        runs += single_model_runs(table, float(dial))
+        runs.append(oracle_run(table, float(dial)))
+        runs += [full_info_ridge_run(table, vectors, float(dial), int(seed)) for seed in seeds]
+    return runs

@@ -1,0 +1,148 @@
+"""Learned state shared by many router replicas, and the replica side of keeping it in sync.
+
+The linear policies learn additive sufficient statistics per model (A = sum z z^T, b = sum r z, n = count), so
+replicas merge exactly by adding what each one learned. A `StateStore` holds the merged totals; a `Replica`
+serves from its local copy, collects its own updates as deltas, and on a schedule pushes them (exactly once,
+even when a push is retried after a lost reply) and pulls the merged totals back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Mapping
+
+import numpy as np
+
+from ..errors import BanditRouterError, StateFormatError
+
+if TYPE_CHECKING:
+    from ..policies.ridge import RidgePolicy
+
+__all__ = ["Stats", "StateStore", "Replica", "add_stats", "encode_stats", "decode_stats"]
+
+Stats = dict[str, dict[str, np.ndarray]]  # model name -> {"A": (p, p), "b": (p,), "n": () int64}
+_FIELDS = ("A", "b", "n")
+
+log = logging.getLogger(__name__)
+
+
+def add_stats(total: Mapping[str, Mapping[str, np.ndarray]], delta: Mapping[str, Mapping[str, np.ndarray]]) -> Stats:
+    """Model-wise sum of two Stats (models in either); StateFormatError when shapes disagree."""
+    merged = {arm: {f: np.array(v) for f, v in parts.items()} for arm, parts in total.items()}
+    for arm, parts in delta.items():
+        if arm not in merged:
+            merged[arm] = {f: np.array(parts[f]) for f in _FIELDS}
+            continue
+        for f in _FIELDS:
+            if merged[arm][f].shape != np.shape(parts[f]):
+                raise StateFormatError(f"shared state of model {arm!r}: field {f} has shape {merged[arm][f].shape}, "
+                                       f"the update has {np.shape(parts[f])} (replicas with different dims?)")
+            merged[arm][f] = merged[arm][f] + parts[f]
+    return merged
+
+
+def encode_stats(stats: Mapping[str, Mapping[str, np.ndarray]]) -> bytes:
+    """Stats as safetensors bytes (tensor "<field>/<model>"); no pickle."""
+    from safetensors.numpy import save
+
+    return save({f"{f}/{arm}": np.ascontiguousarray(parts[f]) for arm, parts in stats.items() for f in _FIELDS})
+
+
+def decode_stats(data: bytes | None) -> Stats:
+    """Stats from `encode_stats` bytes (None: empty); StateFormatError for anything else."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    if not data:
+        return {}
+    try:
+        arrays = load(data)
+    except (SafetensorError, ValueError) as error:
+        raise StateFormatError(f"shared state is not in bandit-router's format ({error})") from None
+    stats: Stats = {}
+    for name, array in arrays.items():
+        field, _, arm = name.partition("/")
+        if field not in _FIELDS:
+            raise StateFormatError(f"shared state has an unknown tensor {name!r}")
+        stats.setdefault(arm, {})[field] = array.reshape(()) if field == "n" else array  # safetensors stores () as (1,)
+    if any(set(parts) != set(_FIELDS) for parts in stats.values()):
+        raise StateFormatError("shared state is incomplete: every model needs A, b and n")
+    return stats
+
+
+class StateStore(ABC):
+    """Merged learned state: the sum of every delta pushed by any replica, each (replica, seq) counted once."""
+
+    @abstractmethod
+    def merge(self, replica: str, seq: int, delta: Stats) -> Stats:
+        """Add `delta` unless this replica's batch `seq` (increasing per replica) was already added; return the
+        merged totals. Raises StoreUnavailableError when the store cannot be reached."""
+
+    @abstractmethod
+    def totals(self) -> Stats:
+        """The merged totals. Raises StoreUnavailableError when the store cannot be reached."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class Replica:
+    """One router's link to a StateStore: queues its deltas and syncs at most every `sync_every` seconds.
+
+    Unsynced deltas stay queued in memory while the store is unreachable (at most two batches: the one whose
+    push may or may not have landed, resent with the same seq, and everything newer), so no acknowledged
+    feedback is lost while this process lives; a sync that fails leaves the local state serving as it was.
+    """
+
+    def __init__(self, store: StateStore, policy: "RidgePolicy", sync_every: float) -> None:
+        self.store = store
+        self.policy = policy
+        self.sync_every = sync_every
+        self.id = uuid.uuid4().hex
+        self._seq = 0
+        self._outbox: list[tuple[int, Stats]] = []
+        self._sync_lock = threading.Lock()
+        self._synced_at = time.monotonic()
+        policy.share()
+
+    @property
+    def unsynced(self) -> int:
+        """Updates queued for the store (pushed batches not yet confirmed, plus updates since the last push)."""
+        queued = sum(int(p["n"]) for _, delta in self._outbox for p in delta.values())
+        return queued + sum(d.n for d in (self.policy._delta or {}).values())
+
+    def sync(self, lock: threading.RLock) -> None:
+        """Push queued deltas, pull the merged totals, install them (under the router's `lock`)."""
+        with self._sync_lock:
+            self._synced_at = time.monotonic()
+            with lock:
+                fresh = self.policy.take_delta()
+            if fresh:
+                if len(self._outbox) >= 2:  # the newest queued batch was never sent: grow it
+                    seq, queued = self._outbox[-1]
+                    self._outbox[-1] = (seq, add_stats(queued, fresh))
+                else:
+                    self._seq += 1
+                    self._outbox.append((self._seq, fresh))
+            totals = None
+            while self._outbox:
+                seq, delta = self._outbox[0]
+                totals = self.store.merge(self.id, seq, delta)
+                self._outbox.pop(0)
+            if totals is None:
+                totals = self.store.totals()
+            with lock:
+                self.policy.install_totals(totals)
+
+    def maybe_sync(self, lock: threading.RLock) -> None:
+        """Sync if `sync_every` seconds have passed; failures are logged, never raised (local state keeps serving)."""
+        if time.monotonic() - self._synced_at < self.sync_every or self._sync_lock.locked():
+            return
+        try:
+            self.sync(lock)
+        except BanditRouterError as error:
+            log.warning("state sync failed; serving from local state, %d updates queued: %s", self.unsynced, error)

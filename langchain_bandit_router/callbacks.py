@@ -1,0 +1,66 @@
+"""FeedbackHandler: rate a LangChain run (a chain, an agent, one model call) by its run id."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.outputs import LLMResult
+
+from bandit_router import Router
+from bandit_router.feedback import RunRoutes
+
+__all__ = ["FeedbackHandler"]
+
+
+class FeedbackHandler(BaseCallbackHandler):
+    """Remembers which route_ids each LangChain run produced, so a score given to a run id reaches the router.
+
+    Pass it in the run's callbacks, then rate the run (or any run inside it)::
+
+        handler = FeedbackHandler(llm.router)
+        chain.invoke(question, config={"callbacks": [handler], "run_id": run_id})
+        handler.feedback(run_id, 1.0)   # rewards every routed model call made inside the run
+    """
+
+    run_inline = True  # keep start/end order in async runs
+
+    def __init__(self, router: Router, max_runs: int = 100_000) -> None:
+        self.runs = RunRoutes(router, max_runs)
+
+    def feedback(self, run_id: UUID, score: float, source: str | None = None) -> list[str]:
+        """Reward the routed calls of `run_id` still waiting for feedback; returns their route_ids. `source`
+        names who rated (needed when the router caps feedback per source)."""
+        return self.runs.feedback(run_id, score, source)
+
+    def _start(self, run_id: UUID, parent_run_id: UUID | None) -> None:
+        self.runs.start(run_id, parent_run_id)
+
+    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
+                       **kwargs: Any) -> None:
+        self._start(run_id, parent_run_id)
+
+    def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID,
+                            parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        self._start(run_id, parent_run_id)
+
+    def on_llm_start(self, serialized: Any, prompts: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
+                     **kwargs: Any) -> None:
+        self._start(run_id, parent_run_id)
+
+    def on_tool_start(self, serialized: Any, input_str: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
+                      **kwargs: Any) -> None:
+        self._start(run_id, parent_run_id)
+
+    def on_retriever_start(self, serialized: Any, query: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
+                           **kwargs: Any) -> None:
+        self._start(run_id, parent_run_id)
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, parent_run_id: UUID | None = None,
+                   **kwargs: Any) -> None:
+        for generations in response.generations:
+            for generation in generations:
+                metadata = generation.message.response_metadata if hasattr(generation, "message") else {}
+                if metadata.get("route_id"):
+                    self.runs.record(run_id, metadata["route_id"], metadata.get("feedback_token"))

@@ -1,0 +1,7 @@
+"""LlamaIndex integration of bandit-router: a routed LLM with a cost dial, and an embedding over its encoder."""
+
+from .embeddings import EncoderEmbedding
+from .evaluation import EvaluatorFeedback, evaluation_score
+from .llm import BanditRouterLLM, routing_info
+
+__all__ = ["BanditRouterLLM", "EncoderEmbedding", "EvaluatorFeedback", "evaluation_score", "routing_info"]

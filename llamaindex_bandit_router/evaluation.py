@@ -1,0 +1,100 @@
+"""Rewards from LlamaIndex evaluators: score a sampled share of answers and feed the score back to the router."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from llama_index.core.base.response.schema import Response
+from llama_index.core.evaluation import BaseEvaluator, CorrectnessEvaluator, EvaluationResult
+
+from bandit_router import ConfigError
+
+from .llm import BanditRouterLLM
+
+__all__ = ["EvaluatorFeedback", "evaluation_score"]
+
+CORRECTNESS_RANGE = (1.0, 5.0)  # CorrectnessEvaluator grades 1 (worst) to 5 (best)
+
+
+def evaluation_score(result: EvaluationResult, score_range: tuple[float, float] = (0.0, 1.0)) -> float | None:
+    """An evaluation as a reward in [0, 1]: its score rescaled from `score_range` (clipped), or its pass/fail
+    verdict as 1/0 when it has no score; None for an invalid evaluation or one with neither."""
+    if result.invalid_result:
+        return None
+    if result.score is None:
+        return None if result.passing is None else float(result.passing)
+    low, high = score_range
+    return float(np.clip((result.score - low) / (high - low), 0.0, 1.0))
+
+
+class EvaluatorFeedback:
+    """Runs a LlamaIndex evaluator on a sampled share of answers and rewards the routes that produced them.
+
+    Args:
+        llm: the BanditRouterLLM whose routes are rewarded.
+        evaluator: any LlamaIndex evaluator, e.g. CorrectnessEvaluator or FaithfulnessEvaluator (give it its own
+            judge LLM: a judge routed by the same router would add decisions nobody rates).
+        sample_rate: share of answers evaluated, in [0, 1].
+        score_range: the evaluator's score scale, mapped onto [0, 1]; defaults to (1, 5) for
+            CorrectnessEvaluator and (0, 1) otherwise (faithfulness, relevancy: passing -> 1, failing -> 0).
+        seed: seed of the sampling.
+
+    Pass the routes of an answer (from `llm.record_routes()`, or `[response.additional_kwargs]` for one chat
+    call); every call that went into the answer gets the same reward. In async code, run `aevaluate` as a
+    task to keep evaluation off the request path.
+    """
+
+    def __init__(self, llm: BanditRouterLLM, evaluator: BaseEvaluator, sample_rate: float = 1.0,
+                 score_range: tuple[float, float] | None = None, seed: int | None = None) -> None:
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or not 0 <= sample_rate <= 1:
+            raise ConfigError(f"sample_rate must be a number in [0, 1], got {sample_rate!r}")
+        if score_range is None:
+            score_range = CORRECTNESS_RANGE if isinstance(evaluator, CorrectnessEvaluator) else (0.0, 1.0)
+        if len(score_range) != 2 or not score_range[0] < score_range[1]:
+            raise ConfigError(f"score_range must be (low, high) with low < high, got {score_range!r}")
+        self.llm = llm
+        self.evaluator = evaluator
+        self.sample_rate = float(sample_rate)
+        self.score_range = (float(score_range[0]), float(score_range[1]))
+        self._rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()
+
+    def _sampled(self, routes: Sequence[Mapping[str, Any]]) -> bool:
+        with self._lock:
+            return bool(routes) and self._rng.random() < self.sample_rate
+
+    def _reward(self, routes: Sequence[Mapping[str, Any]], result: EvaluationResult) -> float | None:
+        score = evaluation_score(result, self.score_range)
+        if score is not None:
+            for route in routes:
+                token = route.get("feedback_token")
+                self.llm.feedback(route["route_id"], score, **({} if token is None else {"token": token}))
+        return score
+
+    def evaluate(self, routes: Sequence[Mapping[str, Any]], query: str, response: Response | str,
+                 **kwargs: Any) -> float | None:
+        """Evaluate `response` to `query` if sampled and reward `routes`; returns the reward given, or None.
+
+        `response` is a query engine's Response (its source nodes become the contexts) or the answer text;
+        kwargs go to the evaluator (e.g. `reference=` for correctness, `contexts=` for a text answer).
+        """
+        if not self._sampled(routes):
+            return None
+        if isinstance(response, str):
+            result = self.evaluator.evaluate(query=query, response=response, **kwargs)
+        else:
+            result = self.evaluator.evaluate_response(query=query, response=response, **kwargs)
+        return self._reward(routes, result)
+
+    async def aevaluate(self, routes: Sequence[Mapping[str, Any]], query: str, response: Response | str,
+                        **kwargs: Any) -> float | None:
+        """Async `evaluate`."""
+        if not self._sampled(routes):
+            return None
+        if isinstance(response, str):
+            result = await self.evaluator.aevaluate(query=query, response=response, **kwargs)
+        else:
+            result = await self.evaluator.aevaluate_response(query=query, response=response, **kwargs)
+        return self._reward(routes, result)

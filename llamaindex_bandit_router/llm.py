@@ -1,0 +1,249 @@
+"""BanditRouterLLM: a LlamaIndex function-calling LLM that routes every call through a bandit_router.Router."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+
+from llama_index.core.base.llms.generic_utils import (achat_to_completion_decorator,
+                                                       astream_chat_to_completion_decorator,
+                                                       chat_to_completion_decorator,
+                                                       stream_chat_to_completion_decorator)
+from llama_index.core.base.llms.types import (ChatMessage, ChatResponse, ChatResponseAsyncGen, ChatResponseGen,
+                                              CompletionResponse, CompletionResponseAsyncGen, CompletionResponseGen,
+                                              LLMMetadata, MessageRole, ToolCallBlock)
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW, DEFAULT_NUM_OUTPUTS
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import ToolSelection
+from llama_index.core.tools.types import BaseTool
+
+from bandit_router import Completion, ConfigError, Decision, Router
+from bandit_router.router import AsyncRoutedStream, RoutedStream, check_cost_weight
+
+from .messages import StreamedMessage, from_openai, to_openai
+
+__all__ = ["BanditRouterLLM"]
+
+_RECORDERS: ContextVar[tuple[tuple[int, list[dict[str, Any]]], ...]] = ContextVar("bandit_router_recorders",
+                                                                                   default=())
+_TOOL_CHOICES = ("auto", "none", "required")
+
+
+def routing_info(decision: Decision, cost: float | None = None,
+                 usage: Dict[str, int] | None = None) -> dict[str, Any]:
+    """What a response says about its routing: route_id, model, dial, propensity, failed models, the feedback
+    token (when the router signs feedback), and once the call is done its cost in USD and token counts."""
+    info: dict[str, Any] = {"route_id": decision.route_id, "model": decision.model,
+                            "cost_weight": decision.cost_weight, "propensity": decision.propensity,
+                            "failed": list(decision.failed)}
+    if decision.feedback_token is not None:
+        info["feedback_token"] = decision.feedback_token
+    if cost is not None:
+        info["cost"] = cost
+        info.update(usage or {})
+    return info
+
+
+class BanditRouterLLM(FunctionCallingLLM):
+    """A LlamaIndex LLM whose every call is routed by `router` to the model that should answer it.
+
+    Use it as `Settings.llm`, in a query engine or in an agent. The dial `cost_weight` (0 = quality only,
+    1 = cost matters most) is set here or per call (`llm.chat(messages, cost_weight=0.7)`); `models` limits the
+    eligible models. Each response's `additional_kwargs` (and `raw`, the LiteLLM response) tell which model
+    answered: route_id, model, cost_weight, propensity, failed, cost (USD) and token counts. Rate an answer
+    with `llm.feedback(route_id, score)`; provider failures fall back to other models inside the router.
+    Other keyword arguments of a call go to LiteLLM through the router (e.g. temperature, max_tokens, timeout).
+    """
+
+    cost_weight: Optional[float] = Field(default=None, description="Dial in [0, 1]; None uses the router's.")
+    models: Optional[List[str]] = Field(default=None, description="Models allowed; None allows all.")
+    call_kwargs: Dict[str, Any] = Field(default_factory=dict,
+                                        description="LiteLLM arguments for every call, e.g. temperature.")
+    _router: Router = PrivateAttr()
+
+    def __init__(self, router: Router, cost_weight: float | None = None, models: Sequence[str] | None = None,
+                 call_kwargs: Dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if not isinstance(router, Router):
+            raise ConfigError(f"router must be a bandit_router.Router, got {type(router).__name__}")
+        if cost_weight is not None:
+            cost_weight = check_cost_weight(cost_weight)
+        if models is not None:
+            models = list(models)
+            unknown = [m for m in models if m not in router.models]
+            if not models or unknown:
+                raise ConfigError(f"models must name some of the router's models {list(router.models)}, "
+                                  f"got {models}")
+        super().__init__(cost_weight=cost_weight, models=models, call_kwargs=dict(call_kwargs or {}), **kwargs)
+        self._router = router
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "BanditRouterLLM"
+
+    @property
+    def router(self) -> Router:
+        return self._router
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        """Limits of the smallest eligible model, so prompts built for it fit whichever model is chosen."""
+        cards = [card for name, card in self.router.models.items() if self.models is None or name in self.models]
+        return LLMMetadata(
+            context_window=min((c.context_window for c in cards if c.context_window), default=DEFAULT_CONTEXT_WINDOW),
+            num_output=min((c.max_output_tokens for c in cards if c.max_output_tokens), default=DEFAULT_NUM_OUTPUTS),
+            is_chat_model=True,
+            is_function_calling_model=any(c.supports_tools for c in cards),
+            model_name="bandit-router",
+        )
+
+    # -- feedback -------------------------------------------------------------------------------------------
+    def feedback(self, route_id: str, score: float, **kwargs: Any) -> None:
+        """Reward the model that answered `route_id` with `score` in [0, 1] (1 = best); kwargs go to
+        `Router.feedback` (e.g. `token=` when the router signs feedback)."""
+        self.router.feedback(route_id, score, **kwargs)
+
+    @contextmanager
+    def record_routes(self) -> Iterator[List[Dict[str, Any]]]:
+        """Collect the routing info of every call this LLM serves inside the block, e.g. the calls one query
+        engine makes for one question (which return only text), so they can be rated afterwards."""
+        routes: List[Dict[str, Any]] = []
+        token = _RECORDERS.set((*_RECORDERS.get(), (id(self), routes)))
+        try:
+            yield routes
+        finally:
+            _RECORDERS.reset(token)
+
+    def _served(self, info: dict[str, Any]) -> dict[str, Any]:
+        for owner, routes in _RECORDERS.get():
+            if owner == id(self):
+                routes.append(info)
+        return info
+
+    # -- calls ----------------------------------------------------------------------------------------------
+    def _route_kwargs(self, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+        """Router arguments: the dial and allowed models (per call, else this instance's) and LiteLLM kwargs."""
+        kwargs = {**self.call_kwargs, **kwargs}
+        kwargs.setdefault("cost_weight", self.cost_weight)
+        kwargs.setdefault("models", self.models)
+        return kwargs
+
+    def _response(self, completion: Completion) -> ChatResponse:
+        info = routing_info(completion.decision, completion.cost, dict(completion.usage))
+        return ChatResponse(message=from_openai(completion.response.choices[0].message), raw=completion.response,
+                            additional_kwargs=self._served(info))
+
+    @staticmethod
+    def _chunk(stream: RoutedStream | AsyncRoutedStream, message: StreamedMessage, chunk: Any) -> ChatResponse | None:
+        delta = message.add(chunk)
+        if delta is None:
+            return None
+        return ChatResponse(message=message.message(), delta=delta, raw=chunk,
+                            additional_kwargs=routing_info(stream.decision))
+
+    def _last(self, stream: RoutedStream | AsyncRoutedStream, message: StreamedMessage, chunk: Any) -> ChatResponse:
+        """The closing response of a stream: the whole message, its cost and token counts."""
+        info = routing_info(stream.decision, stream.cost, stream.usage)
+        return ChatResponse(message=message.message(), delta="", raw=chunk, additional_kwargs=self._served(info))
+
+    def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return self._response(self.router.complete(to_openai(messages), **self._route_kwargs(kwargs)))
+
+    async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return self._response(await self.router.acomplete(to_openai(messages), **self._route_kwargs(kwargs)))
+
+    def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        stream = self.router.stream(to_openai(messages), **self._route_kwargs(kwargs))
+
+        def gen() -> ChatResponseGen:
+            message, chunk = StreamedMessage(), None
+            for chunk in stream:
+                response = self._chunk(stream, message, chunk)
+                if response is not None:
+                    yield response
+            yield self._last(stream, message, chunk)
+
+        return gen()
+
+    async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        stream = self.router.astream(to_openai(messages), **self._route_kwargs(kwargs))
+
+        async def gen() -> ChatResponseAsyncGen:
+            message, chunk = StreamedMessage(), None
+            async for chunk in stream:
+                response = self._chunk(stream, message, chunk)
+                if response is not None:
+                    yield response
+            yield self._last(stream, message, chunk)
+
+        return gen()
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return self._chat(messages, **kwargs)
+
+    @llm_chat_callback()
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return await self._achat(messages, **kwargs)
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        return self._stream_chat(messages, **kwargs)
+
+    @llm_chat_callback()
+    async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        return await self._astream_chat(messages, **kwargs)
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return chat_to_completion_decorator(self._chat)(prompt, **kwargs)
+
+    @llm_completion_callback()
+    async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return await achat_to_completion_decorator(self._achat)(prompt, **kwargs)
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        return stream_chat_to_completion_decorator(self._stream_chat)(prompt, **kwargs)
+
+    @llm_completion_callback()
+    async def astream_complete(self, prompt: str, formatted: bool = False,
+                               **kwargs: Any) -> CompletionResponseAsyncGen:
+        return await astream_chat_to_completion_decorator(self._astream_chat)(prompt, **kwargs)
+
+    # -- tool calling ---------------------------------------------------------------------------------------
+    def _prepare_chat_with_tools(self, tools: Sequence[BaseTool], user_msg: Union[str, ChatMessage, None] = None,
+                                 chat_history: Optional[List[ChatMessage]] = None, verbose: bool = False,
+                                 allow_parallel_tool_calls: bool = False, tool_required: bool = False,
+                                 **kwargs: Any) -> Dict[str, Any]:
+        """Chat arguments with the tools as OpenAI function specs; `tool_choice` may also name one tool."""
+        messages = list(chat_history or [])
+        if user_msg is not None:
+            messages.append(ChatMessage(role=MessageRole.USER, content=user_msg) if isinstance(user_msg, str)
+                            else user_msg)
+        choice = kwargs.pop("tool_choice", None) or ("required" if tool_required else "auto")
+        if isinstance(choice, str) and choice not in _TOOL_CHOICES:
+            choice = {"type": "function", "function": {"name": choice}}
+        specs = [tool.metadata.to_openai_tool(skip_length_check=True) for tool in tools]
+        return {"messages": messages, **({"tools": specs, "tool_choice": choice} if specs else {}), **kwargs}
+
+    def _validate_chat_with_tools_response(self, response: ChatResponse, tools: Sequence[BaseTool],
+                                           allow_parallel_tool_calls: bool = False, **kwargs: Any) -> ChatResponse:
+        """Keep only the first tool call unless parallel calls are allowed (not every provider takes the flag)."""
+        if not allow_parallel_tool_calls:
+            calls = [b for b in response.message.blocks if isinstance(b, ToolCallBlock)]
+            for extra in calls[1:]:
+                response.message.blocks.remove(extra)
+        return response
+
+    def get_tool_calls_from_response(self, response: ChatResponse, error_on_no_tool_call: bool = True,
+                                     **kwargs: Any) -> List[ToolSelection]:
+        """The tool calls in a (possibly partial, streamed) response."""
+        calls = [b for b in response.message.blocks if isinstance(b, ToolCallBlock)]
+        if not calls and error_on_no_tool_call:
+            raise ValueError("expected at least one tool call in the response, got none")
+        return [ToolSelection(tool_id=c.tool_call_id or c.tool_name, tool_name=c.tool_name,
+                              tool_kwargs=c.tool_kwargs if isinstance(c.tool_kwargs, dict) else {})
+                for c in calls]

@@ -1,0 +1,99 @@
+"""LlamaIndex ChatMessage <-> OpenAI-style message dicts (the format the core Router and LiteLLM speak)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping, Sequence
+
+from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock, ThinkingBlock, ToolCallBlock
+
+from bandit_router import ConfigError
+
+__all__ = ["to_openai", "from_openai", "StreamedMessage"]
+
+_ROLES = {MessageRole.CHATBOT.value: "assistant", MessageRole.MODEL.value: "assistant"}  # other integrations' names
+
+
+def _arguments(kwargs: dict[str, Any] | str) -> str:
+    return kwargs if isinstance(kwargs, str) else json.dumps(kwargs)
+
+
+def _kwargs(arguments: str | None) -> dict[str, Any] | str:
+    """Tool-call arguments as a dict, or the raw string while it is not (yet) a JSON object."""
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        return arguments or ""
+    return value if isinstance(value, dict) else arguments or ""
+
+
+def _legacy_tool_call(call: Any) -> dict[str, Any]:
+    """An OpenAI tool call kept in `additional_kwargs["tool_calls"]` by older integrations, as a dict."""
+    call = call.model_dump() if hasattr(call, "model_dump") else dict(call)
+    function = dict(call["function"])
+    return {"id": call.get("id"), "type": "function",
+            "function": {"name": function["name"], "arguments": _arguments(function.get("arguments") or {})}}
+
+
+def _to_openai(message: ChatMessage) -> dict[str, Any]:
+    text: list[str] = []
+    tool_calls: list[dict[str, Any]] = []
+    for block in message.blocks:
+        if isinstance(block, TextBlock):
+            text.append(block.text)
+        elif isinstance(block, ToolCallBlock):
+            tool_calls.append({"id": block.tool_call_id, "type": "function",
+                               "function": {"name": block.tool_name, "arguments": _arguments(block.tool_kwargs)}})
+        elif not isinstance(block, ThinkingBlock):  # another model's reasoning is not sent back
+            raise ConfigError(f"message blocks must be text or tool calls; got a {block.block_type!r} block")
+    tool_calls += [_legacy_tool_call(c) for c in message.additional_kwargs.get("tool_calls") or ()]
+    role = _ROLES.get(message.role.value, message.role.value)
+    out: dict[str, Any] = {"role": role, "content": "\n".join(text) if text or not tool_calls else None}
+    if tool_calls:
+        out["tool_calls"] = tool_calls
+    if role == MessageRole.TOOL.value:
+        out["tool_call_id"] = message.additional_kwargs.get("tool_call_id")
+    return out
+
+
+def to_openai(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """OpenAI chat messages (text, tool calls, tool results) from LlamaIndex ones."""
+    return [_to_openai(m) for m in messages]
+
+
+def from_openai(message: Any) -> ChatMessage:
+    """A LlamaIndex assistant message from a LiteLLM/OpenAI one; tool calls become ToolCallBlocks."""
+    blocks: list[Any] = [TextBlock(text=message.content)] if message.content else []
+    for call in message.tool_calls or ():
+        blocks.append(ToolCallBlock(tool_call_id=call.id, tool_name=call.function.name,
+                                    tool_kwargs=_kwargs(call.function.arguments)))
+    return ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks)
+
+
+class StreamedMessage:
+    """Accumulates LiteLLM stream chunks into the assistant message received so far."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self._calls: dict[int, dict[str, str]] = {}
+
+    def add(self, chunk: Any) -> str | None:
+        """Take one chunk; returns its text delta, or None if it changed nothing (role or usage chunks)."""
+        if not chunk.choices:
+            return None
+        delta = chunk.choices[0].delta
+        text = delta.content or ""
+        self.text += text
+        for part in getattr(delta, "tool_calls", None) or ():
+            call = self._calls.setdefault(part.index or 0, {"id": "", "name": "", "arguments": ""})
+            call["id"] = part.id or call["id"]
+            call["name"] += getattr(part.function, "name", None) or ""
+            call["arguments"] += getattr(part.function, "arguments", None) or ""
+        return text if text or getattr(delta, "tool_calls", None) else None
+
+    def message(self) -> ChatMessage:
+        blocks: list[Any] = [TextBlock(text=self.text)] if self.text else []
+        for _, call in sorted(self._calls.items()):
+            blocks.append(ToolCallBlock(tool_call_id=call["id"] or None, tool_name=call["name"],
+                                        tool_kwargs=_kwargs(call["arguments"])))
+        return ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks)

@@ -1,0 +1,125 @@
+"""Priors: warm starts from a full-information table and from pairwise preferences, their strength, quiz onboarding."""
+
+import numpy as np
+import pytest
+
+from bandit_router.errors import ConfigError
+from bandit_router.models import Model
+from bandit_router.priors import fit_bradley_terry, onboard, preference_prior, table_prior
+from bandit_router.router import Router
+
+from .conftest import topic_encoder
+
+MATH = [f"math problem {i}" for i in range(20)]
+POEMS = [f"poem request {i}" for i in range(20)]
+
+
+def cards(*names: str) -> list[Model]:
+    return [Model(n, input_cost_per_token=1e-6, output_cost_per_token=1e-6) for n in names]
+
+
+def router(policy: str = "linucb", **settings) -> Router:
+    return Router(cards("calc", "bard"), policy=policy, policy_settings=settings or {"alpha": 0.1},
+                  encoder=topic_encoder(), seed=0)
+
+
+def quality(r: Router, prompt: str) -> dict[str, float]:
+    return dict(r.route(prompt).predicted_quality)
+
+
+def test_table_prior_routes_each_topic_to_its_model_before_any_feedback():
+    r = router()
+    scores = np.array([[1.0, 0.0]] * len(MATH) + [[0.0, 1.0]] * len(POEMS))
+    table_prior(r, MATH + POEMS, scores, ["calc", "bard"])
+    assert r.route("math problem 99").model == "calc"
+    assert r.route("poem request 99").model == "bard"
+    cold = router()
+    assert quality(cold, "math problem 99") == {"calc": 0.0, "bard": 0.0}
+
+
+@pytest.mark.parametrize("policy", ["linucb", "thompson", "shared-linucb"])
+def test_table_prior_works_for_each_learning_policy(policy):
+    r = router(policy, alpha=0.1) if policy != "thompson" else router(policy, scale=0.01)
+    scores = np.array([[1.0, 0.0]] * len(MATH) + [[0.0, 1.0]] * len(POEMS))
+    table_prior(r, MATH + POEMS, scores, ["calc", "bard"])
+    q = quality(r, "math problem 99")
+    assert q["calc"] > 0.7 > 0.3 > q["bard"]
+
+
+def test_prior_strength_sets_how_fast_online_feedback_moves_away():
+    moved = {}
+    for strength in (0.05, 10.0):
+        r = router()
+        table_prior(r, MATH, np.array([[1.0, 0.0]] * len(MATH)), ["calc", "bard"], strength=strength)
+        for prompt in MATH[:5]:
+            r.observe(prompt, "calc", 0.0)  # online feedback contradicts the prior
+        moved[strength] = quality(r, "math problem 99")["calc"]
+    assert moved[0.05] < 0.4 < 0.8 < moved[10.0]
+
+
+@pytest.mark.parametrize("strength", [0, -1.0, float("inf"), "high"])
+def test_invalid_strength(strength):
+    with pytest.raises(ConfigError, match="strength must be a finite number > 0"):
+        table_prior(router(), MATH[:2], np.ones((2, 2)), ["calc", "bard"], strength=strength)
+
+
+@pytest.mark.parametrize("scores, models, match", [
+    (np.ones((3, 2)), ["calc", "bard"], "scores must have shape"),
+    (np.full((2, 2), 1.5), ["calc", "bard"], r"scores must be finite numbers in \[0, 1\]"),
+    (np.ones((2, 1)), ["nobody"], "unknown names"),
+])
+def test_invalid_table(scores, models, match):
+    with pytest.raises(ConfigError, match=match):
+        table_prior(router(), MATH[:2], scores, models)
+
+
+def test_preference_prior_learns_who_wins_where():
+    r = router()
+    comparisons = [(p, "calc", "bard", "calc") for p in MATH] + [(p, "bard", "calc", "bard") for p in POEMS]
+    comparisons += [(MATH[0], "calc", "bard", "tie")]
+    preference_prior(r, comparisons, strength=1.0)
+    assert r.route("math problem 99").model == "calc"
+    assert r.route("poem request 99").model == "bard"
+    q = quality(r, "math problem 99")
+    assert 0.0 <= q["bard"] < 0.5 < q["calc"] <= 1.0
+
+
+@pytest.mark.parametrize("comparisons, match", [
+    ([], "at least one"),
+    ([("math 1", "calc", "bard", "sage")], "winner must be"),
+    ([("math 1", "calc", "calc", "calc")], "two different models"),
+])
+def test_invalid_preferences(comparisons, match):
+    with pytest.raises(ConfigError, match=match):
+        preference_prior(router(), comparisons)
+
+
+def test_bradley_terry_recovers_the_stronger_model():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 3))
+    first, second = np.zeros(400, dtype=int), np.ones(400, dtype=int)
+    outcome = (rng.random(400) < 0.8).astype(float)  # model 0 wins 80% of the time
+    W = fit_bradley_terry(X, first, second, outcome, 2, steps=500)
+    gap = W[0, -1] - W[1, -1]
+    assert gap == pytest.approx(np.log(outcome.mean() / (1 - outcome.mean())), abs=0.3)
+
+
+def test_onboard_scores_a_new_model_on_the_quiz_and_learns_it():
+    r = router()
+    table_prior(r, MATH + POEMS, np.array([[0.6, 0.2]] * len(MATH) + [[0.2, 0.6]] * len(POEMS)), ["calc", "bard"])
+    asked = []
+
+    def evaluator(prompt: str, model: str) -> float:
+        asked.append((prompt, model))
+        return 1.0 if prompt.startswith("math") else 0.0
+
+    scores = onboard(r, cards("sage")[0], MATH[:10] + POEMS[:10], evaluator)
+    assert scores == [1.0] * 10 + [0.0] * 10 and len(asked) == 20 and {m for _, m in asked} == {"sage"}
+    assert "sage" in r.models
+    assert r.route("math problem 99").model == "sage"
+    assert r.route("poem request 99").model == "bard"
+
+
+def test_onboard_rejects_scores_outside_the_unit_interval():
+    with pytest.raises(ConfigError, match="score must be"):
+        onboard(router(), "calc", MATH[:1], lambda p, m: 7)

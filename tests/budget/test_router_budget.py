@@ -1,0 +1,159 @@
+"""A budgeted Router: eligibility, reservation at route time, settlement from LiteLLM usage, release on failure,
+and 50 concurrent calls against a nearly spent budget (real LiteLLM calls to the local FakeLLMServer)."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import litellm
+import numpy as np
+import pytest
+
+from bandit_router.budget import Budget
+from bandit_router.errors import AllModelsFailedError, BudgetExceededError, ConfigError
+from bandit_router.evaluation.embeddings import lookup_encoder
+from bandit_router.evaluation.replay import replay
+from bandit_router.evaluation.table import bundled_table_path, load_table
+from bandit_router.models import Model
+from bandit_router.router import Router
+from bandit_router.testing import FakeLLMServer, ModelBehavior
+
+from .conftest import toy_encoder
+
+litellm.suppress_debug_info = True
+PROMPT = "Summarise internationalisation considerations"  # 44 characters: 11 estimated tokens, 3 words
+
+
+@pytest.fixture(scope="module")
+def server():
+    with FakeLLMServer({"cheap": ModelBehavior(), "dear": ModelBehavior(), "broken": ModelBehavior(fail_status=500)}) as srv:
+        yield srv
+
+
+def card(server, name: str, price: float) -> Model:
+    return Model(f"openai/{name}", input_cost_per_token=price, output_cost_per_token=price, api_base=server.base_url,
+                 api_key="sk-test", context_window=10_000, max_output_tokens=1_000)
+
+
+def router_for(server, budget: Budget, names=(("cheap", 1e-6), ("dear", 1e-5)), **kwargs) -> Router:
+    return Router([card(server, n, p) for n, p in names], encoder=toy_encoder(), seed=0, budget=budget, **kwargs)
+
+
+def test_route_holds_the_worst_case_cost_until_settled():
+    models = [Model("a", input_cost_per_token=1e-6, output_cost_per_token=2e-6, max_output_tokens=100)]
+    budget = Budget(1.0, pacer="none")
+    router = Router(models, encoder=toy_encoder(), budget=budget)
+    decision = router.route("x" * 40, max_tokens=50)  # 10 prompt tokens + 50 output tokens
+    assert budget.reserved() == pytest.approx(10 * 1e-6 + 50 * 2e-6)
+    router.settle(decision.route_id, 3e-5)
+    assert budget.reserved() == 0.0 and budget.total_spent() == 3e-5
+    router.settle(decision.route_id, 1.0)  # already settled: nothing more is charged
+    assert budget.total_spent() == 3e-5
+    decision = router.route("x" * 40)  # no max_tokens: the model's output limit bounds the call
+    assert budget.reserved() == pytest.approx(10 * 1e-6 + 100 * 2e-6)
+    router.release(decision.route_id)
+    assert budget.reserved() == 0.0 and budget.total_spent() == 3e-5
+
+
+def test_models_whose_worst_case_does_not_fit_are_not_eligible():
+    models = [Model("cheap", input_cost_per_token=1e-6, output_cost_per_token=1e-6),
+              Model("dear", input_cost_per_token=1e-3, output_cost_per_token=1e-3)]
+    budget = Budget(0.05, pacer="none")
+    router = Router(models, encoder=toy_encoder(), budget=budget, policy="random", seed=0)
+    decisions = [router.route(f"hello {i}", max_tokens=100) for i in range(20)]
+    assert {d.model for d in decisions} == {"cheap"}  # dear's worst case $0.102 > $0.05
+    assert set(decisions[0].probabilities) == {"cheap"}
+    with pytest.raises(BudgetExceededError, match="budget exhausted"):
+        Router(models[1:], encoder=toy_encoder(), budget=Budget(0.05)).route("hello", max_tokens=100)
+
+
+def test_budget_key_draws_on_that_key():
+    models = [Model("a", input_cost_per_token=1e-3, output_cost_per_token=1e-3)]
+    budget = Budget(1.0, pacer="none", key_limit=0.15)
+    router = Router(models, encoder=toy_encoder(), budget=budget)
+    router.route("hi", max_tokens=99, budget_key="alice")  # 1 + 99 tokens: $0.1
+    with pytest.raises(BudgetExceededError, match="for key 'alice'"):
+        router.route("hi", max_tokens=99, budget_key="alice")
+    router.route("hi", max_tokens=99, budget_key="bob")
+    assert budget.reserved("alice") == pytest.approx(0.1) and budget.reserved() == pytest.approx(0.2)
+
+
+def test_complete_settles_the_cost_litellm_reported(server):
+    budget = Budget(1.0, pacer="none")
+    router = router_for(server, budget)
+    done = [router.complete(PROMPT, max_tokens=20, num_retries=0) for _ in range(5)]
+    assert all(c.cost > 0 for c in done)
+    assert budget.total_spent() == pytest.approx(sum(c.cost for c in done), rel=1e-12)
+    assert budget.reserved() == 0.0
+
+
+async def test_acomplete_and_stream_settle(server):
+    budget = Budget(1.0, pacer="none")
+    router = router_for(server, budget)
+    done = await router.acomplete(PROMPT, max_tokens=20, num_retries=0)
+    stream = router.stream(PROMPT, max_tokens=20, num_retries=0)
+    text = "".join((chunk.choices[0].delta.content or "") for chunk in stream if chunk.choices)
+    assert text and stream.cost > 0
+    assert budget.total_spent() == pytest.approx(done.cost + stream.cost, rel=1e-12)
+    assert budget.reserved() == 0.0
+
+
+def test_failed_call_releases_its_hold(server):
+    budget = Budget(1.0, pacer="none")
+    router = router_for(server, budget, names=(("broken", 1e-6),))
+    with pytest.raises(AllModelsFailedError):
+        router.complete(PROMPT, max_tokens=20, num_retries=0)
+    assert budget.reserved() == 0.0 and budget.total_spent() == 0.0
+
+
+def test_fallback_only_to_models_within_the_hold(server):
+    budget = Budget(1.0, pacer="none")
+    router = router_for(server, budget, names=(("broken", 1e-6), ("dear", 1e-5), ("cheap", 1e-6)),
+                        policy="fixed", policy_settings={"model": "openai/broken"})
+    done = router.complete(PROMPT, max_tokens=20, num_retries=0)
+    assert done.decision.model == "openai/cheap"  # dear's worst case exceeds the hold taken for broken
+    assert budget.total_spent() == pytest.approx(done.cost)
+
+
+def test_fifty_concurrent_calls_against_a_nearly_spent_budget(server):
+    limit = 1e-3
+    budget = Budget(limit, pacer="none")
+    router = router_for(server, budget)
+    budget.settle(budget.reserve(limit - 4e-4), limit - 4e-4)  # nearly spent: $0.0004 left
+    results, refused = [], []
+    lock = threading.Lock()
+
+    def call(i: int) -> None:
+        try:
+            done = router.complete(f"{PROMPT} number {i}", max_tokens=20, num_retries=0)
+        except BudgetExceededError:
+            with lock:
+                refused.append(i)
+            return
+        with lock:
+            results.append(done)
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        list(pool.map(call, range(50)))
+    assert len(results) + len(refused) == 50 and results and refused
+    assert budget.total_spent() <= limit
+    assert budget.total_spent() == pytest.approx(limit - 4e-4 + sum(c.cost for c in results), rel=1e-12)
+    assert budget.reserved() == 0.0
+
+
+def test_budget_must_be_a_budget():
+    with pytest.raises(ConfigError, match="budget must be"):
+        Router([Model("a", input_cost_per_token=0, output_cost_per_token=0)], encoder=toy_encoder(), budget=5.0)
+
+
+@pytest.mark.parametrize("pacer", ["knapsack", "split"])
+def test_replay_spend_never_exceeds_the_budget(pacer):
+    table = load_table(bundled_table_path()).subset(np.arange(400))
+    vectors = np.random.default_rng(0).standard_normal((len(table), 8))
+    encoder = lookup_encoder(table, vectors / np.linalg.norm(vectors, axis=1, keepdims=True), "random")
+    limit = 0.3 * table.costs.sum(axis=0).max()
+    budget = Budget(limit, period=len(table), unit="queries", pacer=pacer)
+    run = replay(table, Router(table.model_cards(), encoder=encoder, seed=0, budget=budget), 0.0, seed=0)
+    assert np.cumsum(run.cost).max() <= limit
+    assert budget.total_spent() == pytest.approx(run.cost.sum(), rel=1e-12)
+    unbudgeted = replay(table, Router(table.model_cards(), encoder=encoder, seed=0), 0.0, seed=0)
+    assert unbudgeted.cost.sum() > limit  # the budget binds

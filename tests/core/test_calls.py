@@ -1,0 +1,161 @@
+"""Routed calls through LiteLLM (mock_response: no network), their cost, and the SQLite decision log."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bandit_router import Model, Router
+from bandit_router.store import DecisionLog
+from bandit_router.testing import FakeLLMServer, ModelBehavior
+
+from .conftest import hashed_bow, make_cards
+
+CANARY = "canary-7f3a9c-prompt-text please answer"
+ANSWER = "The answer is four, and here is why it is four."
+
+
+def file_bytes(path: Path) -> bytes:
+    """The SQLite file and its WAL/SHM companions, where recent writes live before a checkpoint."""
+    return b"".join(p.read_bytes() for p in sorted(path.parent.glob(path.name + "*")))
+
+
+def expected_cost(router: Router, model: str, usage: dict[str, int]) -> float:
+    card = router.models[model]
+    return usage["prompt_tokens"] * card.input_cost_per_token + usage["completion_tokens"] * card.output_cost_per_token
+
+
+def rows(path: Path) -> list[dict]:
+    with sqlite3.connect(path) as conn:  # a second, independent connection: what another process would read
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("SELECT * FROM decisions ORDER BY created_at")]
+
+
+@pytest.fixture
+def logged(make_router, tmp_path):
+    path = tmp_path / "decisions.sqlite"
+    return make_router("random", log=path), path
+
+
+def test_complete_costs_the_card_prices_times_litellm_usage(logged):
+    router, path = logged
+    completion = router.complete(CANARY, mock_response=ANSWER)
+    model = completion.decision.model
+    assert completion.text == ANSWER
+    usage = completion.response.usage
+    assert completion.usage == {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                                "total_tokens": usage.total_tokens}
+    assert usage.prompt_tokens > 0 and usage.completion_tokens > 0
+    assert completion.cost > 0
+    assert completion.cost == pytest.approx(expected_cost(router, model, completion.usage), rel=1e-12)
+    router.feedback(completion.decision.route_id, 0.75)
+    [row] = rows(path)
+    assert row["route_id"] == completion.decision.route_id and row["model"] == model
+    assert (row["status"], row["score"]) == ("served", 0.75)
+    assert row["cost"] == pytest.approx(completion.cost)
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (usage.prompt_tokens, usage.completion_tokens)
+    assert row["propensity"] == pytest.approx(1 / 3) and row["cost_weight"] == 0.0
+
+
+async def test_acomplete(logged):
+    router, path = logged
+    completion = await router.acomplete(CANARY, cost_weight=0.5, mock_response=ANSWER)
+    assert completion.text == ANSWER
+    assert completion.cost > 0
+    assert completion.cost == pytest.approx(expected_cost(router, completion.decision.model, completion.usage))
+    [row] = rows(path)
+    assert (row["status"], row["cost_weight"]) == ("served", 0.5)
+    assert row["cost"] == pytest.approx(completion.cost)
+
+
+def test_stream(logged):
+    router, path = logged
+    stream = router.stream(CANARY, mock_response=ANSWER)
+    assert stream.cost is None
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text == ANSWER
+    assert stream.usage["completion_tokens"] > 0
+    assert stream.cost > 0 and stream.cost == pytest.approx(expected_cost(router, stream.decision.model, stream.usage))
+    router.feedback(stream.decision.route_id, 1.0)
+    [row] = rows(path)
+    assert (row["status"], row["score"], row["model"]) == ("served", 1.0, stream.decision.model)
+    assert row["cost"] == pytest.approx(stream.cost)
+
+
+async def test_astream(logged):
+    router, path = logged
+    stream = router.astream(CANARY, mock_response=ANSWER)
+    text = "".join([chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices])
+    assert text == ANSWER
+    assert stream.cost > 0 and stream.cost == pytest.approx(expected_cost(router, stream.decision.model, stream.usage))
+    [row] = rows(path)
+    assert row["status"] == "served" and row["cost"] == pytest.approx(stream.cost)
+
+
+def test_route_and_feedback_are_logged_without_a_call(logged):
+    router, path = logged
+    decisions = [router.route(f"question {i}", cost_weight=0.25) for i in range(3)]
+    router.feedback(decisions[1].route_id, 0.0)
+    logged_rows = {r["route_id"]: r for r in DecisionLog(path).rows()}
+    assert set(logged_rows) == {d.route_id for d in decisions}
+    for d in decisions:
+        row = logged_rows[d.route_id]
+        assert (row["model"], row["propensity"], row["status"]) == (d.model, d.propensity, "routed")
+        assert row["predictions"]["probabilities"] == d.probabilities
+        assert row["predictions"]["cost"] == d.predicted_cost
+    assert [logged_rows[d.route_id]["score"] for d in decisions] == [None, 0.0, None]
+
+
+@pytest.mark.parametrize("store_prompts", [False, True])
+def test_prompt_text_is_stored_only_on_opt_in(make_router, tmp_path, store_prompts):
+    path = tmp_path / "decisions.sqlite"
+    router = make_router("random", log=path, store_prompts=store_prompts)
+    completion = router.complete(CANARY, mock_response=ANSWER)
+    router.stream(CANARY + " streamed", mock_response=ANSWER)
+    for _ in router.stream(CANARY + " streamed", mock_response=ANSWER):
+        pass
+    router.feedback(completion.decision.route_id, 0.5)
+    assert (CANARY.encode() in file_bytes(path)) is store_prompts
+    router.log.close()  # checkpoint the WAL into the main file
+    assert (CANARY.encode() in file_bytes(path)) is store_prompts
+    assert all((r["prompt"] is not None) is store_prompts for r in rows(path))
+
+
+def test_vectors_are_stored_only_on_opt_in(make_router, tmp_path):
+    plain = make_router(log=tmp_path / "a.sqlite")
+    plain.route(CANARY)
+    assert [r["vector"] for r in plain.log.rows()] == [None]
+    with_vectors = make_router(log=tmp_path / "b.sqlite", store_vectors=True)
+    with_vectors.route(CANARY)
+    [row] = with_vectors.log.rows()
+    np.testing.assert_allclose(row["vector"], hashed_bow(CANARY), rtol=1e-6)
+
+
+def test_a_fallback_keeps_the_logged_prompt_vector_and_failure(tmp_path):
+    """After a provider failure the row is re-pointed at the model that served, keeping what was logged."""
+    with FakeLLMServer({"down": ModelBehavior(fail_status=500), "up": ModelBehavior()}) as server:
+        cards = [Model(f"openai/{name}", input_cost_per_token=1e-6, output_cost_per_token=2e-6,
+                       api_base=server.base_url, api_key="sk-test") for name in ("down", "up")]
+        router = Router(cards, policy="fixed", policy_settings={"model": "openai/down"}, encoder=hashed_bow,
+                        seed=0, log=tmp_path / "log.sqlite", store_prompts=True, store_vectors=True)
+        completion = router.complete(CANARY, num_retries=0)
+    assert completion.decision.model == "openai/up" and completion.decision.failed == ("openai/down",)
+    assert router.failures == {"openai/down": 1, "openai/up": 0}
+    [row] = router.log.rows()
+    assert (row["model"], row["status"], row["failed"]) == ("openai/up", "served", ["openai/down"])
+    assert row["error"] == "InternalServerError"
+    assert row["prompt"] == CANARY
+    np.testing.assert_allclose(row["vector"], hashed_bow(CANARY), rtol=1e-6)
+    assert row["cost"] > 0 and row["cost"] == pytest.approx(completion.cost)
+    router.feedback(completion.decision.route_id, 1.0)  # the feedback teaches the model that answered
+
+
+def test_api_keys_never_reach_the_log(tmp_path):
+    cards = [Model("openai/keyed", input_cost_per_token=1e-6, output_cost_per_token=1e-6, api_key="sk-secret-123")]
+    router = Router(cards + make_cards(), encoder=hashed_bow, seed=0, log=tmp_path / "log.sqlite",
+                    store_prompts=True)
+    router.complete(CANARY, models=["openai/keyed"], mock_response=ANSWER)
+    assert b"sk-secret-123" not in file_bytes(tmp_path / "log.sqlite")

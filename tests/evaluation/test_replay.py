@@ -1,0 +1,109 @@
+"""A tiny routing table replayed through the real Router, from the library and from the CLI."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bandit_router import Router
+from bandit_router.cli import main
+from bandit_router.encoders import Encoder
+from bandit_router.evaluation import load_table, lookup_encoder, replay
+from bandit_router.evaluation.references import full_info_ridge_run, oracle_run, single_model_runs
+from bandit_router.evaluation.report import RESULT_COLUMNS, write_report
+from bandit_router.evaluation.sweep import SweepSpec, reference_runs, run_sweep
+
+from .conftest import topic_vector
+
+
+def test_replay_learns_which_model_suits_each_topic(table_dir: Path, topic_encoder: Encoder) -> None:
+    table = load_table(table_dir)
+    router = Router(table.model_cards(), policy="linucb", encoder=topic_encoder, seed=0)
+    runs = [replay(table, router, cost_weight=0.0, seed=s) for s in range(5)]  # five passes, one learning router
+    assert runs[0].order.tolist() != runs[1].order.tolist()  # a new random order per seed
+    assert sorted(runs[0].order.tolist()) == list(range(len(table)))
+    assert runs[-1].mean_score == pytest.approx(1.0)  # every prompt goes to a model that is good at it
+    assert runs[-1].mean_score > np.mean([r.mean_score for r in single_model_runs(table)])
+
+
+def test_warm_start_and_full_feedback(table_dir: Path, topic_encoder: Encoder) -> None:
+    table = load_table(table_dir)
+    cold = replay(table, Router(table.model_cards(), encoder=topic_encoder, seed=0), 0.0, seed=0)
+    warm = replay(table, Router(table.model_cards(), encoder=topic_encoder, seed=0), 0.0, seed=0, warm_start=0.5)
+    full = replay(table, Router(table.model_cards(), encoder=topic_encoder, seed=0), 0.0, seed=0, feedback="full")
+    assert len(warm.order) == 30 and warm.mean_score == pytest.approx(1.0) and cold.mean_score < 1.0
+    assert full.mean_score >= cold.mean_score
+
+
+def test_references(table_dir: Path) -> None:
+    table = load_table(table_dir)
+    vectors = np.stack([topic_vector(p) for p in table.prompts])
+    singles = single_model_runs(table)
+    assert [r.policy for r in singles] == ["single:small", "single:coder", "single:large"]
+    assert singles[0].mean_score == pytest.approx(table.scores[:, 0].mean())
+    assert oracle_run(table, 0.0).mean_score == 1.0
+    assert oracle_run(table, 1.0).mean_cost < oracle_run(table, 0.0).mean_cost  # the dial buys cheaper models
+    ridge = full_info_ridge_run(table, vectors, 0.0, seed=0)
+    assert len(ridge.order) == 30 and ridge.mean_score == pytest.approx(1.0)
+
+
+def test_sweep_in_two_processes_and_report(table_dir: Path, tmp_path: Path) -> None:
+    table = load_table(table_dir)
+    vectors = np.stack([topic_vector(p) for p in table.prompts]).astype(np.float32)
+    spec = SweepSpec(["linucb", "random"], [0.0, 0.5], [0, 1])
+    runs = run_sweep(table, vectors, "topic", spec, workers=2)
+    assert [(r.policy, r.cost_weight, r.seed) for r, _ in runs] == list(spec.tasks())
+    same = replay(table, Router(table.model_cards(), encoder=lookup_encoder(table, vectors, "topic"), seed=1),
+                  0.5, seed=1)  # a run in a worker equals the same run in this process
+    np.testing.assert_array_equal(runs[3][0].chosen, same.chosen)
+    paths = write_report(tmp_path / "out", table, [*runs, *((r, None) for r in reference_runs(table, vectors,
+                                                                                               [0.0, 0.5], [0, 1]))])
+    assert all(p.stat().st_size > 0 for p in paths.values())
+
+
+def _results(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_cli_replay_writes_results_summary_and_plots(table_dir: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BANDIT_ROUTER_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    status = main(["replay", str(table_dir), "--policy", "linucb,thompson", "--dial", "0,0.1,0.5", "--seeds", "2",
+                   "--out", str(out), "--workers", "1"])
+    assert status == 0
+    rows = _results(out / "results.csv")
+    assert set(RESULT_COLUMNS) <= set(rows[0])
+    policies = [r["policy"] for r in rows]
+    assert policies.count("linucb") == policies.count("thompson") == 3 * 2  # one row per dial x seed
+    assert {"single:small", "single:coder", "single:large", "oracle", "full-info-ridge"} <= set(policies)
+    oracle = [float(r["mean_score"]) for r in rows if r["policy"] == "oracle" and r["dial"] == "0.0"]
+    assert oracle == [1.0]
+    summary = (out / "summary.md").read_text()
+    assert "full-info-ridge" in summary and "AIQ" in summary and "--seeds 2" in summary
+    for png in ("frontier.png", "regret.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((tmp_path / "cache").glob("tiny-*.safetensors"))  # the prompt vectors were cached
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--policy", "linucb,nope"], "--policy must name registered policies"),
+    (["--dial", "0,1.5"], r"--dial must be a number in \[0, 1\]"),
+    (["--seeds", "0"], "--seeds must be an integer >= 1"),
+    (["--settings", "{oops"], "--settings must be JSON"),
+])
+def test_cli_rejects_bad_arguments(table_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                   args: list[str], message: str) -> None:
+    assert main(["replay", str(table_dir), "--out", str(tmp_path / "out"), *args]) == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_cli_reports_a_malformed_folder(table_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (table_dir / "outcomes.csv").unlink()
+    assert main(["replay", str(table_dir), "--out", str(tmp_path / "out")]) == 2
+    assert "lacks outcomes.csv" in capsys.readouterr().err

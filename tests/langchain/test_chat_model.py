@@ -1,0 +1,251 @@
+"""ChatBanditRouter against the local server: metadata, pass-through kwargs, the dial, model subsets, tools,
+structured output, streaming, async, batch and pinning a model per thread."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.tools import tool
+from pydantic import BaseModel, ValidationError
+
+from bandit_router import ConfigError, Router
+from bandit_router.testing import FakeLLMServer
+from langchain_bandit_router import ChatBanditRouter
+
+from .conftest import LARGE, SMALL, cards, hashed_bow
+
+
+@tool
+def square(x: int) -> int:
+    """Square a number."""
+    return x * x
+
+
+@tool
+def shout(text: str) -> str:
+    """Shout a text."""
+    return text.upper()
+
+
+class Answer(BaseModel):
+    value: int
+    unit: str
+
+
+def served(server: FakeLLMServer) -> list[str]:
+    """The router's names of the models the server was asked, oldest first."""
+    return [f"openai/{r.model}" for r in server.requests]
+
+
+def test_response_metadata_usage_and_cost(llm: ChatBanditRouter, router: Router, server: FakeLLMServer) -> None:
+    message = llm.invoke("hello there")
+    assert message.content == "Echo: hello there"
+    meta = message.response_metadata
+    assert meta["model_name"] == served(server)[-1]
+    assert (meta["cost_weight"], meta["failed"], meta["finish_reason"]) == (0.0, [], "stop")
+    assert 0 < meta["propensity"] <= 1
+    assert router.pending(meta["route_id"])
+    usage = message.usage_metadata
+    assert (usage["input_tokens"], usage["output_tokens"], usage["total_tokens"]) == (2, 3, 5)  # server counts words
+    assert meta["cost"] == pytest.approx(router.models[meta["model_name"]].cost(2, 3))
+
+
+def test_model_kwargs_pass_through(router: Router, server: FakeLLMServer) -> None:
+    llm = ChatBanditRouter(router=router, temperature=0.3, max_tokens=7, timeout=5, stop=["zz"],
+                           model_kwargs={"seed": 11})
+    llm.invoke("hi", top_p=0.5)
+    params = server.requests[-1].params
+    assert (params["temperature"], params["max_tokens"], params["stop"], params["seed"], params["top_p"]) == (
+        0.3, 7, ["zz"], 11, 0.5)
+    llm.invoke("hi", stop=["yy"], max_tokens=3)
+    assert (server.requests[-1].params["stop"], server.requests[-1].params["max_tokens"]) == (["yy"], 3)
+
+
+def test_cost_weight_per_instance_per_call_and_from_config(router: Router) -> None:
+    llm = ChatBanditRouter(router=router, cost_weight=0.4)
+    assert llm.invoke("hi").response_metadata["cost_weight"] == 0.4
+    assert llm.invoke("hi", cost_weight=0.9).response_metadata["cost_weight"] == 0.9
+    config = {"configurable": {"cost_weight": 0.7}}
+    assert llm.invoke("hi", config=config).response_metadata["cost_weight"] == 0.7
+    assert list(llm.stream("hi", config=config))[-1].response_metadata["cost_weight"] == 0.7
+    chain = ChatPromptTemplate.from_template("{q}") | llm
+    assert chain.invoke({"q": "hi"}, config=config).response_metadata["cost_weight"] == 0.7
+
+
+async def test_cost_weight_from_config_async(router: Router) -> None:
+    llm = ChatBanditRouter(router=router)
+    config = {"configurable": {"cost_weight": 0.6}}
+    assert (await llm.ainvoke("hi", config=config)).response_metadata["cost_weight"] == 0.6
+    chunks = [c async for c in llm.astream("hi", config=config)]
+    assert chunks[-1].response_metadata["cost_weight"] == 0.6
+
+
+def test_full_cost_weight_routes_to_the_cheap_model(router: Router) -> None:
+    llm = ChatBanditRouter(router=router, cost_weight=1.0)
+    assert {llm.invoke(f"question {i}").response_metadata["model_name"] for i in range(10)} == {SMALL}
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "high", True])
+def test_invalid_cost_weight_is_rejected(router: Router, bad: object) -> None:
+    with pytest.raises(ValidationError, match="cost_weight"):
+        ChatBanditRouter(router=router, cost_weight=bad)
+    with pytest.raises(ConfigError, match="cost_weight"):
+        ChatBanditRouter(router=router).invoke("hi", cost_weight=bad)
+
+
+def test_unknown_settings_are_rejected(router: Router) -> None:
+    with pytest.raises(ValidationError, match="cost_wieght"):
+        ChatBanditRouter(router=router, cost_wieght=0.5)
+    with pytest.raises(ValidationError, match="unknown names"):
+        ChatBanditRouter(router=router, models=["openai/nope"])
+    with pytest.raises(ConfigError, match="unknown names"):
+        ChatBanditRouter(router=router).invoke("hi", models=["openai/nope"])
+
+
+def test_allowed_models_per_instance_and_per_call(router: Router) -> None:
+    llm = ChatBanditRouter(router=router, models=[LARGE])
+    assert {llm.invoke(f"q {i}").response_metadata["model_name"] for i in range(5)} == {LARGE}
+    assert {llm.invoke(f"q {i}", models=[SMALL]).response_metadata["model_name"] for i in range(5)} == {SMALL}
+    assert llm.invoke("q", model=SMALL).response_metadata["model_name"] == SMALL
+
+
+def test_tool_calls_come_back_as_langchain_tool_calls(llm: ChatBanditRouter, server: FakeLLMServer) -> None:
+    message = llm.bind_tools([square]).invoke("What is 12 squared?")
+    [call] = message.tool_calls
+    assert (call["name"], call["args"], call["type"]) == ("square", {"x": 12}, "tool_call")
+    assert message.response_metadata["finish_reason"] == "tool_calls"
+    assert server.requests[-1].params["tools"][0]["function"]["name"] == "square"
+    follow_up = llm.bind_tools([square]).invoke(
+        [HumanMessage("What is 12 squared?"), message, ToolMessage("144", tool_call_id=call["id"])])
+    assert follow_up.content == "Tool result: 144" and not follow_up.tool_calls
+
+
+def test_streamed_tool_calls_reassemble(llm: ChatBanditRouter) -> None:
+    full = None
+    for chunk in llm.bind_tools([square]).stream("What is 7 squared?"):
+        full = chunk if full is None else full + chunk
+    assert [(c["name"], c["args"]) for c in full.tool_calls] == [("square", {"x": 7})]
+    assert full.response_metadata["finish_reason"] == "tool_calls"
+
+
+@pytest.mark.parametrize(("choice", "sent"), [
+    ("shout", {"type": "function", "function": {"name": "shout"}}),
+    ("any", "required"), (True, "required"), ("auto", "auto"), ("none", "none"),
+])
+def test_tool_choice_is_sent_in_openai_form(llm: ChatBanditRouter, server: FakeLLMServer, choice: object,
+                                            sent: object) -> None:
+    message = llm.bind_tools([square, shout], tool_choice=choice).invoke("Say 'hello' loudly")
+    assert server.requests[-1].params["tool_choice"] == sent
+    if choice == "shout":
+        assert message.tool_calls[0]["name"] == "shout" and message.tool_calls[0]["args"] == {"text": "hello"}
+    if choice == "none":
+        assert not message.tool_calls
+
+
+def test_single_tool_forced_by_any(llm: ChatBanditRouter, server: FakeLLMServer) -> None:
+    llm.bind_tools([square], tool_choice="any").invoke("hi")
+    assert server.requests[-1].params["tool_choice"] == {"type": "function", "function": {"name": "square"}}
+
+
+def test_unknown_tool_choice_is_rejected(llm: ChatBanditRouter) -> None:
+    with pytest.raises(ConfigError, match="tool_choice"):
+        llm.bind_tools([square], tool_choice="cube")
+
+
+def test_only_tool_capable_models_serve_tool_calls(server: FakeLLMServer) -> None:
+    router = Router(cards(server.base_url, tools=(False, True)), encoder=hashed_bow, seed=0)
+    llm = ChatBanditRouter(router=router)
+    with_tools = llm.bind_tools([square])
+    assert {with_tools.invoke(f"What is {i} squared?").response_metadata["model_name"] for i in range(8)} == {LARGE}
+    structured = llm.with_structured_output(Answer)
+    for i in range(4):
+        assert structured.invoke(f"How long, {i} metres?") == Answer(value=i, unit="example")
+    assert set(served(server)) == {LARGE}
+    assert {llm.invoke(f"plain question {i}").response_metadata["model_name"] for i in range(12)} == {SMALL, LARGE}
+
+
+def test_structured_output_include_raw(llm: ChatBanditRouter) -> None:
+    result = llm.with_structured_output(Answer, include_raw=True).invoke("Give me 5 'kg'")
+    assert result["parsed"] == Answer(value=5, unit="kg")
+    assert result["raw"].response_metadata["route_id"]
+
+
+def test_stream_matches_invoke_and_ends_with_metadata(llm: ChatBanditRouter, router: Router) -> None:
+    chunks = list(llm.stream("stream this please"))
+    assert all(isinstance(c, AIMessageChunk) for c in chunks) and len(chunks) > 3
+    full = sum(chunks[1:], chunks[0])
+    assert full.content == "Echo: stream this please"
+    last = chunks[-1]
+    assert last.chunk_position == "last"
+    assert last.usage_metadata == {"input_tokens": 3, "output_tokens": 4, "total_tokens": 7}
+    model = last.response_metadata["model_name"]
+    assert last.response_metadata["cost"] == pytest.approx(router.models[model].cost(3, 4))
+    assert sum(bool(c.usage_metadata) for c in chunks) == 1  # usage is counted once
+
+
+async def test_async_invoke_stream_and_batch(llm: ChatBanditRouter, router: Router) -> None:
+    message = await llm.ainvoke("async hello")
+    assert message.content == "Echo: async hello" and router.pending(message.response_metadata["route_id"])
+    chunks = [c async for c in llm.astream("async stream")]
+    assert "".join(c.content for c in chunks) == "Echo: async stream"
+    assert chunks[-1].response_metadata["route_id"] and chunks[-1].usage_metadata["output_tokens"] == 3
+    replies = await llm.abatch(["one", "two", "three"])
+    assert [r.content for r in replies] == ["Echo: one", "Echo: two", "Echo: three"]
+    assert len({r.response_metadata["route_id"] for r in replies}) == 3
+
+
+def test_batch_routes_each_input(llm: ChatBanditRouter) -> None:
+    replies = llm.batch([f"item {i}" for i in range(6)], config={"max_concurrency": 3})
+    assert [r.content for r in replies] == [f"Echo: item {i}" for i in range(6)]
+    assert len({r.response_metadata["route_id"] for r in replies}) == 6
+
+
+def agent_steps(llm: ChatBanditRouter, thread: str, steps: int = 8) -> set[str]:
+    """Models that served `steps` tool-calling steps of one agent thread."""
+    bound = llm.bind_tools([square])
+    config = {"configurable": {"thread_id": thread}}
+    return {bound.invoke(f"step {i}: square 3", config=config).response_metadata["model_name"] for i in range(steps)}
+
+
+def test_model_is_chosen_per_step_unless_pinned(router: Router) -> None:
+    assert agent_steps(ChatBanditRouter(router=router), "t0") == {SMALL, LARGE}
+    pinned = ChatBanditRouter(router=router, pin_model=True)
+    threads = {thread: agent_steps(pinned, thread) for thread in ("t1", "t2", "t3", "t4", "t5", "t6")}
+    assert all(len(models) == 1 for models in threads.values())
+    assert set.union(*threads.values()) == {SMALL, LARGE}  # each thread pinned on its own first choice
+
+
+def test_pinned_model_that_fails_is_replaced_and_repinned(router: Router, server: FakeLLMServer) -> None:
+    llm = ChatBanditRouter(router=router, pin_model=True, cost_weight=1.0)  # the first choice is the cheap model
+    config = {"configurable": {"thread_id": "t"}}
+    assert llm.invoke("first", config=config).response_metadata["model_name"] == SMALL
+    server.set_behavior("small", fail_status=500)
+    second = llm.invoke("second", config=config)
+    assert second.response_metadata["model_name"] == LARGE and second.content == "Echo: second"
+    assert router.failures[SMALL] == 1
+    server.set_behavior("small", fail_status=None)
+    assert llm.invoke("third", config=config).response_metadata["model_name"] == LARGE
+    assert [c for c in llm.stream("fourth", config=config)][-1].response_metadata["model_name"] == LARGE
+
+
+def test_conversation_history_is_sent_as_openai_messages(llm: ChatBanditRouter, server: FakeLLMServer) -> None:
+    history = [HumanMessage("hi", name="ann"), AIMessage([{"type": "text", "text": "hello"}]), HumanMessage("bye")]
+    assert llm.invoke(history).content == "Echo: bye"
+    assert server.requests[-1].messages == [{"role": "user", "name": "ann", "content": "hi"},
+                                            {"role": "assistant", "content": "hello"},
+                                            {"role": "user", "content": "bye"}]
+
+
+def test_streaming_flag_streams_under_invoke(router: Router, server: FakeLLMServer) -> None:
+    tokens: list[str] = []
+
+    class Collect(BaseCallbackHandler):
+        def on_llm_new_token(self, token: str, **kwargs: object) -> None:
+            tokens.append(token)
+
+    reply = ChatBanditRouter(router=router, streaming=True).invoke("via stream", config={"callbacks": [Collect()]})
+    assert reply.content == "Echo: via stream" and "".join(tokens) == "Echo: via stream"
+    assert server.requests[-1].params["stream"] is True
+    assert router.pending(reply.response_metadata["route_id"]) and reply.usage_metadata["output_tokens"] == 3

@@ -1,0 +1,137 @@
+"""A canary API key, feedback secret and prompt never show up in logs, files, exceptions or reprs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import io
+import logging
+import traceback
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from bandit_router import Model, Router
+from bandit_router.errors import BanditRouterError, StoreUnavailableError
+from bandit_router.store import RedisStateStore, SQLiteStateStore
+from bandit_router.testing import FakeLLMServer, ModelBehavior
+
+from .conftest import free_port
+from .workers import fake_encoder
+
+KEY = "sk-canary-KEY-7f3a9c2e51d84b06"
+SECRET = "canary-SECRET-e1b2c3d4e5f60718"
+PROMPT = "canary PROMPT zebra-quartz-4471: what is the capital of Mongolia?"
+LOGGERS = ["", "LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "openai", "httpx", "httpcore", "bandit_router"]
+
+
+@pytest.fixture
+def debug_logs() -> Iterator[io.StringIO]:
+    """Every log record at DEBUG, LiteLLM's included, written to one buffer."""
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    saved = {name: logging.getLogger(name).level for name in LOGGERS}
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    logging.getLogger().addHandler(handler)
+    try:
+        yield buffer
+    finally:
+        logging.getLogger().removeHandler(handler)
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def full_run(folder: Path, store_prompts: bool) -> list[str]:
+    """Route, call (with a fallback, a failure, a stream, an async call), rate, sync, save and load; return
+    the text of every exception and repr seen on the way."""
+    seen: list[str] = []
+
+    def keep(error: BaseException) -> None:
+        seen.extend([str(error), repr(error), "".join(traceback.format_exception(error))])
+        for inner in getattr(error, "failures", {}).values():
+            keep(inner)
+
+    behaviors = {"good": ModelBehavior(respond=lambda messages: "Ulaanbaatar."),
+                 "flaky": ModelBehavior(fail_status=500), "locked": ModelBehavior(fail_status=401)}
+    with FakeLLMServer(behaviors) as server:
+        cards = [Model(f"openai/{name}", input_cost_per_token=1e-6, output_cost_per_token=2e-6, context_window=8192,
+                       max_output_tokens=1024, supports_tools=False, api_base=server.base_url, api_key=KEY)
+                 for name in behaviors]
+        router = Router(cards, encoder=fake_encoder, seed=0, log=folder / "decisions.db", store_prompts=store_prompts,
+                        store_vectors=True, state_store=SQLiteStateStore(folder / "state.db"), sync_every=0,
+                        feedback_secret=SECRET, max_prompt_chars=1000)
+        completion = router.complete(PROMPT, models=["openai/flaky", "openai/good"], num_retries=0)
+        router.feedback(completion.decision.route_id, 1.0, token=completion.decision.feedback_token)
+        stream = router.stream([{"role": "system", "content": "Be brief."}, {"role": "user", "content": PROMPT}],
+                               models=["openai/good"], num_retries=0)
+        assert "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices) == "Ulaanbaatar."
+        asynchronous = asyncio.run(router.acomplete(PROMPT, models=["openai/good"], num_retries=0))
+        seen += [repr(router), repr(router.models), repr(completion.decision), repr(asynchronous.decision),
+                 repr(router.tokens), repr(router.replica.store), str(router.__dict__)]
+        for call in (lambda: router.complete(PROMPT, models=["openai/locked"], num_retries=0),
+                     lambda: router.complete(PROMPT, models=["openai/flaky"], num_retries=0),
+                     lambda: router.route(PROMPT * 20),
+                     lambda: router.feedback(asynchronous.decision.route_id, 1.0, token="1.forged")):
+            with pytest.raises(Exception) as caught:
+                call()
+            keep(caught.value)
+        router.sync()
+        router.save(folder / "router.safetensors")
+        loaded = Router.load(folder / "router.safetensors", encoder=fake_encoder,
+                             api_keys={card.name: KEY for card in cards})
+        seen += [repr(loaded), repr(loaded.models), str(loaded.__dict__)]
+    return seen
+
+
+def files_text(folder: Path) -> str:
+    """Every file the run wrote (state file, SQLite files with their WAL), as text."""
+    return "\n".join(p.read_bytes().decode("latin-1") for p in folder.rglob("*") if p.is_file())
+
+
+def test_canary_key_and_prompt_never_leak(tmp_path: Path, debug_logs: io.StringIO) -> None:
+    seen = full_run(tmp_path, store_prompts=False)
+    logs, files = debug_logs.getvalue(), files_text(tmp_path)
+    assert "LiteLLM" in logs and "[REDACTED]" in logs  # LiteLLM's DEBUG records were captured, and redacted
+    for canary in (KEY, SECRET, PROMPT):
+        assert canary not in logs
+        assert canary not in files
+        assert not [text for text in seen if canary in text]
+
+
+def test_stored_prompts_appear_only_where_enabled(tmp_path: Path, debug_logs: io.StringIO) -> None:
+    seen = full_run(tmp_path, store_prompts=True)
+    assert PROMPT in (tmp_path / "decisions.db").read_bytes().decode("latin-1") + files_text(tmp_path)
+    assert PROMPT in debug_logs.getvalue()  # with storage on, LiteLLM's request logs are left as they are
+    for canary in (KEY, SECRET):
+        assert canary not in debug_logs.getvalue() and canary not in files_text(tmp_path)
+        assert not [text for text in seen if canary in text]
+
+
+def test_redis_password_never_shown() -> None:
+    store = RedisStateStore(f"redis://:{SECRET}@127.0.0.1:{free_port()}/0", timeout=0.2)
+    with pytest.raises(StoreUnavailableError) as caught:
+        store.totals()
+    texts = [repr(store), str(caught.value), "".join(traceback.format_exception(caught.value))]
+    assert not [text for text in texts if SECRET in text]
+    assert isinstance(caught.value, BanditRouterError)
+
+
+def test_redaction_covers_messages_arguments_and_tracebacks(debug_logs: io.StringIO) -> None:
+    from bandit_router.redaction import hidden, hide
+
+    hide([KEY])
+    log = logging.getLogger("bandit_router.reliability-test")  # any logger: the record factory is global
+    with hidden([PROMPT]):
+        log.debug("request %s", {"messages": [{"content": PROMPT}], "api_key": KEY})
+        log.debug(f"curl -d '{json.dumps({'content': PROMPT + chr(10)})}'")
+        try:
+            raise ValueError(f"bad key {KEY} for {PROMPT!r}")
+        except ValueError:
+            log.exception("call failed")
+    log.debug("after the call: %s", PROMPT)  # the prompt is hidden only while its call runs
+    logs = debug_logs.getvalue()
+    assert logs.count("[REDACTED]") >= 5 and KEY not in logs
+    assert logs.count(PROMPT) == 1 and f"after the call: {PROMPT}" in logs

@@ -1,0 +1,160 @@
+"""8 processes x 10,000 feedback updates through one shared store: every update applied exactly once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bandit_router import ConfigError, Router, StoreUnavailableError
+from bandit_router.store import DecisionLog, RedisStateStore, SQLiteStateStore, StateStore
+
+from .workers import MODELS, expected_sums, fake_encoder, model_cards
+
+WORKER = str(Path(__file__).with_name("workers.py"))
+PROCESSES, UPDATES = 8, 10_000
+
+
+def run_processes(kind: str, target: str, processes: int, n: int, sync_every: float,
+                  log: str | None = None) -> Counter[str]:
+    """Start `processes` workers at once; return the updates they applied per model, checking each succeeded."""
+    commands = [[sys.executable, WORKER, kind, target, str(p), str(n), str(sync_every), *([log] if log else [])]
+                for p in range(processes)]
+    workers = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in commands]
+    applied: Counter[str] = Counter()
+    for worker in workers:
+        out, err = worker.communicate(timeout=600)
+        assert "database is locked" not in err
+        assert worker.returncode == 0, err[-2000:]
+        applied.update(json.loads(out))
+    return applied
+
+
+def check_totals(store: StateStore, applied: Counter[str], processes: int, n: int) -> None:
+    totals = store.totals()
+    assert {m: int(totals[m]["n"]) for m in totals} == dict(applied)
+    assert sum(applied.values()) == processes * n
+    A, b = expected_sums(processes, n)
+    np.testing.assert_allclose(sum(totals[m]["A"] for m in MODELS), A, rtol=1e-10)
+    np.testing.assert_allclose(sum(totals[m]["b"] for m in MODELS), b, rtol=1e-10)
+    # the intercept feature counts each update once: A's corner entry is exactly the number of updates
+    assert {m: totals[m]["A"][-1, -1] for m in MODELS} == {m: float(applied[m]) for m in MODELS}
+
+
+def check_replica_serves_totals(store: StateStore) -> None:
+    """A fresh replica serves exactly lambda I + totals, with A_inv its inverse."""
+    router = Router(model_cards(), encoder=fake_encoder, seed=0, state_store=store, sync_every=3600)
+    router.sync()
+    totals = store.totals()
+    for k, model in enumerate(router.policy.arms):
+        np.testing.assert_allclose(router.policy.A[k], np.eye(len(totals[model]["b"])) + totals[model]["A"])
+        np.testing.assert_allclose(router.policy.A_inv[k] @ router.policy.A[k], np.eye(router.policy.p), atol=1e-8)
+
+
+def test_sqlite_8_processes_80000_updates(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.db")
+    applied = run_processes("sqlite", path, PROCESSES, UPDATES, sync_every=0.05)
+    store = SQLiteStateStore(path)
+    check_totals(store, applied, PROCESSES, UPDATES)
+    check_replica_serves_totals(store)
+
+
+def test_redis_8_processes_80000_updates(redis_server) -> None:
+    applied = run_processes("redis", redis_server.url, PROCESSES, UPDATES, sync_every=0.05)
+    store = RedisStateStore(redis_server.url)
+    check_totals(store, applied, PROCESSES, UPDATES)
+    check_replica_serves_totals(store)
+
+
+def test_decision_log_and_state_share_one_sqlite_file(tmp_path: Path) -> None:
+    """Processes writing their decision log and merged state to the same file: every row and update lands."""
+    path = str(tmp_path / "router.db")
+    applied = run_processes("sqlite", path, 4, 500, sync_every=0.05, log=path)
+    check_totals(SQLiteStateStore(path), applied, 4, 500)
+    rows = list(DecisionLog(path).rows())
+    assert len(rows) == 4 * 500 and all(row["score"] is not None for row in rows)
+    assert Counter(row["model"] for row in rows) == applied
+
+
+@pytest.mark.parametrize("make_store", ["sqlite", "redis"])
+def test_retried_push_is_counted_once(make_store: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    store = (SQLiteStateStore(tmp_path / "s.db") if make_store == "sqlite"
+             else RedisStateStore(request.getfixturevalue("redis_server").url))
+    delta = {"m": {"A": np.eye(2), "b": np.ones(2), "n": np.array(1)}}
+    for _ in range(3):  # the reply of the first push was "lost": the replica sends the same batch again
+        totals = store.merge("replica-1", 1, delta)
+    totals = store.merge("replica-1", 2, delta)
+    totals = store.merge("replica-2", 1, delta)
+    assert int(totals["m"]["n"]) == 3
+    np.testing.assert_array_equal(store.totals()["m"]["A"], 3 * np.eye(2))
+
+
+def test_prior_stays_local_and_is_not_counted_twice(tmp_path: Path) -> None:
+    """Replicas starting from the same prior serve prior + merged totals; the store holds only what they learned."""
+    from bandit_router.policies import make_policy
+
+    store = SQLiteStateStore(tmp_path / "state.db")
+    X = np.array([fake_encoder(f"prior {i}") for i in range(20)])
+    routers = []
+    for seed in (0, 1):
+        policy = make_policy("linucb", 4, list(MODELS), seed=seed)
+        policy.absorb(X, np.full((20, 3), 0.9), list(MODELS))
+        routers.append(Router(model_cards(), policy=policy, encoder=fake_encoder, state_store=store, sync_every=3600))
+    prior_A = routers[0].policy.A.copy()
+    for i, router in enumerate(routers * 50):
+        decision = router.route(f"request {i}")
+        router.feedback(decision.route_id, 0.5)
+    for router in routers + routers[:1]:
+        router.sync()
+    totals = store.totals()
+    assert sum(int(totals[m]["n"]) for m in totals) == 100  # the 2 x 60 prior observations were never pushed
+    for router in routers:
+        for k, model in enumerate(router.policy.arms):
+            np.testing.assert_allclose(router.policy.A[k], prior_A[k] + totals[model]["A"])
+
+
+@pytest.mark.parametrize("policy", ["thompson", "epsilon-greedy"])
+def test_every_linear_policy_shares_its_state(policy: str, tmp_path: Path) -> None:
+    store = SQLiteStateStore(tmp_path / "state.db")
+    routers = [Router(model_cards(), policy=policy, encoder=fake_encoder, seed=s, state_store=store, sync_every=3600)
+               for s in (0, 1)]
+    for i, router in enumerate(routers * 30):
+        decision = router.route(f"request {i}")
+        router.feedback(decision.route_id, 0.25)
+    for router in routers + routers[:1]:
+        router.sync()
+    assert sum(int(t["n"]) for t in store.totals().values()) == 60
+    np.testing.assert_allclose(routers[0].policy.A, routers[1].policy.A)
+
+
+def test_state_store_needs_a_linear_policy(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="state_store needs a linear policy"):
+        Router(model_cards(), policy="random", encoder=fake_encoder, state_store=SQLiteStateStore(tmp_path / "s.db"))
+    with pytest.raises(ConfigError, match="sync needs a router created with a state_store"):
+        Router(model_cards(), encoder=fake_encoder).sync()
+    with pytest.raises(ConfigError, match="sync_every must be"):
+        Router(model_cards(), encoder=fake_encoder, state_store=SQLiteStateStore(tmp_path / "s.db"), sync_every=-1)
+
+
+def test_a_locked_sqlite_file_waits_then_raises_a_typed_error(tmp_path: Path) -> None:
+    import sqlite3
+    import threading
+
+    path = tmp_path / "state.db"
+    store = SQLiteStateStore(path, busy_timeout=0.3)
+    delta = {"m": {"A": np.eye(2), "b": np.ones(2), "n": np.array(1)}}
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock ...
+    threading.Timer(0.1, lambda: other.execute("COMMIT")).start()  # ... briefly
+    assert int(store.merge("r", 1, delta)["m"]["n"]) == 1
+    other.execute("BEGIN IMMEDIATE")  # ... and now for longer than busy_timeout
+    with pytest.raises(StoreUnavailableError, match="stayed busy for 0.3 s") as caught:
+        store.merge("r", 2, delta)
+    assert "database is locked" not in str(caught.value)
+    other.execute("COMMIT")
+    assert int(store.merge("r", 2, delta)["m"]["n"]) == 2
