@@ -15,7 +15,9 @@ Pacing decides which affordable models a request may use:
   budget limit / bins, and what a bin leaves unspent rolls over to the next.
 - "split": a fixed per-query split: model l is allowed while its predicted cost <= limit / queries per period.
 - "none": the hard cap only.
-When no model passes the pacer, the cheapest affordable one is used (as PILOT does).
+When the number of queries per period is known, both pacers also keep enough for the queries still to come
+at the typical cheapest cost. When no model passes the pacer, the models within this query's even share of
+what is left are allowed, else the cheapest (PILOT falls back to the cheapest).
 """
 
 from __future__ import annotations
@@ -195,14 +197,15 @@ class Budget:
     def pace(self, names: Sequence[str], quality: np.ndarray, cost: np.ndarray, key: str | None = None) -> list[str]:
         """The models among `names` the pacer allows, given each one's predicted quality and cost (USD).
 
-        Never empty: when the pacer allows none, the cheapest of `names` is returned.
+        Never empty: when the pacer allows none, those within this query's even share of what is left, else the
+        cheapest of `names`, are returned.
         """
         quality, cost = np.asarray(quality, dtype=float), np.asarray(cost, dtype=float)
         if self.pacer == "none":
             return list(names)
         with self._lock:
             self._cheapest = [self._cheapest[0] + cost.min(), self._cheapest[1] + 1]
-            keep = self._kept_for_the_rest()
+            keep, share = self._kept_for_the_rest()
         if self.pacer == "split":
             allowed = cost <= self.limit / self.expected_queries
             if key is not None and self.key_limit is not None:
@@ -217,19 +220,21 @@ class Budget:
             allowed = ratio >= self.threshold(key)
         allowed &= cost <= keep
         if not allowed.any():
+            allowed = cost <= share
+        if not allowed.any():
             return [names[int(np.argmin(cost))]]
         return [n for n, ok in zip(names, allowed) if ok]
 
-    def _kept_for_the_rest(self) -> float:
-        """Most a request may cost so that the queries left in the period can still be served at the typical
-        cheapest cost (inf when the period's number of queries is unknown)."""
+    def _kept_for_the_rest(self) -> tuple[float, float]:
+        """(most a request may cost so that the queries left in the period can still be served at the typical
+        cheapest cost, this query's even share of what is left); (inf, 0) when the period's queries are unknown."""
         queries = self.expected_queries or (int(self.period) if self.unit == "queries" and self.period else None)
         if queries is None:
-            return math.inf
+            return math.inf, 0.0
         account = self._accounts(None)[0]
         done = account.queries if self.unit == "queries" else self._position(account, False)[1] * queries
         left = max(queries - done - 1, 0)
-        return account.available() - left * self._cheapest[0] / self._cheapest[1]
+        return account.available() - left * self._cheapest[0] / self._cheapest[1], account.available() / (left + 1)
 
     # -- the ledger -----------------------------------------------------------------------------------------
     def reserve(self, amount: float, key: str | None = None) -> Reservation:

@@ -412,6 +412,7 @@ class Router:
     # -- calling models -------------------------------------------------------------------------------------
     def _prepare(self, prompt: str | Messages, cost_weight: float | None, models: Sequence[str] | None,
                  kwargs: Mapping[str, Any]) -> tuple[list[dict[str, Any]], Decision, list[str]]:
+        check_prompt(prompt, self.max_prompt_chars)  # bytes too: a typed error before anything is routed
         messages = messages_of(prompt)
         decision = self.route(messages, cost_weight, models, tools=bool(kwargs.get("tools")),
                               max_tokens=kwargs.get("max_tokens"),

@@ -34,9 +34,11 @@ ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 DIALS = [0.0, 0.02, 0.05, 0.1, 0.2, 0.5]
 N_TRAIN = 5000
 EPOCHS = 10
-MAIN = {"head": "linear", "entropy": 0.05}
-ABLATION = [{"head": "linear", "entropy": 0.0}, {"head": "linear", "entropy": 0.01}, MAIN,
-            {"head": "linear", "entropy": 0.1}, {"head": "mlp", "entropy": 0.01}, {"head": "mlp", "entropy": 0.05}]
+MAIN = {"head": "linear", "entropy": 0.05, "dials": 64}
+ABLATION = [{"head": "linear", "entropy": 0.0, "dials": 16}, {"head": "linear", "entropy": 0.01, "dials": 16},
+            {"head": "linear", "entropy": 0.05, "dials": 16}, {"head": "linear", "entropy": 0.1, "dials": 16},
+            {"head": "mlp", "entropy": 0.01, "dials": 16}, {"head": "mlp", "entropy": 0.05, "dials": 16},
+            {"head": "mlp", "entropy": 0.05, "dials": 64}, MAIN]
 
 
 def normalised_costs(table: Any, router: Router) -> np.ndarray:
@@ -49,6 +51,15 @@ def normalised_costs(table: Any, router: Router) -> np.ndarray:
 
 def label(settings: dict[str, Any]) -> str:
     return "barp " + ", ".join(f"{k}={v}" for k, v in settings.items())
+
+
+def wins(barp: list[tuple[float, float]], lin: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """Dials where BaRP's (score, cost) beats LinUCB's at the same dial (higher score, no higher cost), and
+    dials where it beats every LinUCB point of no higher cost (LinUCB's frontier; at least one must exist)."""
+    same_dial = [d for d, (bs, bc), (ls, lc) in zip(DIALS, barp, lin) if bs > ls and bc <= lc]
+    frontier = [d for d, (bs, bc) in zip(DIALS, barp)
+                if any(lc <= bc for _, lc in lin) and all(ls < bs for ls, lc in lin if lc <= bc)]
+    return same_dial, frontier
 
 
 class Bench:
@@ -130,6 +141,15 @@ class Bench:
             points = [self.results[f"{key}|{s}|{dial}"] for s in self.seeds]
         return float(np.mean([p["score"] for p in points])), float(np.mean([p["cost"] for p in points]))
 
+    def variant_row(self, key: str, lin: list[tuple[float, float]]) -> str:
+        points = [self.mean(key, d) for d in DIALS]
+        t = np.mean([self.results[f"{key}|{s}"]["train_seconds"] for s in self.seeds])
+        same_dial, frontier = wins(points, lin)
+        costs = [c for _, c in points]
+        return (f"| {key.removeprefix('barp ')} | " + " | ".join(f"{s:.4f} / {c:.2e}" for s, c in points)
+                + f" | {t:.1f} | {len(same_dial)} | {len(frontier)} | "
+                + f"{'yes' if all(b <= a for a, b in zip(costs, costs[1:])) else 'no'} |")
+
     def report(self, command: str) -> str:
         main = label(MAIN)
         curves = {name: [self.mean(key, d) for d in DIALS]
@@ -139,7 +159,7 @@ class Bench:
                  f"Protocol: per seed ({', '.join(map(str, self.seeds))}), the shuffled prompts split into a "
                  f"{N_TRAIN:,}-prompt training stream and {len(self.table) - N_TRAIN:,} test prompts. LinUCB "
                  "and Thompson route the training stream online at each dial (one run per dial) and then the "
-                 "test prompts, still learning. BaRP (head linear, entropy 0.05) is trained once, offline, from "
+                 "test prompts, still learning. BaRP (head linear, entropy 0.05, 64 dials per step) is trained once, offline, from "
                  "the decision log of the `random` policy on the training stream (bandit feedback: the chosen "
                  f"model's score and cost, with its propensity; {EPOCHS} epochs), then frozen "
                  "(learn=False, argmax) and swept over the dials. Numbers: mean score / mean cost (USD) per "
@@ -152,9 +172,7 @@ class Bench:
         barp, lin = curves["BaRP (one policy)"], curves["LinUCB"]
         costs = [c for _, c in barp]
         monotone = all(b <= a for a, b in zip(costs, costs[1:]))
-        same_dial = [d for d, (bs, bc), (ls, lc) in zip(DIALS, barp, lin) if bs > ls and bc <= lc]
-        frontier = [d for d, (bs, bc) in zip(DIALS, barp)
-                    if any(lc <= bc for _, lc in lin) and all(ls < bs for ls, lc in lin if lc <= bc)]
+        same_dial, frontier = wins(barp, lin)
         seconds = [self.results[f"{main}|{s}"]["train_seconds"] for s in self.seeds]
         lines += ["", f"- BaRP's mean cost never rises as the dial rises: **{'yes' if monotone else 'no'}** "
                   f"(costs {', '.join(f'{c:.2e}' for c in costs)}).",
@@ -171,22 +189,19 @@ class Bench:
                          f"({'monotone' if all(b <= a for a, b in zip(c, c[1:])) else 'not monotone'})")
         if all(f"{label(a)}|{s}" in self.results for a in ABLATION for s in self.seeds):
             lines += ["", "### Ablation: head type and entropy weight (same protocol; mean score / mean cost)", "",
-                      "| variant | " + " | ".join(f"dial {d}" for d in DIALS) + " | train s |",
-                      "| --- |" + " --- |" * (len(DIALS) + 1)]
+                      "| variant | " + " | ".join(f"dial {d}" for d in DIALS)
+                      + " | train s | wins at same dial | wins vs frontier | cost monotone |",
+                      "| --- |" + " --- |" * (len(DIALS) + 4)]
             for settings in ABLATION:
-                key = label(settings)
-                t = np.mean([self.results[f"{key}|{s}"]["train_seconds"] for s in self.seeds])
-                lines.append(f"| {key.removeprefix('barp ')} | " + " | ".join(
-                    f"{s:.4f} / {c:.2e}" for s, c in (self.mean(key, d) for d in DIALS)) + f" | {t:.1f} |")
+                lines.append(self.variant_row(label(settings), lin))
         online = f"{label(MAIN)}, online"
         if all(f"{online}|{s}" in self.results for s in self.seeds):
             t = np.mean([self.results[f"{online}|{s}"]["train_seconds"] for s in self.seeds])
             lines += ["", "Trained online instead (through the Router over the training stream at dial 0, sampling "
                       "from pi, mini-batch steps as feedback arrives; then frozen the same way; train s includes "
-                      "routing):", "", "| variant | " + " | ".join(f"dial {d}" for d in DIALS) + " | train s |",
-                      "| --- |" + " --- |" * (len(DIALS) + 1),
-                      f"| {online.removeprefix('barp ')} | " + " | ".join(
-                          f"{s:.4f} / {c:.2e}" for s, c in (self.mean(online, d) for d in DIALS)) + f" | {t:.1f} |"]
+                      "routing):", "", "| variant | " + " | ".join(f"dial {d}" for d in DIALS)
+                      + " | train s | wins at same dial | wins vs frontier | cost monotone |",
+                      "| --- |" + " --- |" * (len(DIALS) + 4), self.variant_row(online, lin)]
         lines += ["", "LinUCB and Thompson during their training stream (online, mean score / cost):", ""]
         for policy in ("linucb", "thompson"):
             pts = [[self.results[f"{policy}|{s}|{d}"] for s in self.seeds] for d in DIALS]

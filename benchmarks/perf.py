@@ -54,12 +54,22 @@ def timed(fn, *args, **kwargs) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def bench_encoding(prompts: list[str]) -> dict[str, object]:
+def bench_encoding(prompts: list[str], cold_n: int, one_thread: list[str]) -> dict[str, object]:
+    """Cold (first sight) encoding of `cold_n` prompts one at a time, then all `prompts` again from the cache;
+    and cold encoding of `one_thread` with PyTorch limited to one thread."""
+    import torch
+
     encoder = sentence_encoder()
     load = timed(encoder, "warm-up: loads the model")[0]
-    cold = [timed(encoder, p) for p in prompts]  # each prompt seen for the first time
-    cached = [timed(encoder, p) for p in prompts]  # the same prompts again: the LRU cache answers
-    return {"model_load_s": load, "cold": percentiles(cold), "cached": percentiles(cached)}, encoder
+    cold = [timed(encoder, p) for p in prompts[:cold_n]]  # each prompt seen for the first time
+    encoder.encode(prompts[cold_n:])  # the rest in one batch, so that every prompt below is cached
+    cached = [timed(encoder, p) for p in prompts]  # the LRU cache answers
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    single = [timed(encoder, p) for p in one_thread]
+    torch.set_num_threads(threads)
+    return {"model_load_s": load, "torch_threads": threads, "cold": percentiles(cold), "cached": percentiles(cached),
+            "cold_one_torch_thread": percentiles(single)}, encoder
 
 
 def trained_router(k: int, encoder, policy: str, prompts: list[str]) -> Router:
@@ -168,7 +178,9 @@ def markdown(result: dict) -> str:
                          f"{r['feedback_per_cpu_s']:,.0f} |")
     lines += ["", f"**Encoding alone** (all-MiniLM-L6-v2, one 50-word prompt per call): cold p50 "
               f"{enc['cold']['p50_ms']:.2f} ms (CPU {enc['cold']['cpu_p50_ms']:.2f} ms), p99 {enc['cold']['p99_ms']:.2f}"
-              f" ms; cached p50 {enc['cached']['p50_ms'] * 1e3:.1f} us, p99 {enc['cached']['p99_ms'] * 1e3:.1f} us; "
+              f" ms with PyTorch's default {enc['torch_threads']} threads; with one PyTorch thread p50 "
+              f"{enc['cold_one_torch_thread']['p50_ms']:.2f} ms (CPU {enc['cold_one_torch_thread']['cpu_p50_ms']:.2f}"
+              f" ms); cached p50 {enc['cached']['p50_ms'] * 1e3:.1f} us, p99 {enc['cached']['p99_ms'] * 1e3:.1f} us; "
               f"loading the model once {enc['model_load_s']:.1f} s.", "",
               f"**Memory per model** (linucb, {result['memory']['dim']}-dim prompt vectors, traced allocations of a "
               f"50- and a 10-model router): {result['memory']['bytes_per_model'] / 2**20:.2f} MiB, the per-model ridge "
@@ -186,23 +198,24 @@ def markdown(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="benchmarks/results")
-    parser.add_argument("--requests", type=int, default=400, help="timed requests per measurement")
+    parser.add_argument("--requests", type=int, default=400, help="timed requests per measurement (cached)")
+    parser.add_argument("--cold", type=int, default=50, help="prompts per measurement of cold encoding")
     parser.add_argument("--policies", default="linucb,thompson,epsilon-greedy")
     args = parser.parse_args()
     started = time.perf_counter()
     machine = {"cpus": os.cpu_count(), "processor": platform.processor(), "machine": platform.machine(),
                "python": platform.python_version(), "load_before": os.getloadavg(),
                "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default")}
-    fresh_n = 100  # never-seen prompts per model count, and for the LiteLLM comparison
-    prompts = prompts_of_50_words(args.requests + fresh_n * (len(MODEL_COUNTS) + 1))
+    n = args.cold  # never-seen prompts per measurement of cold encoding
+    prompts = prompts_of_50_words(args.requests + n * (len(MODEL_COUNTS) + 2))
     timed_prompts, rest = prompts[: args.requests], prompts[args.requests:]
-    fresh = {k: rest[i * fresh_n: (i + 1) * fresh_n] for i, k in enumerate(MODEL_COUNTS)}
-    encoding, encoder = bench_encoding(timed_prompts)
+    fresh = {k: rest[i * n: (i + 1) * n] for i, k in enumerate(MODEL_COUNTS)}
+    encoding, encoder = bench_encoding(timed_prompts, n, rest[-n:])
     policies = [p for p in args.policies.split(",") if p]
     routing = {policy: bench_routing(encoder, timed_prompts, fresh if i == 0 else {}, policy)
                for i, policy in enumerate(policies)}  # the shared encoder's cache: new prompts for one policy only
     result = {"encoding": encoding, "routing": routing, "memory": bench_memory(encoder),
-              "litellm": bench_litellm(encoder, timed_prompts, rest[len(MODEL_COUNTS) * fresh_n:],
+              "litellm": bench_litellm(encoder, timed_prompts, rest[len(MODEL_COUNTS) * n: -n],
                                        calls=min(200, args.requests))}
     machine["load_after"] = os.getloadavg()
     result.update(machine=machine, seconds=time.perf_counter() - started)

@@ -38,7 +38,7 @@ class BaRPConfig(PolicyConfig):
     learning_rate: float = 1e-2  # Adam step size
     batch_size: int = 64  # samples per gradient step; online, a round of steps per batch_size feedbacks
     steps: int = 4  # gradient steps per round of online training
-    dials: int = 16  # dials each batch is re-scored under per step (the reward decomposes into score and cost)
+    dials: int = 64  # dials each batch is re-scored under per step (the reward decomposes into score and cost)
     buffer: int = 4096  # most recent feedbacks kept for online training
     clip: float = 10.0  # largest importance weight pi / mu
     inference: str = "sample"  # "sample" from pi (explores; needed to learn online) or "argmax"

@@ -100,6 +100,8 @@ FEEDBACK_CASES = [
     ("oversized chat messages", lambda s: s.router.route([{"role": "user", "content": "x" * 600}] * 2),
      InvalidPromptError, "max_prompt_chars"),
     ("invalid UTF-8 bytes", lambda s: s.router.route(b"\xff\xfe caf\xc3"), InvalidPromptError, "decode it as UTF-8"),
+    ("bytes to complete", lambda s: s.router.complete(b"\xff\xfe caf\xc3"), InvalidPromptError, "decode it as UTF-8"),
+    ("lone surrogate to stream", lambda s: s.router.stream("caf\udcc3"), InvalidPromptError, "not valid UTF-8"),
     ("lone surrogate (undecodable bytes)", lambda s: s.router.route("caf\udcc3"), InvalidPromptError,
      "not valid UTF-8"),
     ("lone surrogate in messages", lambda s: s.router.route([{"role": "user", "content": "\ud800"}]),
@@ -218,3 +220,27 @@ def test_bad_state_file_is_refused(router: Router, tmp_path: Path, make, error, 
     assert not (tmp_path / "pwned").exists()  # the pickle was never executed
     assert state_hash(router) == before
     assert Router.load(tmp_path / "good.safetensors", encoder=fake_encoder)  # the intact file still loads
+
+
+@pytest.mark.parametrize("settings, match", [
+    ({"feedback_secret": "short"}, "feedback_secret must be a str or bytes of at least 16 bytes"),
+    ({"feedback_secret": SECRET, "feedback_token_ttl": 0}, "feedback_token_ttl must be a number of seconds > 0"),
+    ({"source_limit": 0}, "source_limit must be an integer >= 1"),
+    ({"source_limit": 5, "source_window": -1}, "source_window must be a number of seconds > 0"),
+    ({"max_prompt_chars": 0}, "max_prompt_chars must be an integer >= 1"),
+])
+def test_invalid_guard_settings(settings: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        Router(model_cards(), encoder=fake_encoder, **settings)
+
+
+def test_source_cap_is_a_sliding_window() -> None:
+    from bandit_router.quota import SourceQuota
+
+    quota = SourceQuota(limit=2, window=10.0)
+    for now in (0.0, 1.0):
+        quota.count(quota.check("user", now=now), now=now)
+    with pytest.raises(FeedbackLimitError):
+        quota.check("user", now=9.0)
+    quota.check("other-user", now=9.0)  # other sources are not affected
+    assert quota.check("user", now=10.5) == "user"  # the first feedback left the window
