@@ -87,8 +87,10 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
                                    "oracle and a full-information ridge router; writes results.csv, summary.md and "
                                    "PNG plots into --out.")
     p.add_argument("data_dir", help="routing-table folder")
-    p.add_argument("--policy", default=DEFAULT_POLICIES, help=f"comma-separated policy names (default {DEFAULT_POLICIES})")
-    p.add_argument("--dial", default=DEFAULT_DIALS, help=f"comma-separated cost weights in [0, 1] (default {DEFAULT_DIALS})")
+    p.add_argument("--policy", default=DEFAULT_POLICIES,
+                   help=f"comma-separated registered policy names (default {DEFAULT_POLICIES})")
+    p.add_argument("--dial", default=DEFAULT_DIALS,
+                   help=f"comma-separated cost weights in [0, 1] (default {DEFAULT_DIALS})")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds, 0..N-1 (default 3)")
     p.add_argument("--out", default="replay-output", help="output folder (default replay-output)")
     p.add_argument("--invalid-rows", choices=("raise", "drop"), default="raise",

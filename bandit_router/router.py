@@ -159,7 +159,7 @@ class Router:
         self.log = DecisionLog(log) if isinstance(log, (str, Path)) else log
         self.failures: dict[str, int] = {name: 0 for name in names}
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
-        self._closed: OrderedDict[str, str] = OrderedDict()  # route_id -> "rewarded" or "expired"
+        self._closed: OrderedDict[str, str] = OrderedDict()  # route_id -> why it stopped waiting
         self._lock = threading.RLock()
         if budget is not None and not isinstance(budget, Budget):
             raise ConfigError(f"budget must be a bandit_router.Budget or None, got {type(budget).__name__}")
@@ -299,6 +299,8 @@ class Router:
                     raise DuplicateFeedbackError(f"route_id {route_id!r} was already rewarded")
                 if reason == "expired":
                     raise UnknownRouteError(f"route_id {route_id!r} expired before feedback arrived")
+                if reason == "failed":
+                    raise UnknownRouteError(f"route_id {route_id!r} has no answer to rate: its call failed")
                 if reason == "dropped":
                     raise UnknownRouteError(f"route_id {route_id!r} expired: its model was removed from the router")
                 raise UnknownRouteError(f"unknown route_id {route_id!r}")
@@ -437,7 +439,7 @@ class Router:
         if not _retryable(error):
             with self._lock:
                 if decision.route_id in self._pending:
-                    self._close(decision.route_id, "expired")
+                    self._close(decision.route_id, "failed")
             self.release(decision.route_id)
             raise error
         failures[model] = error
@@ -449,7 +451,7 @@ class Router:
     def _all_failed(self, decision: Decision, failures: dict[str, BaseException]) -> AllModelsFailedError:
         with self._lock:
             if decision.route_id in self._pending:
-                self._close(decision.route_id, "expired")
+                self._close(decision.route_id, "failed")
         self.release(decision.route_id)
         detail = "; ".join(f"{m}: {type(e).__name__}" for m, e in failures.items())
         return AllModelsFailedError(f"no model could serve the request after {len(failures)} attempt(s): {detail}",

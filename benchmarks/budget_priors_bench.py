@@ -13,6 +13,7 @@ Run: LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 .venv/bin/python benchma
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import time
@@ -88,13 +89,13 @@ def warm_section(tb, enc, seeds) -> list[str]:
     return lines
 
 
-def held_out_section(tb, enc, seeds, held_models) -> list[str]:
+def held_out_section(tb, enc, seeds, held_models, settings: dict) -> list[str]:
     train = np.array([s == "train" for s in tb.splits])
     tb_train, tb_test = tb.subset(train), tb.subset(~train)
     text_encoder = sentence_encoder()
     cards = {c.name: c for c in tb.model_cards()}
     features = {m: model_features(cards[m], text_encoder, size_of(tb.model_info[m])) for m in tb.models}
-    lines = ["shared-linucb (defaults) learns 8 models from the train split (full information, strength 1); the "
+    lines = [f"shared-linucb (settings {settings or 'default'}) learns 8 models from the train split (full information, strength 1); the "
              "held-out 9th is added at run time, with its features or bare; then the 500 test prompts are routed "
              "(bandit feedback, dial 0). Mean score over the 500 decisions; share = how often the new model was "
              "chosen.", "",
@@ -109,7 +110,8 @@ def held_out_section(tb, enc, seeds, held_models) -> list[str]:
         for mode in ("features", "bare"):
             scores, shares = [], []
             for seed in seeds:
-                policy = SharedLinUCB(enc.dim, others, features={m: features[m] for m in others}, seed=seed)
+                policy = SharedLinUCB(enc.dim, others, SharedLinUCB.Config.from_dict(settings),
+                                      features={m: features[m] for m in others}, seed=seed)
                 router = Router([cards[m] for m in others], policy=policy, encoder=enc, seed=seed)
                 table_prior(router, tb_train.prompts, tb_train.scores[:, cols], others)
                 router.add_model(cards[held], features=features[held] if mode == "features" else None)
@@ -129,13 +131,14 @@ def held_out_section(tb, enc, seeds, held_models) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", default="budget,warm,held", help="comma-separated: budget, warm, held")
+    parser.add_argument("--held-settings", default="{}", help="shared-linucb settings as JSON, e.g. '{\"alpha\": 0.1}'")
     parser.add_argument("--out", default=str(ROOT / "docs" / "budgets_priors_results.md"))
     args = parser.parse_args(argv)
     tb = load_table(bundled_table_path())
     enc = lookup_encoder(tb, table_vectors(tb, sentence_encoder()), ENCODER)
     out = ["# Budgets, priors and new models: measured results", "",
            "Command: `LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 .venv/bin/python "
-           f"benchmarks/budget_priors_bench.py --sections {args.sections}` (llmrouter-9, {tb.summary()}; "
+           f"benchmarks/budget_priors_bench.py --sections {args.sections} --held-settings '{args.held_settings}'` (llmrouter-9, {tb.summary()}; "
            "MiniLM prompt vectors from the disk cache).", ""]
     sections = args.sections.split(",")
     if "budget" in sections:
@@ -143,7 +146,8 @@ def main(argv: list[str] | None = None) -> None:
     if "warm" in sections:
         out += ["## 2. Warm start from the train split", ""] + warm_section(tb, enc, seeds=[0, 1, 2, 3, 4]) + [""]
     if "held" in sections:
-        out += ["## 3. A model added at run time", ""] + held_out_section(tb, enc, [0, 1, 2], tb.models) + [""]
+        out += ["## 3. A model added at run time", ""] + held_out_section(tb, enc, [0, 1, 2], tb.models,
+                                                                           json.loads(args.held_settings)) + [""]
     Path(args.out).write_text("\n".join(out) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
 

@@ -1,7 +1,8 @@
 """Regenerate docs/BENCHMARKS.md: replay the three shared routing sets and measure the routing overhead.
 
     LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/make_benchmarks.py \
-        [--data /work/shared/data] [--policies linucb,thompson,...] [--sets llmrouter-9,...] [--skip-replay] [--skip-perf]
+        [--data /work/shared/data] [--policies linucb,thompson,...] [--sets llmrouter-9,...] \
+        [--skip-replay] [--skip-perf]
 
 Each set is replayed with `bandit-router replay` into benchmarks/results/<set>/ (results.csv, summary.md, PNGs);
 the PNGs are copied to docs/img/<set>/ and every summary is put into docs/BENCHMARKS.md with the exact command.

@@ -21,8 +21,8 @@ def _pyplot():
     return plt
 
 
-def plot_frontier(path: str | Path, title: str, policies: Mapping[str, Points], singles: Mapping[str, tuple[float, float]],
-                  oracle: Points, cost_unit: str = "usd") -> None:
+def plot_frontier(path: str | Path, title: str, policies: Mapping[str, Points],
+                  singles: Mapping[str, tuple[float, float]], oracle: Points, cost_unit: str = "usd") -> None:
     """Each policy's (cost, score) points across dials as a line, single models as stars, the oracle dashed."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5.5))

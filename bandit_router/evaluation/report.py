@@ -78,7 +78,8 @@ def write_report(out: str | Path, table: RoutingTable, runs: Sequence[tuple[Repl
     best_score, best_cost = table.scores[:, best].mean(), table.costs[:, best].mean()
     means = {p: (np.array([np.mean([r.mean_cost for r in g[d]]) for d in sorted(g)]),
                  np.array([np.mean([r.mean_score for r in g[d]]) for d in sorted(g)])) for p, g in grouped.items()}
-    singles = {m: (float(table.costs[:, k].mean()), float(table.scores[:, k].mean())) for k, m in enumerate(table.models)}
+    singles = {m: (float(table.costs[:, k].mean()), float(table.scores[:, k].mean()))
+               for k, m in enumerate(table.models)}
     cost_range = (min(c for c, _ in singles.values()), max(c for c, _ in singles.values()))
 
     plot_frontier(paths["frontier.png"], f"{table.name}: quality-cost frontier (mean over seeds, one point per dial)",

@@ -2,12 +2,12 @@
 
 pi(a | x, w) = softmax_a g([h(x); phi(w)]) with h(x) the frozen prompt vector, w = (w_q, w_c) = (1 - dial, dial)
 and phi a small preference encoder. An observed outcome (quality q, normalised cost c = c_a / tau) of the chosen
-model is worth r = w_q q - w_c min(c, 1) under any w, so every training step re-scores each logged outcome under
-a fresh w ~ Dirichlet(1, 1) and takes a REINFORCE step
+model is worth r = w_q q - w_c min(c, 1) under any w, so every training step re-scores its mini-batch of logged
+outcomes under `dials` fresh preferences w ~ Dirichlet(1, 1) and takes a REINFORCE step
 
-    loss = -mean_i rho_i (r_i - mean r) log pi(a_i | x_i, w_i) - beta mean_i H(pi(. | x_i, w_i)),
+    loss = -mean_{w,i} rho_i (r_i(w) - mean_i r_i(w)) log pi(a_i | x_i, w) - beta mean_{w,i} H(pi(. | x_i, w)),
 
-rho_i = min(pi(a_i | x_i, w_i) / mu_i, clip) correcting for the policy that logged a_i with probability mu_i
+rho_i = min(pi(a_i | x_i, w) / mu_i, clip) correcting for the policy that logged a_i with probability mu_i
 (this policy itself when learning online, another one when training offline from a decision log).
 Only the chosen model's log-probability carries the reward: the other models' logits move only through the
 softmax normaliser and the entropy bonus. (BaRP: arXiv 2510.07429.)
@@ -230,6 +230,10 @@ class BaRP(Policy):
             raise ConfigError("propensities must be in (0, 1]")
         if not (np.all(columns["quality"] >= 0) and np.all(columns["quality"] <= 1)):
             raise ConfigError("scores must be in [0, 1]")
+        if not np.all(np.isfinite(columns["cost"])):
+            raise ConfigError("costs must be finite normalised costs c / tau")
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ConfigError(f"epochs must be an integer >= 1, got {epochs!r}")
         losses = []
         for _ in range(epochs):
             order = self.rng.permutation(n)

@@ -63,8 +63,11 @@ class Curve:
 
 
 def litellm_run(table: RoutingTable, quality: float, cost: float, seed: int) -> tuple[float, float]:
-    """One pass of LiteLLM's adaptive router over the seed's stream; (mean score, mean cost)."""
-    peer = LiteLLMAdaptivePeer(dict(zip(table.models, table.costs.mean(axis=0))), quality, cost, seed)
+    """One pass of LiteLLM's adaptive router over the seed's stream; (mean score, mean cost). Its models are
+    listed in name order (as benchmarks/peers/check_litellm_adaptive.py does): the order decides which Thompson
+    draw goes to which model, and on llmrouter-9 its results move with it by more than its seed spread."""
+    prices = dict(zip(table.models, table.costs.mean(axis=0)))
+    peer = LiteLLMAdaptivePeer({m: prices[m] for m in sorted(prices)}, quality, cost, seed)
     column = {m: k for k, m in enumerate(table.models)}
     got = []
     for i in np.random.default_rng(seed).permutation(len(table)):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bandit_router import Model, Router
+from bandit_router import AllModelsFailedError, Model, Router, UnknownRouteError
 from bandit_router.store import DecisionLog
 from bandit_router.testing import FakeLLMServer, ModelBehavior
 
@@ -159,3 +159,20 @@ def test_api_keys_never_reach_the_log(tmp_path):
                     store_prompts=True)
     router.complete(CANARY, models=["openai/keyed"], mock_response=ANSWER)
     assert b"sk-secret-123" not in file_bytes(tmp_path / "log.sqlite")
+
+
+def test_a_call_no_model_could_serve_teaches_nothing_even_with_expired_reward(tmp_path):
+    """All models fail: the decision stops waiting without a reward, and rating it says why."""
+    with FakeLLMServer({"down": ModelBehavior(fail_status=500), "also-down": ModelBehavior(fail_status=503)}) as server:
+        cards = [Model(f"openai/{name}", input_cost_per_token=1e-6, output_cost_per_token=2e-6,
+                       api_base=server.base_url, api_key="sk-test") for name in ("down", "also-down")]
+        router = Router(cards, encoder=hashed_bow, seed=0, expired_reward=0.0, log=tmp_path / "log.sqlite")
+        before = {k: v.copy() for k, v in router.policy.state().items()}
+        with pytest.raises(AllModelsFailedError) as failure:
+            router.complete(CANARY, num_retries=0)
+    assert set(failure.value.failures) == {"openai/down", "openai/also-down"}
+    assert all(np.array_equal(before[k], v) for k, v in router.policy.state().items())
+    [row] = router.log.rows()
+    assert row["status"] == "failed"
+    with pytest.raises(UnknownRouteError, match="call failed"):
+        router.feedback(row["route_id"], 1.0)

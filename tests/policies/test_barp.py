@@ -245,6 +245,8 @@ def test_invalid_settings_name_the_field(settings, match):
     ({"propensities": np.zeros(10)}, r"propensities must be in \(0, 1\]"),
     ({"costs": np.zeros(9)}, "train_offline needs"),
     ({"arms": ["a"] * 9 + ["zzz"]}, "unknown model 'zzz'"),
+    ({"costs": np.full(10, np.nan)}, "costs must be finite"),
+    ({"epochs": 0}, "epochs must be an integer >= 1"),
 ])
 def test_invalid_logs_are_refused(change, match):
     policy = make_policy("barp", DIM, ARMS)
