@@ -1,0 +1,47 @@
+"""Quick policy-variant sweep on one shared set: our score read off each seed's frontier at the peers' costs.
+
+    LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/peers/variants.py \
+        llmrouter-9 0,0.03,0.06,0.1,0.2 'hierlin:{"alpha":0.5}' 'hierlin:{"alpha":0.3}' ...
+
+Seeds 0, 1, 2, one process, the same streams as compare.py. One line per variant is printed and appended to
+benchmarks/peers/results/variants.log: each dial's mean score @ cost % (± half the seed range), then the mean
+over seeds of the per-seed frontier at the listed costs (LiteLLM's and the 44% target on llmrouter-9).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from compare import (ROOT, SETS, DEFAULT_ENCODER, SweepSpec, frontier, load_table, parse_ours, run_sweep,  # noqa: I001
+                     vectors_of)
+
+TARGETS = {"llmrouter-9": [17, 34, 44, 65, 82], "routerarena-2": [103, 109, 117, 123],
+           "routellm-mmlu-2": [9, 61, 93, 98]}
+
+
+def main(name: str, dials: list[float], specs: list[str], data: str = "/work/shared/data") -> None:
+    table = load_table(f"{data}/{name}", invalid_rows=SETS[name])
+    vectors = vectors_of(table)
+    ref = table.costs[:, table.scores.mean(axis=0).argmax()].mean()
+    for spec in specs:
+        label, policy, settings = parse_ours(spec)
+        started = time.time()
+        runs = run_sweep(table, vectors, DEFAULT_ENCODER, SweepSpec([policy], dials, [0, 1, 2], {policy: settings}),
+                         workers=1)
+        score = np.array([r.mean_score for r, _ in runs]).reshape(len(dials), 3)
+        cost = np.array([r.mean_cost for r, _ in runs]).reshape(len(dials), 3) / ref * 100
+        points = "  ".join(f"w{d:g}:{s.mean():.3f}@{c.mean():.0f}%±{(s.max() - s.min()) / 2:.3f}"
+                           for d, s, c in zip(dials, score, cost))
+        at = " ".join(f"{t}%:{np.mean([np.interp(t, *frontier(cost[:, k], score[:, k])) for k in range(3)]):.3f}"
+                      for t in TARGETS[name])
+        line = f"{name} | {label} | {points} | frontier at {at} | {time.time() - started:.0f}s"
+        print(line, flush=True)
+        with (ROOT / "benchmarks" / "peers" / "results" / "variants.log").open("a") as f:
+            f.write(line + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], [float(d) for d in sys.argv[2].split(",")], sys.argv[3:])
