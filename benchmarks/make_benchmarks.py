@@ -54,7 +54,7 @@ def section(name: str, command: list[str]) -> str:
     _, _, rest = rest.partition("```\n")
     with (out / "results.csv").open(newline="") as f:
         seconds = sum(float(r["seconds"]) for r in csv.DictReader(f) if r["seconds"])
-    took = f"The replayed runs took {seconds / 60:.0f} minutes of worker time in all.\n"
+    took = f"\nThe replayed runs took {seconds / 60:.0f} minutes of worker time in all.\n"
     return f"{head}```\n{shell}\n```\n{took}{rest}"
 
 
