@@ -69,6 +69,11 @@ LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/m
 (add `--policies linucb,thompson,...,<yours>` to put another registered policy beside these; `--sets` and
 `--skip-perf` narrow it). Each set's section says how long its runs took on this 2-core machine.
 
+Measured elsewhere, each page with its own command: the demo ([RESULTS.md](RESULTS.md)), BaRP's frontier and
+ablations ([barp_results.md](barp_results.md)), budgets, warm starts and new models
+([budgets_priors_results.md](budgets_priors_results.md)), and our router beside LiteLLM's adaptive router and the
+full-information router ([PEERS.md](PEERS.md)).
+
 ## Replays of the shared routing sets
 
 Each run replays one routing table through the real `Router` (prompts in a seeded random order, all-MiniLM-L6-v2

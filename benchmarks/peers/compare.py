@@ -69,14 +69,12 @@ def litellm_run(table: RoutingTable, quality: float, cost: float, seed: int) -> 
     prices = dict(zip(table.models, table.costs.mean(axis=0)))
     peer = LiteLLMAdaptivePeer({m: prices[m] for m in sorted(prices)}, quality, cost, seed)
     column = {m: k for k, m in enumerate(table.models)}
-    got = []
-    for i in np.random.default_rng(seed).permutation(len(table)):
-        k = column[peer.choose(table.prompts[i])]
-        peer.learn(table.prompts[i], table.models[k], table.scores[i, k])
-        got.append(k)
-    peer.close()
     rows = np.random.default_rng(seed).permutation(len(table))
-    chosen = np.array(got)
+    chosen = np.empty(len(rows), dtype=int)
+    for step, i in enumerate(rows):
+        k = chosen[step] = column[peer.choose(table.prompts[i])]
+        peer.learn(table.prompts[i], table.models[k], table.scores[i, k])
+    peer.close()
     return float(table.scores[rows, chosen].mean()), float(table.costs[rows, chosen].mean())
 
 
@@ -93,7 +91,9 @@ def vectors_of(table: RoutingTable) -> np.ndarray:
 
 
 def run_set(table: RoutingTable, ours: list[str], dials: list[float], seeds: list[int],
-            workers: int) -> tuple[list[Curve], dict[str, tuple[float, float]], float, float]:
+            workers: int) -> tuple[list[Curve], dict[str, tuple[float, float]], float, str]:
+    """Every router's curve on `table` (ours, LiteLLM's, the full-information ridge router), each single model's
+    (score, cost %), the best single model's mean cost and its name."""
     vectors = vectors_of(table)
     best = int(table.scores.mean(axis=0).argmax())
     ref = float(table.costs[:, best].mean())
@@ -122,7 +122,8 @@ def run_set(table: RoutingTable, ours: list[str], dials: list[float], seeds: lis
 
 
 def at_cost(curve: Curve, cost: float) -> np.ndarray:
-    """Per seed, the score of the curve's upper hull at `cost` (flat beyond its ends)."""
+    """Per seed, the score of the curve's upper hull at `cost` (flat beyond its ends: below its cheapest point
+    this is a score the curve only reaches at a higher cost, which `ratio_rows` says)."""
     out = []
     for s in range(curve.score.shape[1]):
         hull_c, hull_s = frontier(curve.cost[:, s], curve.score[:, s])
@@ -142,6 +143,7 @@ def ratio_rows(ours: Curve, peer: Curve) -> list[str]:
     """One table row per peer point: our hull score at its cost, the ratio, the nearest measured point, verdicts."""
     rows = []
     mean_cost = ours.cost.mean(axis=1)
+    cheapest = mean_cost.min()
     for j, name in enumerate(peer.points):
         c, s = peer.cost[j].mean(), peer.score[j]
         mine = at_cost(ours, c)
@@ -152,10 +154,17 @@ def ratio_rows(ours: Curve, peer: Curve) -> list[str]:
         gap = mine.mean() - s.mean()
         noise = max(spread(mine), spread(s))
         verdict = ("higher" if gap > 0 else "lower") + (", beyond spread" if abs(gap) > noise else ", within spread")
+        if matched:
+            match = "yes"
+        elif cheaper_better:
+            match = "no, but cheaper and better"
+        elif c < cheapest:
+            match = "no: our cheapest dial costs more"
+        else:
+            match = "no"
         rows.append(f"| {peer.label} {name} | {s.mean():.3f} @ {c:.0f}% | {mine.mean():.3f} | "
                     f"{mine.mean() / s.mean():.3f} | {gap:+.3f} vs {noise:.3f}: {verdict} | "
-                    f"{near_s:.3f} @ {near_c:.0f}% ({ours.points[near]}) | "
-                    f"{'yes' if matched else ('no, but cheaper and better' if cheaper_better else 'no')} |")
+                    f"{near_s:.3f} @ {near_c:.0f}% ({ours.points[near]}) | {match} |")
     return rows
 
 
@@ -225,11 +234,13 @@ LiteLLM's default Beta(5, 5). LiteLLM's public learning path only reads satisfac
 multi-turn conversations, so the outcome is written into the (request type, model) cell exactly as its
 `record_turn` does with its computed deltas: `cell = bandit.apply_delta(cell, d_alpha=score, d_beta=1 - score)`
 (scores here are 0/1 or in [0, 1]; LiteLLM's 200-observation cap per cell is kept). Its Thompson draws use a
-private `random.Random(seed)`.
+private `random.Random(seed)`. Its models are listed in name order (as in `check_litellm_adaptive.py`): the order
+decides which draw goes to which model, and its results move with it (see the notes below).
 
 Our score at a peer's cost is read off the upper concave hull of our (cost, score) points of the same seed
 (RouterBench's frontier: any point on it is reached by choosing between two dials at random per request), held
-flat beyond our costliest point. "Beyond spread" means our mean minus the peer's mean exceeds the larger of the
+flat beyond our costliest point and below our cheapest one (such rows say "our cheapest dial costs more").
+"Beyond spread" means our mean minus the peer's mean exceeds the larger of the
 two seed-to-seed ranges (max - min over seeds); "matched within 5%" means one of our measured dials has a mean
 cost within 5% of the peer's, so the comparison does not lean on the interpolation.
 

@@ -23,18 +23,20 @@ OURS = Curve("ours", ["dial 0", "dial 0.1", "dial 0.5"],
     (40.0, [0.55, 0.57]),  # a measured point
     (60.0, [0.575, 0.595]),  # halfway along the hull between two dials
     (200.0, [0.60, 0.62]),  # beyond our costliest point: held flat
+    (10.0, [0.50, 0.50]),  # below our cheapest point: held flat too (the table flags it)
 ])
 def test_at_cost_reads_the_per_seed_hull(cost: float, expected: list[float]) -> None:
     assert at_cost(OURS, cost) == pytest.approx(expected)
 
 
 def test_ratio_rows_give_ratio_matching_and_verdict() -> None:
-    peer = Curve("peer", ["a", "b"], score=np.array([[0.50, 0.50], [0.58, 0.60]]),
-                 cost=np.array([[41.0, 41.0], [100.0, 100.0]]))
-    near, far = ratio_rows(OURS, peer)
+    peer = Curve("peer", ["a", "b", "c"], score=np.array([[0.50, 0.50], [0.58, 0.60], [0.45, 0.47]]),
+                 cost=np.array([[41.0, 41.0], [100.0, 100.0], [10.0, 10.0]]))
+    near, far, cheap = ratio_rows(OURS, peer)
     assert "| 0.500 @ 41% | 0.561 | 1.123 |" in near and "beyond spread" in near and near.endswith("| yes |")
     assert "higher, within spread" in far  # +0.020 against the peer's and our range of 0.020
     assert far.endswith("| no, but cheaper and better |")
+    assert cheap.endswith("| no: our cheapest dial costs more |")
 
 
 def test_litellm_run_replays_the_seeded_stream(tmp_path) -> None:
