@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-__all__ = ["Decision", "Completion", "messages_of", "query_text"]
+__all__ = ["Decision", "Completion", "messages_of", "query_text", "usage_of"]
 
 Messages = Sequence[Mapping[str, Any]]
 
@@ -85,3 +85,11 @@ def query_text(messages: Messages) -> tuple[str, str]:
     texts = [_content_text(m.get("content")) for m in messages]
     users = [t for m, t in zip(messages, texts) if m.get("role") == "user"]
     return (users[-1] if users else texts[-1]), "\n".join(texts)
+
+
+def usage_of(response: Any) -> dict[str, int]:
+    """Token counts of a LiteLLM response or final stream chunk (zeros where the provider gave none)."""
+    usage = getattr(response, "usage", None)
+    get = (lambda k: getattr(usage, k, None) or 0) if usage is not None else (lambda k: 0)
+    return {"prompt_tokens": int(get("prompt_tokens")), "completion_tokens": int(get("completion_tokens")),
+            "total_tokens": int(get("total_tokens"))}

@@ -9,8 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
 from .encoders import sentence_encoder
 from .evaluation import bundled_table_path, load_table, lookup_encoder, replay, table_vectors
 from .router import Router

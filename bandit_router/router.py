@@ -10,12 +10,12 @@ from collections import OrderedDict
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from .budget import Budget, Reservation
-from .decision import Completion, Decision, Messages, messages_of, query_text
+from .decision import Completion, Decision, Messages, messages_of, query_text, usage_of
 from .encoders import Encoder, as_encoder
 from .errors import (AllModelsFailedError, BudgetExceededError, ConfigError, DuplicateFeedbackError,
                      InvalidPromptError, NoEligibleModelError, UnknownRouteError)
@@ -25,9 +25,10 @@ from .policies.ridge import RidgePolicy
 from .quota import SourceQuota
 from .redaction import hidden, hide
 from .store import DecisionLog, Replica, StateStore
+from .streaming import AsyncRoutedStream, RoutedStream
 from .tokens import FeedbackTokens
 
-__all__ = ["Router", "RoutedStream", "AsyncRoutedStream", "check_cost_weight", "check_score", "check_prompt"]
+__all__ = ["Router", "check_cost_weight", "check_score", "check_prompt"]
 
 
 def check_cost_weight(value: Any, field: str = "cost_weight") -> float:
@@ -458,7 +459,7 @@ class Router:
                                     failures)
 
     def _finish(self, decision: Decision, model: str, response: Any) -> Completion:
-        usage = _usage(response)
+        usage = usage_of(response)
         cost = self.models[model].cost(usage["prompt_tokens"], usage["completion_tokens"])
         self.settle(decision.route_id, cost)
         if self.log is not None:
@@ -504,13 +505,13 @@ class Router:
         raise self._all_failed(decision, failures)
 
     def stream(self, prompt: str | Messages, cost_weight: float | None = None, models: Sequence[str] | None = None,
-               **kwargs: Any) -> "RoutedStream":
+               **kwargs: Any) -> RoutedStream:
         """Route, then stream the chosen model's answer; a model that fails before its first chunk is replaced."""
         messages, decision, order = self._prepare(prompt, cost_weight, models, kwargs)
         return RoutedStream(self, messages, decision, order, kwargs)
 
     def astream(self, prompt: str | Messages, cost_weight: float | None = None, models: Sequence[str] | None = None,
-                **kwargs: Any) -> "AsyncRoutedStream":
+                **kwargs: Any) -> AsyncRoutedStream:
         """Async `stream`."""
         messages, decision, order = self._prepare(prompt, cost_weight, models, kwargs)
         return AsyncRoutedStream(self, messages, decision, order, kwargs)
@@ -529,93 +530,3 @@ class Router:
         from .state import load_router
 
         return load_router(path, encoder=encoder, api_keys=api_keys, **settings)
-
-
-def _usage(response: Any) -> dict[str, int]:
-    usage = getattr(response, "usage", None)
-    get = (lambda k: getattr(usage, k, None) or 0) if usage is not None else (lambda k: 0)
-    return {"prompt_tokens": int(get("prompt_tokens")), "completion_tokens": int(get("completion_tokens")),
-            "total_tokens": int(get("total_tokens"))}
-
-
-class _StreamBase:
-    """A routed stream: iterate it for LiteLLM chunks; `decision` names the model serving it, and `cost` and
-    `usage` are set when the stream ends (usage is requested from the provider with include_usage)."""
-
-    def __init__(self, router: Router, messages: list[dict[str, Any]], decision: Decision, order: list[str],
-                 kwargs: Mapping[str, Any]) -> None:
-        self.router = router
-        self.decision = decision
-        self.cost: float | None = None
-        self.usage: dict[str, int] = {}
-        self._messages = messages
-        self._order = order
-        self._kwargs = {**kwargs, "stream": True,
-                        "stream_options": {"include_usage": True, **kwargs.get("stream_options", {})}}
-        self._failures: dict[str, BaseException] = {}
-
-    def _call_kwargs(self, model: str) -> dict[str, Any]:
-        return {"messages": self._messages, **self.router.models[model].call_kwargs(), **self._kwargs}
-
-    def _started(self, model: str) -> None:
-        self.decision = self.router._served(self.decision, model, list(self._failures))
-
-    def _observe(self, chunk: Any) -> None:
-        if getattr(chunk, "usage", None):
-            self.usage = _usage(chunk)
-
-    def _ended(self, model: str) -> None:
-        usage = self.usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-        self.cost = self.router.models[model].cost(usage["prompt_tokens"], usage["completion_tokens"])
-        self.router.settle(self.decision.route_id, self.cost)
-        if self.router.log is not None:
-            self.router.log.record_call(self.decision.route_id, self.cost, usage["prompt_tokens"],
-                                        usage["completion_tokens"])
-
-
-class RoutedStream(_StreamBase):
-    def __iter__(self) -> Iterator[Any]:
-        import litellm
-
-        for model in self._order:
-            try:
-                with self.router._hidden(self._messages):
-                    chunks = iter(litellm.completion(**self._call_kwargs(model)))
-                    first = next(chunks, None)
-            except Exception as error:
-                self.router._failed(self.decision, model, error, self._failures)
-                continue
-            self._started(model)
-            if first is not None:
-                self._observe(first)
-                yield first
-            for chunk in chunks:
-                self._observe(chunk)
-                yield chunk
-            self._ended(model)
-            return
-        raise self.router._all_failed(self.decision, self._failures)
-
-
-class AsyncRoutedStream(_StreamBase):
-    async def __aiter__(self) -> AsyncIterator[Any]:
-        import litellm
-
-        for model in self._order:
-            try:
-                with self.router._hidden(self._messages):
-                    chunks = (await litellm.acompletion(**self._call_kwargs(model))).__aiter__()
-                    first = await anext(chunks, None)
-            except Exception as error:
-                self.router._failed(self.decision, model, error, self._failures)
-                continue
-            self._started(model)
-            if first is not None:
-                self._observe(first)
-                yield first
-            async for chunk in chunks:
-                self._observe(chunk)
-                yield chunk
-            self._ended(model)
-            return
-        raise self.router._all_failed(self.decision, self._failures)

@@ -21,7 +21,8 @@ from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.tools.types import BaseTool
 
 from bandit_router import Completion, ConfigError, Decision, Router
-from bandit_router.router import AsyncRoutedStream, RoutedStream, check_cost_weight
+from bandit_router.router import check_cost_weight
+from bandit_router.streaming import AsyncRoutedStream, RoutedStream
 
 from .messages import StreamedMessage, from_openai, to_openai
 
