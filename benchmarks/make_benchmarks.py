@@ -1,7 +1,7 @@
 """Regenerate docs/BENCHMARKS.md: replay the three shared routing sets and measure the routing overhead.
 
     LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/make_benchmarks.py \
-        [--data /work/shared/data] [--policies linucb,thompson,...] [--sets llmrouter-9,...] \
+        [--data ../shared/data] [--policies linucb,thompson,...] [--sets llmrouter-9,...] \
         [--skip-replay] [--skip-perf]
 
 Each set is replayed with `bandit-router replay` into benchmarks/results/<set>/ (results.csv, summary.md, PNGs);
@@ -106,7 +106,7 @@ when routing beats every single model.
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="/work/shared/data", help="folder holding the three sets")
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="folder holding the three sets")
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--policies", default=POLICIES)
     parser.add_argument("--dials", default=DIALS)

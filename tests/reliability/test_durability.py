@@ -46,14 +46,18 @@ def test_sigkill_during_save_200_times_leaves_old_or_new(tmp_path: Path) -> None
     rng = np.random.default_rng(0)
     seen = []
     for _ in range(200):
+        ready, started_saving = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child saves new and old states in turn until it is killed
             try:
+                os.write(started_saving, b"1")  # the parent's clock starts once the child is up and saving
                 while True:
                     new.save(path)
                     old.save(path)
             finally:
                 os._exit(0)
+        os.read(ready, 1)
+        os.close(ready), os.close(started_saving)
         time.sleep(rng.uniform(0, 3 * save_time))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
