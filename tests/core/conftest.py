@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 from typing import Any, Callable
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -15,18 +13,10 @@ import pytest
 
 from bandit_router import POLICIES, Model, Router
 
+from ..fakes import hashed_bow  # noqa: F401  (the core tests' encoder, imported from here)
+
 DIM = 16
 NON_LEARNING = {"random", "fixed", "cheapest"}  # every other registered policy must learn from feedback
-
-
-def hashed_bow(text: str, dim: int = DIM, seed: int = 0) -> np.ndarray:
-    """Seeded hashed bag of words: each word adds +-1 to one of `dim` buckets; a constant bucket keeps it non-zero."""
-    vector = np.zeros(dim)
-    for word in re.findall(r"\w+", text.lower()):
-        digest = hashlib.blake2b(word.encode(), digest_size=8, key=seed.to_bytes(4, "little")).digest()
-        vector[digest[0] % (dim - 1)] += 1.0 if digest[1] % 2 else -1.0
-    vector[dim - 1] = 1.0
-    return vector / np.linalg.norm(vector)
 
 
 def make_cards() -> list[Model]:

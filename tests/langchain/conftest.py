@@ -3,9 +3,7 @@ models of different prices, and a ChatBanditRouter over them."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 from typing import Iterator
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -18,18 +16,15 @@ from bandit_router import Model, Router
 from bandit_router.testing import FakeLLMServer
 from langchain_bandit_router import ChatBanditRouter
 
+from .. import fakes
+
 DIM = 32
 SMALL, LARGE = "openai/small", "openai/large"
 
 
-def hashed_bow(text: str, dim: int = DIM) -> np.ndarray:
-    """Hashed bag of words: each word adds +-1 to one of `dim - 1` buckets; a constant last bucket keeps it non-zero."""
-    vector = np.zeros(dim)
-    for word in re.findall(r"\w+", text.lower()):
-        digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
-        vector[digest[0] % (dim - 1)] += 1.0 if digest[1] % 2 else -1.0
-    vector[dim - 1] = 1.0
-    return vector / np.linalg.norm(vector)
+def hashed_bow(text: str) -> np.ndarray:
+    """The shared hashed bag of words at this suite's width."""
+    return fakes.hashed_bow(text, DIM)
 
 
 def cards(base_url: str, tools: tuple[bool, bool] = (True, True)) -> list[Model]:

@@ -3,34 +3,26 @@ it with a fast seeded encoder, and a BanditRouterLLM holding that router."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 from pathlib import Path
 from typing import Iterator
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np
 import pytest
 
 from bandit_router import Model, Router
 from bandit_router.testing import FakeLLMServer
 from llamaindex_bandit_router import BanditRouterLLM
 
+from ..fakes import hashed_bow
+
 CHEAP, BIG = "openai/cheap", "openai/big"
 NO_RETRIES = {"num_retries": 0, "max_retries": 0}  # LiteLLM must not retry: the router's fallback is under test
 
 
-def bag_of_words(text: str, dim: int = 16) -> np.ndarray:
-    """Hashed bag of words with a constant bucket: a fast, deterministic stand-in for the sentence encoder."""
-    vector = np.zeros(dim)
-    for word in re.findall(r"\w+", text.lower()):
-        digest = hashlib.blake2b(word.encode(), digest_size=2).digest()
-        vector[digest[0] % (dim - 1)] += 1.0 if digest[1] % 2 else -1.0
-    vector[-1] = 1.0
-    return vector / np.linalg.norm(vector)
+bag_of_words = hashed_bow
 
 
 def cards(server: FakeLLMServer) -> list[Model]:

@@ -7,8 +7,6 @@ import os
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import hashlib
-import re
 
 import numpy as np
 import pytest
@@ -18,6 +16,8 @@ from bandit_router import Model, Router
 from bandit_router.errors import ConfigError
 from bandit_router.policies import barp, make_policy
 from bandit_router.policies.barp import policy_loss
+
+from ..fakes import hashed_bow
 
 DIM = 12
 ARMS = ["a", "b", "c", "d", "e"]
@@ -36,13 +36,7 @@ def one_torch_thread():
 
 
 def encode(text: str) -> np.ndarray:
-    """Seeded hashed bag of words, normalised."""
-    vector = np.zeros(DIM)
-    for word in re.findall(r"\w+", text.lower()):
-        digest = hashlib.blake2b(word.encode(), digest_size=2).digest()
-        vector[digest[0] % (DIM - 1)] += 1.0 if digest[1] % 2 else -1.0
-    vector[DIM - 1] = 1.0
-    return vector / np.linalg.norm(vector)
+    return hashed_bow(text, DIM)
 
 
 def entropy_of(policy, x: np.ndarray, dial: float) -> float:
