@@ -31,13 +31,13 @@ def _dials(text: str) -> list[float]:
 
 
 def _policies(text: str) -> list[str]:
-    from .policies import POLICIES
+    from .policies import policy_names
 
     names = [p.strip() for p in text.split(",") if p.strip()]
-    unknown = [p for p in names if p not in POLICIES]
+    unknown = [p for p in names if p not in policy_names()]
     if not names or unknown:
         raise ConfigError(f"--policy must name registered policies, got {unknown or text!r}; "
-                          f"registered: {sorted(POLICIES)}")
+                          f"registered: {policy_names()}")
     return names
 
 

@@ -85,7 +85,7 @@ class Router:
 
     Args:
         models: model cards, or LiteLLM names whose prices LiteLLM's cost map knows.
-        policy: a registered policy name (see `bandit_router.policies.POLICIES`) or a Policy instance.
+        policy: a registered policy name (see `bandit_router.policies.policy_names()`) or a Policy instance.
         policy_settings: settings of the named policy (e.g. {"alpha": 0.5} for linucb).
         encoder: prompt encoder: None for all-MiniLM-L6-v2, an Encoder, or any callable text -> vector.
         cost_weight: default dial in [0, 1]; 0 routes on quality only.

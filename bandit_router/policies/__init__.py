@@ -1,8 +1,7 @@
-"""Routing policies, registered by name: linucb, thompson, epsilon-greedy, random, fixed, cheapest, barp, hierlin."""
+"""Routing policies, registered by name: linucb, thompson, epsilon-greedy, hierlin, shared-linucb, barp (imported
+on first use), and the baselines random, fixed and cheapest."""
 
-from . import barp, baselines, epsilon_greedy, linucb, thompson  # noqa: F401  (registers the policies)
-from . import hierlin  # noqa: F401
-from . import shared  # noqa: F401  (shared-linucb)
-from .base import POLICIES, Policy, PolicyConfig, make_policy, register
+from . import baselines, epsilon_greedy, hierlin, linucb, shared, thompson  # noqa: F401  (registers the policies)
+from .base import POLICIES, Policy, PolicyConfig, make_policy, policy_class, policy_names, register
 
-__all__ = ["POLICIES", "Policy", "PolicyConfig", "make_policy", "register"]
+__all__ = ["POLICIES", "Policy", "PolicyConfig", "make_policy", "policy_class", "policy_names", "register"]

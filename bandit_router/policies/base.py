@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Mapping, Sequence
@@ -10,7 +11,7 @@ import numpy as np
 
 from ..errors import ConfigError, StateFormatError
 
-__all__ = ["Policy", "PolicyConfig", "POLICIES", "register", "make_policy", "one_hot_argmax"]
+__all__ = ["Policy", "PolicyConfig", "POLICIES", "register", "make_policy", "one_hot_argmax", "policy_class", "policy_names"]
 
 
 @dataclass(frozen=True)
@@ -142,10 +143,26 @@ def register(cls: type[Policy]) -> type[Policy]:
     return cls
 
 
+# Policies whose module is imported on first use: barp needs torch, which takes about a second to import.
+LAZY_POLICIES = {"barp": "bandit_router.policies.barp"}
+
+
+def policy_names() -> list[str]:
+    """Every policy name `make_policy` accepts."""
+    return sorted(set(POLICIES) | set(LAZY_POLICIES))
+
+
+def policy_class(name: str) -> type[Policy]:
+    """The policy class registered under `name`, importing its module if it is one of the lazy ones."""
+    if name not in POLICIES and name in LAZY_POLICIES:
+        importlib.import_module(LAZY_POLICIES[name])
+    if name not in POLICIES:
+        raise ConfigError(f"unknown policy {name!r}; registered: {policy_names()}")
+    return POLICIES[name]
+
+
 def make_policy(name: str, dim: int, arms: Sequence[str], seed: int | None = None,
                 **settings: Any) -> Policy:
     """Build a registered policy by name with settings checked against its config."""
-    if name not in POLICIES:
-        raise ConfigError(f"unknown policy {name!r}; registered: {sorted(POLICIES)}")
-    cls = POLICIES[name]
+    cls = policy_class(name)
     return cls(dim, arms, cls.Config.from_dict(settings), seed=seed)
