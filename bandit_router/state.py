@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
-from .errors import StateFormatError
+from .errors import ConfigError, StateFormatError
 from .models import Model
 
 if TYPE_CHECKING:
@@ -141,7 +141,12 @@ def load_router(path: str | Path, encoder: "Encoder | Callable | None" = None,
         router.rng.bit_generator.state = config["rng"]
     except (KeyError, TypeError) as error:
         raise StateFormatError(f"{str(path)!r} has an incomplete config ({error!r})") from None
-    if router.encoder.dim != policy.dim:
+    try:
+        dim = router.encoder.dim
+    except OSError:
+        raise ConfigError(f"{str(path)!r} was saved with encoder {config['encoder']!r}, which cannot be loaded "
+                          "here by name; pass the same encoder to Router.load(path, encoder=...)") from None
+    if dim != policy.dim:
         raise StateFormatError(f"encoder {router.encoder.name!r} gives {router.encoder.dim}-d vectors; "
                                f"the saved policy expects {policy.dim}")
     return router

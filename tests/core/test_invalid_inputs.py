@@ -217,3 +217,11 @@ def test_every_single_flipped_bit_in_the_arrays_is_detected(ctx):
         damaged[offset] ^= 1 << int(rng.integers(8))
         with pytest.raises(StateFormatError, match="damaged"):
             ctx.load(write(ctx, bytes(damaged)))
+
+
+def test_loading_without_the_custom_encoder_it_was_saved_with_says_what_to_pass(make_router, tmp_path):
+    """A router saved with a custom encoder cannot rebuild it by name: a ConfigError says to pass it."""
+    path = tmp_path / "router.safetensors"
+    make_router().save(path)
+    with pytest.raises(ConfigError, match="pass the same encoder"):
+        Router.load(path)
