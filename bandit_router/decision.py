@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from .errors import InvalidPromptError
+
 __all__ = ["Decision", "Completion", "messages_of", "query_text", "usage_of"]
 
 Messages = Sequence[Mapping[str, Any]]
@@ -60,12 +62,17 @@ class Completion:
 
 
 def messages_of(prompt: str | Messages) -> list[dict[str, Any]]:
-    """Chat messages from a prompt string or a sequence of message dicts."""
+    """Chat messages from a prompt string or a sequence of message dicts; InvalidPromptError for anything else."""
     if isinstance(prompt, str):
         return [{"role": "user", "content": prompt}]
-    messages = [dict(m) for m in prompt]
+    if isinstance(prompt, (bytes, bytearray, memoryview)):
+        raise InvalidPromptError("prompt must be str or chat messages, got bytes; decode it as UTF-8 first")
+    try:
+        messages = [dict(m) for m in prompt]
+    except (TypeError, ValueError):
+        messages = []
     if not messages or any("role" not in m for m in messages):
-        raise ValueError("messages must be a non-empty sequence of dicts with a 'role' key")
+        raise InvalidPromptError("messages must be a non-empty sequence of dicts with a 'role' key")
     return messages
 
 

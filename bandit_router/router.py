@@ -50,8 +50,6 @@ def check_score(value: Any) -> float:
 def check_prompt(prompt: Any, max_chars: int) -> tuple[str, str]:
     """(text to encode, full text) of a prompt string or chat messages, or InvalidPromptError if the prompt is
     not text, is not valid UTF-8 (e.g. lone surrogates from undecodable bytes) or exceeds `max_chars`."""
-    if isinstance(prompt, (bytes, bytearray, memoryview)):
-        raise InvalidPromptError("prompt must be str or chat messages, got bytes; decode it as UTF-8 first")
     query, full_text = query_text(messages_of(prompt))
     if len(full_text) > max_chars:
         raise InvalidPromptError(f"prompt has {len(full_text)} characters; max_prompt_chars allows at most {max_chars}")
@@ -415,7 +413,6 @@ class Router:
     # -- calling models -------------------------------------------------------------------------------------
     def _prepare(self, prompt: str | Messages, cost_weight: float | None, models: Sequence[str] | None,
                  kwargs: Mapping[str, Any]) -> tuple[list[dict[str, Any]], Decision, list[str]]:
-        check_prompt(prompt, self.max_prompt_chars)  # bytes too: a typed error before anything is routed
         messages = messages_of(prompt)
         decision = self.route(messages, cost_weight, models, tools=bool(kwargs.get("tools")),
                               max_tokens=kwargs.get("max_tokens"),
