@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import ConfigError, StateFormatError
 
-__all__ = ["Policy", "PolicyConfig", "POLICIES", "register", "make_policy", "one_hot_argmax", "policy_class", "policy_names"]
+__all__ = ["Policy", "PolicyConfig", "POLICIES", "register", "make_policy", "one_hot_argmax", "UpperConfidence", "policy_class", "policy_names"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,17 @@ def one_hot_argmax(utility: np.ndarray) -> np.ndarray:
     """Probabilities that put all mass on the maximisers of `utility`, split evenly among ties."""
     best = utility >= utility.max() - 1e-12
     return best / best.sum()
+
+
+class UpperConfidence:
+    """Mixin for policies with `predict(x, arms) -> (mean, std)` and `config.alpha`: choose the model with the
+    highest upper confidence bound on quality less the dial's cost term, mean + alpha std - cost_weight cost
+    (deterministic; ties split evenly)."""
+
+    def probabilities(self, x: np.ndarray, arms: Sequence[int], cost: np.ndarray,
+                      cost_weight: float) -> tuple[np.ndarray, np.ndarray]:
+        mean, std = self.predict(x, arms)  # type: ignore[attr-defined]
+        return one_hot_argmax(mean + self.config.alpha * std - cost_weight * cost), mean  # type: ignore[attr-defined]
 
 
 class Policy(ABC):

@@ -30,7 +30,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from ..errors import ConfigError
-from .base import Policy, PolicyConfig, one_hot_argmax, register
+from .base import Policy, PolicyConfig, UpperConfidence, register
 
 __all__ = ["HierLin", "HierLinConfig"]
 
@@ -74,7 +74,7 @@ class HierLinConfig(PolicyConfig):
 
 
 @register
-class HierLin(Policy):
+class HierLin(UpperConfidence, Policy):
     """UCB on a hierarchical (shared + per-model) Bayesian linear model of quality; deterministic, ties split."""
 
     name = "hierlin"
@@ -157,11 +157,6 @@ class HierLin(Policy):
         var = u @ z + np.einsum("ai,ij,aj->a", w, self.shared_cov, w)
         arms = np.asarray(arms, dtype=int)
         return mean[arms], np.sqrt(np.maximum(var[arms], 0.0))
-
-    def probabilities(self, x: np.ndarray, arms: Sequence[int], cost: np.ndarray,
-                      cost_weight: float) -> tuple[np.ndarray, np.ndarray]:
-        mean, sd = self.predict(x, arms)
-        return one_hot_argmax(mean + self.config.alpha * sd - cost_weight * cost), mean
 
     # -- learning -------------------------------------------------------------------------------------------------
     def update(self, x: np.ndarray, arm: str, reward: float) -> None:

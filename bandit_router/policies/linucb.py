@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 from ..errors import ConfigError
-from .base import one_hot_argmax, register
+from .base import UpperConfidence, register
 from .ridge import RidgeConfig, RidgePolicy
 
 
@@ -23,14 +22,9 @@ class LinUCBConfig(RidgeConfig):
 
 
 @register
-class LinUCB(RidgePolicy):
+class LinUCB(UpperConfidence, RidgePolicy):
     """argmax_a theta_a.z + alpha sqrt(z^T A_a^-1 z) - w_c cost_a (deterministic; ties split evenly)."""
 
     name = "linucb"
     Config = LinUCBConfig
     config: LinUCBConfig
-
-    def probabilities(self, x: np.ndarray, arms: Sequence[int], cost: np.ndarray,
-                      cost_weight: float) -> tuple[np.ndarray, np.ndarray]:
-        mean, std = self.predict(x, arms)
-        return one_hot_argmax(mean + self.config.alpha * std - cost_weight * cost), mean

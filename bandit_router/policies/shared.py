@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..models import Model
-from .base import Policy, PolicyConfig, one_hot_argmax, register
+from .base import Policy, PolicyConfig, UpperConfidence, register
 
 __all__ = ["SharedLinUCB", "SharedLinUCBConfig", "model_features"]
 
@@ -72,7 +72,7 @@ def _projection(rows: int, cols: int, rng: np.random.Generator) -> np.ndarray:
 
 
 @register
-class SharedLinUCB(Policy):
+class SharedLinUCB(UpperConfidence, Policy):
     """LinUCB with a quality model shared across models through their features (see the module docstring)."""
 
     name = "shared-linucb"
@@ -152,11 +152,6 @@ class SharedLinUCB(Policy):
         mean = S @ self.theta_s + self.theta[arms] @ z
         var = np.einsum("kd,kd->k", S @ self.A_s_inv, S) + np.einsum("kp,p->k", self.A_inv[arms] @ z, z)
         return mean, np.sqrt(np.maximum(var, 0.0))
-
-    def probabilities(self, x: np.ndarray, arms: Sequence[int], cost: np.ndarray,
-                      cost_weight: float) -> tuple[np.ndarray, np.ndarray]:
-        mean, std = self.predict(x, arms)
-        return one_hot_argmax(mean + self.config.alpha * std - cost_weight * cost), mean
 
     # -- learning -------------------------------------------------------------------------------------------
     def update(self, x: np.ndarray, arm: str, reward: float) -> None:
