@@ -4,6 +4,9 @@
 - `preference_prior`: pairwise preferences (prompt, model_a, model_b, winner): a Bradley-Terry model
   u_k(x) = w_k . [x, 1] is fitted, and each model's chance of beating the average model,
   sigmoid(u_k(x) - mean_j u_j(x)), becomes its target score on that prompt.
+- `mix_prior`: start a model added at run time as a weighted mix of known models' learned quality models
+  (LLM Bandit's idea of placing a new model among known ones), with weights from its description
+  (`description_mix`) or from its answers on a quiz the known models also took (`quiz_mix`).
 - `onboard`: score a new model on a few stored prompts through an evaluator and learn from the scores.
 
 `strength` is how many online observations one offline observation is worth: the prior's statistics are
@@ -13,7 +16,7 @@ online ratings move the policy away from the prior, and with a large one they ba
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -22,7 +25,10 @@ from .models import Model
 from .policies.ridge import RidgePolicy
 from .router import Router, check_score
 
-__all__ = ["absorb", "table_prior", "preference_prior", "fit_bradley_terry", "onboard"]
+__all__ = ["absorb", "table_prior", "preference_prior", "fit_bradley_terry", "mix_prior", "description_mix",
+           "quiz_mix", "onboard"]
+
+MIX_STRENGTH = 3000.0  # observations a mix prior is worth (chosen on llmrouter-9, docs/budgets_priors_results.md)
 
 
 def _strength(value: float) -> float:
@@ -112,17 +118,102 @@ def preference_prior(router: Router, comparisons: Iterable[tuple[str, str, str, 
     absorb(router, vectors, targets, models, strength)
 
 
+def _softmax(values: np.ndarray, temperature: float) -> np.ndarray:
+    if not (isinstance(temperature, (int, float)) and 0 < temperature < np.inf):
+        raise ConfigError(f"temperature must be a finite number > 0, got {temperature!r}")
+    w = np.exp((values - values.max()) / temperature)
+    return w / w.sum()
+
+
+def mix_prior(router: Router, model: str, weights: Mapping[str, float], strength: float = MIX_STRENGTH,
+              offset: float = 0.0) -> None:
+    """Start `model` as the `weights`-mix of known models' quality models, shifted by `offset`.
+
+    Its prior mean is sum_j w_j theta_j (+ `offset` on the intercept) and its prior precision is
+    lambda I + strength sum_j w_j (A_j - lambda I) / n_j: worth `strength` observations spread like the known
+    models' prompts (n_j = model j's observation count). Replaces anything `model` has learned; needs a
+    per-model ridge policy (linucb, thompson, epsilon-greedy) with an intercept.
+    """
+    policy = router.policy
+    if not isinstance(policy, RidgePolicy) or not policy.config.intercept:
+        raise ConfigError(f"mix_prior needs linucb, thompson or epsilon-greedy with intercept=True, "
+                          f"not {policy.name!r}")
+    weight = _strength(strength)
+    if not np.isfinite(offset):
+        raise ConfigError(f"offset must be a finite number, got {offset!r}")
+    if model not in router.models:
+        raise ConfigError(f"unknown model {model!r}; add it first with router.add_model")
+    unknown = [m for m in weights if m not in router.models or m == model]
+    if unknown or not weights:
+        raise ConfigError(f"weights must name other models of the router, got {list(weights)}")
+    w = np.array([weights[m] for m in weights], dtype=float)
+    if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
+        raise ConfigError("weights must be finite numbers >= 0 with a positive sum")
+    lam = policy.config.regularization
+    eye = np.eye(policy.p)
+    with router._lock:
+        A = policy.A
+        rows = [policy.index(m) for m in weights]
+        counts = np.array([A[j, -1, -1] - lam for j in rows])  # the intercept's diagonal counts observations
+        w = np.where(counts >= 1, w, 0.0)  # a model that learned nothing has nothing to lend
+        if w.sum() == 0:
+            raise ConfigError(f"none of {list(weights)} has observations to borrow from")
+        w /= w.sum()
+        mean = sum(wj * policy.theta[j] for wj, j in zip(w, rows))
+        spread = sum(wj * (A[j] - lam * eye) / max(c, 1.0) for wj, j, c in zip(w, rows, counts))
+        mean[-1] += offset
+        policy.set_prior(model, mean, lam * eye + weight * spread)
+
+
+def description_mix(router: Router, model: str, encoder: Callable[[str], np.ndarray] | None = None,
+                    temperature: float = 0.05) -> dict[str, float]:
+    """Weights over the router's other models by how close their descriptions are to `model`'s: a softmax
+    of the cosine similarity of their embeddings (`encoder`, default the router's) over `temperature`."""
+    encode = encoder or router.encoder
+    cards = router.models
+    if model not in cards or not cards[model].description.strip():
+        raise ConfigError(f"model {model!r} must be in the router and have a description")
+    others = [m for m in cards if m != model and cards[m].description.strip()]
+    if not others:
+        raise ConfigError("no other model of the router has a description to compare with")
+    unit = [np.asarray(encode(cards[m].description), dtype=float) for m in [model] + others]
+    unit = [v / np.linalg.norm(v) for v in unit]
+    return dict(zip(others, _softmax(np.array([unit[0] @ v for v in unit[1:]]), temperature)))
+
+
+def quiz_mix(scores: Sequence[float], known: Mapping[str, Sequence[float]],
+             temperature: float = 0.05) -> tuple[dict[str, float], float]:
+    """Weights over known models by how alike their quiz scores are to the new model's `scores` (a softmax of
+    minus the mean squared difference over `temperature`), and the offset: the new model's mean quiz score
+    minus the weighted known models' mean."""
+    new = np.asarray(scores, dtype=float)
+    table = {m: np.asarray(s, dtype=float) for m, s in known.items()}
+    if not table or len(new) == 0 or any(s.shape != new.shape for s in table.values()):
+        raise ConfigError(f"known must map model names to scores on the same {len(new)} quiz prompts")
+    if not all(np.isfinite(s).all() and (s >= 0).all() and (s <= 1).all() for s in [new, *table.values()]):
+        raise ConfigError("quiz scores must be finite numbers in [0, 1]")
+    w = _softmax(-np.array([np.mean((new - s) ** 2) for s in table.values()]), temperature)
+    offset = new.mean() - sum(wj * s.mean() for wj, s in zip(w, table.values()))
+    return dict(zip(table, w)), float(offset)
+
+
 def onboard(router: Router, model: Model | str, prompts: Sequence[str],
-            evaluator: Callable[[str, str], float], features: np.ndarray | None = None) -> list[float]:
+            evaluator: Callable[[str, str], float], features: np.ndarray | None = None,
+            known: Mapping[str, Sequence[float]] | None = None, strength: float = MIX_STRENGTH) -> list[float]:
     """Add `model` to `router` (unless it is there) and teach the router its scores on `prompts` (a quiz).
 
     `evaluator(prompt, model_name)` returns the model's score in [0, 1] on the prompt, e.g. by calling the model
-    and grading the answer. Returns the scores.
+    and grading the answer. With `known` (the router's models' scores on the same prompts, e.g. from the table
+    the quiz was drawn from), the model first gets a `mix_prior` of the models it answers like (`quiz_mix`),
+    worth `strength` observations. Returns the scores.
     """
     name = model.name if isinstance(model, Model) else model
     if name not in router.models:
         router.add_model(model, features=features)
     scores = [check_score(evaluator(prompt, name)) for prompt in prompts]
+    if known is not None:
+        weights, offset = quiz_mix(scores, known)
+        mix_prior(router, name, weights, strength, offset)
     for prompt, score in zip(prompts, scores):
         router.observe(prompt, name, score)
     return scores

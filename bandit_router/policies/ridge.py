@@ -86,6 +86,22 @@ class RidgePolicy(Policy):
         self._base.pop(arm, None)
         self.A, self.A_inv, self.b, self.theta = (np.delete(m, k, axis=0) for m in (self.A, self.A_inv, self.b, self.theta))
 
+    def set_prior(self, arm: str, mean: np.ndarray, precision: np.ndarray) -> None:
+        """Replace what `arm` has learned with a Gaussian prior on its weights: `mean` (p,), `precision` (p, p)."""
+        k = self.index(arm)
+        mean, precision = np.asarray(mean, dtype=float), np.asarray(precision, dtype=float)
+        if mean.shape != (self.p,) or precision.shape != (self.p, self.p):
+            raise ConfigError(f"prior of {arm!r} must have shapes ({self.p},), ({self.p}, {self.p}); "
+                              f"got {mean.shape}, {precision.shape}")
+        A = self.A  # sums the deferred outer products first
+        A[k] = precision
+        self.A_inv[k] = np.linalg.inv(precision)
+        self.b[k] = precision @ mean
+        self.theta[k] = self.A_inv[k] @ self.b[k]
+        if self._delta is not None:  # the prior is this replica's own base, as in `share`
+            self._delta.pop(arm, None)
+            self._base[arm] = {"A": precision - self.config.regularization * np.eye(self.p), "b": self.b[k].copy()}
+
     def predict(self, x: np.ndarray, arms: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean quality and its standard deviation (unit noise) for each arm in `arms`."""
         z = self.features(x)

@@ -5,7 +5,8 @@ import pytest
 
 from bandit_router.errors import ConfigError
 from bandit_router.models import Model
-from bandit_router.priors import fit_bradley_terry, onboard, preference_prior, table_prior
+from bandit_router.priors import (description_mix, fit_bradley_terry, mix_prior, onboard, preference_prior, quiz_mix,
+                                  table_prior)
 from bandit_router.router import Router
 
 from .conftest import topic_encoder
@@ -123,3 +124,109 @@ def test_onboard_scores_a_new_model_on_the_quiz_and_learns_it():
 def test_onboard_rejects_scores_outside_the_unit_interval():
     with pytest.raises(ConfigError, match="score must be"):
         onboard(router(), "calc", MATH[:1], lambda p, m: 7)
+
+
+def topic_router(policy: str = "linucb", **settings) -> Router:
+    """calc is good at math, bard at poems; sage is added bare."""
+    r = router(policy, **settings)
+    table_prior(r, MATH + POEMS, np.array([[0.9, 0.1]] * len(MATH) + [[0.1, 0.9]] * len(POEMS)), ["calc", "bard"])
+    r.add_model(cards("sage")[0])
+    return r
+
+
+def test_mix_prior_predicts_a_new_model_as_the_mix_of_known_ones():
+    r = topic_router()
+    assert quality(r, "math problem 99")["sage"] == 0.0
+    mix_prior(r, "sage", {"calc": 1.0})
+    q = quality(r, "math problem 99")
+    assert q["sage"] == pytest.approx(q["calc"]) and q["sage"] > 0.8
+    mix_prior(r, "sage", {"calc": 0.5, "bard": 0.5}, offset=0.2)  # replaces the first prior
+    for prompt in ("math problem 99", "poem request 99"):
+        q = quality(r, prompt)
+        assert q["sage"] == pytest.approx((q["calc"] + q["bard"]) / 2 + 0.2)
+
+
+def test_mix_prior_strength_sets_how_fast_feedback_moves_away():
+    moved = {}
+    for strength in (5.0, 5000.0):
+        r = topic_router()
+        mix_prior(r, "sage", {"calc": 1.0}, strength=strength)
+        for prompt in MATH[:10]:
+            r.observe(prompt, "sage", 0.0)
+        moved[strength] = quality(r, "math problem 99")["sage"]
+    assert moved[5.0] < 0.45 < 0.8 < moved[5000.0]
+
+
+def test_mix_prior_skips_models_that_learned_nothing():
+    r = topic_router()
+    r.add_model(cards("blank")[0])
+    mix_prior(r, "sage", {"calc": 1.0, "blank": 1.0})
+    q = quality(r, "math problem 99")
+    assert q["sage"] == pytest.approx(q["calc"])
+    with pytest.raises(ConfigError, match="has observations to borrow from"):
+        mix_prior(r, "sage", {"blank": 1.0})
+
+
+def test_mix_prior_survives_sharing_state_between_replicas():
+    r = topic_router()
+    policy = r.policy
+    policy.share()
+    mix_prior(r, "sage", {"calc": 1.0})
+    before = quality(r, "math problem 99")["sage"]
+    policy.install_totals({})
+    assert quality(r, "math problem 99")["sage"] == pytest.approx(before)
+    assert "sage" not in policy.take_delta()  # the prior is this replica's base, never pushed
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"weights": {"calc": 1.0}, "model": "nobody"}, "unknown model 'nobody'"),
+    ({"weights": {}}, "weights must name other models"),
+    ({"weights": {"sage": 1.0}}, "weights must name other models"),
+    ({"weights": {"ghost": 1.0}}, "weights must name other models"),
+    ({"weights": {"calc": -1.0}}, "weights must be finite numbers >= 0"),
+    ({"weights": {"calc": 0.0}}, "positive sum"),
+    ({"weights": {"calc": 1.0}, "strength": 0}, "strength must be a finite number > 0"),
+    ({"weights": {"calc": 1.0}, "offset": float("nan")}, "offset must be a finite number"),
+])
+def test_invalid_mix_prior(kwargs, match):
+    kwargs = {"model": "sage", **kwargs}
+    with pytest.raises(ConfigError, match=match):
+        mix_prior(topic_router(), **kwargs)
+
+
+@pytest.mark.parametrize("policy", ["shared-linucb", "random"])
+def test_mix_prior_needs_a_per_model_ridge_policy(policy):
+    r = Router(cards("calc", "bard"), policy=policy, encoder=topic_encoder(), seed=0)
+    with pytest.raises(ConfigError, match="mix_prior needs linucb"):
+        mix_prior(r, "bard", {"calc": 1.0})
+
+
+def test_quiz_mix_weights_the_model_that_answers_alike_and_measures_the_offset():
+    weights, offset = quiz_mix([1, 1, 0, 1], {"calc": [1, 1, 0, 0], "bard": [0, 0, 1, 1]})
+    assert weights["calc"] > 0.99 and offset == pytest.approx(0.75 - 0.5, abs=0.01)
+    with pytest.raises(ConfigError, match="same 4 quiz prompts"):
+        quiz_mix([1, 1, 0, 1], {"calc": [1, 0]})
+    with pytest.raises(ConfigError, match=r"quiz scores must be finite numbers in \[0, 1\]"):
+        quiz_mix([1, 1, 0, 2], {"calc": [1, 1, 0, 0]})
+    with pytest.raises(ConfigError, match="temperature must be a finite number > 0"):
+        quiz_mix([1], {"calc": [1]}, temperature=0)
+
+
+def test_description_mix_weights_the_model_described_alike():
+    described = [Model(n, input_cost_per_token=1e-6, output_cost_per_token=1e-6, description=d) for n, d in
+                 [("calc", "math problem solver"), ("bard", "poem writer"), ("sage", "math problem tutor")]]
+    r = Router(described, encoder=topic_encoder(), seed=0)
+    weights = description_mix(r, "sage")
+    assert set(weights) == {"calc", "bard"} and weights["calc"] > 0.99
+    with pytest.raises(ConfigError, match="must be in the router and have a description"):
+        description_mix(router(), "calc")
+
+
+def test_onboard_with_known_quiz_scores_starts_the_model_like_the_one_it_answers_like():
+    r = topic_router()
+    r.remove_model("sage")
+    quiz = MATH[:5] + POEMS[:5]
+    known = {"calc": [0.9] * 5 + [0.1] * 5, "bard": [0.1] * 5 + [0.9] * 5}
+    onboard(r, cards("sage")[0], quiz, lambda p, m: 1.0 if p.startswith("math") else 0.0, known=known)
+    q = quality(r, "math problem 99")
+    assert q["sage"] > q["calc"] - 0.05 and quality(r, "poem request 99")["sage"] < 0.2
