@@ -6,14 +6,14 @@ Run: LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 .venv/bin/python benchma
    single model's total cost over the stream, paced by the knapsack and by the per-query split, against no budget.
 2. Warm start: linucb routes the test split (500 prompts, bandit feedback) cold, or after a full-information prior
    from the train split; regret = oracle score - chosen score, summed over the 500 decisions.
-3. New model: shared-linucb learns 8 models from the train split (full information); the 9th is added at run time
-   with its features (description embedding, price, size) or bare; then it routes the 500 test prompts.
+3. New model: the router learns 8 models from the train split (full information); the 9th is added at run time
+   bare, with a prior mixed from the models its description or its quiz answers resemble, or (shared-linucb) with
+   its features; then it routes the 500 test prompts.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -27,7 +27,7 @@ from bandit_router.evaluation.embeddings import lookup_encoder, table_vectors
 from bandit_router.evaluation.replay import replay
 from bandit_router.evaluation.table import bundled_table_path, load_table
 from bandit_router.policies.shared import SharedLinUCB, model_features
-from bandit_router.priors import table_prior
+from bandit_router.priors import MIX_STRENGTH, description_mix, mix_prior, onboard, table_prior
 from bandit_router.router import Router
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,56 +89,84 @@ def warm_section(tb, enc, seeds) -> list[str]:
     return lines
 
 
-def held_out_section(tb, enc, seeds, held_models, settings: dict) -> list[str]:
+def held_out_section(tb, enc, seeds, strength: float, quiz_size: int = 50) -> list[str]:
     train = np.array([s == "train" for s in tb.splits])
     tb_train, tb_test = tb.subset(train), tb.subset(~train)
     text_encoder = sentence_encoder()
     cards = {c.name: c for c in tb.model_cards()}
     features = {m: model_features(cards[m], text_encoder, size_of(tb.model_info[m])) for m in tb.models}
-    lines = [f"shared-linucb (settings {settings or 'default'}) learns 8 models from the train split (full information, strength 1); the "
-             "held-out 9th is added at run time, with its features or bare; then the 500 test prompts are routed "
-             "(bandit feedback, dial 0). Mean score over the 500 decisions; share = how often the new model was "
-             "chosen.", "",
-             "| held-out model | its mean test score | with features: score | share | bare: score | share | "
-             "difference |", "|---|---|---|---|---|---|---|"]
-    diffs = []
-    for held in held_models:
+    modes = ["bare", "description", "quiz", "bare + quiz answers", "shared-linucb features", "shared-linucb bare"]
+    lines = [f"The 8 other models learn the train split (full information, strength 1); the held-out 9th is added "
+             f"at run time; then the {len(tb_test)} test prompts are routed (bandit feedback, dial 0, seeds "
+             f"{', '.join(map(str, seeds))}). Modes, all with the default policy (linucb) unless named:", "",
+             "- bare: `add_model(card)`, nothing known about it.",
+             f"- description: `mix_prior(router, name, description_mix(router, name), strength={strength:g})`.",
+             f"- quiz: `onboard(router, card, quiz, evaluator, known=...)` on {quiz_size} train prompts drawn per "
+             f"seed (the evaluator reads the held-out model's table score; `known` holds the 8 models' scores "
+             f"on them), which sets a `quiz_mix` prior of strength {strength:g} and then observes the answers.",
+             "- bare + quiz answers: the same quiz answers observed, no prior (the same information as quiz).",
+             "- shared-linucb features / bare: shared-linucb (defaults) with `add_model(card, features=...)` "
+             "(description embedding, price, size) or bare.", "",
+             "Mean score over the test decisions (share = how often the new model was chosen).", "",
+             "| held-out model | its mean test score | " + " | ".join(f"{m}: score | share" for m in modes) + " |",
+             "|---|---|" + "---|---|" * len(modes)]
+    totals = {m: [] for m in modes}
+    per_seed = {m: [] for m in modes}
+    for held in tb.models:
         k = tb.models.index(held)
         others = [m for m in tb.models if m != held]
         cols = [tb.models.index(m) for m in others]
-        result = {}
-        for mode in ("features", "bare"):
+        row = {}
+        for mode in modes:
             scores, shares = [], []
             for seed in seeds:
-                policy = SharedLinUCB(enc.dim, others, SharedLinUCB.Config.from_dict(settings),
-                                      features={m: features[m] for m in others}, seed=seed)
-                router = Router([cards[m] for m in others], policy=policy, encoder=enc, seed=seed)
+                if mode.startswith("shared"):
+                    policy = SharedLinUCB(enc.dim, others, features={m: features[m] for m in others}, seed=seed)
+                    router = Router([cards[m] for m in others], policy=policy, encoder=enc, seed=seed)
+                else:
+                    router = Router([cards[m] for m in others], encoder=enc, seed=seed)
                 table_prior(router, tb_train.prompts, tb_train.scores[:, cols], others)
-                router.add_model(cards[held], features=features[held] if mode == "features" else None)
+                quiz = np.random.default_rng(seed).choice(len(tb_train), quiz_size, replace=False)
+                answers = dict(zip((tb_train.prompts[i] for i in quiz), tb_train.scores[quiz, k]))
+                if mode == "description":
+                    router.add_model(cards[held])
+                    mix_prior(router, held, description_mix(router, held, text_encoder), strength)
+                elif mode in ("quiz", "bare + quiz answers"):
+                    known = {m: tb_train.scores[quiz, c] for m, c in zip(others, cols)} if mode == "quiz" else None
+                    onboard(router, cards[held], [tb_train.prompts[i] for i in quiz], lambda p, _: answers[p], known=known,
+                            strength=strength)
+                else:
+                    router.add_model(cards[held], features=features[held] if mode == "shared-linucb features" else None)
                 run = replay(tb_test, router, 0.0, seed=seed)
                 scores.append(run.mean_score)
                 shares.append(float((run.chosen == k).mean()))
-            result[mode] = (np.mean(scores), np.mean(shares))
-        diff = result["features"][0] - result["bare"][0]
-        diffs.append(diff)
-        lines.append(f"| {held} | {tb_test.scores[:, k].mean():.3f} | {result['features'][0]:.4f} | "
-                     f"{result['features'][1]:.2f} | {result['bare'][0]:.4f} | {result['bare'][1]:.2f} | {diff:+.4f} |")
+            row[mode] = (np.mean(scores), np.mean(shares))
+            per_seed[mode] += scores
+            totals[mode].append(row[mode][0])
+        lines.append(f"| {held} | {tb_test.scores[:, k].mean():.3f} | "
+                     + " | ".join(f"{row[m][0]:.4f} | {row[m][1]:.2f}" for m in modes) + " |")
         print(lines[-1], flush=True)
-    lines.append(f"| mean over held-out models | | | | | | {np.mean(diffs):+.4f} |")
+    lines.append("| mean over held-out models | | " + " | ".join(f"{np.mean(totals[m]):.4f} | " for m in modes) + "|")
+    for mode in modes[1:4]:
+        diff = np.array(totals[mode]) - np.array(totals["bare"])
+        pairs = np.array(per_seed[mode]) - np.array(per_seed["bare"])
+        lines += ["", f"{mode} - bare: mean {diff.mean():+.4f} over the 9 held-out models "
+                      f"({(diff > 0).sum()} of 9 higher, {(pairs > 0).sum()} of {len(pairs)} (model, seed) runs "
+                      f"higher; per model {', '.join(f'{d:+.4f}' for d in diff)})"]
     return lines
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", default="budget,warm,held", help="comma-separated: budget, warm, held")
-    parser.add_argument("--held-settings", default="{}", help="shared-linucb settings as JSON, e.g. '{\"alpha\": 0.1}'")
+    parser.add_argument("--strength", type=float, default=MIX_STRENGTH, help="strength of the new model's mix prior")
     parser.add_argument("--out", default=str(ROOT / "docs" / "budgets_priors_results.md"))
     args = parser.parse_args(argv)
     tb = load_table(bundled_table_path())
     enc = lookup_encoder(tb, table_vectors(tb, sentence_encoder()), ENCODER)
     out = ["# Budgets, priors and new models: measured results", "",
            "Command: `LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 .venv/bin/python "
-           f"benchmarks/budget_priors_bench.py --sections {args.sections} --held-settings '{args.held_settings}'` (llmrouter-9, {tb.summary()}; "
+           f"benchmarks/budget_priors_bench.py --sections {args.sections} --strength {args.strength:g}` (llmrouter-9, {tb.summary()}; "
            "MiniLM prompt vectors from the disk cache).", ""]
     sections = args.sections.split(",")
     if "budget" in sections:
@@ -146,8 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     if "warm" in sections:
         out += ["## 2. Warm start from the train split", ""] + warm_section(tb, enc, seeds=[0, 1, 2, 3, 4]) + [""]
     if "held" in sections:
-        out += ["## 3. A model added at run time", ""] + held_out_section(tb, enc, [0, 1, 2], tb.models,
-                                                                           json.loads(args.held_settings)) + [""]
+        out += ["## 3. A model added at run time", ""] + held_out_section(tb, enc, [0, 1, 2], args.strength) + [""]
     Path(args.out).write_text("\n".join(out) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
 
