@@ -349,8 +349,10 @@ class Router:
 
     def _close(self, route_id: str, reason: str) -> None:
         pending = self._pending.pop(route_id)
-        if reason == "expired" and self.expired_reward is not None:
-            self.policy.update(pending.vector, pending.model, self.expired_reward)
+        if reason == "expired":
+            self.settle(route_id)  # a hold nobody settled or released: assume the call was made, at worst case
+            if self.expired_reward is not None:
+                self.policy.update(pending.vector, pending.model, self.expired_reward)
         self._closed[route_id] = reason
         while len(self._closed) > self.max_pending:
             self._closed.popitem(last=False)
@@ -392,16 +394,18 @@ class Router:
                                                dial)
         return self.budget.pace(names, quality, cost, budget_key)
 
-    def settle(self, route_id: str, cost: float) -> None:
-        """Charge the budget the real cost (USD) of the call made for `route_id`, replacing its hold.
+    def settle(self, route_id: str, cost: float | None = None) -> None:
+        """Charge the budget the real cost (USD) of the call made for `route_id`, replacing its hold; None charges
+        the hold itself (the worst case), for a call made whose usage never arrived.
 
         complete/stream settle by themselves; call this after routing with `route` and calling the model yourself.
-        Without a budget (or once settled) it does nothing.
+        A hold still open when its route expires (`pending_ttl`) is charged in full. Without a budget (or once
+        settled) it does nothing.
         """
         with self._lock:
             held = self._held.pop(route_id, None)
         if held is not None:
-            self.budget.settle(held[0], cost)
+            self.budget.settle(held[0], held[0].amount if cost is None else cost)
 
     def release(self, route_id: str) -> None:
         """Drop the budget hold of `route_id` without charge (its call was not made)."""

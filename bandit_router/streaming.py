@@ -38,6 +38,11 @@ class _StreamBase:
         if getattr(chunk, "usage", None):
             self.usage = usage_of(chunk)
 
+    def _cut(self) -> None:
+        """The stream stopped before its end (closed by the consumer, or broken): the provider bills what it
+        generated but its usage never arrives, so the budget is charged the call's worst-case hold."""
+        self.router.settle(self.decision.route_id)
+
     def _ended(self, model: str) -> None:
         usage = self.usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         self.cost = self.router.models[model].cost(usage["prompt_tokens"], usage["completion_tokens"])
@@ -60,12 +65,16 @@ class RoutedStream(_StreamBase):
                 self.router._failed(self.decision, model, error, self._failures)
                 continue
             self._started(model)
-            if first is not None:
-                self._observe(first)
-                yield first
-            for chunk in chunks:
-                self._observe(chunk)
-                yield chunk
+            try:
+                if first is not None:
+                    self._observe(first)
+                    yield first
+                for chunk in chunks:
+                    self._observe(chunk)
+                    yield chunk
+            except BaseException:
+                self._cut()
+                raise
             self._ended(model)
             return
         raise self.router._all_failed(self.decision, self._failures)
@@ -84,12 +93,16 @@ class AsyncRoutedStream(_StreamBase):
                 self.router._failed(self.decision, model, error, self._failures)
                 continue
             self._started(model)
-            if first is not None:
-                self._observe(first)
-                yield first
-            async for chunk in chunks:
-                self._observe(chunk)
-                yield chunk
+            try:
+                if first is not None:
+                    self._observe(first)
+                    yield first
+                async for chunk in chunks:
+                    self._observe(chunk)
+                    yield chunk
+            except BaseException:
+                self._cut()
+                raise
             self._ended(model)
             return
         raise self.router._all_failed(self.decision, self._failures)

@@ -97,6 +97,38 @@ async def test_acomplete_and_stream_settle(server):
     assert budget.reserved() == 0.0
 
 
+async def test_a_stream_closed_before_its_end_is_charged_its_worst_case(server):
+    budget = Budget(1.0, pacer="none")
+    router = router_for(server, budget)
+    stream = router.stream(PROMPT, max_tokens=20, num_retries=0)
+    chunks = iter(stream)
+    next(chunks)
+    held = budget.reserved()
+    assert held > 0
+    chunks.close()  # the consumer stops reading: no usage will arrive
+    assert stream.cost is None and budget.reserved() == 0.0 and budget.total_spent() == held
+    stream = router.astream(PROMPT, max_tokens=20, num_retries=0)
+    chunks = stream.__aiter__()
+    await anext(chunks)
+    assert budget.reserved() == held
+    await chunks.aclose()
+    assert stream.cost is None and budget.reserved() == 0.0 and budget.total_spent() == pytest.approx(2 * held)
+
+
+def test_an_expired_route_whose_hold_was_never_settled_is_charged_its_worst_case():
+    models = [Model("a", input_cost_per_token=1e-6, output_cost_per_token=2e-6, max_output_tokens=100)]
+    budget = Budget(1.0, pacer="none")
+    router = Router(models, encoder=toy_encoder(), budget=budget, pending_ttl=60)
+    router.route("x" * 40, max_tokens=50)
+    settled = router.route("x" * 40, max_tokens=50)
+    router.settle(settled.route_id, 1e-6)
+    for pending in router._pending.values():
+        pending.created_at -= 61
+    router.route("x" * 40, max_tokens=50)  # routing sweeps expired routes
+    assert budget.total_spent() == pytest.approx(1e-6 + 10 * 1e-6 + 50 * 2e-6)
+    assert budget.reserved() == pytest.approx(10 * 1e-6 + 50 * 2e-6)  # only the newest route still holds
+
+
 def test_failed_call_releases_its_hold(server):
     budget = Budget(1.0, pacer="none")
     router = router_for(server, budget, names=(("broken", 1e-6),))
