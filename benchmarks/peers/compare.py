@@ -10,11 +10,15 @@ with bandit feedback, through
 - our Router (each `--ours` policy, default: the Router's default policy) at every dial, via `replay`;
 - LiteLLM's adaptive router (`LiteLLMAdaptivePeer`) at quality/cost weights 1.0/0.0, 0.95/0.05, 0.9/0.1, 0.8/0.2;
 and beside them the full-information ridge router (trained on a seeded half with every model's score, tested on
-the other half) at every dial, and every single model. Cost is reported as % of the best single model's mean
-cost (best = highest mean score). Our score at a peer's cost is read off the upper concave hull of our (cost,
-score) points per seed (RouterBench's frontier: any point on it is reached by mixing two dials at random), flat
-beyond our costliest point. Writes the tables to `--out` (plus benchmarks/peers/attempts.md, hand-written, after
-them), a PNG per set to docs/img/peers_<set>.png and the raw numbers to benchmarks/peers/results/<set>.json.
+the other half) at every dial, the ulab LLMRouter library's KNN, SVM, MLP and HybridLLM routers (llmrouter-lib
+0.4.0, `benchmarks/peers/ulab_llmrouter.py`: the library's own router and trainer classes fed our prompt vectors
+in memory and trained on the ridge router's train half, without pickling; HybridLLM at several thresholds; skipped
+with a note if llmrouter-lib is not installed; install it with `make peers-deps`), and every single model. Cost
+is reported as % of the best single model's mean cost (best = highest mean score). Our score at a peer's cost is
+read off the upper concave hull of our (cost, score) points per seed (RouterBench's frontier: any point on it is
+reached by mixing two dials at random), flat beyond our costliest point. Writes the tables to `--out` (plus
+benchmarks/peers/attempts.md, hand-written, after them), a PNG per set to docs/img/peers_<set>.png and the raw
+numbers to benchmarks/peers/results/<set>.json.
 """
 
 from __future__ import annotations
@@ -44,12 +48,14 @@ from bandit_router.evaluation.references import full_info_ridge_run, single_mode
 from bandit_router.evaluation.sweep import SweepSpec, run_sweep  # noqa: E402
 from bandit_router.evaluation.table import RoutingTable, load_table  # noqa: E402
 from bandit_router.router import Router  # noqa: E402
+from benchmarks.peers import ulab_llmrouter  # noqa: E402
 from benchmarks.peers.litellm_adaptive import LiteLLMAdaptivePeer  # noqa: E402
 
 SETS = {"llmrouter-9": "raise", "routellm-mmlu-2": "raise", "routerarena-2": "drop"}
 WEIGHTS = [(1.0, 0.0), (0.95, 0.05), (0.9, 0.1), (0.8, 0.2)]
 DEFAULT_POLICY = inspect.signature(Router).parameters["policy"].default
 MATCH = 0.05  # a measured point within 5% of a peer's cost counts as matched
+PEERS = ("LiteLLM adaptive", "full-info ridge")  # plus every curve labelled "... (ulab)"
 
 
 @dataclass
@@ -116,6 +122,15 @@ def run_set(table: RoutingTable, ours: list[str], dials: list[float], seeds: lis
     curves.append(Curve("full-info ridge", [f"dial {d:g}" for d in dials],
                         np.array([[r.mean_score for r in row] for row in ridge]),
                         np.array([[r.mean_cost for r in row] for row in ridge]) / ref * 100))
+    if ulab_llmrouter.available():
+        started = time.time()
+        runs = [ulab_llmrouter.ulab_runs(table, vectors, s) for s in seeds]  # per seed: label -> point -> run
+        for label, points in runs[0].items():
+            values = np.array([[run[label][p] for run in runs] for p in points])  # (points, seeds, 2)
+            curves.append(Curve(label, list(points), values[..., 0], values[..., 1] / ref * 100))
+        print(f"  LLMRouter (ulab): {time.time() - started:.0f}s", flush=True)
+    else:
+        print(f"  LLMRouter (ulab) skipped: {ulab_llmrouter.LIBRARY} is not installed (make peers-deps)", flush=True)
     singles = {r.policy.removeprefix("single:"): (r.mean_score, r.mean_cost / ref * 100)
                for r in single_model_runs(table)}
     return curves, singles, ref, table.models[best]
@@ -168,6 +183,10 @@ def ratio_rows(ours: Curve, peer: Curve) -> list[str]:
     return rows
 
 
+def is_peer(curve: Curve) -> bool:
+    return curve.label in PEERS or curve.label.endswith("(ulab)")
+
+
 def section(name: str, table: RoutingTable, curves: list[Curve], singles: dict[str, tuple[float, float]],
             best: str, ref: float, seeds: list[int]) -> str:
     lines = [f"## {name}", "",
@@ -180,7 +199,7 @@ def section(name: str, table: RoutingTable, curves: list[Curve], singles: dict[s
             lines.append(f"| {curve.label} | {point} | {fmt_point(curve.score[j], curve.cost[j])} | {per_seed} |")
     for model, (s, c) in sorted(singles.items(), key=lambda kv: kv[1][1]):
         lines.append(f"| single model | {model} | {s:.3f} @ {c:.0f}% | |")
-    peers = [c for c in curves if c.label in ("LiteLLM adaptive", "full-info ridge")]
+    peers = [c for c in curves if is_peer(c)]
     for ours in (c for c in curves if c not in peers):
         lines += ["", f"**{ours.label}** against each peer point at the peer's cost (our score read off our "
                   "per-seed frontier; verdict: our mean minus the peer's, against the larger seed-to-seed range "
@@ -205,8 +224,9 @@ def plot(path: Path, name: str, curves: list[Curve], singles: dict[str, tuple[fl
     for model, (s, c) in singles.items():
         ax.scatter([c], [s], marker="*", s=70, color="grey")
         ax.annotate(model, (c, s), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ulab = ", LLMRouter (ulab)" if any(c.label.endswith("(ulab)") for c in curves) else ""
     ax.set(xlabel="mean cost, % of the best single model", ylabel="mean score",
-           title=f"{name}: bandit routers, LiteLLM adaptive, full-information ridge")
+           title=f"{name}: bandit routers, LiteLLM adaptive, full-information ridge{ulab}")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -237,12 +257,24 @@ multi-turn conversations, so the outcome is written into the (request type, mode
 private `random.Random(seed)`. Its models are listed in name order (as in `check_litellm_adaptive.py`): the order
 decides which draw goes to which model, and its results move with it (see the notes below).
 
-Our score at a peer's cost is read off the upper concave hull of our (cost, score) points of the same seed
+{ulab_note}Our score at a peer's cost is read off the upper concave hull of our (cost, score) points of the same seed
 (RouterBench's frontier: any point on it is reached by choosing between two dials at random per request), held
 flat beyond our costliest point and below our cheapest one (such rows say "our cheapest dial costs more").
 "Beyond spread" means our mean minus the peer's mean exceeds the larger of the
 two seed-to-seed ranges (max - min over seeds); "matched within 5%" means one of our measured dials has a mean
 cost within 5% of the peer's, so the comparison does not lean on the interpolation.
+
+"""
+
+ULAB_NOTE = """How the ulab LLMRouter library's routers (llmrouter-lib {version}) are driven
+(`benchmarks/peers/ulab_llmrouter.py`, installed by `make peers-deps`): its own `KNNRouter`, `SVMRouter`,
+`MLPRouter` and `HybridLLMRouter` classes with the hyperparameters of its shipped configs, given our prompt
+vectors and the full-information ridge router's train half in memory (its file loader patched out), and fitted by
+its own trainers' `train()` with their pickle save patched to a no-op. KNN, SVM and MLP classify each prompt into
+the model with the best score on it (the library's label; it ignores cost; ties go to the cheapest tied model);
+HybridLLM regresses sigmoid((score small - score large) / 0.1) between the smallest and the largest model (by size;
+by mean cost where a set gives no sizes) and sends a prompt to the small one when the prediction reaches its
+threshold, swept here as its cost/quality knob. All four route the ridge router's test half from our vectors.
 
 """
 
@@ -263,7 +295,8 @@ def main() -> None:
     command = "LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/peers/compare.py " + \
         " ".join(shlex.quote(a) for a in sys.argv[1:])
     out = Path(args.out)
-    parts = [INTRO.format(litellm_version=version("litellm")),
+    ulab_note = ULAB_NOTE.format(version=version(ulab_llmrouter.LIBRARY)) if ulab_llmrouter.available() else ""
+    parts = [INTRO.format(litellm_version=version("litellm"), ulab_note=ulab_note),
              f"Our default policy is the Router's default, `{DEFAULT_POLICY}`.", "", "```", command, "```", ""]
     started = time.time()
     for name in args.sets.split(","):
