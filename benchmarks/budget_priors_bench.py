@@ -89,15 +89,20 @@ def warm_section(tb, enc, seeds) -> list[str]:
     return lines
 
 
-def held_out_section(tb, enc, seeds, strength: float, quiz_size: int = 50) -> list[str]:
+def held_out_section(tb, enc, seeds, strength: float, validation: bool = False, quiz_size: int = 50) -> list[str]:
     train = np.array([s == "train" for s in tb.splits])
     tb_train, tb_test = tb.subset(train), tb.subset(~train)
+    if validation:  # choose settings without the test split: 500 train prompts stand in for it
+        stream = np.zeros(len(tb_train), dtype=bool)
+        stream[np.random.default_rng(99).choice(len(tb_train), len(tb_test), replace=False)] = True
+        tb_train, tb_test = tb_train.subset(~stream), tb_train.subset(stream)
     text_encoder = sentence_encoder()
     cards = {c.name: c for c in tb.model_cards()}
     features = {m: model_features(cards[m], text_encoder, size_of(tb.model_info[m])) for m in tb.models}
     modes = ["bare", "description", "quiz", "bare + quiz answers", "shared-linucb features", "shared-linucb bare"]
-    lines = [f"The 8 other models learn the train split (full information, strength 1); the held-out 9th is added "
-             f"at run time; then the {len(tb_test)} test prompts are routed (bandit feedback, dial 0, seeds "
+    lines = [f"The 8 other models learn the {'train split less 500 validation prompts' if validation else 'train split'} "
+             f"(full information, strength 1); the held-out 9th is added at run time; then the {len(tb_test)} "
+             f"{'validation' if validation else 'test'} prompts are routed (bandit feedback, dial 0, seeds "
              f"{', '.join(map(str, seeds))}). Modes, all with the default policy (linucb) unless named:", "",
              "- bare: `add_model(card)`, nothing known about it.",
              f"- description: `mix_prior(router, name, description_mix(router, name), strength={strength:g})`.",
@@ -160,13 +165,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", default="budget,warm,held", help="comma-separated: budget, warm, held")
     parser.add_argument("--strength", type=float, default=MIX_STRENGTH, help="strength of the new model's mix prior")
+    parser.add_argument("--validation", action="store_true",
+                        help="section 3 on 500 train prompts (seeded) instead of the test split, to choose settings")
     parser.add_argument("--out", default=str(ROOT / "docs" / "budgets_priors_results.md"))
     args = parser.parse_args(argv)
     tb = load_table(bundled_table_path())
     enc = lookup_encoder(tb, table_vectors(tb, sentence_encoder()), ENCODER)
     out = ["# Budgets, priors and new models: measured results", "",
            "Command: `LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 .venv/bin/python "
-           f"benchmarks/budget_priors_bench.py --sections {args.sections} --strength {args.strength:g}` (llmrouter-9, {tb.summary()}; "
+           f"benchmarks/budget_priors_bench.py --sections {args.sections} --strength {args.strength:g}"
+           f"{' --validation' if args.validation else ''}` (llmrouter-9, {tb.summary()}; "
            "MiniLM prompt vectors from the disk cache).", ""]
     sections = args.sections.split(",")
     if "budget" in sections:
@@ -174,7 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     if "warm" in sections:
         out += ["## 2. Warm start from the train split", ""] + warm_section(tb, enc, seeds=[0, 1, 2, 3, 4]) + [""]
     if "held" in sections:
-        out += ["## 3. A model added at run time", ""] + held_out_section(tb, enc, [0, 1, 2], args.strength) + [""]
+        out += ["## 3. A model added at run time", ""] + held_out_section(tb, enc, [0, 1, 2], args.strength,
+                                                                           args.validation) + [""]
     Path(args.out).write_text("\n".join(out) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
 
