@@ -87,11 +87,13 @@ def _content_text(content: Any) -> str:
 def query_text(messages: Messages) -> tuple[str, str]:
     """(text the router encodes, text whose length sets the prompt's token count).
 
-    The encoded text is the last user message (what the request is about); the token count covers them all.
+    The encoded text is the last user message (what the request is about) followed by what came after it (an
+    agent's tool results and intermediate replies, so each step of an agent run is routed as its own request);
+    the token count covers every message.
     """
     texts = [_content_text(m.get("content")) for m in messages]
-    users = [t for m, t in zip(messages, texts) if m.get("role") == "user"]
-    return (users[-1] if users else texts[-1]), "\n".join(texts)
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=len(messages) - 1)
+    return "\n".join(t for t in texts[last_user:] if t), "\n".join(texts)
 
 
 def usage_of(response: Any) -> dict[str, int]:

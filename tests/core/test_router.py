@@ -48,6 +48,21 @@ def test_chat_messages_are_encoded_by_their_last_user_message(make_router):
     np.testing.assert_allclose(row["vector"], hashed_bow("And 3+3?"), rtol=1e-6)
 
 
+def test_agent_steps_are_encoded_with_what_followed_the_last_user_message(make_router):
+    router = make_router(store_vectors=True, log=":memory:")
+    question = [{"role": "user", "content": "Weather in Paris?"}]
+    call = {"role": "assistant", "content": None,
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]}
+    steps = [question, question + [call, {"role": "tool", "tool_call_id": "c1", "content": "rain, 12 C"}],
+             question + [call, {"role": "tool", "tool_call_id": "c1", "content": "error: timeout"}]]
+    for messages in steps:
+        router.route(messages)
+    vectors = [row["vector"] for row in router.log.rows()]
+    np.testing.assert_allclose(vectors[0], hashed_bow("Weather in Paris?"), rtol=1e-6)
+    np.testing.assert_allclose(vectors[1], hashed_bow("Weather in Paris?\nrain, 12 C"), rtol=1e-6)
+    assert not np.allclose(vectors[1], vectors[2])
+
+
 def test_observe_learns_like_feedback(make_router):
     observed, routed = make_router("linucb"), make_router("linucb")
     observed.observe("What is 2+2?", "openai/small", 0.9)
