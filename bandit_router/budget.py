@@ -5,7 +5,7 @@ Each account's limit applies per period: a time window in seconds or a number of
 account starts afresh. Before a call the router reserves the call's worst-case cost (prompt tokens plus
 max_tokens at the model's prices); a model whose worst case does not fit is not eligible. After the call the
 reservation is settled with the real cost reported by LiteLLM (or released if the call failed), so the ledger's
-spend is exactly the sum of the settled costs.
+spend is exactly the sum of the settled costs. `Budget.save`/`restore` carry the ledger across restarts.
 
 Pacing decides which affordable models a request may use:
 - "knapsack" (default): PILOT's online multi-choice knapsack. With z the share of the current bin's budget
@@ -23,15 +23,18 @@ what is left are allowed, else the cheapest (PILOT falls back to the cheapest).
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import BudgetExceededError, ConfigError
+from .errors import BudgetExceededError, ConfigError, StateFormatError
+from .state import write_atomic
 
 __all__ = ["Budget", "Reservation", "zcl_threshold"]
 
@@ -76,6 +79,10 @@ class _Account:
         return self.limit - self.spent - self.reserved
 
 
+# What `Budget.save` keeps of an account, with each field's type (the limit is the restoring budget's own).
+_SAVED = {f.name: {"int": int, "float": float}[f.type] for f in fields(_Account) if f.name not in ("limit", "holds")}
+
+
 class Budget:
     """A spend limit per period with a hard cap and a pacer (see the module docstring).
 
@@ -90,13 +97,18 @@ class Budget:
             None estimates them from the ratios seen so far.
         expected_queries: queries per period for the split pacer when the period is in seconds.
         key_limit: each key's own limit per period (same period and pacer), or None for no per-key accounts.
+        origin: when the first period starts, in `clock` seconds (e.g. a midnight's Unix time, so daily
+            periods are calendar days and survive restarts); None: now. Only for unit="seconds".
         clock: time source in seconds (for tests).
+
+    `save(path)` writes the ledger to a JSON file and `restore(path)` reads it back into a budget with the same
+    period, unit and origin, so a restarted process keeps counting the period's spend.
     """
 
     def __init__(self, limit: float, period: float | None = None, unit: str = "seconds", pacer: str = "knapsack",
                  bins: int = 20, ratio_range: tuple[float, float] | None = None,
                  expected_queries: int | None = None, key_limit: float | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 origin: float | None = None, clock: Callable[[], float] = time.time) -> None:
         self.limit = _positive(limit, "limit")
         self.key_limit = None if key_limit is None else _positive(key_limit, "key_limit")
         if unit not in UNITS:
@@ -127,8 +139,14 @@ class Budget:
         self.bins = bins
         self.ratio_range = ratio_range
         self.expected_queries = expected_queries
+        if origin is not None:
+            if unit != "seconds" or period is None:
+                raise ConfigError("origin applies to time periods only: give period in seconds (unit='seconds')")
+            if isinstance(origin, bool) or not isinstance(origin, (int, float)) or not math.isfinite(origin) \
+                    or origin > clock():
+                raise ConfigError(f"origin must be a finite time in clock seconds, not in the future, got {origin!r}")
         self.clock = clock
-        self._origin = clock()
+        self._origin = clock() if origin is None else float(origin)
         self._seen_ratio: list[float] = [math.inf, 0.0]  # smallest and largest quality/cost ratio seen
         self._cheapest: list[float] = [0.0, 0]  # sum and count of each request's cheapest predicted cost
         self._global = _Account(self.limit)
@@ -296,6 +314,50 @@ class Budget:
         """Held for calls in flight (of `key`'s account when given)."""
         with self._lock:
             return self._accounts(key, arriving=False)[-1].reserved
+
+
+    # -- persistence ----------------------------------------------------------------------------------------
+    def _period_id(self) -> dict[str, object]:
+        return {"period": self.period, "unit": self.unit, "origin": self._origin if self.unit == "seconds" else None}
+
+    def save(self, path: str | Path) -> None:
+        """Write the ledger (every account's spend this period and over its lifetime) to a JSON file, atomically.
+
+        Calls in flight are saved as spent at their worst case, so a process that dies before settling them is
+        not undercounted when restored. Holds themselves are not saved.
+        """
+        with self._lock:
+            accounts = {"": self._global, **self._keys}
+            ledger = {name: {**{key: getattr(a, key) for key in _SAVED},
+                             "spent": a.spent + a.reserved, "total": a.total + a.reserved}
+                      for name, a in accounts.items()}
+            data = {"format": "bandit-router-budget/1", **self._period_id(), "accounts": ledger,
+                    "seen_ratio": self._seen_ratio, "cheapest": self._cheapest}
+        write_atomic(path, json.dumps(data, allow_nan=True).encode())
+
+    def restore(self, path: str | Path) -> None:
+        """Read a ledger written by `save` into this budget (which must have the same period, unit and origin);
+        the saved accounts replace this budget's. Limits are this budget's, so a limit can change on restart."""
+        try:
+            data = json.loads(Path(path).read_text())
+            ledger = {name: {key: cast(values[key]) for key, cast in _SAVED.items()}
+                      for name, values in data["accounts"].items()}
+            seen, cheapest = [float(v) for v in data["seen_ratio"]], [float(data["cheapest"][0]), int(data["cheapest"][1])]
+            saved = {key: data[key] for key in ("period", "unit", "origin")}
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
+            raise StateFormatError(f"{path} is not a budget ledger written by Budget.save: {error}") from error
+        sane = all(math.isfinite(v) and v >= (-1 if key == "window" else 0)
+                   for values in ledger.values() for key, v in values.items())
+        if data.get("format") != "bandit-router-budget/1" or "" not in ledger or not sane:
+            raise StateFormatError(f"{path} is not a valid budget ledger written by Budget.save")
+        if saved != self._period_id():
+            raise ConfigError(f"the ledger in {path} was kept for {saved}, this budget counts {self._period_id()}; "
+                              "give the budget the same period, unit and origin")
+        with self._lock:
+            self._global = _Account(self.limit, **ledger.pop(""))
+            self._keys = {} if self.key_limit is None else {key: _Account(self.key_limit, **values)
+                                                            for key, values in ledger.items()}
+            self._seen_ratio, self._cheapest = seen, cheapest
 
 
 def _positive(value: object, field_name: str) -> float:

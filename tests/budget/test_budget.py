@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bandit_router.budget import Budget, zcl_threshold
-from bandit_router.errors import BudgetExceededError, ConfigError, NoEligibleModelError
+from bandit_router.errors import BudgetExceededError, ConfigError, NoEligibleModelError, StateFormatError
 
 
 class Clock:
@@ -204,3 +204,53 @@ def test_pacing_keeps_enough_for_the_rest_of_the_period_at_the_cheapest_cost(pac
     assert budget.pace(names, quality, cost) == names
     budget.settle(budget.reserve(0.6), 0.6)  # $0.4 left for 9 queries: the 8 after this one need 8 x $0.05
     assert budget.pace(names, quality, cost) == ["small"]
+
+
+def test_origin_aligns_periods_with_the_clock_not_the_start():
+    clock = Clock()
+    budget = Budget(1.0, period=100.0, pacer="none", origin=950.0, clock=clock)  # this period ends at 1050
+    budget.settle(budget.reserve(0.6), 0.6)
+    clock.now = 1049.0
+    assert budget.remaining() == pytest.approx(0.4)
+    clock.now = 1051.0
+    assert budget.remaining() == pytest.approx(1.0) and budget.total_spent() == pytest.approx(0.6)
+
+
+def test_a_saved_ledger_restores_the_period_spend_into_a_restarted_budget(tmp_path):
+    clock = Clock()
+    budget = Budget(1.0, period=100.0, pacer="none", origin=950.0, key_limit=0.5, clock=clock)
+    budget.settle(budget.reserve(0.2, "ann"), 0.15)
+    budget.settle(budget.reserve(0.1), 0.1)
+    budget.reserve(0.05, "bob")  # in flight when saved: kept as spent at its worst case
+    budget.save(tmp_path / "ledger.json")
+    restarted = Budget(2.0, period=100.0, pacer="none", origin=950.0, key_limit=0.5, clock=clock)
+    restarted.restore(tmp_path / "ledger.json")
+    assert restarted.spent() == pytest.approx(0.3) and restarted.spent("ann") == pytest.approx(0.15)
+    assert restarted.spent("bob") == pytest.approx(0.05) and restarted.reserved() == 0.0
+    assert restarted.remaining() == pytest.approx(1.7)  # the new limit applies to the restored spend
+    assert restarted.remaining("ann") == pytest.approx(0.35)
+    clock.now = 1051.0  # the next period starts afresh; lifetime totals stay
+    assert restarted.remaining() == pytest.approx(2.0) and restarted.total_spent() == pytest.approx(0.3)
+
+
+def test_restore_refuses_another_period_or_a_damaged_ledger(tmp_path):
+    clock = Clock()
+    path = tmp_path / "ledger.json"
+    Budget(1.0, period=100.0, origin=950.0, clock=clock).save(path)
+    with pytest.raises(ConfigError, match="same period, unit and origin"):
+        Budget(1.0, period=100.0, clock=clock).restore(path)
+    for text in ("{", '{"format": "bandit-router-budget/1"}', path.read_text().replace('"spent": 0.0', '"spent": -5')):
+        path.write_text(text)
+        with pytest.raises(StateFormatError, match="budget ledger"):
+            Budget(1.0, period=100.0, origin=950.0, clock=clock).restore(path)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"period": 10, "unit": "queries", "origin": 0.0}, "origin applies to time periods only"),
+    ({"origin": 0.0}, "origin applies to time periods only"),
+    ({"period": 60.0, "origin": 5000.0}, "not in the future"),
+    ({"period": 60.0, "origin": math.nan}, "origin must be a finite time"),
+])
+def test_invalid_origin(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        Budget(1.0, clock=Clock(), **kwargs)
