@@ -318,7 +318,8 @@ class Budget:
 
     # -- persistence ----------------------------------------------------------------------------------------
     def _period_id(self) -> dict[str, object]:
-        return {"period": self.period, "unit": self.unit, "origin": self._origin if self.unit == "seconds" else None}
+        timed = self.unit == "seconds" and self.period is not None
+        return {"period": self.period, "unit": self.unit, "origin": self._origin if timed else None}
 
     def save(self, path: str | Path) -> None:
         """Write the ledger (every account's spend this period and over its lifetime) to a JSON file, atomically.

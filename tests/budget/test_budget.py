@@ -233,6 +233,17 @@ def test_a_saved_ledger_restores_the_period_spend_into_a_restarted_budget(tmp_pa
     assert restarted.remaining() == pytest.approx(2.0) and restarted.total_spent() == pytest.approx(0.3)
 
 
+def test_a_lifetime_budget_restores_without_an_origin(tmp_path):
+    clock = Clock()
+    budget = Budget(1.0, pacer="none", clock=clock)
+    budget.settle(budget.reserve(0.4), 0.4)
+    budget.save(tmp_path / "ledger.json")
+    clock.now += 500
+    restarted = Budget(1.0, pacer="none", clock=clock)
+    restarted.restore(tmp_path / "ledger.json")
+    assert restarted.remaining() == pytest.approx(0.6)
+
+
 def test_restore_refuses_another_period_or_a_damaged_ledger(tmp_path):
     clock = Clock()
     path = tmp_path / "ledger.json"
