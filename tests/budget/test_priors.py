@@ -146,6 +146,14 @@ def test_mix_prior_predicts_a_new_model_as_the_mix_of_known_ones():
         assert q["sage"] == pytest.approx((q["calc"] + q["bard"]) / 2 + 0.2)
 
 
+@pytest.mark.parametrize("policy, settings", [("thompson", {"scale": 0.01}), ("epsilon-greedy", {"epsilon": 0.0})])
+def test_mix_prior_works_for_every_per_model_ridge_policy(policy, settings):
+    r = topic_router(policy, **settings)
+    mix_prior(r, "sage", {"bard": 1.0}, offset=0.05)
+    q = quality(r, "poem request 99")
+    assert q["sage"] == pytest.approx(q["bard"] + 0.05)
+
+
 def test_mix_prior_strength_sets_how_fast_feedback_moves_away():
     moved = {}
     for strength in (5.0, 5000.0):
