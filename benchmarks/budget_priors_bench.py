@@ -115,8 +115,7 @@ def held_out_section(tb, enc, seeds, strength: float, validation: bool = False, 
              "Mean score over the test decisions (share = how often the new model was chosen).", "",
              "| held-out model | its mean test score | " + " | ".join(f"{m}: score | share" for m in modes) + " |",
              "|---|---|" + "---|---|" * len(modes)]
-    totals = {m: [] for m in modes}
-    per_seed = {m: [] for m in modes}
+    per_seed = {m: [] for m in modes}  # mean score per (held-out model, seed), in that order
     for held in tb.models:
         k = tb.models.index(held)
         others = [m for m in tb.models if m != held]
@@ -147,17 +146,17 @@ def held_out_section(tb, enc, seeds, strength: float, validation: bool = False, 
                 shares.append(float((run.chosen == k).mean()))
             row[mode] = (np.mean(scores), np.mean(shares))
             per_seed[mode] += scores
-            totals[mode].append(row[mode][0])
         lines.append(f"| {held} | {tb_test.scores[:, k].mean():.3f} | "
                      + " | ".join(f"{row[m][0]:.4f} | {row[m][1]:.2f}" for m in modes) + " |")
         print(lines[-1], flush=True)
-    lines.append("| mean over held-out models | | " + " | ".join(f"{np.mean(totals[m]):.4f} | " for m in modes) + "|")
+    per_model = {m: np.reshape(per_seed[m], (len(tb.models), len(seeds))).mean(axis=1) for m in modes}
+    lines.append("| mean over held-out models | | " + " | ".join(f"{per_model[m].mean():.4f} | " for m in modes) + "|")
     for mode in modes[1:4]:
-        diff = np.array(totals[mode]) - np.array(totals["bare"])
+        diff = per_model[mode] - per_model["bare"]
         pairs = np.array(per_seed[mode]) - np.array(per_seed["bare"])
-        lines += ["", f"{mode} - bare: mean {diff.mean():+.4f} over the 9 held-out models "
-                      f"({(diff > 0).sum()} of 9 higher, {(pairs > 0).sum()} of {len(pairs)} (model, seed) runs "
-                      f"higher; per model {', '.join(f'{d:+.4f}' for d in diff)})"]
+        lines += ["", f"{mode} - bare: mean {diff.mean():+.4f} over the {len(diff)} held-out models "
+                      f"({(diff > 0).sum()} of {len(diff)} higher, {(pairs > 0).sum()} of {len(pairs)} (model, seed) "
+                      f"runs higher; per model {', '.join(f'{d:+.4f}' for d in diff)})"]
     return lines
 
 
