@@ -62,7 +62,7 @@ def _replay(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be an integer >= 1, got {args.seeds}")
     spec = SweepSpec(_policies(args.policy), _dials(args.dial), list(range(args.seeds)), _settings(args.settings),
-                     warm_start=args.warm_start, feedback=args.feedback)
+                     warm_start=args.warm_start, feedback=args.feedback, task_hints=args.task_hints)
     table = load_table(args.data_dir, invalid_rows=args.invalid_rows)
     print(table.summary(), file=sys.stderr)
     encoder = sentence_encoder(args.encoder)
@@ -99,6 +99,8 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
                    help="share of the shuffled prompts first learned with every model's score (default 0)")
     p.add_argument("--feedback", choices=("bandit", "full"), default="bandit",
                    help="bandit: only the chosen model's score is learned (default); full: every model's")
+    p.add_argument("--task-hints", action="store_true",
+                   help="tell the router each prompt's task (the table's task column) as a task hint")
     p.add_argument("--settings", default="{}", help='policy settings as JSON, e.g. \'{"linucb": {"alpha": 1.0}}\'')
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--encoder", default="sentence-transformers/all-MiniLM-L6-v2", help="sentence-transformers model")

@@ -67,9 +67,10 @@ def absorb(router: Router, vectors: np.ndarray, scores: np.ndarray, models: Sequ
 
 
 def table_prior(router: Router, prompts: Sequence[str], scores: np.ndarray, models: Sequence[str],
-                strength: float = 1.0) -> None:
-    """Warm-start `router` from a routing table: `scores[i, k]` is model `models[k]`'s score on `prompts[i]`."""
-    absorb(router, router.encoder.encode(list(prompts)), scores, models, strength)
+                strength: float = 1.0, tasks: Sequence[str | None] | None = None) -> None:
+    """Warm-start `router` from a routing table: `scores[i, k]` is model `models[k]`'s score on `prompts[i]`
+    (of task `tasks[i]`, one of the router's tasks or None, when the router declares tasks)."""
+    absorb(router, router.vectors(prompts, tasks), scores, models, strength)
 
 
 def fit_bradley_terry(vectors: np.ndarray, first: np.ndarray, second: np.ndarray, outcome: np.ndarray,
@@ -109,7 +110,7 @@ def preference_prior(router: Router, comparisons: Iterable[tuple[str, str, str, 
             raise ConfigError(f"winner must be model_a, model_b or 'tie' for two different models, "
                               f"got {(a, b, winner)!r}")
         outcome.append(1.0 if winner == a else 0.0 if winner == b else 0.5)
-    vectors = router.encoder.encode(prompts)
+    vectors = router.vectors(prompts)
     index = np.array([line[p] for p, *_ in rows])
     W = fit_bradley_terry(vectors[index], np.array([column[a] for _, a, _, _ in rows]),
                           np.array([column[b] for _, _, b, _ in rows]), np.array(outcome), len(models), l2)

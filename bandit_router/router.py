@@ -26,6 +26,7 @@ from .quota import SourceQuota
 from .redaction import hidden, hide
 from .store import DecisionLog, Replica, StateStore
 from .streaming import AsyncRoutedStream, RoutedStream
+from .tasks import TEXT_WEIGHT, TaskHints
 from .tokens import FeedbackTokens
 
 __all__ = ["Router", "check_cost_weight", "check_score", "check_prompt"]
@@ -107,6 +108,9 @@ class Router:
         source_limit: most feedback counted per source in any `source_window` seconds; feedback must then name
             its `source` (see `bandit_router.quota`).
         max_prompt_chars: longest prompt accepted, in characters; longer ones raise InvalidPromptError.
+        tasks: names of the kinds of request the application sends (e.g. its agent steps or endpoints); a request
+            naming one (`task=`) is routed on the prompt and the task (see `bandit_router.tasks`).
+        text_weight: with `tasks`, the prompt vector's scale beside the task's one-hot, in (0, 10].
     """
 
     def __init__(self, models: Sequence[Model | str], policy: str | Policy = "linucb",
@@ -118,7 +122,8 @@ class Router:
                  state_store: StateStore | None = None, sync_every: float = 5.0,
                  feedback_secret: str | bytes | None = None, feedback_token_ttl: float | None = None,
                  source_limit: int | None = None, source_window: float = 3600.0,
-                 max_prompt_chars: int = 4_000_000) -> None:
+                 max_prompt_chars: int = 4_000_000, tasks: Sequence[str] = (),
+                 text_weight: float = TEXT_WEIGHT) -> None:
         cards = [m if isinstance(m, Model) else Model(m) for m in models]
         if not cards:
             raise ConfigError("models must name at least one model")
@@ -146,6 +151,7 @@ class Router:
         self.store_vectors = store_vectors
         self.seed = seed
         self.encoder = as_encoder(encoder)
+        self.hints = TaskHints(tasks, text_weight) if tasks else None
         if isinstance(policy, Policy):
             if policy_settings:
                 raise ConfigError("policy_settings apply to a policy given by name, not to a Policy instance")
@@ -153,7 +159,7 @@ class Router:
                 raise ConfigError(f"policy arms {policy.arms} differ from the router's models {names}")
             self.policy = policy
         else:
-            self.policy = make_policy(policy, self.encoder.dim, names, seed=seed, **(policy_settings or {}))
+            self.policy = make_policy(policy, self.dim, names, seed=seed, **(policy_settings or {}))
         self.rng = np.random.default_rng(None if seed is None else [seed, 1])
         self.log = DecisionLog(log) if isinstance(log, (str, Path)) else log
         self.failures: dict[str, int] = {name: 0 for name in names}
@@ -180,6 +186,39 @@ class Router:
                 raise ConfigError(f"sync_every must be a number of seconds >= 0, got {sync_every!r}")
             self.replica = Replica(state_store, self.policy, float(sync_every))
             self.replica.maybe_sync(self._lock)
+
+    # -- what the policy sees -------------------------------------------------------------------------------
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The declared task names (empty: requests are routed on the prompt alone)."""
+        return () if self.hints is None else self.hints.tasks
+
+    @property
+    def dim(self) -> int:
+        """Length of the vectors the policy sees: the encoder's, plus one per declared task."""
+        return self.encoder.dim + len(self.tasks)
+
+    def vectors(self, prompts: Sequence[str], tasks: Sequence[str | None] | None = None) -> np.ndarray:
+        """The vectors the policy sees for prompt texts `prompts` and their tasks (None: none), shape (n, dim)."""
+        if tasks is not None and len(tasks) != len(prompts):
+            raise ConfigError(f"tasks must give one task (or None) per prompt: {len(tasks)} for {len(prompts)}")
+        tasks = [None] * len(prompts) if tasks is None else list(tasks)
+        for task in tasks:
+            self.check_task(task)
+        vectors = self.encoder.encode(list(prompts))
+        return vectors if self.hints is None else self.hints.context(vectors, tasks)
+
+    def _vector(self, query: str, task: str | None) -> np.ndarray:
+        self.check_task(task)
+        vector = self.encoder(query)
+        return vector if self.hints is None else self.hints.context(vector[None], [task])[0]
+
+    def check_task(self, task: Any) -> None:
+        """ConfigError unless `task` is None or one of the router's tasks."""
+        if self.hints is not None:
+            self.hints.check(task)
+        elif task is not None:
+            raise ConfigError(f"task {task!r} was given, but the router declares no tasks: pass tasks=[...] to Router")
 
     # -- models ---------------------------------------------------------------------------------------------
     def add_model(self, model: Model | str, features: np.ndarray | None = None) -> None:
@@ -237,8 +276,10 @@ class Router:
         return names
 
     def route(self, prompt: str | Messages, cost_weight: float | None = None, models: Sequence[str] | None = None,
-              tools: bool = False, max_tokens: int | None = None, budget_key: str | None = None) -> Decision:
-        """Choose a model for `prompt` (a string or chat messages) under the dial `cost_weight`.
+              tools: bool = False, max_tokens: int | None = None, budget_key: str | None = None,
+              task: str | None = None) -> Decision:
+        """Choose a model for `prompt` (a string or chat messages) under the dial `cost_weight`; `task` names
+        the kind of request it is, one of the router's `tasks` (None: routed on the prompt alone).
 
         The decision waits for `feedback(decision.route_id, score)` until it expires. With a budget, the
         decision holds its model's worst-case cost under `budget_key` (a user or tenant; None: the global
@@ -247,7 +288,7 @@ class Router:
         dial = self.cost_weight if cost_weight is None else check_cost_weight(cost_weight)
         query, full_text = check_prompt(prompt, self.max_prompt_chars)
         prompt_tokens = estimate_tokens(full_text)
-        vector = self.encoder(query)
+        vector = self._vector(query, task)
         with self._lock:
             self._expire()
             names = self.eligible(prompt_tokens, models, tools, max_tokens)
@@ -317,12 +358,12 @@ class Router:
         if self.replica is not None:
             self.replica.maybe_sync(self._lock)
 
-    def observe(self, prompt: str | Messages, model: str, score: float) -> None:
+    def observe(self, prompt: str | Messages, model: str, score: float, task: str | None = None) -> None:
         """Learn an outcome seen outside routing (offline data, a full-information warm start)."""
         score = check_score(score)
         if model not in self.models:
             raise ConfigError(f"unknown model {model!r}; known: {list(self.models)}")
-        vector = self.encoder(check_prompt(prompt, self.max_prompt_chars)[0])
+        vector = self._vector(check_prompt(prompt, self.max_prompt_chars)[0], task)
         with self._lock:
             self.policy.update(vector, model, score)
         if self.replica is not None:
@@ -420,7 +461,8 @@ class Router:
         messages = messages_of(prompt)
         decision = self.route(messages, cost_weight, models, tools=bool(kwargs.get("tools")),
                               max_tokens=kwargs.get("max_tokens"),
-                              budget_key=kwargs.pop("budget_key", None))  # type: ignore[attr-defined]
+                              budget_key=kwargs.pop("budget_key", None),  # type: ignore[attr-defined]
+                              task=kwargs.pop("task", None))  # type: ignore[attr-defined]
         held = self._held.get(decision.route_id)
         order = decision.ranking() if held is None else [m for m in decision.ranking() if held[1][m] <= held[0].amount]
         return messages, decision, order[: self.max_attempts]
@@ -469,7 +511,8 @@ class Router:
 
     def complete(self, prompt: str | Messages, cost_weight: float | None = None, models: Sequence[str] | None = None,
                  **kwargs: Any) -> Completion:
-        """Route, then call the chosen model with litellm.completion (kwargs pass through, e.g. temperature).
+        """Route, then call the chosen model with litellm.completion (kwargs pass through, e.g. temperature,
+        except `task` and `budget_key`, which go to `route`).
 
         On a provider failure the next-best eligible model is tried, up to `max_attempts` models.
         """

@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import ConfigError, StateFormatError
 from .models import Model
+from .tasks import TEXT_WEIGHT
 
 if TYPE_CHECKING:
     from .encoders import Encoder
@@ -114,7 +115,8 @@ def save_router(router: "Router", path: str | Path) -> None:
                        "store_vectors": router.store_vectors, "pending_ttl": router.pending_ttl,
                        "max_pending": router.max_pending, "expired_reward": router.expired_reward,
                        "expected_output_tokens": router.expected_output_tokens,
-                       "max_attempts": router.max_attempts},
+                       "max_attempts": router.max_attempts, "tasks": list(router.tasks),
+                       "text_weight": router.hints.text_weight if router.hints else TEXT_WEIGHT},
             "rng": _rng_state(router.rng),
         }
         data = encode_state(config, {f"policy.{k}": v for k, v in router.policy.state().items()})
@@ -142,11 +144,12 @@ def load_router(path: str | Path, encoder: "Encoder | Callable | None" = None,
     except (KeyError, TypeError) as error:
         raise StateFormatError(f"{str(path)!r} has an incomplete config ({error!r})") from None
     try:
-        dim = router.encoder.dim
+        dim = router.dim
     except OSError:
         raise ConfigError(f"{str(path)!r} was saved with encoder {config['encoder']!r}, which cannot be loaded "
                           "here by name; pass the same encoder to Router.load(path, encoder=...)") from None
     if dim != policy.dim:
-        raise StateFormatError(f"encoder {router.encoder.name!r} gives {router.encoder.dim}-d vectors; "
+        with_tasks = f" ({dim} with its {len(router.tasks)} tasks)" if router.tasks else ""
+        raise StateFormatError(f"encoder {router.encoder.name!r} gives {router.encoder.dim}-d vectors{with_tasks}; "
                                f"the saved policy expects {policy.dim}")
     return router

@@ -26,7 +26,7 @@ from .messages import route_metadata, to_chunk, to_message, to_openai, usage_met
 
 __all__ = ["ChatBanditRouter"]
 
-_CONFIGURABLE = ("cost_weight", "thread_id")  # read from config={"configurable": {...}}
+_CONFIGURABLE = ("cost_weight", "task", "thread_id")  # read from config={"configurable": {...}}
 _MAX_PINS = 100_000
 
 
@@ -40,11 +40,12 @@ class _Call:
     params: dict[str, Any]
     thread_id: Any = None
     pinned: str | None = None
+    task: str | None = None
 
     def route(self) -> dict[str, Any]:
         """Keyword arguments of Router.complete/stream: the pinned model, else the allowed subset."""
         return {"cost_weight": self.cost_weight, "models": [self.pinned] if self.pinned else self.models,
-                **self.params}
+                "task": self.task, **self.params}
 
 
 class ChatBanditRouter(BaseChatModel):
@@ -57,7 +58,9 @@ class ChatBanditRouter(BaseChatModel):
     `router.feedback(route_id, score)`, by run id through `FeedbackHandler`, or automatically with `evaluator`.
 
     Per call: `cost_weight=` (also `config={"configurable": {"cost_weight": 0.7}}`), `models=[...]` (allowed
-    subset), `model=` (one model), and any LiteLLM kwarg (temperature, max_tokens, stop, timeout, ...).
+    subset), `model=` (one model), `task=` (the kind of request, one of the router's `tasks`; also
+    `llm.bind(task="summarise")` or the run config's `configurable`), and any LiteLLM kwarg (temperature,
+    max_tokens, stop, timeout, ...).
     With tools bound only models with `supports_tools` are eligible.
 
     `pin_model=True` keeps the model chosen for a thread's first call for every later call of the thread
@@ -71,6 +74,8 @@ class ChatBanditRouter(BaseChatModel):
     """Default dial in [0, 1] for this instance (None: the router's)."""
     models: list[str] | None = None
     """Models this instance may use (None: all of the router's)."""
+    task: str | None = None
+    """Kind of request this instance sends, one of the router's tasks (None: routed on the prompt alone)."""
     pin_model: bool = False
     """Keep one model per thread (see the class docstring)."""
     evaluator: Evaluator | None = None
@@ -102,6 +107,7 @@ class ChatBanditRouter(BaseChatModel):
         unknown = [m for m in self.models or () if m not in self.router.models]
         if unknown:
             raise ConfigError(f"models contains unknown names {unknown}; known: {list(self.router.models)}")
+        self.router.check_task(self.task)
         return self
 
     @property
@@ -111,7 +117,7 @@ class ChatBanditRouter(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"models": self.models or list(self.router.models), "cost_weight": self.cost_weight,
-                "pin_model": self.pin_model}
+                "task": self.task, "pin_model": self.pin_model}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = super()._get_ls_params(stop=stop, **kwargs)
@@ -156,6 +162,7 @@ class ChatBanditRouter(BaseChatModel):
         models = kwargs.pop("models", self.models)
         if (model := kwargs.pop("model", None)) is not None:
             models = [model]
+        task = kwargs.pop("task", self.task)
         thread_id = kwargs.pop("thread_id", None)
         thread_id = thread_id if self.pin_model else None
         defaults = {"temperature": self.temperature, "max_tokens": self.max_tokens, "timeout": self.timeout,
@@ -166,7 +173,7 @@ class ChatBanditRouter(BaseChatModel):
         if pinned is not None and models is not None and pinned not in models:
             pinned = None
         return _Call(to_openai(messages), cost_weight, None if models is None else list(models), params,
-                     thread_id, pinned)
+                     thread_id, pinned, task)
 
     def _unpinned(self, call: _Call) -> _Call | None:
         """The call re-routed among the other allowed models after its pinned model failed (None if pinned to
@@ -270,7 +277,7 @@ class ChatBanditRouter(BaseChatModel):
 
 
 def _configured(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """kwargs with the dial and thread id taken from the run config's `configurable` unless given per call."""
+    """kwargs with the dial, task and thread id taken from the run config's `configurable` unless given per call."""
     configurable = ensure_config(config).get("configurable") or {}
     return {**{k: configurable[k] for k in _CONFIGURABLE if k in configurable}, **kwargs}
 

@@ -56,17 +56,19 @@ class BanditRouterLLM(FunctionCallingLLM):
     eligible models. Each response's `additional_kwargs` (and `raw`, the LiteLLM response) tell which model
     answered: route_id, model, cost_weight, propensity, failed, cost (USD) and token counts. Rate an answer
     with `llm.feedback(route_id, score)`; provider failures fall back to other models inside the router.
-    Other keyword arguments of a call go to LiteLLM through the router (e.g. temperature, max_tokens, timeout).
+    `task` names the kind of request this LLM serves (one of the router's `tasks`, e.g. "rag-answer"), also per
+    call (`task=`), so the router learns which models suit it. Other keyword arguments of a call go to LiteLLM through the router (e.g. temperature, max_tokens, timeout).
     """
 
     cost_weight: Optional[float] = Field(default=None, description="Dial in [0, 1]; None uses the router's.")
     models: Optional[List[str]] = Field(default=None, description="Models allowed; None allows all.")
+    task: Optional[str] = Field(default=None, description="Kind of request, one of the router's tasks; None: none.")
     call_kwargs: Dict[str, Any] = Field(default_factory=dict,
                                         description="LiteLLM arguments for every call, e.g. temperature.")
     _router: Router = PrivateAttr()
 
     def __init__(self, router: Router, cost_weight: float | None = None, models: Sequence[str] | None = None,
-                 call_kwargs: Dict[str, Any] | None = None, **kwargs: Any) -> None:
+                 call_kwargs: Dict[str, Any] | None = None, task: str | None = None, **kwargs: Any) -> None:
         if not isinstance(router, Router):
             raise ConfigError(f"router must be a bandit_router.Router, got {type(router).__name__}")
         if cost_weight is not None:
@@ -77,7 +79,9 @@ class BanditRouterLLM(FunctionCallingLLM):
             if not models or unknown:
                 raise ConfigError(f"models must name some of the router's models {list(router.models)}, "
                                   f"got {models}")
-        super().__init__(cost_weight=cost_weight, models=models, call_kwargs=dict(call_kwargs or {}), **kwargs)
+        router.check_task(task)
+        super().__init__(cost_weight=cost_weight, models=models, call_kwargs=dict(call_kwargs or {}), task=task,
+                         **kwargs)
         self._router = router
 
     @classmethod
@@ -125,10 +129,11 @@ class BanditRouterLLM(FunctionCallingLLM):
 
     # -- calls ----------------------------------------------------------------------------------------------
     def _route_kwargs(self, kwargs: Dict[str, Any]) -> Dict[str, Any]:
-        """Router arguments: the dial and allowed models (per call, else this instance's) and LiteLLM kwargs."""
+        """Router arguments: the dial, allowed models and task (per call, else this instance's) and LiteLLM kwargs."""
         kwargs = {**self.call_kwargs, **kwargs}
         kwargs.setdefault("cost_weight", self.cost_weight)
         kwargs.setdefault("models", self.models)
+        kwargs.setdefault("task", self.task)
         return kwargs
 
     def _response(self, completion: Completion) -> ChatResponse:

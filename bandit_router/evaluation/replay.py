@@ -40,7 +40,8 @@ def replay(table: RoutingTable, router: Router, cost_weight: float, seed: int, p
            warm_start: float = 0.0, feedback: str = "bandit", progress: Any = None) -> ReplayRun:
     """Stream the table's prompts in a seeded random order through `router` at dial `cost_weight`.
 
-    `router` must know the table's models and encode its prompts (see `lookup_encoder`). With `warm_start`
+    `router` must know the table's models and encode its prompts (see `lookup_encoder`); a router that declares
+    tasks is given each prompt's task from the table (None for a task it does not declare). With `warm_start`
     > 0, that share of the shuffled rows first teaches the router every model's score (full information) and
     the rest are routed. `feedback="bandit"` rewards only the chosen model; `"full"` teaches every model.
     `progress` is an optional callable receiving the number of rows just processed.
@@ -50,17 +51,18 @@ def replay(table: RoutingTable, router: Router, cost_weight: float, seed: int, p
     if not 0.0 <= warm_start < 1.0:
         raise ValueError(f"warm_start must be in [0, 1), got {warm_start!r}")
     rows = np.random.default_rng(seed).permutation(len(table))
+    tasks = [t if t in router.tasks else None for t in table.tasks]
     n_warm = int(round(warm_start * len(rows)))
     for i in rows[:n_warm]:
         for k, model in enumerate(table.models):
-            router.observe(table.prompts[i], model, table.scores[i, k])
+            router.observe(table.prompts[i], model, table.scores[i, k], task=tasks[i])
     order = rows[n_warm:]
     column = {m: k for k, m in enumerate(table.models)}
     chosen = np.empty(len(order), dtype=int)
     propensity = np.empty(len(order))
     for step, i in enumerate(order):
         try:
-            decision = router.route(table.prompts[i], cost_weight=cost_weight)
+            decision = router.route(table.prompts[i], cost_weight=cost_weight, task=tasks[i])
         except BudgetExceededError:  # the router's budget can pay for no model: the prompt goes unanswered
             chosen[step], propensity[step] = -1, np.nan
             if progress is not None:
@@ -73,7 +75,7 @@ def replay(table: RoutingTable, router: Router, cost_weight: float, seed: int, p
         if feedback == "full":
             for other, model in enumerate(table.models):
                 if other != k:
-                    router.observe(table.prompts[i], model, table.scores[i, other])
+                    router.observe(table.prompts[i], model, table.scores[i, other], task=tasks[i])
         if progress is not None:
             progress(1)
     answered = chosen >= 0

@@ -20,7 +20,8 @@ __all__ = ["SweepSpec", "run_sweep", "reference_runs"]
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """What to replay: registered policy names (with optional settings per name), dials and seeds."""
+    """What to replay: registered policy names (with optional settings per name), dials and seeds; with
+    `task_hints`, each Router declares the table's task labels and is told each prompt's task."""
 
     policies: Sequence[str]
     dials: Sequence[float]
@@ -28,6 +29,7 @@ class SweepSpec:
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     warm_start: float = 0.0
     feedback: str = "bandit"
+    task_hints: bool = False
 
     def tasks(self) -> Iterator[tuple[str, float, int]]:
         for policy in self.policies:
@@ -50,7 +52,8 @@ def _run_task(policy: str, dial: float, seed: int) -> tuple[ReplayRun, float]:
     table, vectors, spec = _worker["table"], _worker["vectors"], _worker["spec"]
     started = time.perf_counter()
     router = Router(table.model_cards(), policy=policy, policy_settings=spec.settings.get(policy),
-                    encoder=lookup_encoder(table, vectors, _worker["encoder_name"]), seed=seed)
+                    encoder=lookup_encoder(table, vectors, _worker["encoder_name"]), seed=seed,
+                    tasks=sorted(set(table.tasks)) if spec.task_hints else ())
     run = replay(table, router, dial, seed, policy_label=policy, warm_start=spec.warm_start, feedback=spec.feedback)
     return run, time.perf_counter() - started
 

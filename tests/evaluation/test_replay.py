@@ -107,3 +107,16 @@ def test_cli_reports_a_malformed_folder(table_dir: Path, tmp_path: Path, capsys:
     (table_dir / "outcomes.csv").unlink()
     assert main(["replay", str(table_dir), "--out", str(tmp_path / "out")]) == 2
     assert "lacks outcomes.csv" in capsys.readouterr().err
+
+
+def test_task_hints_reach_the_router_in_replays_and_sweeps(table_dir: Path) -> None:
+    """With an encoder blind to the topic, only the table's task column (as task hints) tells the topics apart."""
+    table = load_table(table_dir)
+    blind = Encoder(lambda texts: np.stack([topic_vector(t)[3:] for t in texts]), name="blind", cache_size=0)
+    without = replay(table, Router(table.model_cards(), encoder=blind, seed=0), 0.0, seed=0)
+    hinted = replay(table, Router(table.model_cards(), encoder=blind, seed=0, tasks=["math", "code"]), 0.0, seed=0)
+    assert hinted.mean_score > without.mean_score + 0.1  # poems (no hint declared) route on the text alone
+    vectors = np.stack([topic_vector(p)[3:] for p in table.prompts])
+    spec = SweepSpec(["linucb"], [0.0], [0], task_hints=True)
+    (swept, _), = run_sweep(table, vectors, "blind", spec, workers=1)
+    assert swept.mean_score > without.mean_score + 0.1
