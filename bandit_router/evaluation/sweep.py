@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..router import Router
+from ..tasks import TEXT_WEIGHT
 from .embeddings import lookup_encoder
 from .references import full_info_ridge_run, oracle_run, single_model_runs
 from .replay import ReplayRun, replay
@@ -21,7 +22,7 @@ __all__ = ["SweepSpec", "run_sweep", "reference_runs"]
 @dataclass(frozen=True)
 class SweepSpec:
     """What to replay: registered policy names (with optional settings per name), dials and seeds; with
-    `task_hints`, each Router declares the table's task labels and is told each prompt's task."""
+    `task_hints`, each Router declares the table's task labels (with `text_weight`) and is told each prompt's task."""
 
     policies: Sequence[str]
     dials: Sequence[float]
@@ -30,6 +31,7 @@ class SweepSpec:
     warm_start: float = 0.0
     feedback: str = "bandit"
     task_hints: bool = False
+    text_weight: float = TEXT_WEIGHT
 
     def tasks(self) -> Iterator[tuple[str, float, int]]:
         for policy in self.policies:
@@ -53,7 +55,7 @@ def _run_task(policy: str, dial: float, seed: int) -> tuple[ReplayRun, float]:
     started = time.perf_counter()
     router = Router(table.model_cards(), policy=policy, policy_settings=spec.settings.get(policy),
                     encoder=lookup_encoder(table, vectors, _worker["encoder_name"]), seed=seed,
-                    tasks=sorted(set(table.tasks)) if spec.task_hints else ())
+                    tasks=sorted(set(table.tasks)) if spec.task_hints else (), text_weight=spec.text_weight)
     run = replay(table, router, dial, seed, policy_label=policy, warm_start=spec.warm_start, feedback=spec.feedback)
     return run, time.perf_counter() - started
 

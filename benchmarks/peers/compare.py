@@ -2,7 +2,7 @@
 
     LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/peers/compare.py \
         [--data /work/shared/data] [--sets llmrouter-9,routellm-mmlu-2,routerarena-2] [--seeds 0,1,2] \
-        [--dials 0,0.05,0.1,0.2,0.5] [--ours linucb --ours 'hierlin:{"alpha":0.5}'] [--workers 1] [--out docs/PEERS.md]
+        [--dials 0,0.05,0.1,0.2,0.5] [--ours linucb --ours 'hierlin:{"alpha":0.5}' --ours linucb+tasks] [--workers 1] [--out docs/PEERS.md]
 
 For every set (routerarena-2 loaded with invalid_rows="drop") and every seed, the prompts are shuffled with
 np.random.default_rng(seed).permutation (the order `bandit_router.evaluation.replay` uses) and streamed once,
@@ -30,7 +30,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 
@@ -48,6 +48,7 @@ from bandit_router.evaluation.references import full_info_ridge_run, single_mode
 from bandit_router.evaluation.sweep import SweepSpec, run_sweep  # noqa: E402
 from bandit_router.evaluation.table import RoutingTable, load_table  # noqa: E402
 from bandit_router.router import Router  # noqa: E402
+from bandit_router.tasks import TEXT_WEIGHT  # noqa: E402
 from benchmarks.peers import ulab_llmrouter  # noqa: E402
 from benchmarks.peers.litellm_adaptive import LiteLLMAdaptivePeer  # noqa: E402
 
@@ -84,12 +85,16 @@ def litellm_run(table: RoutingTable, quality: float, cost: float, seed: int) -> 
     return float(table.scores[rows, chosen].mean()), float(table.costs[rows, chosen].mean())
 
 
-def parse_ours(spec: str) -> tuple[str, str, dict]:
-    """'policy' or 'policy:{json settings}' -> (label, policy, settings)."""
+def parse_ours(spec: str) -> tuple[str, SweepSpec]:
+    """'policy' or 'policy:{json settings}', with '+tasks' (or '+tasks=TEXT_WEIGHT') after the policy's name to
+    tell the Router each prompt's task label as a task hint -> (label, a SweepSpec with no dials or seeds yet)."""
     policy, _, settings = spec.partition(":")
+    policy, hints, weight = policy.partition("+tasks")
     values = json.loads(settings) if settings else {}
     label = policy + ("" if not values else " " + ",".join(f"{k}={v}" for k, v in values.items()))
-    return label, policy, values
+    label += (" + task hints" if hints else "") + (f" (text_weight {weight[1:]})" if weight else "")
+    return label, SweepSpec([policy], [], [], {policy: values}, task_hints=bool(hints),
+                           text_weight=float(weight[1:]) if weight else TEXT_WEIGHT)
 
 
 def vectors_of(table: RoutingTable) -> np.ndarray:
@@ -105,10 +110,9 @@ def run_set(table: RoutingTable, ours: list[str], dials: list[float], seeds: lis
     ref = float(table.costs[:, best].mean())
     curves = []
     for spec in ours:
-        label, policy, settings = parse_ours(spec)
+        label, sweep = parse_ours(spec)
         started = time.time()
-        runs = run_sweep(table, vectors, DEFAULT_ENCODER, SweepSpec([policy], dials, seeds, {policy: settings}),
-                         workers=workers)
+        runs = run_sweep(table, vectors, DEFAULT_ENCODER, replace(sweep, dials=dials, seeds=seeds), workers=workers)
         score = np.array([r.mean_score for r, _ in runs]).reshape(len(dials), len(seeds))
         cost = np.array([r.mean_cost for r, _ in runs]).reshape(len(dials), len(seeds)) / ref * 100
         curves.append(Curve(label, [f"dial {d:g}" for d in dials], score, cost))
@@ -257,7 +261,13 @@ multi-turn conversations, so the outcome is written into the (request type, mode
 private `random.Random(seed)`. Its models are listed in name order (as in `check_litellm_adaptive.py`): the order
 decides which draw goes to which model, and its results move with it (see the notes below).
 
-{ulab_note}Our score at a peer's cost is read off the upper concave hull of our (cost, score) points of the same seed
+{ulab_note}Curves labelled "+ task hints" are our Router declaring the set's task labels (prompts.csv's `task`
+column: 14 tasks on llmrouter-9, 57 MMLU subjects on routellm-mmlu-2, 78 tasks on routerarena-2) and told each
+prompt's task with the request (`Router(..., tasks=...)`, `route(..., task=...)`), as an application that knows
+what kind of request it sends would; the peers are not given them (LiteLLM's router derives its request types
+from the text).
+
+Our score at a peer's cost is read off the upper concave hull of our (cost, score) points of the same seed
 (RouterBench's frontier: any point on it is reached by choosing between two dials at random per request), held
 flat beyond our costliest point and below our cheapest one (such rows say "our cheapest dial costs more").
 "Beyond spread" means our mean minus the peer's mean exceeds the larger of the

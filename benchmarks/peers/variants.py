@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 
-from compare import (ROOT, SETS, DEFAULT_ENCODER, SweepSpec, frontier, load_table, parse_ours, run_sweep,  # noqa: I001
-                     vectors_of)
+from compare import ROOT, SETS, DEFAULT_ENCODER, frontier, load_table, parse_ours, run_sweep, vectors_of  # noqa: I001
 
 TARGETS = {"llmrouter-9": [17, 34, 44, 65, 82], "routerarena-2": [103, 109, 117, 123],
            "routellm-mmlu-2": [9, 61, 93, 98]}
@@ -27,10 +27,9 @@ def main(name: str, dials: list[float], specs: list[str], data: str = "/work/sha
     vectors = vectors_of(table)
     ref = table.costs[:, table.scores.mean(axis=0).argmax()].mean()
     for spec in specs:
-        label, policy, settings = parse_ours(spec)
+        label, sweep = parse_ours(spec)
         started = time.time()
-        runs = run_sweep(table, vectors, DEFAULT_ENCODER, SweepSpec([policy], dials, [0, 1, 2], {policy: settings}),
-                         workers=1)
+        runs = run_sweep(table, vectors, DEFAULT_ENCODER, replace(sweep, dials=dials, seeds=[0, 1, 2]), workers=1)
         score = np.array([r.mean_score for r, _ in runs]).reshape(len(dials), 3)
         cost = np.array([r.mean_cost for r, _ in runs]).reshape(len(dials), 3) / ref * 100
         points = "  ".join(f"w{d:g}:{s.mean():.3f}@{c.mean():.0f}%±{(s.max() - s.min()) / 2:.3f}"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bandit_router.evaluation.table import load_table
-from benchmarks.peers.compare import Curve, at_cost, litellm_run, ratio_rows
+from benchmarks.peers.compare import Curve, at_cost, litellm_run, parse_ours, ratio_rows
 from tests.evaluation.conftest import write_table
 
 OURS = Curve("ours", ["dial 0", "dial 0.1", "dial 0.5"],
@@ -46,3 +46,17 @@ def test_litellm_run_replays_the_seeded_stream(tmp_path) -> None:
     assert first != litellm_run(table, 0.9, 0.1, seed=4)
     assert table.scores.min() <= first[0] <= table.scores.max()
     assert table.costs.min() <= first[1] <= table.costs.max()
+
+
+@pytest.mark.parametrize(("spec", "label", "policy", "settings", "hints"), [
+    ("linucb", "linucb", "linucb", {}, False),
+    ('hierlin:{"alpha":0.5}', "hierlin alpha=0.5", "hierlin", {"alpha": 0.5}, False),
+    ("linucb+tasks", "linucb + task hints", "linucb", {}, True),
+    ('linucb+tasks=0.5:{"alpha":1.0}', "linucb alpha=1.0 + task hints (text_weight 0.5)", "linucb", {"alpha": 1.0},
+     True),
+])
+def test_parse_ours(spec: str, label: str, policy: str, settings: dict, hints: bool) -> None:
+    parsed_label, sweep = parse_ours(spec)
+    assert (parsed_label, list(sweep.policies), dict(sweep.settings[policy]), sweep.task_hints) == (
+        label, [policy], settings, hints)
+    assert sweep.text_weight == (0.5 if "=0.5" in spec else 0.3)
