@@ -91,6 +91,19 @@ def test_cli_replay_writes_results_summary_and_plots(table_dir: Path, tmp_path: 
     assert list((tmp_path / "cache").glob("tiny-*.safetensors"))  # the prompt vectors were cached
 
 
+def test_cli_replay_passes_task_hints(table_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bandit_router.evaluation.sweep as sweep
+
+    monkeypatch.setenv("BANDIT_ROUTER_CACHE", str(tmp_path / "cache"))
+    specs: list[SweepSpec] = []
+    monkeypatch.setattr(sweep, "run_sweep", lambda table, vectors, name, spec, **kw: specs.append(spec) or run_sweep(
+        table, vectors, name, spec, **kw))
+    status = main(["replay", str(table_dir), "--policy", "linucb", "--dial", "0", "--seeds", "1", "--task-hints",
+                   "--out", str(tmp_path / "out"), "--workers", "1"])
+    assert status == 0 and [s.task_hints for s in specs] == [True]
+    assert [r["policy"] for r in _results(tmp_path / "out" / "results.csv")].count("linucb") == 1
+
+
 @pytest.mark.parametrize("args, message", [
     (["--policy", "linucb,nope"], "--policy must name registered policies"),
     (["--dial", "0,1.5"], r"--dial must be a number in \[0, 1\]"),
