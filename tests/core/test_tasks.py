@@ -9,6 +9,7 @@ from bandit_router import Router
 from bandit_router.errors import ConfigError
 from bandit_router.priors import table_prior
 
+from ..fakes import record_policy_vectors
 from .conftest import DIM, hashed_bow
 
 SMALL, LARGE = "openai/small", "openai/large"
@@ -20,26 +21,13 @@ def reward(task: str, model: str) -> float:
     return 1.0 if model == BEST[task] else 0.0
 
 
-def spy_vectors(router: Router) -> list[np.ndarray]:
-    """Record every vector the policy is asked to choose for."""
-    seen: list[np.ndarray] = []
-    choose = router.policy.probabilities
-
-    def recording(x, *args, **kwargs):
-        seen.append(np.array(x))
-        return choose(x, *args, **kwargs)
-
-    router.policy.probabilities = recording  # type: ignore[method-assign]
-    return seen
-
-
-def test_the_policy_sees_the_scaled_prompt_vector_and_the_tasks_one_hot(make_router):
+def test_the_policy_sees_the_scaled_prompt_vector_and_the_tasks_one_hot(make_router, monkeypatch):
     router = make_router(tasks=["chat", "code"], text_weight=0.5)
     assert router.tasks == ("chat", "code") and router.dim == DIM + 2 and router.policy.dim == DIM + 2
     vectors = router.vectors(PROMPTS[:3], ["code", None, "chat"])
     np.testing.assert_allclose(vectors[:, :DIM], 0.5 * np.array([hashed_bow(p) for p in PROMPTS[:3]]))
     np.testing.assert_array_equal(vectors[:, DIM:], [[0, 1], [0, 0], [1, 0]])
-    seen = spy_vectors(router)
+    seen = record_policy_vectors(router, monkeypatch)
     router.route(PROMPTS[0], task="code")
     router.complete(PROMPTS[0], task="chat", mock_response="ok")  # `task` goes to route, not to LiteLLM
     np.testing.assert_array_equal([v[DIM:] for v in seen], [[0, 1], [1, 0]])

@@ -4,9 +4,6 @@ every call path reach the policy as a one-hot beside the scaled prompt vector; u
 
 from __future__ import annotations
 
-from typing import Any
-
-import litellm
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -15,6 +12,7 @@ from bandit_router import ConfigError, Router
 from bandit_router.testing import FakeLLMServer
 from langchain_bandit_router import ChatBanditRouter
 
+from ..fakes import record_litellm_calls, record_policy_vectors
 from .conftest import DIM, cards, hashed_bow
 
 TASKS = ["code", "chat"]
@@ -31,15 +29,7 @@ def tasked(server: FakeLLMServer) -> Router:
 @pytest.fixture
 def seen(tasked: Router, monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
     """The vectors the policy scores, one per routed call, oldest first."""
-    vectors: list[np.ndarray] = []
-    probabilities = tasked.policy.probabilities
-
-    def spy(x: np.ndarray, *args: Any, **kwargs: Any) -> Any:
-        vectors.append(np.array(x, copy=True))
-        return probabilities(x, *args, **kwargs)
-
-    monkeypatch.setattr(tasked.policy, "probabilities", spy)
-    return vectors
+    return record_policy_vectors(tasked, monkeypatch)
 
 
 def hint(x: np.ndarray, prompt: str = PROMPT) -> list[float]:
@@ -113,15 +103,7 @@ def test_undeclared_tasks_are_rejected(tasked: Router, router: Router, server: F
 
 async def test_task_is_not_sent_to_litellm(tasked: Router, server: FakeLLMServer,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    sent: list[dict[str, Any]] = []
-    completion, acompletion = litellm.completion, litellm.acompletion
-    monkeypatch.setattr(litellm, "completion", lambda **kw: (sent.append(kw), completion(**kw))[1])
-
-    async def aspy(**kw: Any) -> Any:
-        sent.append(kw)
-        return await acompletion(**kw)
-
-    monkeypatch.setattr(litellm, "acompletion", aspy)
+    sent = record_litellm_calls(monkeypatch)
     llm = ChatBanditRouter(router=tasked, task="code")
     llm.invoke(PROMPT, task="chat")
     list(llm.bind(task="chat").stream(PROMPT))
