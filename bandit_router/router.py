@@ -202,16 +202,22 @@ class Router:
         """The vectors the policy sees for prompt texts `prompts` and their tasks (None: none), shape (n, dim)."""
         if tasks is not None and len(tasks) != len(prompts):
             raise ConfigError(f"tasks must give one task (or None) per prompt: {len(tasks)} for {len(prompts)}")
-        tasks = [None] * len(prompts) if tasks is None else list(tasks)
-        for task in tasks:
-            self.check_task(task)
+        one_hot = self._one_hot([None] * len(prompts) if tasks is None else list(tasks))
         vectors = self.encoder.encode(list(prompts))
-        return vectors if self.hints is None else self.hints.context(vectors, tasks)
+        return vectors if one_hot is None else self.hints.context(vectors, one_hot)  # type: ignore[union-attr]
 
     def _vector(self, query: str, task: str | None) -> np.ndarray:
-        self.check_task(task)
+        one_hot = self._one_hot([task])
         vector = self.encoder(query)
-        return vector if self.hints is None else self.hints.context(vector[None], [task])[0]
+        return vector if one_hot is None else self.hints.context(vector[None], one_hot)[0]  # type: ignore[union-attr]
+
+    def _one_hot(self, tasks: Sequence[Any]) -> np.ndarray | None:
+        """The tasks' one-hots (None when the router declares no tasks), checked before any prompt is encoded."""
+        if self.hints is not None:
+            return self.hints.one_hot(tasks)
+        for task in tasks:
+            self.check_task(task)
+        return None
 
     def check_task(self, task: Any) -> None:
         """ConfigError unless `task` is None or one of the router's tasks."""

@@ -37,11 +37,15 @@ class TaskHints:
         if task is not None and task not in self._index:
             raise ConfigError(f"task must be one of the router's tasks {list(self.tasks)} or None, got {task!r}")
 
-    def context(self, vectors: np.ndarray, tasks: Sequence[str | None]) -> np.ndarray:
-        """Context vectors (n, dim + len(tasks)) for prompt vectors (n, dim) and their tasks."""
+    def one_hot(self, tasks: Sequence[str | None]) -> np.ndarray:
+        """One-hots (n, len(self.tasks)) of `tasks`, a zero row for None; ConfigError for an undeclared task."""
         hints = np.zeros((len(tasks), len(self.tasks)))
         for row, task in enumerate(tasks):
             self.check(task)
             if task is not None:
                 hints[row, self._index[task]] = 1.0
-        return np.hstack([self.text_weight * np.asarray(vectors, dtype=float), hints])
+        return hints
+
+    def context(self, vectors: np.ndarray, one_hot: np.ndarray) -> np.ndarray:
+        """Context vectors (n, dim + len(tasks)) for prompt vectors (n, dim) and their tasks' `one_hot`."""
+        return np.hstack([self.text_weight * np.asarray(vectors, dtype=float), one_hot])
