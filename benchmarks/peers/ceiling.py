@@ -23,7 +23,7 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 
-from compare import DEFAULT_ENCODER, SweepSpec, frontier, load_table, run_sweep, vectors_of  # noqa: I001
+from compare import DEFAULT_ENCODER, Curve, SweepSpec, at_cost, load_table, sweep_curve, vectors_of  # noqa: I001
 from bandit_router.evaluation.references import full_info_ridge_run
 
 TARGET = 44
@@ -40,14 +40,10 @@ def surface(prompt: str) -> list[float]:
             float(prompt.startswith("Q:")), float("\\boxed" in prompt), float("Write a function" in prompt)]
 
 
-def at_target(cost: np.ndarray, score: np.ndarray) -> float:
-    """Mean over seeds (columns) of each seed's frontier at TARGET % cost."""
-    return float(np.mean([np.interp(TARGET, *frontier(cost[:, k], score[:, k])) for k in range(cost.shape[1])]))
-
-
-def report(label: str, dials: list[float], score: np.ndarray, cost: np.ndarray) -> None:
-    points = "  ".join(f"w{d:g}:{s.mean():.3f}@{c.mean():.0f}%" for d, s, c in zip(dials, score, cost))
-    print(f"{label} | {points} | frontier at {TARGET}%: {at_target(cost, score):.3f}", flush=True)
+def report(curve: Curve, dials: list[float]) -> None:
+    """The curve's mean point per dial and the mean over seeds of each seed's frontier at TARGET % cost."""
+    points = "  ".join(f"w{d:g}:{s.mean():.3f}@{c.mean():.0f}%" for d, s, c in zip(dials, curve.score, curve.cost))
+    print(f"{curve.label} | {points} | frontier at {TARGET}%: {at_cost(curve, TARGET).mean():.3f}", flush=True)
 
 
 def main() -> None:
@@ -79,15 +75,13 @@ def main() -> None:
                 "0.3 MiniLM + k-means-20 one-hot fitted on the train split": np.hstack([0.3 * minilm,
                                                                                        np.eye(20)[train_clusters]]),
                 "16 PCA components + surface features": np.hstack([0.1 * pca / pca.std(), shape])}
+    sweep = SweepSpec([args.policy], [], [], {args.policy: json.loads(args.settings)})
     for name, vectors in features.items():
-        spec = SweepSpec([args.policy], dials, seeds, {args.policy: json.loads(args.settings)})
-        runs = run_sweep(table, vectors, f"{DEFAULT_ENCODER}+{name}", spec, workers=1)
-        score = np.array([r.mean_score for r, _ in runs]).reshape(len(dials), len(seeds))
-        cost = np.array([r.mean_cost for r, _ in runs]).reshape(len(dials), len(seeds)) / ref * 100
-        report(f"{name}, {args.policy} {args.settings}, bandit feedback", dials, score, cost)
+        report(sweep_curve(table, vectors, f"{name}, {args.policy} {args.settings}, bandit feedback", sweep, dials,
+                           seeds, ref, encoder_name=f"{DEFAULT_ENCODER}+{name}"), dials)
         full = [[full_info_ridge_run(table, vectors, d, s) for s in seeds] for d in dials]
-        report(f"{name}, full-information ridge", dials, np.array([[r.mean_score for r in row] for row in full]),
-               np.array([[r.mean_cost for r in row] for row in full]) / ref * 100)
+        report(Curve(f"{name}, full-information ridge", [], np.array([[r.mean_score for r in row] for row in full]),
+                     np.array([[r.mean_cost for r in row] for row in full]) / ref * 100), dials)
 
 
 if __name__ == "__main__":

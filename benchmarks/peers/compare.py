@@ -101,6 +101,15 @@ def vectors_of(table: RoutingTable) -> np.ndarray:
     return table_vectors(table, sentence_encoder())  # cached on disk after the first run
 
 
+def sweep_curve(table: RoutingTable, vectors: np.ndarray, label: str, sweep: SweepSpec, dials: list[float],
+                seeds: list[int], ref: float, workers: int = 1, encoder_name: str = DEFAULT_ENCODER) -> Curve:
+    """Our Router's curve: `sweep` replayed at every dial and seed, cost as % of `ref`."""
+    runs = run_sweep(table, vectors, encoder_name, replace(sweep, dials=dials, seeds=seeds), workers=workers)
+    score = np.array([r.mean_score for r, _ in runs]).reshape(len(dials), len(seeds))
+    cost = np.array([r.mean_cost for r, _ in runs]).reshape(len(dials), len(seeds)) / ref * 100
+    return Curve(label, [f"dial {d:g}" for d in dials], score, cost)
+
+
 def run_set(table: RoutingTable, ours: list[str], dials: list[float], seeds: list[int],
             workers: int) -> tuple[list[Curve], dict[str, tuple[float, float]], float, str]:
     """Every router's curve on `table` (ours, LiteLLM's, the full-information ridge router), each single model's
@@ -112,10 +121,7 @@ def run_set(table: RoutingTable, ours: list[str], dials: list[float], seeds: lis
     for spec in ours:
         label, sweep = parse_ours(spec)
         started = time.time()
-        runs = run_sweep(table, vectors, DEFAULT_ENCODER, replace(sweep, dials=dials, seeds=seeds), workers=workers)
-        score = np.array([r.mean_score for r, _ in runs]).reshape(len(dials), len(seeds))
-        cost = np.array([r.mean_cost for r, _ in runs]).reshape(len(dials), len(seeds)) / ref * 100
-        curves.append(Curve(label, [f"dial {d:g}" for d in dials], score, cost))
+        curves.append(sweep_curve(table, vectors, label, sweep, dials, seeds, ref, workers))
         print(f"  {label}: {time.time() - started:.0f}s", flush=True)
     started = time.time()
     lite = np.array([[litellm_run(table, q, c, s) for s in seeds] for q, c in WEIGHTS])  # (weights, seeds, 2)

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import replace
 
-import numpy as np
-
-from compare import ROOT, SETS, DEFAULT_ENCODER, frontier, load_table, parse_ours, run_sweep, vectors_of  # noqa: I001
+from compare import ROOT, SETS, at_cost, load_table, parse_ours, sweep_curve, vectors_of  # noqa: I001
 
 TARGETS = {"llmrouter-9": [17, 34, 44, 65, 82], "routerarena-2": [103, 109, 117, 123],
            "routellm-mmlu-2": [9, 61, 93, 98]}
@@ -29,13 +26,10 @@ def main(name: str, dials: list[float], specs: list[str], data: str = "/work/sha
     for spec in specs:
         label, sweep = parse_ours(spec)
         started = time.time()
-        runs = run_sweep(table, vectors, DEFAULT_ENCODER, replace(sweep, dials=dials, seeds=[0, 1, 2]), workers=1)
-        score = np.array([r.mean_score for r, _ in runs]).reshape(len(dials), 3)
-        cost = np.array([r.mean_cost for r, _ in runs]).reshape(len(dials), 3) / ref * 100
+        curve = sweep_curve(table, vectors, label, sweep, dials, [0, 1, 2], ref)
         points = "  ".join(f"w{d:g}:{s.mean():.3f}@{c.mean():.0f}%±{(s.max() - s.min()) / 2:.3f}"
-                           for d, s, c in zip(dials, score, cost))
-        at = " ".join(f"{t}%:{np.mean([np.interp(t, *frontier(cost[:, k], score[:, k])) for k in range(3)]):.3f}"
-                      for t in TARGETS[name])
+                           for d, s, c in zip(dials, curve.score, curve.cost))
+        at = " ".join(f"{t}%:{at_cost(curve, t).mean():.3f}" for t in TARGETS[name])
         line = f"{name} | {label} | {points} | frontier at {at} | {time.time() - started:.0f}s"
         print(line, flush=True)
         with (ROOT / "benchmarks" / "peers" / "results" / "variants.log").open("a") as f:
