@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -18,7 +19,7 @@ from .budget import Budget, Reservation
 from .decision import Completion, Decision, Messages, messages_of, query_text, usage_of
 from .encoders import Encoder, as_encoder
 from .errors import (AllModelsFailedError, BudgetExceededError, ConfigError, DuplicateFeedbackError,
-                     InvalidPromptError, NoEligibleModelError, UnknownRouteError)
+                     InvalidPromptError, NoEligibleModelError, StoreUnavailableError, UnknownRouteError)
 from .models import Model, estimate_tokens
 from .policies import Policy, make_policy
 from .policies.ridge import RidgePolicy
@@ -184,7 +185,11 @@ class Router:
                                   f"got {self.policy.name!r}")
             if not (isinstance(sync_every, (int, float)) and sync_every >= 0):
                 raise ConfigError(f"sync_every must be a number of seconds >= 0, got {sync_every!r}")
-            self.replica = Replica(state_store, self.policy, float(sync_every))
+            self.replica = Replica(state_store, self.policy, float(sync_every), self.layout)
+            try:
+                self.replica.check_layout()  # a store holding another layout fails here, not at the first sync
+            except StoreUnavailableError:
+                pass  # checked again at every sync until the store answers
             self.replica.maybe_sync(self._lock)
 
     # -- what the policy sees -------------------------------------------------------------------------------
@@ -192,6 +197,13 @@ class Router:
     def tasks(self) -> tuple[str, ...]:
         """The declared task names (empty: requests are routed on the prompt alone)."""
         return () if self.hints is None else self.hints.tasks
+
+    @property
+    def layout(self) -> str:
+        """How this router builds the policy's vectors (encoder, dimension, tasks, text weight), as JSON: replicas
+        sharing a state_store must agree on it."""
+        return json.dumps({"encoder": self.encoder.name, "dim": self.dim, "tasks": list(self.tasks),
+                           "text_weight": self.hints.text_weight if self.hints else None})
 
     @property
     def dim(self) -> int:

@@ -4,6 +4,10 @@ The linear policies learn additive sufficient statistics per model (A = sum z z^
 replicas merge exactly by adding what each one learned. A `StateStore` holds the merged totals; a `Replica`
 serves from its local copy, collects its own updates as deltas, and on a schedule pushes them (exactly once,
 even when a push is retried after a lost reply) and pulls the merged totals back.
+
+Statistics only add up when every replica builds its vectors the same way, so a store also keeps the layout of
+the first replica that reached it (encoder, dimension, tasks in order, text weight) and refuses to merge from a
+replica whose layout differs.
 """
 
 from __future__ import annotations
@@ -78,6 +82,11 @@ class StateStore(ABC):
     """Merged learned state: the sum of every delta pushed by any replica, each (replica, seq) counted once."""
 
     @abstractmethod
+    def claim_layout(self, layout: str) -> str:
+        """Record `layout` if the store holds none yet; return the layout the store holds (the first one claimed).
+        Raises StoreUnavailableError when the store cannot be reached."""
+
+    @abstractmethod
     def merge(self, replica: str, seq: int, delta: Stats) -> Stats:
         """Add `delta` unless this replica's batch `seq` (increasing per replica) was already added; return the
         merged totals. Raises StoreUnavailableError when the store cannot be reached."""
@@ -98,10 +107,12 @@ class Replica:
     feedback is lost while this process lives; a sync that fails leaves the local state serving as it was.
     """
 
-    def __init__(self, store: StateStore, policy: "RidgePolicy", sync_every: float) -> None:
+    def __init__(self, store: StateStore, policy: "RidgePolicy", sync_every: float, layout: str) -> None:
         self.store = store
         self.policy = policy
         self.sync_every = sync_every
+        self.layout = layout
+        self._layout_checked = False
         self.id = uuid.uuid4().hex
         self._seq = 0
         self._outbox: list[tuple[int, Stats]] = []
@@ -115,10 +126,22 @@ class Replica:
         queued = sum(int(p["n"]) for _, delta in self._outbox for p in delta.values())
         return queued + sum(d.n for d in (self.policy._delta or {}).values())
 
+    def check_layout(self) -> None:
+        """Claim this replica's layout in the store (once); StateFormatError if the store holds another."""
+        if self._layout_checked:
+            return
+        held = self.store.claim_layout(self.layout)
+        if held != self.layout:
+            raise StateFormatError(f"{self.store!r} holds state learned from vectors laid out as {held}; this router "
+                                   f"builds {self.layout}, so their statistics cannot be added (use another "
+                                   "namespace, or the same encoder and tasks in the same order)")
+        self._layout_checked = True
+
     def sync(self, lock: threading.RLock) -> None:
         """Push queued deltas, pull the merged totals, install them (under the router's `lock`)."""
         with self._sync_lock:
             self._synced_at = time.monotonic()
+            self.check_layout()
             with lock:
                 fresh = self.policy.take_delta()
             if fresh:

@@ -1,7 +1,7 @@
 """Merged learned state in Redis, shared by router replicas on many machines.
 
 Keys (prefix "bandit-router:<namespace>:"): "state" holds the totals as safetensors bytes, "batches" a hash
-of each replica's last applied batch. A merge is an optimistic transaction (WATCH both keys, add, MULTI/EXEC,
+of each replica's last applied batch, "layout" how the first replica built its vectors. A merge is an optimistic transaction (WATCH both keys, add, MULTI/EXEC,
 retry on conflict), so concurrent pushes never overwrite each other and a retried push is counted once.
 For the totals to survive a Redis restart, run the server with persistence (e.g. appendonly yes).
 """
@@ -33,12 +33,22 @@ class RedisStateStore(StateStore):
         self.namespace = namespace
         self._state = f"bandit-router:{namespace}:state"
         self._batches = f"bandit-router:{namespace}:batches"
+        self._layout = f"bandit-router:{namespace}:layout"
 
     def __repr__(self) -> str:
         return f"RedisStateStore({self.where!r}, namespace={self.namespace!r})"
 
     def _unavailable(self, error: Exception) -> StoreUnavailableError:
         return StoreUnavailableError(f"Redis at {self.where} is unavailable ({type(error).__name__})")
+
+    def claim_layout(self, layout: str) -> str:
+        import redis
+
+        try:
+            self._redis.setnx(self._layout, layout)
+            return self._redis.get(self._layout).decode()
+        except redis.RedisError as error:
+            raise self._unavailable(error) from None
 
     def merge(self, replica: str, seq: int, delta: Stats) -> Stats:
         import redis

@@ -155,6 +155,10 @@ CREATE TABLE IF NOT EXISTS learned_state (
     n INTEGER NOT NULL,
     PRIMARY KEY (namespace, model)
 );
+CREATE TABLE IF NOT EXISTS learned_layout (
+    namespace TEXT PRIMARY KEY,
+    layout TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS learned_batches (
     namespace TEXT NOT NULL,
     replica TEXT NOT NULL,
@@ -214,6 +218,15 @@ class SQLiteStateStore(StateStore):
                 conn.execute("ROLLBACK")
             raise
         return totals
+
+    def _claim_once(self, layout: str) -> str:
+        self._conn.execute("INSERT OR IGNORE INTO learned_layout (namespace, layout) VALUES (?, ?)",
+                           (self.namespace, layout))
+        return self._conn.execute("SELECT layout FROM learned_layout WHERE namespace=?", (self.namespace,)).fetchone()[0]
+
+    def claim_layout(self, layout: str) -> str:
+        with self._lock:
+            return _retry(lambda: self._claim_once(layout), self.path, self.busy_timeout)
 
     def merge(self, replica: str, seq: int, delta: Stats) -> Stats:
         with self._lock:

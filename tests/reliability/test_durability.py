@@ -84,6 +84,9 @@ class LosesReplies(StateStore):
     def totals(self) -> Stats:
         return self.inner.totals()
 
+    def claim_layout(self, layout: str) -> str:
+        return self.inner.claim_layout(layout)
+
 
 def feed(routers: list[Router], start: int, stop: int) -> None:
     for i in range(start, stop):

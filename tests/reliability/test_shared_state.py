@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bandit_router import ConfigError, Router, StoreUnavailableError
+from bandit_router import ConfigError, Router, StateFormatError, StoreUnavailableError
 from bandit_router.store import DecisionLog, RedisStateStore, SQLiteStateStore, StateStore
 
 from .workers import MODELS, expected_sums, fake_encoder, model_cards
@@ -158,3 +158,44 @@ def test_a_locked_sqlite_file_waits_then_raises_a_typed_error(tmp_path: Path) ->
     assert "database is locked" not in str(caught.value)
     other.execute("COMMIT")
     assert int(store.merge("r", 2, delta)["m"]["n"]) == 2
+
+
+@pytest.mark.parametrize("make_store", ["sqlite", "redis"])
+def test_replicas_must_build_vectors_the_same_way(make_store: str, tmp_path: Path,
+                                                  request: pytest.FixtureRequest) -> None:
+    """Statistics of vectors laid out differently (tasks in another order, another text weight) never merge."""
+    def store(namespace: str = "default") -> StateStore:
+        if make_store == "sqlite":
+            return SQLiteStateStore(tmp_path / "s.db", namespace=namespace)
+        return RedisStateStore(request.getfixturevalue("redis_server").url, namespace=namespace)
+
+    def router(tasks: tuple[str, ...], namespace: str = "default", **settings) -> Router:
+        return Router(model_cards(), encoder=fake_encoder, seed=0, tasks=tasks, state_store=store(namespace),
+                      sync_every=3600, **settings)
+
+    first = router(("chat", "code"))
+    decision = first.route("hello", task="code")
+    first.feedback(decision.route_id, 1.0)
+    first.sync()
+    for other in ({"tasks": ("code", "chat")}, {"tasks": ("chat", "code"), "text_weight": 1.0}, {"tasks": ()}):
+        with pytest.raises(StateFormatError, match=r'holds state learned from vectors laid out as .*"chat", "code"'):
+            router(**other)
+    same = router(("chat", "code"))  # the same layout shares ...
+    same.sync()
+    assert sum(int(t["n"]) for t in store().totals().values()) == 1
+    np.testing.assert_allclose(same.policy.A, first.policy.A)
+    router(("code", "chat"), namespace="other").sync()  # ... and another namespace holds its own layout
+
+
+def test_layout_is_checked_when_an_unreachable_store_comes_back(redis_server) -> None:
+    """A replica started while Redis was down checks the layout at its first sync and pushes nothing on mismatch."""
+    Router(model_cards(), encoder=fake_encoder, tasks=("chat", "code"), state_store=RedisStateStore(redis_server.url))
+    redis_server.stop()
+    late = Router(model_cards(), encoder=fake_encoder, seed=0, tasks=("code", "chat"),
+                  state_store=RedisStateStore(redis_server.url, timeout=0.2), sync_every=3600)
+    decision = late.route("hello", task="code")
+    late.feedback(decision.route_id, 1.0)
+    redis_server.start()
+    with pytest.raises(StateFormatError, match="cannot be added"):
+        late.sync()
+    assert RedisStateStore(redis_server.url).totals() == {}
