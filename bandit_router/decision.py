@@ -19,7 +19,8 @@ class Decision:
     `propensity` is the probability the policy gave `model` (what off-policy evaluation needs);
     `predicted_quality`, `predicted_cost` (USD) and `probabilities` cover every eligible model;
     `failed` lists models tried before `model` that raised a provider error (empty when none did);
-    `feedback_token` is the signed token feedback must bring when the router has a feedback_secret.
+    `feedback_token` is the signed token feedback must bring when the router has a feedback_secret;
+    `task` is the kind of request it was routed as (one of the router's `tasks`; None: the prompt alone).
     """
 
     route_id: str
@@ -32,6 +33,7 @@ class Decision:
     created_at: float
     failed: tuple[str, ...] = ()
     feedback_token: str | None = None
+    task: str | None = None
 
     def ranking(self) -> list[str]:
         """Eligible models from most to least preferred: the chosen one first, then by probability, then by

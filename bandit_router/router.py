@@ -321,7 +321,7 @@ class Router:
             decision = Decision(
                 route_id=uuid.uuid4().hex, model=names[choice], propensity=float(probs[choice]), cost_weight=dial,
                 predicted_quality=dict(zip(names, map(float, quality))), predicted_cost=dict(zip(names, map(float, cost))),
-                probabilities=dict(zip(names, map(float, probs))), created_at=time.time())
+                probabilities=dict(zip(names, map(float, probs))), created_at=time.time(), task=task)
             if self.tokens is not None:
                 decision = replace(decision, feedback_token=self.tokens.issue(decision.route_id))
             if self.budget is not None:

@@ -54,13 +54,13 @@ class ChatBanditRouter(BaseChatModel):
     Drop it in wherever a chat model goes (LCEL chains, agents, `bind_tools`, `with_structured_output`):
     each call is routed, sent through LiteLLM, and falls back to the next-best model on provider failures
     (inside the core Router). `response_metadata` carries `route_id`, `model_name` (the model used), `cost`
-    (USD), `cost_weight`, `propensity` and `failed` (models that failed first); reward the call with
+    (USD), `cost_weight`, `propensity`, `failed` (models that failed first) and `task`; reward the call with
     `router.feedback(route_id, score)`, by run id through `FeedbackHandler`, or automatically with `evaluator`.
 
     Per call: `cost_weight=` (also `config={"configurable": {"cost_weight": 0.7}}`), `models=[...]` (allowed
     subset), `model=` (one model), `task=` (the kind of request, one of the router's `tasks`; also
-    `llm.bind(task="summarise")` or the run config's `configurable`), and any LiteLLM kwarg (temperature,
-    max_tokens, stop, timeout, ...).
+    `llm.bind(task="summarise")` or the run config's `configurable`; `task=None` routes on the prompt alone), and
+    any LiteLLM kwarg (temperature, max_tokens, stop, timeout, ...).
     With tools bound only models with `supports_tools` are eligible.
 
     `pin_model=True` keeps the model chosen for a thread's first call for every later call of the thread

@@ -33,10 +33,11 @@ def usage_metadata(usage: dict[str, int]) -> UsageMetadata:
 
 def route_metadata(decision: Decision, cost: float | None) -> dict[str, Any]:
     """What `response_metadata` reports about the routing: route_id, the model used, its cost in USD, the dial,
-    the propensity, the models that failed before it, and the feedback_token (None unless the router signs)."""
+    the propensity, the models that failed before it, the feedback_token (None unless the router signs) and the
+    task the request was routed as (None: none)."""
     return {"route_id": decision.route_id, "model_name": decision.model, "cost": cost,
             "cost_weight": decision.cost_weight, "propensity": decision.propensity, "failed": list(decision.failed),
-            "feedback_token": decision.feedback_token}
+            "feedback_token": decision.feedback_token, "task": decision.task}
 
 
 def _raw(call: Any) -> dict[str, Any]:

@@ -36,12 +36,15 @@ _TOOL_CHOICES = ("auto", "none", "required")
 def routing_info(decision: Decision, cost: float | None = None,
                  usage: Dict[str, int] | None = None) -> dict[str, Any]:
     """What a response says about its routing: route_id, model, dial, propensity, failed models, the feedback
-    token (when the router signs feedback), and once the call is done its cost in USD and token counts."""
+    token (when the router signs feedback), the task (when routed as one), and once the call is done its cost in
+    USD and token counts."""
     info: dict[str, Any] = {"route_id": decision.route_id, "model": decision.model,
                             "cost_weight": decision.cost_weight, "propensity": decision.propensity,
                             "failed": list(decision.failed)}
     if decision.feedback_token is not None:
         info["feedback_token"] = decision.feedback_token
+    if decision.task is not None:
+        info["task"] = decision.task
     if cost is not None:
         info["cost"] = cost
         info.update(usage or {})
@@ -54,10 +57,10 @@ class BanditRouterLLM(FunctionCallingLLM):
     Use it as `Settings.llm`, in a query engine or in an agent. The dial `cost_weight` (0 = quality only,
     1 = cost matters most) is set here or per call (`llm.chat(messages, cost_weight=0.7)`); `models` limits the
     eligible models. Each response's `additional_kwargs` (and `raw`, the LiteLLM response) tell which model
-    answered: route_id, model, cost_weight, propensity, failed, cost (USD) and token counts. Rate an answer
+    answered: route_id, model, cost_weight, propensity, failed, task, cost (USD) and token counts. Rate an answer
     with `llm.feedback(route_id, score)`; provider failures fall back to other models inside the router.
     `task` names the kind of request this LLM serves (one of the router's `tasks`, e.g. "rag-answer"), also per
-    call (`task=`), so the router learns which models suit it. Other keyword arguments of a call go to LiteLLM
+    call (`task=`; `task=None` routes on the prompt alone), so the router learns which models suit it. Other keyword arguments of a call go to LiteLLM
     through the router (e.g. temperature, max_tokens, timeout).
     """
 

@@ -81,7 +81,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     prompt_tokens INTEGER,
     completion_tokens INTEGER,
     score REAL,
-    rewarded_at REAL
+    rewarded_at REAL,
+    task TEXT
 );
 """
 
@@ -99,7 +100,13 @@ class DecisionLog:
         self._conn = _connect(self.path, busy_timeout, synchronous="NORMAL")
         self._lock = threading.Lock()
         with self._lock:
-            _retry(lambda: self._conn.executescript(_SCHEMA), self.path, busy_timeout)
+            _retry(self._create, self.path, busy_timeout)
+
+    def _create(self) -> None:
+        self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(decisions)")}
+        if "task" not in columns:  # a log written before decisions recorded their task
+            self._conn.execute("ALTER TABLE decisions ADD COLUMN task TEXT")
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
         with self._lock:
@@ -111,10 +118,10 @@ class DecisionLog:
         blob = None if vector is None else np.asarray(vector, dtype=np.float32).tobytes()
         self._execute(
             "INSERT INTO decisions (route_id, created_at, model, propensity, cost_weight, predictions, failed,"
-            " prompt, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(route_id) DO UPDATE SET"  # a fallback
+            " prompt, vector, task) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(route_id) DO UPDATE SET"  # a fallback
             " model=excluded.model, propensity=excluded.propensity, failed=excluded.failed",  # keeps prompt, error
             (decision.route_id, decision.created_at, decision.model, decision.propensity, decision.cost_weight,
-             json.dumps(predictions, allow_nan=True), json.dumps(list(decision.failed)), prompt, blob))
+             json.dumps(predictions, allow_nan=True), json.dumps(list(decision.failed)), prompt, blob, decision.task))
 
     def record_call(self, route_id: str, cost: float, prompt_tokens: int, completion_tokens: int) -> None:
         self._execute("UPDATE decisions SET status='served', cost=?, prompt_tokens=?, completion_tokens=?"

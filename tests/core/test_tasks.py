@@ -95,3 +95,21 @@ def test_unknown_tasks_are_refused_before_anything_is_routed(make_router):
     with pytest.raises(ConfigError, match="one task"):
         router.vectors(PROMPTS, ["chat"])
     assert not router._pending
+
+
+def test_decisions_and_the_decision_log_record_the_task(make_router, tmp_path):
+    import sqlite3
+
+    path = tmp_path / "decisions.db"
+    with sqlite3.connect(path) as old:  # a log written before decisions recorded their task
+        old.execute("CREATE TABLE decisions (route_id TEXT PRIMARY KEY, created_at REAL NOT NULL, model TEXT NOT NULL,"
+                    " propensity REAL NOT NULL, cost_weight REAL NOT NULL, predictions TEXT NOT NULL, failed TEXT NOT"
+                    " NULL DEFAULT '[]', prompt TEXT, vector BLOB, status TEXT NOT NULL DEFAULT 'routed', error TEXT,"
+                    " cost REAL, prompt_tokens INTEGER, completion_tokens INTEGER, score REAL, rewarded_at REAL)")
+        old.execute("INSERT INTO decisions (route_id, created_at, model, propensity, cost_weight, predictions)"
+                    " VALUES ('old', 0, 'm', 1, 0, '{}')")
+    router = make_router(tasks=["chat", "code"], log=str(path))
+    decisions = [router.route(PROMPTS[0], task="code"), router.route(PROMPTS[1])]
+    assert [d.task for d in decisions] == ["code", None]
+    assert [(row["route_id"], row["task"]) for row in router.log.rows()] == [
+        ("old", None), (decisions[0].route_id, "code"), (decisions[1].route_id, None)]

@@ -41,9 +41,10 @@ def hint(x: np.ndarray, prompt: str = PROMPT) -> list[float]:
 
 def test_instance_task_reaches_the_policy(tasked: Router, seen: list[np.ndarray]) -> None:
     assert tasked.dim == DIM + 2
-    ChatBanditRouter(router=tasked, task="code").invoke(PROMPT)
-    ChatBanditRouter(router=tasked).invoke(PROMPT)
+    tasked_reply = ChatBanditRouter(router=tasked, task="code").invoke(PROMPT)
+    plain_reply = ChatBanditRouter(router=tasked).invoke(PROMPT)
     assert [hint(x) for x in seen] == [CODE, NONE]
+    assert (tasked_reply.response_metadata["task"], plain_reply.response_metadata["task"]) == ("code", None)
     np.testing.assert_allclose(seen[0], tasked.vectors([PROMPT], ["code"])[0], atol=1e-6)
 
 
@@ -55,7 +56,8 @@ def test_per_call_bind_and_configurable_tasks_override_the_field(tasked: Router,
     llm.invoke(PROMPT, config=chat)
     llm.invoke(PROMPT, config=chat, task="code")  # the call's kwarg beats the run config
     llm.invoke(PROMPT)  # the field is untouched by the overrides
-    assert [hint(x) for x in seen] == [CHAT, CHAT, CHAT, CODE, CODE]
+    llm.invoke(PROMPT, task=None)  # this call on the prompt alone
+    assert [hint(x) for x in seen] == [CHAT, CHAT, CHAT, CODE, CODE, NONE]
 
 
 def test_stream_carries_the_task(tasked: Router, seen: list[np.ndarray]) -> None:

@@ -44,10 +44,11 @@ def hint(x: np.ndarray) -> list[float]:
 async def test_every_method_carries_the_instance_task_and_per_call_override(
         method: str, tasked: Router, seen: list[np.ndarray]) -> None:
     llm = BanditRouterLLM(tasked, task="rag-answer", call_kwargs=NO_RETRIES)
-    text, _, _ = await call(llm, method)
-    await call(llm, method, task="retrieve")
-    await call(BanditRouterLLM(tasked, call_kwargs=NO_RETRIES), method)
+    text, info, _ = await call(llm, method)
+    _, override, _ = await call(llm, method, task="retrieve")
+    _, untasked, _ = await call(BanditRouterLLM(tasked, call_kwargs=NO_RETRIES), method)
     assert text == f"Echo: {PROMPT}"
+    assert (info["task"], override["task"], "task" in untasked) == ("rag-answer", "retrieve", False)
     assert [hint(x) for x in seen] == [ANSWER, RETRIEVE, NONE]
     np.testing.assert_allclose(seen[0], tasked.vectors([PROMPT], ["rag-answer"])[0], atol=1e-6)
 
@@ -56,8 +57,9 @@ def test_override_leaves_the_instance_task(tasked: Router, seen: list[np.ndarray
     llm = BanditRouterLLM(tasked, task="retrieve", call_kwargs=NO_RETRIES)
     llm.complete(PROMPT, task="rag-answer")
     llm.chat(MESSAGES)
+    llm.chat(MESSAGES, task=None)  # this call on the prompt alone
     assert llm.task == "retrieve"
-    assert [hint(x) for x in seen] == [ANSWER, RETRIEVE]
+    assert [hint(x) for x in seen] == [ANSWER, RETRIEVE, NONE]
 
 
 def test_feedback_learns_under_the_task(tasked: Router, monkeypatch: pytest.MonkeyPatch) -> None:
