@@ -7,7 +7,9 @@ The prompt vector is replaced by other features: a one-hot of the prompt's task 
 from the data set, which a deployed router does not have), alone or beside the MiniLM vector (as is, or scaled by
 0.3 so the task dominates the ridge fit), and, from prompt text only: a one-hot of the prompt's k-means cluster
 (20 centres fitted in advance on the MiniLM vectors of all prompts, or of the train split's), and 16 principal
-components of the MiniLM vectors beside 13 surface features of the text (`surface`). Each variant runs our Router with bandit feedback
+components of the MiniLM vectors beside 13 surface features of the text (`surface`), and 0.3 x MiniLM beside a
+one-hot of the prompt's k-means cluster (14, 32 or 64 centres fitted on all prompts) of character 2-4-gram TF-IDF
+vectors reduced to 64 dimensions (`char_codes`: the surface form of the request, which tells templates apart). Each variant runs our Router with bandit feedback
 over compare.py's streams (seeds 0-2), and the full-information ridge router on the same features gives the
 ceiling with every model's score. Prints each variant's dials and its per-seed frontier at the
 44% target (the mean over seeds), as variants.py does.
@@ -20,8 +22,10 @@ import json
 
 import numpy as np
 from sklearn.cluster import KMeans
-from sklearn.decomposition import PCA
+from sklearn.decomposition import PCA, TruncatedSVD
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import adjusted_rand_score
+from sklearn.preprocessing import normalize
 
 from compare import DEFAULT_ENCODER, Curve, SweepSpec, at_cost, load_table, sweep_curve, vectors_of  # noqa: I001
 from bandit_router.evaluation.references import full_info_ridge_run
@@ -38,6 +42,13 @@ def surface(prompt: str) -> list[float]:
             float(prompt.strip().endswith("?")), float(prompt[:1].islower()), float("$" in prompt),
             float("def " in prompt or "return" in prompt), float(prompt.count(",") > 8),
             float(prompt.startswith("Q:")), float("\\boxed" in prompt), float("Write a function" in prompt)]
+
+
+def char_codes(prompts: list[str], centres: int) -> np.ndarray:
+    """Each prompt's k-means cluster (one-hot) of its character 2-4-gram TF-IDF vector, reduced to 64 dimensions."""
+    tfidf = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=5, sublinear_tf=True, lowercase=False)
+    reduced = normalize(TruncatedSVD(64, random_state=0).fit_transform(tfidf.fit_transform(prompts)))
+    return np.eye(centres)[KMeans(centres, n_init=4, random_state=0).fit_predict(reduced)]
 
 
 def report(curve: Curve, dials: list[float]) -> None:
@@ -75,6 +86,11 @@ def main() -> None:
                 "0.3 MiniLM + k-means-20 one-hot fitted on the train split": np.hstack([0.3 * minilm,
                                                                                        np.eye(20)[train_clusters]]),
                 "16 PCA components + surface features": np.hstack([0.1 * pca / pca.std(), shape])}
+    for centres in (14, 32, 64):
+        codes = char_codes(table.prompts, centres)
+        print(f"character n-gram k-means-{centres}: adjusted Rand index against the task labels "
+              f"{adjusted_rand_score(table.tasks, codes.argmax(axis=1)):.2f}")
+        features[f"0.3 MiniLM + character n-gram k-means-{centres} one-hot"] = np.hstack([0.3 * minilm, codes])
     sweep = SweepSpec([args.policy], [], [], {args.policy: json.loads(args.settings)})
     for name, vectors in features.items():
         report(sweep_curve(table, vectors, f"{name}, {args.policy} {args.settings}, bandit feedback", sweep, dials,
