@@ -1,8 +1,9 @@
 """Merged learned state in Redis, shared by router replicas on many machines.
 
 Keys (prefix "bandit-router:<namespace>:"): "state" holds the totals as safetensors bytes, "batches" a hash
-of each replica's last applied batch, "layout" how the first replica built its vectors. A merge is an optimistic transaction (WATCH both keys, add, MULTI/EXEC,
-retry on conflict), so concurrent pushes never overwrite each other and a retried push is counted once.
+of each replica's last applied batch, "layout" how the first replica built its vectors. A merge is an optimistic
+transaction (WATCH "state" and "batches", add, MULTI/EXEC, retry on conflict), so concurrent pushes never
+overwrite each other and a retried push is counted once.
 For the totals to survive a Redis restart, run the server with persistence (e.g. appendonly yes).
 """
 
@@ -46,9 +47,10 @@ class RedisStateStore(StateStore):
 
         try:
             self._redis.setnx(self._layout, layout)
-            return self._redis.get(self._layout).decode()
+            held = self._redis.get(self._layout)
         except redis.RedisError as error:
             raise self._unavailable(error) from None
+        return layout if held is None else held.decode()  # None: deleted in between, nothing to disagree with
 
     def merge(self, replica: str, seq: int, delta: Stats) -> Stats:
         import redis
