@@ -19,7 +19,7 @@ from .budget import Budget, Reservation
 from .decision import Completion, Decision, Messages, messages_of, query_text, usage_of
 from .encoders import Encoder, as_encoder
 from .errors import (AllModelsFailedError, BudgetExceededError, ConfigError, DuplicateFeedbackError,
-                     InvalidPromptError, NoEligibleModelError, StoreUnavailableError, UnknownRouteError)
+                     InvalidPromptError, NoEligibleModelError, UnknownRouteError)
 from .models import Model, estimate_tokens
 from .policies import Policy, make_policy
 from .policies.ridge import RidgePolicy
@@ -186,10 +186,6 @@ class Router:
             if not (isinstance(sync_every, (int, float)) and sync_every >= 0):
                 raise ConfigError(f"sync_every must be a number of seconds >= 0, got {sync_every!r}")
             self.replica = Replica(state_store, self.policy, float(sync_every), self.layout)
-            try:
-                self.replica.check_layout()  # a store holding another layout fails here, not at the first sync
-            except StoreUnavailableError:
-                pass  # checked again at every sync until the store answers
             self.replica.maybe_sync(self._lock)
 
     # -- what the policy sees -------------------------------------------------------------------------------

@@ -60,8 +60,8 @@ class BanditRouterLLM(FunctionCallingLLM):
     answered: route_id, model, cost_weight, propensity, failed, task, cost (USD) and token counts. Rate an answer
     with `llm.feedback(route_id, score)`; provider failures fall back to other models inside the router.
     `task` names the kind of request this LLM serves (one of the router's `tasks`, e.g. "rag-answer"), also per
-    call (`task=`; `task=None` routes on the prompt alone), so the router learns which models suit it. Other keyword arguments of a call go to LiteLLM
-    through the router (e.g. temperature, max_tokens, timeout).
+    call (`task=`; `task=None` routes on the prompt alone), so the router learns which models suit it. Other
+    keyword arguments of a call go to LiteLLM through the router (e.g. temperature, max_tokens, timeout).
     """
 
     cost_weight: Optional[float] = Field(default=None, description="Dial in [0, 1]; None uses the router's.")

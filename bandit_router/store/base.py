@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
-from ..errors import BanditRouterError, StateFormatError
+from ..errors import BanditRouterError, StateFormatError, StoreUnavailableError
 
 if TYPE_CHECKING:
     from ..policies.ridge import RidgePolicy
@@ -118,6 +118,10 @@ class Replica:
         self._outbox: list[tuple[int, Stats]] = []
         self._sync_lock = threading.Lock()
         self._synced_at = time.monotonic()
+        try:
+            self.check_layout()  # a store holding another layout fails here, not at the first sync
+        except StoreUnavailableError:
+            pass  # checked again at every sync until the store answers
         policy.share()
 
     @property

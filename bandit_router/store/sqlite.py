@@ -118,8 +118,9 @@ class DecisionLog:
         blob = None if vector is None else np.asarray(vector, dtype=np.float32).tobytes()
         self._execute(
             "INSERT INTO decisions (route_id, created_at, model, propensity, cost_weight, predictions, failed,"
-            " prompt, vector, task) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(route_id) DO UPDATE SET"  # a fallback
-            " model=excluded.model, propensity=excluded.propensity, failed=excluded.failed",  # keeps prompt, error
+            " prompt, vector, task) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(route_id) DO UPDATE SET"  # a fallback keeps prompt, error
+            " model=excluded.model, propensity=excluded.propensity, failed=excluded.failed",
             (decision.route_id, decision.created_at, decision.model, decision.propensity, decision.cost_weight,
              json.dumps(predictions, allow_nan=True), json.dumps(list(decision.failed)), prompt, blob, decision.task))
 
@@ -229,7 +230,8 @@ class SQLiteStateStore(StateStore):
     def _claim_once(self, layout: str) -> str:
         self._conn.execute("INSERT OR IGNORE INTO learned_layout (namespace, layout) VALUES (?, ?)",
                            (self.namespace, layout))
-        return self._conn.execute("SELECT layout FROM learned_layout WHERE namespace=?", (self.namespace,)).fetchone()[0]
+        row = self._conn.execute("SELECT layout FROM learned_layout WHERE namespace=?", (self.namespace,)).fetchone()
+        return row[0]
 
     def claim_layout(self, layout: str) -> str:
         with self._lock:

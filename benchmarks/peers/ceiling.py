@@ -9,10 +9,10 @@ from the data set, which a deployed router does not have), alone or beside the M
 (20 centres fitted in advance on the MiniLM vectors of all prompts, or of the train split's), and 16 principal
 components of the MiniLM vectors beside 13 surface features of the text (`surface`), and 0.3 x MiniLM beside a
 one-hot of the prompt's k-means cluster (14, 32 or 64 centres fitted on all prompts) of character 2-4-gram TF-IDF
-vectors reduced to 64 dimensions (`char_codes`: the surface form of the request, which tells templates apart). Each variant runs our Router with bandit feedback
-over compare.py's streams (seeds 0-2), and the full-information ridge router on the same features gives the
-ceiling with every model's score. Prints each variant's dials and its per-seed frontier at the
-44% target (the mean over seeds), as variants.py does.
+vectors reduced to 64 dimensions (`char_codes`: the surface form of the request, which tells templates apart).
+Each variant runs our Router with bandit feedback over compare.py's streams (seeds 0-2), and the
+full-information ridge router on the same features gives the ceiling with every model's score. Prints each
+variant's dials and its per-seed frontier at the 44% target (the mean over seeds), as variants.py does.
 """
 
 from __future__ import annotations
