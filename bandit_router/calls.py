@@ -19,6 +19,12 @@ from .streaming import AsyncRoutedStream, RoutedStream
 __all__ = ["ModelCaller", "retryable"]
 
 
+def route_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What `route` takes from a call's kwargs (task and budget_key are removed: providers do not take them)."""
+    return {"tools": bool(kwargs.get("tools")), "max_tokens": kwargs.get("max_tokens"),
+            "budget_key": kwargs.pop("budget_key", None), "task": kwargs.pop("task", None)}
+
+
 def retryable(error: BaseException) -> bool:
     """Provider failures worth trying another model for: timeouts, 5xx, rate limits, context too long."""
     import litellm

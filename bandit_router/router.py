@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from .budget import Budget
-from .calls import ModelCaller
+from .calls import ModelCaller, route_kwargs
 from .checks import check_cost_weight, check_prompt, check_score
 from .context import PromptContext, eligible
 from .decision import Completion, Decision, Messages, messages_of
@@ -23,21 +21,13 @@ from .models import Model, estimate_tokens
 from .outcome import Outcome, normalised_costs
 from .policies import Policy, make_policy
 from .redaction import hide
-from .settings import FeedbackSettings, Limits, LogSettings
+from .settings import FeedbackSettings, Limits, LogSettings, settings_or_default
 from .state import encode_router, load_router, write_atomic
 from .store import DecisionLog, Replica, StateStore
 from .streaming import AsyncRoutedStream, RoutedStream
 from .tasks import TaskHints
 
 __all__ = ["Router", "check_cost_weight", "check_score", "check_prompt"]
-
-
-def _settings(value: Any, kind: type, field: str) -> Any:
-    if value is None:
-        return kind()
-    if not isinstance(value, kind):
-        raise ConfigError(f"{field} must be a bandit_router.{kind.__name__} or None, got {type(value).__name__}")
-    return value
 
 
 class Router:
@@ -77,8 +67,8 @@ class Router:
         self.models: dict[str, Model] = {m.name: m for m in cards}
         self.cost_weight = check_cost_weight(cost_weight)
         self.seed = seed
-        self.feedback_settings: FeedbackSettings = _settings(feedback, FeedbackSettings, "feedback")
-        self.limits: Limits = _settings(limits, Limits, "limits")
+        self.feedback_settings: FeedbackSettings = settings_or_default(feedback, FeedbackSettings, "feedback")
+        self.limits: Limits = settings_or_default(limits, Limits, "limits")
         self.log_settings = log if isinstance(log, LogSettings) else LogSettings(log)
         self.context = PromptContext(encoder, tasks)
         if isinstance(policy, Policy):
@@ -195,11 +185,7 @@ class Router:
             cost = np.array([self.models[m].cost(prompt_tokens, output_tokens) for m in names])
             probs, quality = self._choose(vector, names, normalised_costs(cost), dial)
             choice = int(self.rng.choice(len(names), p=probs))
-            decision = Decision(
-                route_id=uuid.uuid4().hex, model=names[choice], propensity=float(probs[choice]), cost_weight=dial,
-                predicted_quality=dict(zip(names, map(float, quality))),
-                predicted_cost=dict(zip(names, map(float, cost))), probabilities=dict(zip(names, map(float, probs))),
-                created_at=time.time(), task=task)
+            decision = Decision.made(names, choice, probs, quality, cost, dial, task)
             self.gate.hold(decision, worst, budget_key)
             decision = self.ledger.open(decision, vector)
         if self.log is not None:
@@ -245,10 +231,8 @@ class Router:
         return self.ledger.is_waiting(route_id)
 
     def sync(self) -> None:
-        """Push this replica's unsynced updates to the state_store and serve from the merged totals.
-
-        Raises StoreUnavailableError if the store cannot be reached (the updates stay queued).
-        """
+        """Push this replica's unsynced updates to the state_store and serve from the merged totals
+        (StoreUnavailableError if the store cannot be reached; the updates stay queued)."""
         if self.replica is None:
             raise ConfigError("sync needs a router created with a state_store")
         self.replica.sync(self.lock)
@@ -259,13 +243,9 @@ class Router:
 
     # -- budget ---------------------------------------------------------------------------------------------
     def settle(self, route_id: str, cost: float | None = None) -> None:
-        """Charge the budget the real cost (USD) of the call made for `route_id`, replacing its hold; None charges
-        the hold itself (the worst case), for a call made whose usage never arrived.
-
-        complete/stream settle by themselves; call this after routing with `route` and calling the model yourself.
-        A hold still open when its route expires (`pending_ttl`) is charged in full. Without a budget (or once
-        settled) it does nothing.
-        """
+        """Charge the budget the real cost (USD) of `route_id`'s call, replacing its hold (None: the hold itself, for a
+        call whose usage never arrived). complete/stream settle by themselves; a hold still open when its route
+        expires is charged in full; without a budget (or once settled) it does nothing."""
         self.gate.settle(route_id, cost)
 
     def release(self, route_id: str) -> None:
@@ -273,12 +253,6 @@ class Router:
         self.gate.release(route_id)
 
     # -- calling models -------------------------------------------------------------------------------------
-    @staticmethod
-    def _route_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-        """What `route` takes from a call's kwargs (task and budget_key are removed: providers do not take them)."""
-        return {"tools": bool(kwargs.get("tools")), "max_tokens": kwargs.get("max_tokens"),
-                "budget_key": kwargs.pop("budget_key", None), "task": kwargs.pop("task", None)}
-
     def complete(self, prompt: str | Messages, cost_weight: float | None = None, models: Sequence[str] | None = None,
                  **kwargs: Any) -> Completion:
         """Route, then call the chosen model with litellm.completion (kwargs pass through, e.g. temperature,
@@ -287,28 +261,28 @@ class Router:
         On a provider failure the next-best eligible model is tried, up to `max_attempts` models.
         """
         messages = messages_of(prompt)
-        decision = self.route(messages, cost_weight, models, **self._route_kwargs(kwargs))
+        decision = self.route(messages, cost_weight, models, **route_kwargs(kwargs))
         return self.caller.complete(messages, decision, kwargs)
 
     async def acomplete(self, prompt: str | Messages, cost_weight: float | None = None,
                         models: Sequence[str] | None = None, **kwargs: Any) -> Completion:
         """Async `complete`, through litellm.acompletion."""
         messages = messages_of(prompt)
-        decision = await self.aroute(messages, cost_weight, models, **self._route_kwargs(kwargs))
+        decision = await self.aroute(messages, cost_weight, models, **route_kwargs(kwargs))
         return await self.caller.acomplete(messages, decision, kwargs)
 
     def stream(self, prompt: str | Messages, cost_weight: float | None = None, models: Sequence[str] | None = None,
                **kwargs: Any) -> RoutedStream:
         """Route, then stream the chosen model's answer; a model that fails before its first chunk is replaced."""
         messages = messages_of(prompt)
-        return self.caller.stream(messages, self.route(messages, cost_weight, models, **self._route_kwargs(kwargs)),
+        return self.caller.stream(messages, self.route(messages, cost_weight, models, **route_kwargs(kwargs)),
                                   kwargs)
 
     def astream(self, prompt: str | Messages, cost_weight: float | None = None, models: Sequence[str] | None = None,
                 **kwargs: Any) -> AsyncRoutedStream:
         """Async `stream`."""
         messages = messages_of(prompt)
-        return self.caller.astream(messages, self.route(messages, cost_weight, models, **self._route_kwargs(kwargs)),
+        return self.caller.astream(messages, self.route(messages, cost_weight, models, **route_kwargs(kwargs)),
                                    kwargs)
 
     # -- persistence ----------------------------------------------------------------------------------------

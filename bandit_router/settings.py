@@ -15,6 +15,15 @@ from .tokens import FeedbackTokens
 __all__ = ["FeedbackSettings", "Limits", "LogSettings"]
 
 
+def settings_or_default(value: Any, kind: type, field: str) -> Any:
+    """`value` if it is a `kind`, a default `kind()` for None, else ConfigError naming `field`."""
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        raise ConfigError(f"{field} must be a bandit_router.{kind.__name__} or None, got {type(value).__name__}")
+    return value
+
+
 def _whole(value: Any, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
