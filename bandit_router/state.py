@@ -126,7 +126,7 @@ def save_router(router: "Router", path: str | Path) -> None:
 def load_router(path: str | Path, encoder: "Encoder | Callable | None" = None,
                 api_keys: Mapping[str, str] | None = None, **settings: Any) -> "Router":
     """Rebuild a router saved by `save_router`. `settings` override saved router settings (e.g. log=...)."""
-    from .encoders import as_encoder, sentence_encoder
+    from .encoders import as_encoder
     from .policies import make_policy
     from .router import Router
 
@@ -134,7 +134,7 @@ def load_router(path: str | Path, encoder: "Encoder | Callable | None" = None,
     try:
         models = [Model.from_config(m, api_key=(api_keys or {}).get(m["name"])) for m in config["models"]]
         policy_config = config["policy"]
-        enc = as_encoder(encoder) if encoder is not None else sentence_encoder(config["encoder"])
+        enc = as_encoder(config["encoder"] if encoder is None else encoder)
         policy = make_policy(policy_config["name"], config["dim"], [m.name for m in models],
                              **policy_config["settings"])
         policy.rng.bit_generator.state = policy_config["rng"]
