@@ -549,6 +549,7 @@ class Router:
         """Async `complete`, through litellm.acompletion."""
         import litellm
 
+        await self.encoder.aencode(check_prompt(prompt, self.max_prompt_chars)[0])  # off the loop, for route()
         messages, decision, order = self._prepare(prompt, cost_weight, models, kwargs)
         failures: dict[str, BaseException] = {}
         for model in order:

@@ -146,3 +146,15 @@ async def test_aencode_gives_the_static_encoders_sync_vectors(fast):
     vectors = await asyncio.gather(*(fast.aencode(f"{t} #{i}") for i, t in enumerate(TEXTS * 4)))
     fresh = encoder_by_name(STATIC_ENCODER).encode([f"{t} #{i}" for i, t in enumerate(TEXTS * 4)])
     np.testing.assert_allclose(np.stack(vectors), fresh, atol=1e-6)
+
+
+async def test_acomplete_encodes_the_prompt_in_the_encoders_worker_thread():
+    threads = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        return hashed_bow_batch(texts)
+
+    router = Router(make_cards(), encoder=Encoder(embed, name="threads", dim=16), seed=0)
+    completion = await router.acomplete([{"role": "user", "content": "hello there"}], mock_response="ok")
+    assert completion.text == "ok" and len(threads) == 1 and threads[0].startswith("encoder-threads")
