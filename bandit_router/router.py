@@ -87,7 +87,8 @@ class Router:
         models: model cards, or LiteLLM names whose prices LiteLLM's cost map knows.
         policy: a registered policy name (see `bandit_router.policies.policy_names()`) or a Policy instance.
         policy_settings: settings of the named policy (e.g. {"alpha": 0.5} for linucb).
-        encoder: prompt encoder: None for all-MiniLM-L6-v2, an Encoder, or any callable text -> vector.
+        encoder: prompt encoder: None for all-MiniLM-L6-v2, a name ("static-all-MiniLM-L6-v2": its static
+            distillation, ~0.2 ms a prompt; or a sentence-transformers model), an Encoder, or a callable text -> vector.
         cost_weight: default dial in [0, 1]; 0 routes on quality only.
         seed: seed of every random choice the router and its policy make.
         log: decision log: a SQLite file path or a DecisionLog; None keeps no log.
@@ -115,7 +116,7 @@ class Router:
     """
 
     def __init__(self, models: Sequence[Model | str], policy: str | Policy = "linucb",
-                 policy_settings: Mapping[str, Any] | None = None, encoder: Encoder | Callable | None = None,
+                 policy_settings: Mapping[str, Any] | None = None, encoder: Encoder | Callable | str | None = None,
                  cost_weight: float = 0.0, seed: int | None = None, log: str | Path | DecisionLog | None = None,
                  store_prompts: bool = False, store_vectors: bool = False, pending_ttl: float = 86_400.0,
                  max_pending: int = 100_000, expired_reward: float | None = None,
@@ -583,7 +584,7 @@ class Router:
         save_router(self, path)
 
     @classmethod
-    def load(cls, path: str | Path, encoder: Encoder | Callable | None = None,
+    def load(cls, path: str | Path, encoder: Encoder | Callable | str | None = None,
              api_keys: Mapping[str, str] | None = None, **settings: Any) -> "Router":
         """Rebuild a saved router; API keys are never saved, so pass them per model name in `api_keys`."""
         from .state import load_router

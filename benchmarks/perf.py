@@ -279,8 +279,8 @@ def markdown(result: dict) -> str:
     lines += ["", "**Routing overhead per request** (ms). Decision: `Router.route` with the prompt's embedding "
               "already cached (encoder LRU hit + policy + bookkeeping). Encode + decide: `Router.route` on a 50-word "
               "prompt it has never seen.", "",
-              "| encoder | dim | policy | models | decision p50 | decision p99 | decision CPU p50 | encode + decide p50 "
-              "| encode + decide p99 | feedback updates/s (wall) | per CPU-second |",
+              "| encoder | dim | policy | models | decision p50 | decision p99 | decision CPU p50 | "
+              "encode + decide p50 | encode + decide p99 | feedback updates/s (wall) | per CPU-second |",
               "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in encoders:
         r = result["encoders"][name]
