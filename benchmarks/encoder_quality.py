@@ -81,7 +81,11 @@ def markdown(gains: dict[str, dict[str, dict[float, list[float]]]], fast: str, b
         lines += [f"**{name}**: hull gain, mean ± sd over seeds; the difference per seed pairs the same prompt "
                   "order", "", f"| dial | {base} | {fast} | difference | per seed | within {TOLERANCE} |",
                   "|---:|---:|---:|---:|---|---|"]
-        for dial in sorted(by_encoder[base]):
+        for dial in sorted(set(by_encoder[base]) | set(by_encoder[fast])):
+            if dial not in by_encoder[base] or dial not in by_encoder[fast]:
+                missing = base if dial not in by_encoder[base] else fast
+                lines.append(f"| {dial:g} | not replayed with {missing} | | | | |")
+                continue
             b, f = np.array(by_encoder[base][dial]), np.array(by_encoder[fast][dial])
             diff = f.mean() - b.mean()
             worst = min(worst, diff)
