@@ -8,6 +8,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from .atomic import write_atomic
 from .budget import Budget
 from .calls import ModelCaller, route_kwargs
 from .checks import check_cost_weight, check_prompt, check_score
@@ -22,7 +23,7 @@ from .outcome import Outcome, normalised_costs
 from .policies import Policy, make_policy
 from .redaction import hide
 from .settings import FeedbackSettings, Limits, LogSettings, settings_or_default
-from .state import encode_router, load_router, write_atomic
+from .state import encode_router, load_router
 from .store import DecisionLog, Replica, StateStore
 from .streaming import AsyncRoutedStream, RoutedStream
 from .tasks import TaskHints
@@ -37,7 +38,8 @@ class Router:
         models: model cards, or LiteLLM names whose prices LiteLLM's cost map knows.
         policy: a registered policy name (see `bandit_router.policies.policy_names()`) or a Policy instance.
         policy_settings: settings of the named policy (e.g. {"alpha": 0.5} for linucb).
-        encoder: prompt encoder: None for all-MiniLM-L6-v2, an Encoder, or any callable text -> vector.
+        encoder: None (all-MiniLM-L6-v2), a name ("static-all-MiniLM-L6-v2", a sentence-transformers model), an
+            Encoder, or a callable text -> vector.
         cost_weight: default dial in [0, 1]; 0 routes on quality only.
         seed: seed of every random choice the router and its policy make.
         log: decision log: a SQLite file path or a DecisionLog (None keeps no log), or LogSettings to also store
@@ -53,7 +55,7 @@ class Router:
     """
 
     def __init__(self, models: Sequence[Model | str], policy: str | Policy = "linucb",
-                 policy_settings: Mapping[str, Any] | None = None, encoder: Encoder | Callable | None = None,
+                 policy_settings: Mapping[str, Any] | None = None, encoder: Encoder | Callable | str | None = None,
                  cost_weight: float = 0.0, seed: int | None = None,
                  log: str | Path | DecisionLog | LogSettings | None = None, budget: Budget | None = None,
                  state_store: StateStore | None = None, tasks: Sequence[str] | TaskHints = (),
@@ -83,8 +85,7 @@ class Router:
         self.log = self.log_settings.open()
         self.lock = threading.RLock()
         self.gate = BudgetGate(budget, self.models, self.limits.expected_output_tokens, self.lock)
-        self.ledger = OutcomeLedger(self.feedback_settings, lambda outcomes: self.policy.learn(outcomes),
-                                    self.gate.settle, self.lock)
+        self.ledger = OutcomeLedger(self.feedback_settings, lambda o: self.policy.learn(o), self.gate.settle, self.lock)
         self.caller = ModelCaller(self.models, self.ledger, self.gate, self.log, self.log_settings.store_prompts,
                                   self.limits.max_attempts, self.lock)
         hide(m.api_key for m in cards if m.api_key)
@@ -231,8 +232,7 @@ class Router:
         return self.ledger.is_waiting(route_id)
 
     def sync(self) -> None:
-        """Push this replica's unsynced updates to the state_store and serve from the merged totals
-        (StoreUnavailableError if the store cannot be reached; the updates stay queued)."""
+        """Push unsynced updates to the state_store, serve the merged totals (StoreUnavailableError: kept queued)."""
         if self.replica is None:
             raise ConfigError("sync needs a router created with a state_store")
         self.replica.sync(self.lock)
@@ -293,8 +293,8 @@ class Router:
         write_atomic(path, data)
 
     @classmethod
-    def load(cls, path: str | Path, encoder: Encoder | Callable | None = None,
+    def load(cls, path: str | Path, encoder: Encoder | Callable | str | None = None,
              api_keys: Mapping[str, str] | None = None, **settings: Any) -> "Router":
-        """Rebuild a saved router; API keys are never saved, so pass them per model name in `api_keys`.
-        `settings` override saved constructor arguments (e.g. log=..., feedback=FeedbackSettings(...))."""
+        """Rebuild a saved router (API keys are never saved: pass them per model in `api_keys`); `settings` override
+        saved constructor arguments (e.g. log=..., feedback=FeedbackSettings(...))."""
         return load_router(cls, path, encoder=encoder, api_keys=api_keys, **settings)

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from dataclasses import replace
 from typing import Any, Callable, Mapping, Protocol, TypeVar
 
 import numpy as np
 
-from .encoders import Encoder, as_encoder, sentence_encoder
+from .encoders import Encoder, as_encoder
 from .errors import ConfigError, StateFormatError
 from .models import Model
 from .policies import Policy, make_policy
@@ -26,7 +24,7 @@ from .tasks import TEXT_WEIGHT, TaskHints
 
 T = TypeVar("T")
 
-__all__ = ["FORMAT", "encode_router", "load_router", "write_atomic", "read_state", "encode_state"]
+__all__ = ["FORMAT", "encode_router", "load_router", "read_state", "encode_state"]
 
 FORMAT = "bandit-router/1"
 
@@ -38,26 +36,6 @@ def _digest(config: str, arrays: Mapping[str, np.ndarray]) -> str:
         h.update(f"{name}|{a.dtype.str}|{a.shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()
-
-
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old content or the new, never a mix."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def encode_state(config: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> bytes:
@@ -167,7 +145,7 @@ def load_router(build: Callable[..., T], path: str | Path, encoder: Encoder | Ca
     try:
         models = [Model.from_config(m, api_key=(api_keys or {}).get(m["name"])) for m in config["models"]]
         policy_config = config["policy"]
-        enc = as_encoder(encoder) if encoder is not None else sentence_encoder(config["encoder"])
+        enc = as_encoder(config["encoder"] if encoder is None else encoder)
         policy = make_policy(policy_config["name"], config["dim"], [m.name for m in models],
                              **policy_config["settings"])
         policy.rng.bit_generator.state = policy_config["rng"]

@@ -58,7 +58,7 @@ def section(name: str, command: list[str]) -> str:
     return f"{head}```\n{shell}\n```\n{took}{rest}"
 
 
-INCLUDED = ("barp_results.md", "budgets_priors_results.md", "PEERS.md")  # pages written by other benchmarks
+INCLUDED = ("encoder_quality_results.md", "barp_results.md", "budgets_priors_results.md", "PEERS.md")  # pages written by other benchmarks
 
 
 def included(page: Path) -> str:
@@ -131,8 +131,10 @@ def main() -> None:
     text += f"""
 ## Performance
 
-Routing overhead per request, feedback throughput, memory per model, and the latency the router adds to a
-LiteLLM call. Measured by
+Per prompt encoder (all-MiniLM-L6-v2, the default, and its static distillation `static-all-MiniLM-L6-v2`):
+routing overhead per request, feedback throughput, memory per model, the latency the router adds to a LiteLLM
+call, 50 concurrent `acomplete` calls against one with the event loop's longest stall, and the cold start.
+Measured by
 
 ```
 LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 {PERF_COMMAND}
