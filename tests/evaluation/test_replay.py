@@ -70,8 +70,8 @@ def _results(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_cli_replay_writes_results_summary_and_plots(table_dir: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_replay_writes_results_summary_and_plots(table_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("BANDIT_ROUTER_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "out"
     status = main(["replay", str(table_dir), "--policy", "linucb,thompson", "--dial", "0,0.1,0.5", "--seeds", "2",
@@ -86,7 +86,11 @@ def test_cli_replay_writes_results_summary_and_plots(table_dir: Path, tmp_path: 
     assert oracle == [1.0]
     summary = (out / "summary.md").read_text()
     assert "full-info-ridge" in summary and "AIQ" in summary and "--seeds 2" in summary
-    for png in ("frontier.png", "regret.png"):
+    assert "Hull gain" in summary and "Learning curve" in summary
+    single = [r for r in rows if r["policy"].startswith("single:")]
+    assert max(float(r["hull_gain"]) for r in single) == pytest.approx(0.0, abs=1e-12)  # singles lie on or under
+    assert "hull gain" in capsys.readouterr().out  # the printed table
+    for png in ("frontier.png", "regret.png", "learning.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((tmp_path / "cache").glob("tiny-*.safetensors"))  # the prompt vectors were cached
 
