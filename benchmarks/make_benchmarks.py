@@ -44,11 +44,10 @@ def section(name: str, command: list[str]) -> str:
     out = RESULTS / name
     image_dir = ROOT / "docs" / "img" / name
     image_dir.mkdir(parents=True, exist_ok=True)
-    for png in ("frontier.png", "regret.png"):
-        shutil.copyfile(out / png, image_dir / png)
     text = (out / "summary.md").read_text()
-    text = text.replace("](frontier.png)", f"](img/{name}/frontier.png)").replace("](regret.png)",
-                                                                                  f"](img/{name}/regret.png)")
+    for png in ("frontier.png", "regret.png", "learning.png"):
+        shutil.copyfile(out / png, image_dir / png)
+        text = text.replace(f"]({png})", f"](img/{name}/{png})")
     shell = "LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 " + " ".join(shlex.quote(c) for c in command)
     head, _, rest = text.partition("```\n")  # the CLI's own command line, replaced by the full shell command
     _, _, rest = rest.partition("```\n")
