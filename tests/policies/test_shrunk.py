@@ -94,3 +94,58 @@ def test_temperature_splits_near_ties_at_random() -> None:
     policy = _policy(temperature=0.05, min_ratings=0)
     probs, _ = policy.probabilities(np.zeros(6), [0, 1], np.array([0.0, 0.02]), 1.0)
     assert probs.sum() == pytest.approx(1.0) and 0.5 < probs[0] < 0.7  # utilities 0.02 apart: e^0.4 : 1
+
+
+def _topic_router(**settings):
+    from bandit_router.encoders import Encoder
+    from bandit_router.models import Model
+    from bandit_router.router import Router
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return np.array([[1.0, 0.0, 0.0] if "math" in t else [0.0, 1.0, 0.0] for t in texts], dtype=np.float32)
+
+    models = [Model(n, input_cost_per_token=1e-6, output_cost_per_token=1e-6) for n in ("calc", "bard")]
+    return Router(models, policy="shrunk-linucb", policy_settings=settings, encoder=Encoder(embed, name="topic", dim=3),
+                  seed=0)
+
+
+def test_priors_write_into_its_statistics_and_count_as_ratings() -> None:
+    from bandit_router.models import Model
+    from bandit_router.priors import mix_prior, table_prior
+
+    r = _topic_router(alpha=0.1, prompt_regularization=1.0)
+    prompts = [f"math problem {i}" for i in range(20)] + [f"poem request {i}" for i in range(20)]
+    table_prior(r, prompts, np.array([[1.0, 0.0]] * 20 + [[0.0, 1.0]] * 20), ["calc", "bard"])
+    assert r.route("math problem 99").model == "calc" and r.route("poem request 99").model == "bard"
+    assert r.policy.ratings.tolist() == pytest.approx([40.0, 40.0])  # no forced exploration after a prior
+    r.add_model(Model("sage", input_cost_per_token=1e-6, output_cost_per_token=1e-6))
+    assert r.route("poem request 99").model == "sage"  # not rated yet: tried first
+    mix_prior(r, "sage", {"bard": 1.0}, offset=0.05)
+    q = r.route("poem request 99").predicted_quality
+    assert q["sage"] == pytest.approx(q["bard"] + 0.05)
+
+
+def test_empirical_bayes_frees_the_prompt_weights_only_where_the_prompt_explains_the_ratings() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(600, 6)) / np.sqrt(6)
+    policy = _policy(prompt_regularization=30.0)
+    for x in X:
+        policy.update(x, "cheap", float(rng.random() < 0.5))  # a coin: the prompt says nothing
+        policy.update(x, "strong", float(x[0] > 0))  # decided by the prompt
+    cheap, strong = policy.prompt_precision
+    assert cheap >= 30.0 and strong <= 3.0  # re-chosen after 256, 512 and 1024 ratings
+    assert policy.predict(X[0], [1])[0][0] == pytest.approx(float(policy.theta[1] @ np.append(X[0], 1.0)))
+    fixed = _policy(prompt_regularization=30.0, empirical_bayes=False)
+    for x in X[:300]:
+        fixed.update(x, "strong", float(x[0] > 0))
+    assert fixed.prompt_precision.tolist() == [30.0, 30.0]
+
+
+def test_state_round_trip_keeps_the_chosen_precisions() -> None:
+    X, R = _data(400)
+    policy = _policy()
+    policy.absorb(X, R, ARMS)
+    copy = _policy()
+    copy.load_state(policy.state())
+    np.testing.assert_array_equal(copy.prompt_precision, policy.prompt_precision)
+    np.testing.assert_allclose(copy.predict(X[0], [0, 1])[0], policy.predict(X[0], [0, 1])[0], atol=1e-12)
