@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 SETS = {"llmrouter-9": [], "routellm-mmlu-2": [], "routerarena-2": ["--invalid-rows", "drop"]}
-POLICIES = "linucb,thompson,epsilon-greedy,random,cheapest"
-DIALS = "0,0.05,0.1,0.2,0.5"
+POLICIES = "shrunk-linucb,linucb,thompson,epsilon-greedy,random,cheapest"
+DIALS = "0,0.03,0.06,0.1,0.2,0.5"
 PERF_COMMAND = "OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/perf.py --out benchmarks/results"
 
 
