@@ -57,8 +57,8 @@ def test_sweep_in_two_processes_and_report(table_dir: Path, tmp_path: Path) -> N
     spec = SweepSpec(["linucb", "random"], [0.0, 0.5], [0, 1])
     runs = run_sweep(table, vectors, "topic", spec, workers=2)
     assert [(r.policy, r.cost_weight, r.seed) for r, _ in runs] == list(spec.tasks())
-    same = replay(table, Router(table.model_cards(), encoder=lookup_encoder(table, vectors, "topic"), seed=1),
-                  0.5, seed=1)  # a run in a worker equals the same run in this process
+    same = replay(table, Router(table.model_cards(), policy="linucb", encoder=lookup_encoder(table, vectors, "topic"),
+                                seed=1), 0.5, seed=1)  # a run in a worker equals the same run in this process
     np.testing.assert_array_equal(runs[3][0].chosen, same.chosen)
     paths = write_report(tmp_path / "out", table, [*runs, *((r, None) for r in reference_runs(table, vectors,
                                                                                                [0.0, 0.5], [0, 1]))])
@@ -130,8 +130,9 @@ def test_task_hints_reach_the_router_in_replays_and_sweeps(table_dir: Path) -> N
     """With an encoder blind to the topic, only the table's task column (as task hints) tells the topics apart."""
     table = load_table(table_dir)
     blind = Encoder(lambda texts: np.stack([topic_vector(t)[3:] for t in texts]), name="blind", cache_size=0)
-    without = replay(table, Router(table.model_cards(), encoder=blind, seed=0), 0.0, seed=0)
-    hinted = replay(table, Router(table.model_cards(), encoder=blind, seed=0, tasks=["math", "code"]), 0.0, seed=0)
+    without = replay(table, Router(table.model_cards(), policy="linucb", encoder=blind, seed=0), 0.0, seed=0)
+    hinted = replay(table, Router(table.model_cards(), policy="linucb", encoder=blind, seed=0,
+                                   tasks=["math", "code"]), 0.0, seed=0)
     assert hinted.mean_score > without.mean_score + 0.1  # poems (no hint declared) route on the text alone
     vectors = np.stack([topic_vector(p)[3:] for p in table.prompts])
     spec = SweepSpec(["linucb"], [0.0], [0], task_hints=True)
