@@ -7,10 +7,11 @@ diag(lambda_a, ..., regularization) instead of regularization * I. A model's mea
 each model's lambda_a is re-chosen from a grid by empirical Bayes (the marginal likelihood of its ratings, from
 the same statistics) after 256, 512, 1024, ... ratings in all, so the prompt-dependent part earns its weight:
 a model whose ratings the prompt does not explain stays near its mean. This curbs the optimizer's curse of an
-argmax over many noisy 385-parameter fits. Every model is first rated `min_ratings` times; then the choice is
-the argmax of mean + bonus - cost_weight cost, the bonus alpha / sqrt(ratings) by default (optimism about the
-model's mean only; the prompt part is used greedily) or alpha x the prediction's sd; with temperature > 0, a
-softmax over the utilities instead of the argmax.
+argmax over many noisy 385-parameter fits. The choice is the argmax of quality - cost_weight cost, quality being
+the prediction plus a bonus, alpha / sqrt(ratings) by default (optimism about the model's mean only; the prompt
+part is used greedily) or alpha x the prediction's sd, and 1 (the best rating) for a model rated fewer than
+`min_ratings` times, so exploration is cost-aware: at a high dial an unrated costly model is not tried. With
+temperature > 0, a softmax over the utilities instead of the argmax.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class ShrunkLinUCBConfig(RidgeConfig):
     alpha: float = 0.5  # width of the confidence bonus
     bonus: str = "count"  # "count": alpha / sqrt(ratings + regularization); "posterior": alpha x the prediction's sd
     temperature: float = 0.0  # softmax temperature over the utilities (0: argmax)
-    min_ratings: int = 10  # a model with fewer ratings than this is chosen first (evenly among such models)
+    min_ratings: int = 10  # a model with fewer ratings is valued at the best rating, 1 (less its cost at the dial)
 
     def validate(self) -> None:
         super().validate()
@@ -203,11 +204,10 @@ class ShrunkLinUCB(RidgePolicy):
             mean, sd = (self.theta @ z)[arms], 1.0 / np.sqrt(self.ratings[arms] + self.config.regularization)
         else:
             mean, sd = self.predict(x, arms)
-        if self.config.min_ratings:
-            unrated = self.ratings[arms] < self.config.min_ratings - 1e-9
-            if unrated.any():
-                return unrated / unrated.sum(), mean
-        utility = mean + self.config.alpha * sd - cost_weight * np.asarray(cost, float)
+        quality = mean + self.config.alpha * sd
+        if self.config.min_ratings:  # optimism: a model rated fewer times is taken to score the best rating, 1
+            quality = np.where(self.ratings[arms] < self.config.min_ratings - 1e-9, 1.0, quality)
+        utility = quality - cost_weight * np.asarray(cost, float)
         if self.config.temperature == 0:
             return one_hot_argmax(utility), mean
         weights = np.exp((utility - utility.max()) / self.config.temperature)
