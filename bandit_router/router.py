@@ -114,7 +114,7 @@ class Router:
         text_weight: with `tasks`, the prompt vector's scale beside the task's one-hot, in (0, 10].
     """
 
-    def __init__(self, models: Sequence[Model | str], policy: str | Policy = "shrunk-linucb",
+    def __init__(self, models: Sequence[Model | str], policy: str | Policy = "linucb",
                  policy_settings: Mapping[str, Any] | None = None, encoder: Encoder | Callable | None = None,
                  cost_weight: float = 0.0, seed: int | None = None, log: str | Path | DecisionLog | None = None,
                  store_prompts: bool = False, store_vectors: bool = False, pending_ttl: float = 86_400.0,
