@@ -56,7 +56,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     from .encoders import encoder_by_name
     from .evaluation import load_table, table_vectors
-    from .evaluation.report import write_report
+    from .evaluation.report import hull_table, write_report
     from .evaluation.sweep import SweepSpec, reference_runs, run_sweep
 
     if args.seeds < 1:
@@ -75,6 +75,7 @@ def _replay(args: argparse.Namespace) -> int:
                          on_done=lambda run, seconds: bar.update(len(table)))
     command = "bandit-router " + " ".join(shlex.quote(a) for a in args.argv)
     paths = write_report(args.out, table, [*runs, *refs], regret_dial=args.regret_dial, command=command)
+    print("\n".join(hull_table(table, [run for run, _ in [*runs, *refs]])))
     print(f"{n_runs} runs in {time.perf_counter() - started:.0f} s; wrote " + ", ".join(map(str, paths.values())),
           file=sys.stderr)
     return 0
