@@ -1,4 +1,4 @@
-"""Fast replay of a shared set through a policy's `probabilities`/`update_routed` directly, without the Router.
+"""Fast replay of a shared set through a policy's `probabilities`/`learn` directly, without the Router.
 
 Same protocol as `bandit_router.evaluation.replay` (prompts shuffled by `default_rng(seed)`, the choice drawn
 from the policy's probabilities with the Router's `default_rng([seed, 1])`, bandit feedback, each model's cost
@@ -21,6 +21,7 @@ import numpy as np
 
 from bandit_router.encoders import sentence_encoder
 from bandit_router.evaluation import load_table, table_vectors
+from bandit_router.outcome import Outcome
 from bandit_router.evaluation.metrics import hull_gain, learning_curve
 from bandit_router.models import estimate_tokens
 from bandit_router.policies import make_policy
@@ -52,8 +53,8 @@ def run(table, vectors, norm_cost, policy: str, settings: dict, dial: float, see
         probs, _ = pol.probabilities(vectors[i], arms, norm_cost[i], dial)
         k = int(rng.choice(K, p=probs))
         chosen[step] = k
-        pol.update_routed(vectors[i], table.models[k], float(table.scores[i, k]), float(norm_cost[i, k]), dial,
-                          float(probs[k]))
+        pol.learn([Outcome(vectors[i], table.models[k], float(table.scores[i, k]), float(norm_cost[i, k]), dial,
+                           float(probs[k]))])
     return chosen, order
 
 
@@ -66,7 +67,7 @@ def perf(policy: str, settings: dict, models: int = 10, dim: int = 384, n: int =
     pol = make_policy(policy, dim, arms, seed=0, **settings)
     started = time.perf_counter()
     for i, x in enumerate(X):
-        pol.update_routed(x, arms[i % models], float(rng.random()), 0.5, 0.1, 1.0)
+        pol.learn([Outcome(x, arms[i % models], float(rng.random()), 0.5, 0.1, 1.0)])
     rate = n / (time.perf_counter() - started)
     cost, idx, times = rng.random(models), list(range(models)), []
     for x in X[:2000]:

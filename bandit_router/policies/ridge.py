@@ -139,8 +139,11 @@ class RidgePolicy(Policy):
             self.theta[a] = self.A_inv[a] @ self.b[a]
 
     def _update(self, x: np.ndarray, arm: str, reward: float) -> None:
+        self._add(arm, self.features(x), reward)
+
+    def _add(self, arm: str, z: np.ndarray, reward: float) -> None:
+        """A += z z^T, b += reward z for `arm` (A^-1 by Sherman-Morrison), recorded for sharing."""
         k = self.index(arm)
-        z = self.features(x)
         A_inv = self.A_inv[k]
         Az = A_inv @ z
         A_inv -= np.multiply(Az[:, None], Az / (1.0 + z @ Az), out=self._outer)

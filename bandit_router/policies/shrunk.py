@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import ConfigError, StateFormatError
 from ..outcome import Outcome
 from .base import one_hot_argmax, register
-from .ridge import RidgeConfig, RidgePolicy, _Delta
+from .ridge import RidgeConfig, RidgePolicy
 
 __all__ = ["ShrunkLinUCB", "ShrunkLinUCBConfig"]
 
@@ -170,30 +170,10 @@ class ShrunkLinUCB(RidgePolicy):
             self._rank_one(outcome.model, root * self.features(outcome.vector), root * float(outcome.reward))
 
     def _rank_one(self, arm: str, z: np.ndarray, reward: float) -> None:
-        """A += z z^T, b += reward z for `arm` (A^-1 by Sherman-Morrison; A's outer products summed in batches)."""
-        k = self.index(arm)
-        A_inv = self.A_inv[k]
-        Az = A_inv @ z
-        A_inv -= np.multiply(Az[:, None], Az / (1.0 + z @ Az), out=self._outer)
-        self._unsummed[k].append(z.copy())
-        if len(self._unsummed[k]) >= 64:
-            self._sum_outer(k)
-        self.b[k] += reward * z
-        self.theta[k] = A_inv @ self.b[k]
-        self.ratings[k] += z[-1] ** 2
-        if self._delta is not None:
-            self._delta.setdefault(arm, _Delta(self.p)).add(z, reward)
+        """RidgePolicy's rank-one update, counting the rating and re-choosing precisions when one is due."""
+        self._add(arm, z, reward)
+        self.ratings[self.index(arm)] += z[-1] ** 2
         self._maybe_refit()
-
-    def update(self, x: np.ndarray, arm: str, reward: float) -> None:
-        self.learn([Outcome(np.asarray(x), arm, float(reward))])
-
-    def update_routed(self, x: np.ndarray, arm: str, reward: float, cost: float, cost_weight: float,
-                      propensity: float) -> None:
-        self.learn([Outcome(np.asarray(x), arm, float(reward), cost, cost_weight, propensity)])
-
-    def absorb(self, X: np.ndarray, rewards: np.ndarray, arms: Sequence[str], weight: float = 1.0) -> None:
-        self.learn([Outcome(x, arm, float(r), weight=weight) for x, row in zip(X, rewards) for arm, r in zip(arms, row)])
 
     # -- choosing ------------------------------------------------------------------------------------------
     def probabilities(self, x: np.ndarray, arms: Sequence[int], cost: np.ndarray,

@@ -82,7 +82,7 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 
 def private_accesses() -> list[str]:
-    """`x._name` where x is not self or cls and `_name` is a private member defined in the package (another
+    """`x._name` where x is not self, cls or super() and `_name` is a private member defined in the package (another
     object's private member; dunders are public, private names of other libraries are theirs)."""
     trees = modules()
     defined = {node.name for tree in trees.values() for node in ast.walk(tree)
@@ -94,7 +94,9 @@ def private_accesses() -> list[str]:
         for node in ast.walk(tree):
             if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
                     and node.attr in defined
-                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+                    and not (isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)
+                             and node.value.func.id == "super")):
                 found.append(f"{name}:{node.lineno}: .{node.attr}")
     return found
 

@@ -31,12 +31,12 @@ def test_prior_shrinks_prompt_weights_harder_than_the_intercept() -> None:
     np.testing.assert_allclose(np.diag(policy.A[0]), [50.0] * 6 + [1.0])
     x = np.ones(6) / np.sqrt(6)
     for _ in range(20):
-        policy.update(x, "strong", 0.9)
+        policy.learn([Outcome(x, "strong", 0.9)])
     theta = policy.theta[policy.index("strong")]
     assert theta[-1] > 0.7 and np.abs(theta[:-1]).max() < 0.05  # the mean carries the rating, not the prompt
     plain = make_policy("linucb", 6, ARMS)
     for _ in range(20):
-        plain.update(x, "strong", 0.9)
+        plain.learn([Outcome(x, "strong", 0.9)])
     assert plain.theta[plain.index("strong")][-1] < theta[-1]  # lambda I splits it across the prompt weights
 
 
@@ -53,8 +53,8 @@ def test_weighted_outcome_counts_as_that_many_ratings() -> None:
     once, twice = _policy(), _policy()
     once.learn([Outcome(x, "cheap", float(r), weight=2.0) for x, r in zip(X, R[:, 0])])
     for x, r in zip(X, R[:, 0]):
-        twice.update(x, "cheap", float(r))
-        twice.update_routed(x, "cheap", float(r), 0.1, 0.0, 1.0)
+        twice.learn([Outcome(x, "cheap", float(r))])
+        twice.learn([Outcome(x, "cheap", float(r), 0.1, 0.0, 1.0)])
     for key in ("A", "A_inv", "b"):
         np.testing.assert_allclose(once.state()[key], twice.state()[key], atol=1e-9)
     with pytest.raises(ConfigError, match="weight"):
@@ -68,8 +68,8 @@ def test_replicas_merge_to_the_policy_that_saw_every_rating() -> None:
     b.share()
     for i, (x, r) in enumerate(zip(X, R)):
         arm = i % 2
-        (a if i < 60 else b).update(x, ARMS[arm], float(r[arm]))
-        alone.update(x, ARMS[arm], float(r[arm]))
+        (a if i < 60 else b).learn([Outcome(x, ARMS[arm], float(r[arm]))])
+        alone.learn([Outcome(x, ARMS[arm], float(r[arm]))])
     deltas = [a.take_delta(), b.take_delta()]
     totals = {arm: {k: sum(d[arm][k] for d in deltas) for k in ("A", "b")} for arm in ARMS}
     a.install_totals(totals)
@@ -81,7 +81,7 @@ def test_replicas_merge_to_the_policy_that_saw_every_rating() -> None:
 def test_learns_the_context_and_the_dial_trades_quality_for_cost() -> None:
     X, R = _data(600)
     policy = _policy(prompt_regularization=5.0)
-    policy.absorb(X, R, ARMS)
+    policy.learn([Outcome(x, arm, float(r)) for x, row in zip(X, R) for arm, r in zip(ARMS, row)])
     cost = np.array([0.1, 1.0])
     x_cheap_wins = np.zeros(6)
     x_cheap_wins[0] = 2.0  # 0.4 + 0.6 > 0.7 - 0.6
@@ -130,21 +130,21 @@ def test_empirical_bayes_frees_the_prompt_weights_only_where_the_prompt_explains
     X = rng.normal(size=(600, 6)) / np.sqrt(6)
     policy = _policy(prompt_regularization=30.0)
     for x in X:
-        policy.update(x, "cheap", float(rng.random() < 0.5))  # a coin: the prompt says nothing
-        policy.update(x, "strong", float(x[0] > 0))  # decided by the prompt
+        policy.learn([Outcome(x, "cheap", float(rng.random() < 0.5))])  # a coin: the prompt says nothing
+        policy.learn([Outcome(x, "strong", float(x[0] > 0))])  # decided by the prompt
     cheap, strong = policy.prompt_precision
     assert cheap >= 30.0 and strong <= 3.0  # re-chosen after 256, 512 and 1024 ratings
     assert policy.predict(X[0], [1])[0][0] == pytest.approx(float(policy.theta[1] @ np.append(X[0], 1.0)))
     fixed = _policy(prompt_regularization=30.0, empirical_bayes=False)
     for x in X[:300]:
-        fixed.update(x, "strong", float(x[0] > 0))
+        fixed.learn([Outcome(x, "strong", float(x[0] > 0))])
     assert fixed.prompt_precision.tolist() == [30.0, 30.0]
 
 
 def test_state_round_trip_keeps_the_chosen_precisions() -> None:
     X, R = _data(400)
     policy = _policy()
-    policy.absorb(X, R, ARMS)
+    policy.learn([Outcome(x, arm, float(r)) for x, row in zip(X, R) for arm, r in zip(ARMS, row)])
     copy = _policy()
     copy.load_state(policy.state())
     np.testing.assert_array_equal(copy.prompt_precision, policy.prompt_precision)
