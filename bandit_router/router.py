@@ -24,7 +24,7 @@ from .models import Model, estimate_tokens
 from .policies import Policy, make_policy
 from .policies.ridge import RidgePolicy
 from .quota import SourceQuota
-from .redaction import hidden, hide
+from .redaction import hidden, hide, redact
 from .store import DecisionLog, Replica, StateStore
 from .streaming import AsyncRoutedStream, RoutedStream
 from .tasks import TEXT_WEIGHT, TaskHints
@@ -63,12 +63,13 @@ def check_prompt(prompt: Any, max_chars: int) -> tuple[str, str]:
 
 
 def _retryable(error: BaseException) -> bool:
-    """Provider failures worth trying another model for: timeouts, 5xx, rate limits, context too long."""
+    """Provider failures worth trying another model for: timeouts, 5xx, rate limits, context too long, and a 404
+    (that model's endpoint or deployment is missing; another model's may be fine)."""
     import litellm
 
     retryable = (litellm.Timeout, litellm.APIConnectionError, litellm.InternalServerError,
                  litellm.ServiceUnavailableError, litellm.RateLimitError, litellm.ContextWindowExceededError,
-                 litellm.BadGatewayError)
+                 litellm.BadGatewayError, litellm.NotFoundError)
     return isinstance(error, retryable) or (getattr(error, "status_code", 0) or 0) >= 500
 
 
@@ -284,9 +285,10 @@ class Router:
         names = [m for m in names if not max_tokens or self.models[m].max_output_tokens is None
                  or self.models[m].max_output_tokens >= max_tokens]  # providers refuse a larger max_tokens
         if not names:
+            windows = {m: self.models[m].context_window for m in (models if models is not None else self.models)}
             raise NoEligibleModelError(
                 f"no model is eligible for this request (allowed={list(models) if models is not None else 'all'}, "
-                f"tools={tools}, prompt_tokens={prompt_tokens}, max_tokens={max_tokens})")
+                f"tools={tools}, prompt_tokens={prompt_tokens}, max_tokens={max_tokens}; context windows: {windows})")
         return names
 
     def route(self, prompt: str | Messages, cost_weight: float | None = None, models: Sequence[str] | None = None,
@@ -511,7 +513,7 @@ class Router:
             if decision.route_id in self._pending:
                 self._close(decision.route_id, "failed")
         self.release(decision.route_id)
-        detail = "; ".join(f"{m}: {type(e).__name__}" for m, e in failures.items())
+        detail = "; ".join(f"{m}: {type(e).__name__}: {redact(str(e))[:300]}" for m, e in failures.items())
         return AllModelsFailedError(f"no model could serve the request after {len(failures)} attempt(s): {detail}",
                                     failures)
 
