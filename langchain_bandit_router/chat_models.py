@@ -267,6 +267,14 @@ class ChatBanditRouter(BaseChatModel):
                           llm_output={"route_id": decision.route_id, "model_name": decision.model,
                                       "token_usage": dict(completion.usage)})
 
+    def _combine_llm_outputs(self, llm_outputs: list[dict | None]) -> dict:
+        """One `llm_output` for a batch: token_usage summed over its calls."""
+        usage: dict[str, int] = {}
+        for output in llm_outputs:
+            for key, value in ((output or {}).get("token_usage") or {}).items():
+                usage[key] = usage.get(key, 0) + value
+        return {"token_usage": usage, "model_name": "bandit-router"}
+
     def _convert_cached_generations(self, cache_val: list[Generation]) -> list[ChatGeneration]:
         """A reply from LangChain's cache is reported as cached: no route to rate (its decision was rated, or
         not, when it was made) and no cost, as no model was called."""
