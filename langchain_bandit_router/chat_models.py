@@ -201,9 +201,10 @@ class ChatBanditRouter(BaseChatModel):
         allowed = self.models or list(self.router.models)
         if method is None:
             method = "function_calling" if any(self.router.models[m].supports_tools for m in allowed) else "json_schema"
+        traced = {"ls_structured_output_format": {"kwargs": {"method": method}, "schema": schema}}  # for tracers
         if method == "function_calling":
-            return _structured(self.bind_tools([schema], tool_choice="any", strict=strict), _tool_parser(schema),
-                               include_raw)
+            return _structured(self.bind_tools([schema], tool_choice="any", strict=strict, **traced),
+                               _tool_parser(schema), include_raw)
         if method not in ("json_schema", "json_mode"):
             raise ConfigError(f"method must be 'function_calling', 'json_schema', 'json_mode' or None, got {method!r}")
         if method == "json_mode":
@@ -215,7 +216,7 @@ class ChatBanditRouter(BaseChatModel):
                 "schema": function.get("parameters", {}), **({} if strict is None else {"strict": strict})}}
         parser = (PydanticOutputParser(pydantic_object=schema) if isinstance(schema, type)
                   and is_basemodel_subclass(schema) else JsonOutputParser())
-        return _structured(self.bind(response_format=response_format), parser, include_raw)
+        return _structured(self.bind(response_format=response_format, **traced), parser, include_raw)
 
     # -- calls ----------------------------------------------------------------------------------------------
     def _call(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> _Call:
