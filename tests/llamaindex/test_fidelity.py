@@ -17,7 +17,7 @@ from bandit_router.feedback import EvaluationError
 from bandit_router.testing import FakeLLMServer
 from llamaindex_bandit_router import BanditRouterLLM, EncoderEmbedding, EvaluatorFeedback
 
-from .conftest import BIG, CHEAP, bag_of_words, cards
+from .conftest import BIG, CHEAP, bag_of_words
 
 
 class Pet(BaseModel):
