@@ -10,7 +10,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 
-from bandit_router import ConfigError, DuplicateFeedbackError, Model, Router, UnknownRouteError
+from bandit_router import ConfigError, DuplicateFeedbackError, FeedbackSettings, Model, Router, UnknownRouteError
 from bandit_router.errors import InvalidFeedbackTokenError
 from bandit_router.feedback import Evaluator, LLMJudge, RunRoutes
 from bandit_router.testing import FakeLLMServer
@@ -156,7 +156,8 @@ def test_llm_judge_through_litellm(router: Router, server: FakeLLMServer) -> Non
 
 
 def test_signed_feedback_and_per_source_caps(server: FakeLLMServer) -> None:
-    router = Router(cards(server.base_url), encoder=hashed_bow, seed=0, feedback_secret="s" * 32, source_limit=1)
+    router = Router(cards(server.base_url), encoder=hashed_bow, seed=0,
+                    feedback=FeedbackSettings(feedback_secret="s" * 32, source_limit=1))
     handler = FeedbackHandler(router)
     evaluator = Evaluator(router, lambda prompt, answer: 1.0, seed=0)
     llm = ChatBanditRouter(router=router)

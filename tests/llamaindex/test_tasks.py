@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
-from bandit_router import ConfigError, Router
+from bandit_router import ConfigError, Router, TaskHints
 from bandit_router.testing import FakeLLMServer
 from llamaindex_bandit_router import BanditRouterLLM
 
@@ -24,7 +24,7 @@ MESSAGES = [ChatMessage(role=MessageRole.USER, content=PROMPT)]
 
 @pytest.fixture
 def tasked(server: FakeLLMServer) -> Router:
-    return Router(cards(server), encoder=bag_of_words, seed=0, tasks=TASKS, text_weight=TEXT_WEIGHT)
+    return Router(cards(server), encoder=bag_of_words, seed=0, tasks=TaskHints(TASKS, TEXT_WEIGHT))
 
 
 @pytest.fixture
@@ -64,9 +64,9 @@ def test_override_leaves_the_instance_task(tasked: Router, seen: list[np.ndarray
 
 def test_feedback_learns_under_the_task(tasked: Router, monkeypatch: pytest.MonkeyPatch) -> None:
     updates: list[np.ndarray] = []
-    update = tasked.policy.update
-    monkeypatch.setattr(tasked.policy, "update", lambda x, arm, reward: (updates.append(np.array(x)),
-                                                                         update(x, arm, reward)))
+    learn = tasked.policy.learn
+    monkeypatch.setattr(tasked.policy, "learn", lambda outcomes: (updates.extend(np.array(o.vector) for o in outcomes),
+                                                                  learn(outcomes)))
     llm = BanditRouterLLM(tasked, task="rag-answer", call_kwargs=NO_RETRIES)
     llm.feedback(llm.chat(MESSAGES).additional_kwargs["route_id"], 1.0)
     assert [hint(x) for x in updates] == [ANSWER]
