@@ -12,7 +12,7 @@ from .errors import AllModelsFailedError
 from .gate import BudgetGate
 from .ledger import OutcomeLedger
 from .models import Model
-from .redaction import hidden
+from .redaction import hidden, redact
 from .store import DecisionLog
 from .streaming import AsyncRoutedStream, RoutedStream
 
@@ -26,12 +26,13 @@ def route_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def retryable(error: BaseException) -> bool:
-    """Provider failures worth trying another model for: timeouts, 5xx, rate limits, context too long."""
+    """Provider failures worth trying another model for: timeouts, 5xx, rate limits, context too long, and a 404
+    (that model's endpoint or deployment is missing; another model's may be fine)."""
     import litellm
 
     kinds = (litellm.Timeout, litellm.APIConnectionError, litellm.InternalServerError,
              litellm.ServiceUnavailableError, litellm.RateLimitError, litellm.ContextWindowExceededError,
-             litellm.BadGatewayError)
+             litellm.BadGatewayError, litellm.NotFoundError)
     return isinstance(error, kinds) or (getattr(error, "status_code", 0) or 0) >= 500
 
 
@@ -87,7 +88,7 @@ class ModelCaller:
     def all_failed(self, decision: Decision, failures: dict[str, BaseException]) -> AllModelsFailedError:
         self.ledger.fail(decision.route_id)
         self.gate.release(decision.route_id)
-        detail = "; ".join(f"{m}: {type(e).__name__}" for m, e in failures.items())
+        detail = "; ".join(f"{m}: {type(e).__name__}: {redact(str(e))[:300]}" for m, e in failures.items())
         return AllModelsFailedError(f"no model could serve the request after {len(failures)} attempt(s): {detail}",
                                     failures)
 

@@ -95,7 +95,8 @@ def eligible(models: Mapping[str, Model], prompt_tokens: int, allowed: Sequence[
     names = [m for m in names if not max_tokens or models[m].max_output_tokens is None
              or models[m].max_output_tokens >= max_tokens]  # providers refuse a larger max_tokens
     if not names:
+        windows = {m: models[m].context_window for m in (allowed if allowed is not None else models)}
         raise NoEligibleModelError(
             f"no model is eligible for this request (allowed={list(allowed) if allowed is not None else 'all'}, "
-            f"tools={tools}, prompt_tokens={prompt_tokens}, max_tokens={max_tokens})")
+            f"tools={tools}, prompt_tokens={prompt_tokens}, max_tokens={max_tokens}; context windows: {windows})")
     return names

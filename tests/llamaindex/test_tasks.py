@@ -48,7 +48,7 @@ async def test_every_method_carries_the_instance_task_and_per_call_override(
     _, override, _ = await call(llm, method, task="retrieve")
     _, untasked, _ = await call(BanditRouterLLM(tasked, call_kwargs=NO_RETRIES), method)
     assert text == f"Echo: {PROMPT}"
-    assert (info["task"], override["task"], "task" in untasked) == ("rag-answer", "retrieve", False)
+    assert (info["task"], override["task"], untasked["task"]) == ("rag-answer", "retrieve", None)
     assert [hint(x) for x in seen] == [ANSWER, RETRIEVE, NONE]
     np.testing.assert_allclose(seen[0], tasked.vectors([PROMPT], ["rag-answer"])[0], atol=1e-6)
 
