@@ -37,7 +37,7 @@ class Service:
         self.router = router if router is not None else config.build_router()
         self.keys = config.keyring()
         self.metrics = Metrics()
-        self._routes: OrderedDict[str, tuple[str, float]] = OrderedDict()  # route_id -> (tenant, created_at)
+        self._routes: OrderedDict[str, list] = OrderedDict()  # route_id -> [tenant, created_at, rated]
         self._lock = threading.Lock()
         self.app = Starlette(routes=[
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
@@ -77,7 +77,7 @@ class Service:
 
     def _remember(self, route_id: str, tenant: str) -> None:
         with self._lock:
-            self._routes[route_id] = (tenant, time.time())
+            self._routes[route_id] = [tenant, time.time(), False]
             self._forget_old()
 
     def _forget_old(self) -> None:
@@ -197,7 +197,8 @@ class Service:
         """Apply a rating; with a state store, acknowledge only once it is merged into the store."""
         self.router.feedback(route_id, score, token=token, source=tenant)
         with self._lock:
-            self._routes.pop(route_id, None)
+            if route_id in self._routes:
+                self._routes[route_id][2] = True
         if not self.config.state:
             return False
         try:
@@ -223,7 +224,7 @@ class Service:
     async def scrape(self, request: Request) -> Response:
         with self._lock:
             self._forget_old()
-            pending = len(self._routes)
+            pending = sum(not rated for _, _, rated in self._routes.values())
         read: dict[str, tuple[str, str, dict]] = {
             "bandit_router_failures_total": ("counter", "Upstream calls that failed and were retried on another "
                                                         "model, by model.",

@@ -132,7 +132,7 @@ def write_config(path: Path, config: dict[str, Any]) -> Path:
 
 def metric(text: str, name: str, **labels: str) -> float:
     """The value of one series in a Prometheus exposition (0 when absent)."""
-    wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
+    wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
     for line in text.splitlines():
         if line.startswith(wanted + " "):
             return float(line.rsplit(" ", 1)[1])
