@@ -128,7 +128,7 @@ class ServiceConfig:
         settings = {k: v for k, v in self.budget.items() if k != "limit"}
         if "period" in settings:
             settings["origin"] = 0.0
-        if self.shared:
+        if self.shared:  # SharedBudget: hard cap only (pacer "none")
             from .ledger import SharedBudget
 
             return SharedBudget(self.state["redis"], self.budget["limit"], namespace=self.state.get("namespace",
