@@ -149,12 +149,31 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_serve)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from .service.report import write_report
+
+    paths = write_report(args.log, args.out, bins=args.bins)
+    print("wrote " + ", ".join(map(str, paths.values())), file=sys.stderr)
+    return 0
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="plot what the router has been doing, from its decision log",
+                       description="Read a decision log (the router's `log` SQLite file) and write traffic share per "
+                                   "model over time, cumulative spend, mean ratings and the dial as PNG plots, and "
+                                   "report.md with a table per model.")
+    p.add_argument("log", help="decision log (SQLite file)")
+    p.add_argument("--out", default="router-report", help="output folder (default router-report)")
+    p.add_argument("--bins", type=int, default=24, help="time bins of the plots (default 24)")
+    p.set_defaults(run=_report)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `bandit-router` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="bandit-router", description="Bandit-routed LLM calls.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_replay, _add_demo, _add_serve):
+    for add in (_add_replay, _add_demo, _add_serve, _add_report):
         add(sub)
     args = parser.parse_args(argv)
     args.argv = argv

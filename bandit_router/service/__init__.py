@@ -6,16 +6,30 @@ The core library never imports this package.
 
 from __future__ import annotations
 
-from .app import Service
+from typing import TYPE_CHECKING, Any
+
 from .auth import hash_key
 from .config import ServiceConfig, hashing_encoder, load_config, parse_config
 
+if TYPE_CHECKING:
+    from .app import Service
+
 __all__ = ["Service", "ServiceConfig", "hash_key", "hashing_encoder", "load_config", "parse_config", "serve"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Service":  # imported on use: Starlette is needed only to serve (not for the config or the report)
+        from .app import Service
+
+        return Service
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def serve(config: ServiceConfig, host: str | None = None, port: int | None = None, access_log: bool = False) -> None:
     """Run the service on uvicorn until interrupted (host and port default to the config's server section)."""
     import uvicorn
+
+    from .app import Service
 
     service = Service(config)
     uvicorn.run(service.app, host=host or config.host, port=config.port if port is None else port,
