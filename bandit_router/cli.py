@@ -131,7 +131,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 0
     if not args.config:
         raise ConfigError("serve needs --config FILE (JSON or TOML), or --hash-key NAME")
-    serve(load_config(args.config), host=args.host, port=args.port, access_log=args.access_log)
+    serve(load_config(args.config), host=args.host, port=args.port, access_log=args.access_log,
+          advertise_url=args.advertise_url)
     return 0
 
 
@@ -144,6 +145,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default=None, help="address to bind (default: the config's server.host, 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default: the config's server.port, 8000)")
     p.add_argument("--access-log", action="store_true", help="log one line per request (method, path, status)")
+    p.add_argument("--advertise-url", default=None,
+                   help="URL the other replicas reach this one at, to pass on ratings of its answers (with Redis "
+                        "state; default http://HOST:PORT unless HOST is a wildcard address)")
     p.add_argument("--hash-key", metavar="TENANT",
                    help="read an API key on stdin and print the tenant's config entry (salted SHA-256), then exit")
     p.set_defaults(run=_serve)

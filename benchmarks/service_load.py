@@ -95,6 +95,7 @@ class Tally:
         self.latency: list[float] = []
         self.stream_latency: list[float] = []
         self.cost = 0.0
+        self.before_kill = 0
         self.after_kill = 0
 
 
@@ -125,11 +126,12 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict[str, Any])
 async def client_loop(index: int, urls: list[str], alive: list[bool], stop_at: float, tally: Tally,
                       killed: asyncio.Event) -> None:
     stream = index % 2 == 1
+    home = (index // 2) % 2  # each replica gets as many streaming clients as non-streaming ones
     step = 0
     headers = {"Authorization": f"Bearer {KEY}"}
     async with httpx.AsyncClient(headers=headers, timeout=60) as client:
         while time.monotonic() < stop_at:
-            server = index % 2 if alive[index % 2] else 1 - index % 2
+            server = home if alive[home] else 1 - home
             body = {"model": "router", "stream": stream, "max_tokens": 50,
                     "messages": [{"role": "user", "content": f"client {index} asks question {step % 17} now"}]}
             started = time.perf_counter()
@@ -143,7 +145,8 @@ async def client_loop(index: int, urls: list[str], alive: list[bool], stop_at: f
                 continue
             (tally.stream_latency if stream else tally.latency).append(time.perf_counter() - started)
             tally.ok += 1
-            tally.after_kill += killed.is_set() and server == 1
+            tally.after_kill += killed.is_set()
+            tally.before_kill += not killed.is_set()
             tally.cost += answer["cost"]
             try:
                 rated = await client.post(urls[server] + "/v1/feedback", json={
@@ -229,6 +232,11 @@ def main() -> int:
         for url, server in zip(urls, servers):
             wait_for(url + "/healthz", server, "a replica")
 
+        for url in urls:  # warm both replicas up (LiteLLM initialises itself on its first calls)
+            with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {KEY}"}) as client:
+                for stream in (False, True, False, True):
+                    client.post(url + "/v1/chat/completions", json={
+                        "model": "router", "stream": stream, "messages": [{"role": "user", "content": "warm up"}]})
         overhead = sequential_overhead(urls[1], upstream, args.sequential)
         print(f"sequential: {overhead}", file=sys.stderr)
         budget = SharedBudget(redis_url, LIMIT, namespace="load")
@@ -262,13 +270,19 @@ def main() -> int:
         merged = learned() - learned_before
         spent = budget.spent() - spent_before
         latencies = tally.latency + tally.stream_latency
+
+        def mean_ms(name: str) -> float:  # from the live replicas' histograms (every model's series)
+            total = sum(v for m in metrics for k, v in m.items() if k.startswith(name + "_sum"))
+            count = sum(v for m in metrics for k, v in m.items() if k.startswith(name + "_count"))
+            return round(total / count * 1000, 1) if count else float("nan")
+
         results = {
             "command": "benchmarks/service_load.py " + " ".join(sys.argv[1:]),
             "clients": args.clients, "seconds": round(elapsed, 1), "kill": args.kill, "cpus": os.cpu_count(),
             "load_average_at_end": round(os.getloadavg()[0], 1),
             "requests_ok": tally.ok, "requests_per_s": round(tally.ok / elapsed, 1),
             "requests_failed": len(tally.failed), "failed_in_flight_on_killed_replica": len(tally.failed_in_kill),
-            "served_by_survivor_after_kill": tally.after_kill,
+            "served_before_kill": tally.before_kill, "served_by_survivor_after_kill": tally.after_kill,
             "ratings_acknowledged": tally.acked, "ratings_refused_by_status": tally.rate_refused,
             "ratings_merged_in_redis": merged,
             "ratings_applied_on_live_replicas_metrics": applied, "ratings_received_on_live_replicas": received,
@@ -277,6 +291,9 @@ def main() -> int:
             "latency_p50_ms": round(p(latencies, 50), 1), "latency_p95_ms": round(p(latencies, 95), 1),
             "non_stream_p50_ms": round(p(tally.latency, 50), 1), "stream_p50_ms": round(p(tally.stream_latency, 50), 1),
             **{k: round(v, 2) for k, v in overhead.items()},
+            "under_load_mean_routing_ms": mean_ms("bandit_router_routing_seconds"),
+            "under_load_mean_upstream_ms": mean_ms("bandit_router_upstream_seconds"),
+            "under_load_mean_request_ms": mean_ms("bandit_router_request_seconds"),
             "failures_sample": (tally.failed + tally.failed_in_kill)[:5],
         }
         checks = {

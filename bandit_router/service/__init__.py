@@ -25,12 +25,20 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def serve(config: ServiceConfig, host: str | None = None, port: int | None = None, access_log: bool = False) -> None:
-    """Run the service on uvicorn until interrupted (host and port default to the config's server section)."""
+def serve(config: ServiceConfig, host: str | None = None, port: int | None = None, access_log: bool = False,
+          advertise_url: str | None = None) -> None:
+    """Run the service on uvicorn until interrupted (host and port default to the config's server section).
+
+    With Redis state, `advertise_url` (how the other replicas reach this one; default http://HOST:PORT unless
+    HOST is a wildcard address) lets a rating sent to any replica be passed on to the one that served the answer.
+    """
     import uvicorn
 
     from .app import Service
 
-    service = Service(config)
-    uvicorn.run(service.app, host=host or config.host, port=config.port if port is None else port,
+    host, port = host or config.host, config.port if port is None else port
+    if advertise_url is None and host not in ("0.0.0.0", "::", ""):
+        advertise_url = f"http://{host}:{port}"
+    service = Service(config, advertise_url=advertise_url)
+    uvicorn.run(service.app, host=host, port=port,
                 log_level="warning", access_log=access_log, timeout_graceful_shutdown=5)

@@ -21,6 +21,7 @@ from ..router import Router
 from .auth import Tenant
 from .config import ServiceConfig
 from .metrics import Metrics
+from .directory import FORWARDED, RouteDirectory
 from .openai_api import (ROUTER_MODEL, APIError, ChatRequest, api_error, chunk_body, completion_body, parse_chat,
                          parse_feedback, usage_chunk)
 
@@ -32,9 +33,10 @@ log = logging.getLogger(__name__)
 class Service:
     """One service process: the Router a config describes, who owns which route, and the process's metrics."""
 
-    def __init__(self, config: ServiceConfig, router: Router | None = None) -> None:
+    def __init__(self, config: ServiceConfig, router: Router | None = None, advertise_url: str | None = None) -> None:
         self.config = config
         self.router = router if router is not None else config.build_router()
+        self.directory = RouteDirectory(config, advertise_url) if config.shared and advertise_url else None
         self.keys = config.keyring()
         self.metrics = Metrics()
         self._routes: OrderedDict[str, list] = OrderedDict()  # route_id -> [tenant, created_at, rated]
@@ -79,6 +81,8 @@ class Service:
         with self._lock:
             self._routes[route_id] = [tenant, time.time(), False]
             self._forget_old()
+        if self.directory is not None:
+            self.directory.claim(route_id, self.router.pending_ttl)
 
     def _forget_old(self) -> None:
         deadline = time.time() - self.router.pending_ttl
@@ -177,9 +181,14 @@ class Service:
             tenant = self._tenant(request)
             tenant_name = tenant.name
             route_id, score, token = parse_feedback(await self._json(request))
-            self.metrics.inc("bandit_router_feedback_received_total")
             with self._lock:
                 owner = self._routes.get(route_id)
+            if owner is None and self.directory is not None and FORWARDED not in request.headers:
+                elsewhere = self.directory.owner(route_id)
+                if elsewhere is not None:
+                    self.metrics.inc("bandit_router_feedback_forwarded_total")
+                    return await self.directory.forward(elsewhere, request, await request.body())
+            self.metrics.inc("bandit_router_feedback_received_total")
             if owner is None or owner[0] != tenant.name:  # another tenant's route looks like an unknown one
                 raise APIError(404, f"unknown route_id {route_id!r}: this replica answered no such request for "
                                     "this API key (or it expired)", code="unknown_route", param="route_id")

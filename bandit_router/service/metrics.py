@@ -18,7 +18,8 @@ _FAMILIES = {
     "bandit_router_requests_total": ("counter", "Chat completion requests answered, by HTTP status."),
     "bandit_router_decisions_total": ("counter", "Routing decisions served, by the model that answered."),
     "bandit_router_spend_usd_total": ("counter", "USD charged for served calls, by model."),
-    "bandit_router_feedback_received_total": ("counter", "Ratings received on /v1/feedback."),
+    "bandit_router_feedback_received_total": ("counter", "Ratings received on /v1/feedback for this replica."),
+    "bandit_router_feedback_forwarded_total": ("counter", "Ratings passed on to the replica that served the answer."),
     "bandit_router_feedback_applied_total": ("counter", "Ratings applied to the learned state (and persisted "
                                                         "to the shared store when there is one)."),
     "bandit_router_feedback_rejected_total": ("counter", "Ratings refused, by reason."),

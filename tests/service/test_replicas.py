@@ -55,7 +55,13 @@ def test_two_replicas_share_learning_and_budget_and_survive_a_kill(tmp_path: Pat
         time.sleep(0.5)
         chosen = [ask(second.url, f"question {step}").json()["model"] for step in range(20)]
         assert chosen.count(CHEAP) >= 18
-        assert rate(second.url, answer["id"], 1.0).status_code == 404  # routes are rated on the replica that served
+        # a rating sent to the other replica is passed on to the one that served the answer, and counts once
+        answer = ask(first.url, "rated elsewhere").json()
+        passed_on = rate(second.url, answer["id"], 1.0 if answer["model"] == CHEAP else 0.0)
+        assert passed_on.status_code == 200 and passed_on.json()["persisted"] is True
+        assert rate(second.url, answer["id"], 1.0).status_code == 409
+        assert learned(redis_server.url) == 31
+        assert "bandit_router_feedback_forwarded_total 2" in httpx.get(second.url + "/metrics").text
 
         # budget: slow answers keep many holds open at once; worst cases add up to far more than the limit
         spent_before = SharedBudget(redis_server.url, 0.1).spent()
@@ -75,15 +81,18 @@ def test_two_replicas_share_learning_and_budget_and_survive_a_kill(tmp_path: Pat
         # a kill: every acknowledged rating is in Redis, and the survivor keeps serving and learning
         upstream.set_behavior("model-b", delay=0.0)
         acked = learned(redis_server.url)
+        orphan = ask(first.url, "answered just before the kill").json()
         for step in range(5):
             for server in (first, second):
                 answer = ask(server.url, f"q {step}").json()
                 acked += rate(server.url, answer["id"], 0.7).status_code == 200
         first.process.send_signal(signal.SIGKILL)
         first.process.wait()
-        assert learned(redis_server.url) == acked == 40
+        assert learned(redis_server.url) == acked == 41
         answer = ask(second.url, "still here").json()
-        assert rate(second.url, answer["id"], 1.0).status_code == 200 and learned(redis_server.url) == 41
+        assert rate(second.url, answer["id"], 1.0).status_code == 200 and learned(redis_server.url) == 42
+        lost = rate(second.url, orphan["id"], 1.0)  # its replica is gone: not applied, and said so
+        assert lost.status_code == 503 and lost.json()["error"]["code"] == "replica_unavailable"
     finally:
         first.stop()
         second.stop()
