@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import shutil
 import signal
@@ -96,6 +97,7 @@ class Tally:
         self.stream_latency: list[float] = []
         self.cost = 0.0
         self.before_kill = 0
+        self.done_at: list[float] = []  # monotonic time of each served answer
         self.after_kill = 0
 
 
@@ -123,41 +125,41 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict[str, Any])
     return extension
 
 
-async def client_loop(index: int, urls: list[str], alive: list[bool], stop_at: float, tally: Tally,
-                      killed: asyncio.Event) -> None:
+async def client_loop(client: httpx.AsyncClient, index: int, urls: list[str], alive: list[bool], stop_at: float,
+                      tally: Tally, killed: asyncio.Event) -> None:
+    """One client: ask, then rate the answer on the replica that served it, until `stop_at`."""
     stream = index % 2 == 1
     home = (index // 2) % 2  # each replica gets as many streaming clients as non-streaming ones
     step = 0
-    headers = {"Authorization": f"Bearer {KEY}"}
-    async with httpx.AsyncClient(headers=headers, timeout=60) as client:
-        while time.monotonic() < stop_at:
-            server = home if alive[home] else 1 - home
-            body = {"model": "router", "stream": stream, "max_tokens": 50,
-                    "messages": [{"role": "user", "content": f"client {index} asks question {step % 17} now"}]}
-            started = time.perf_counter()
-            was_killed = killed.is_set()
-            try:
-                answer = await one_request(client, urls[server], body)
-            except (httpx.HTTPError, RuntimeError) as error:
-                killed_meanwhile = killed.is_set() and not was_killed and server == 0
-                (tally.failed_in_kill if killed_meanwhile else tally.failed).append(f"{type(error).__name__}: {error}")
-                step += 1
-                continue
-            (tally.stream_latency if stream else tally.latency).append(time.perf_counter() - started)
-            tally.ok += 1
-            tally.after_kill += killed.is_set()
-            tally.before_kill += not killed.is_set()
-            tally.cost += answer["cost"]
-            try:
-                rated = await client.post(urls[server] + "/v1/feedback", json={
-                    "route_id": answer["route_id"], "score": score(answer["model"], step)})
-                if rated.status_code == 200 and rated.json()["persisted"]:
-                    tally.acked += 1
-                else:
-                    tally.rate_refused[rated.status_code] = tally.rate_refused.get(rated.status_code, 0) + 1
-            except httpx.HTTPError:
-                tally.rate_refused[0] = tally.rate_refused.get(0, 0) + 1  # the replica died before answering
+    while time.monotonic() < stop_at:
+        server = home if alive[home] else 1 - home
+        body = {"model": "router", "stream": stream, "max_tokens": 50,
+                "messages": [{"role": "user", "content": f"client {index} asks question {step % 17} now"}]}
+        started = time.perf_counter()
+        was_killed = killed.is_set()
+        try:
+            answer = await one_request(client, urls[server], body)
+        except (httpx.HTTPError, RuntimeError) as error:
+            killed_meanwhile = killed.is_set() and not was_killed and server == 0
+            (tally.failed_in_kill if killed_meanwhile else tally.failed).append(f"{type(error).__name__}: {error}")
             step += 1
+            continue
+        (tally.stream_latency if stream else tally.latency).append(time.perf_counter() - started)
+        tally.ok += 1
+        tally.done_at.append(time.monotonic())
+        tally.after_kill += killed.is_set()
+        tally.before_kill += not killed.is_set()
+        tally.cost += answer["cost"]
+        try:
+            rated = await client.post(urls[server] + "/v1/feedback", json={
+                "route_id": answer["route_id"], "score": score(answer["model"], step)})
+            if rated.status_code == 200 and rated.json()["persisted"]:
+                tally.acked += 1
+            else:
+                tally.rate_refused[rated.status_code] = tally.rate_refused.get(rated.status_code, 0) + 1
+        except httpx.HTTPError:
+            tally.rate_refused[0] = tally.rate_refused.get(0, 0) + 1  # the replica died before answering
+        step += 1
 
 
 def p(values: list[float], q: float) -> float:
@@ -246,18 +248,24 @@ def main() -> int:
 
         tally, alive = Tally(), [True, True]
 
+        load_started = [0.0]
+
         async def load() -> float:
             killed = asyncio.Event()
-            started = time.monotonic()
+            started = load_started[0] = time.monotonic()
             stop_at = started + args.seconds
-            tasks = [asyncio.create_task(client_loop(i, urls, alive, stop_at, tally, killed))
-                     for i in range(args.clients)]
-            if args.kill:
-                await asyncio.sleep(args.seconds / 2)
-                servers[0].send_signal(signal.SIGKILL)
-                alive[0] = False
-                killed.set()
-            await asyncio.gather(*tasks)
+            # one connection pool for every client (creating 200 clients costs seconds of TLS set-up on 2 cores)
+            limits = httpx.Limits(max_connections=2 * args.clients, max_keepalive_connections=2 * args.clients)
+            async with httpx.AsyncClient(headers={"Authorization": f"Bearer {KEY}"}, timeout=60,
+                                         limits=limits) as client:
+                tasks = [asyncio.create_task(client_loop(client, i, urls, alive, stop_at, tally, killed))
+                         for i in range(args.clients)]
+                if args.kill:
+                    await asyncio.sleep(args.seconds / 2)
+                    servers[0].send_signal(signal.SIGKILL)
+                    alive[0] = False
+                    killed.set()
+                await asyncio.gather(*tasks)
             return time.monotonic() - started
 
         elapsed = asyncio.run(load())
@@ -281,6 +289,8 @@ def main() -> int:
             "clients": args.clients, "seconds": round(elapsed, 1), "kill": args.kill, "cpus": os.cpu_count(),
             "load_average_at_end": round(os.getloadavg()[0], 1),
             "requests_ok": tally.ok, "requests_per_s": round(tally.ok / elapsed, 1),
+            "served_per_5s": [sum(int((t - load_started[0]) // 5) == w for t in tally.done_at)
+                              for w in range(math.ceil(elapsed / 5))],
             "requests_failed": len(tally.failed), "failed_in_flight_on_killed_replica": len(tally.failed_in_kill),
             "served_before_kill": tally.before_kill, "served_by_survivor_after_kill": tally.after_kill,
             "ratings_acknowledged": tally.acked, "ratings_refused_by_status": tally.rate_refused,

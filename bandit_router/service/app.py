@@ -234,10 +234,10 @@ class Service:
         with self._lock:
             self._forget_old()
             pending = sum(not rated for _, _, rated in self._routes.values())
+        failures = {(("model", m),): float(n) for m, n in dict(self.router.failures).items()}
         read: dict[str, tuple[str, str, dict]] = {
-            "bandit_router_failures_total": ("counter", "Upstream calls that failed and were retried on another "
-                                                        "model, by model.",
-                                             {(("model", m),): float(n) for m, n in dict(self.router.failures).items()}),
+            "bandit_router_failures_total": ("counter", "Upstream calls that failed (retryable errors), by model.",
+                                             failures),
             "bandit_router_pending_decisions": ("gauge", "Answered requests of this replica still waiting for a "
                                                          "rating.", {(): float(pending)}),
         }

@@ -123,9 +123,9 @@ def test_invalid_requests_answer_openai_errors(served: LiveServer, body, status,
 
 
 def test_openai_client_raises_typed_errors(served: LiveServer) -> None:
+    stranger = openai.OpenAI(base_url=served.url + "/v1", api_key="sk-wrong-key-0123456789", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=served.url + "/v1", api_key="sk-wrong-key-0123456789",
-                      max_retries=0).chat.completions.create(model="router", messages=[{"role": "user", "content": "x"}])
+        stranger.chat.completions.create(model="router", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.BadRequestError, match="unknown names"):
         client(served).chat.completions.create(model="router", messages=[{"role": "user", "content": "x"}],
                                                extra_body={"models": ["openai/nope"]})

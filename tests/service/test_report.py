@@ -19,8 +19,8 @@ def test_report_from_a_served_log(tmp_path: Path, upstream) -> None:
     with start_service(upstream.base_url, log=str(log)) as served:
         for step in range(12):
             answer = httpx.post(served.url + "/v1/chat/completions", headers=headers, json={
-                "model": f"router:{0.5 if step % 2 else 0}", "messages": [{"role": "user", "content": f"secret {step}"}],
-                "models": [CHEAP] if step < 8 else [DEAR]}).json()
+                "model": f"router:{0.5 if step % 2 else 0}", "models": [CHEAP] if step < 8 else [DEAR],
+                "messages": [{"role": "user", "content": f"secret {step}"}]}).json()
             if step % 3 == 0:
                 httpx.post(served.url + "/v1/feedback", headers=headers, json={"route_id": answer["id"], "score": 0.75})
     assert main(["report", str(log), "--out", str(tmp_path / "report"), "--bins", "4"]) == 0
