@@ -82,11 +82,11 @@ class Service:
             self._routes[route_id] = [tenant, time.time(), False]
             self._forget_old()
         if self.directory is not None:
-            self.directory.claim(route_id, self.router.pending_ttl)
+            self.directory.claim(route_id, self.router.feedback_settings.pending_ttl)
 
     def _forget_old(self) -> None:
-        deadline = time.time() - self.router.pending_ttl
-        while self._routes and (len(self._routes) > self.router.max_pending
+        deadline = time.time() - self.router.feedback_settings.pending_ttl
+        while self._routes and (len(self._routes) > self.router.feedback_settings.max_pending
                                 or next(iter(self._routes.values()))[1] < deadline):
             self._routes.popitem(last=False)
 

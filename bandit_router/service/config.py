@@ -21,6 +21,7 @@ from ..encoders import Encoder, sentence_encoder
 from ..errors import ConfigError
 from ..models import Model
 from ..router import Router
+from ..settings import FeedbackSettings, Limits
 from ..store import RedisStateStore, SQLiteStateStore, StateStore
 from .auth import KeyRing, Tenant
 
@@ -138,11 +139,15 @@ class ServiceConfig:
     def build_router(self) -> Router:
         """The Router this config describes (with its stores connected)."""
         store = self.state_store()
+        top = dict(self.router)
+        waiting = {k: top.pop(k) for k in ("pending_ttl", "max_pending") if k in top}
+        limits = {k: top.pop(k) for k in ("max_attempts", "expected_output_tokens") if k in top}
+        feedback = FeedbackSettings(**waiting, feedback_secret=self.feedback_secret,
+                                    feedback_token_ttl=self.feedback.get("token_ttl"),
+                                    source_limit=self.feedback.get("limit_per_tenant"),
+                                    source_window=self.feedback.get("window", 3600.0))
         return Router(self.models, encoder=_encoder(self.encoder), budget=self.make_budget(), state_store=store,
-                      sync_every=self.state.get("sync_every", 1.0), feedback_secret=self.feedback_secret,
-                      feedback_token_ttl=self.feedback.get("token_ttl"),
-                      source_limit=self.feedback.get("limit_per_tenant"),
-                      source_window=self.feedback.get("window", 3600.0), **self.router)
+                      feedback=feedback, limits=Limits(**limits, sync_every=self.state.get("sync_every", 1.0)), **top)
 
     def keyring(self) -> KeyRing:
         return KeyRing(self.tenants)

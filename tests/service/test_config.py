@@ -21,7 +21,7 @@ def test_a_full_config_builds_its_router() -> None:
                                       feedback={"limit_per_tenant": 5}), env=ENV)
     router = config.build_router()
     assert router.cost_weight == 0.3 and router.tasks == ("chat", "sql") and router.budget.key_limit == 5.0
-    assert router.models["openai/model-a"].api_key == UPSTREAM_KEY and router.quota.limit == 5
+    assert router.models["openai/model-a"].api_key == UPSTREAM_KEY and router.ledger.quota.limit == 5
 
 
 @pytest.mark.parametrize("change, field", [
