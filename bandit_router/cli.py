@@ -124,12 +124,62 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_demo)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .service import hash_key, load_config, serve
+
+    if args.hash_key:
+        key = sys.stdin.readline().strip()
+        print(json.dumps({"name": args.hash_key, **hash_key(key)}))
+        return 0
+    if not args.config:
+        raise ConfigError("serve needs --config FILE (JSON or TOML), or --hash-key NAME")
+    serve(load_config(args.config), host=args.host, port=args.port, access_log=args.access_log,
+          advertise_url=args.advertise_url)
+    return 0
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the router as an OpenAI-compatible HTTP service",
+                       description="Serve POST /v1/chat/completions (model 'router' or 'router:<dial>'), "
+                                   "POST /v1/feedback, GET /v1/models, /healthz and /metrics, as the config file "
+                                   "describes (see docs/SERVICE.md). Needs the 'service' extra.")
+    p.add_argument("--config", help="config file: JSON, or TOML when it ends in .toml")
+    p.add_argument("--host", default=None, help="address to bind (default: the config's server.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default: the config's server.port, 8000)")
+    p.add_argument("--access-log", action="store_true", help="log one line per request (method, path, status)")
+    p.add_argument("--advertise-url", default=None,
+                   help="URL the other replicas reach this one at, to pass on ratings of its answers (with Redis "
+                        "state; default http://HOST:PORT unless HOST is a wildcard address)")
+    p.add_argument("--hash-key", metavar="TENANT",
+                   help="read an API key on stdin and print the tenant's config entry (salted SHA-256), then exit")
+    p.set_defaults(run=_serve)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .service.report import write_report
+
+    paths = write_report(args.log, args.out, bins=args.bins)
+    print("wrote " + ", ".join(map(str, paths.values())), file=sys.stderr)
+    return 0
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="plot what the router has been doing, from its decision log",
+                       description="Read a decision log (the router's `log` SQLite file) and write traffic share per "
+                                   "model over time, cumulative spend, mean ratings and the dial as PNG plots, and "
+                                   "report.md with a table per model.")
+    p.add_argument("log", help="decision log (SQLite file)")
+    p.add_argument("--out", default="router-report", help="output folder (default router-report)")
+    p.add_argument("--bins", type=int, default=24, help="time bins of the plots (default 24)")
+    p.set_defaults(run=_report)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `bandit-router` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="bandit-router", description="Bandit-routed LLM calls.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_replay, _add_demo):
+    for add in (_add_replay, _add_demo, _add_serve, _add_report):
         add(sub)
     args = parser.parse_args(argv)
     args.argv = argv

@@ -1,0 +1,250 @@
+"""The HTTP service: an OpenAI-compatible chat-completions endpoint in front of one Router, with feedback,
+models, health and Prometheus metrics (Starlette on uvicorn)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from ..errors import StoreUnavailableError
+from ..router import Router
+from .auth import Tenant
+from .config import ServiceConfig
+from .metrics import Metrics
+from .directory import FORWARDED, RouteDirectory
+from .openai_api import (ROUTER_MODEL, APIError, ChatRequest, api_error, chunk_body, completion_body, parse_chat,
+                         parse_feedback, usage_chunk)
+
+__all__ = ["Service"]
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """One service process: the Router a config describes, who owns which route, and the process's metrics."""
+
+    def __init__(self, config: ServiceConfig, router: Router | None = None, advertise_url: str | None = None) -> None:
+        self.config = config
+        self.router = router if router is not None else config.build_router()
+        self.directory = RouteDirectory(config, advertise_url) if config.shared and advertise_url else None
+        self.keys = config.keyring()
+        self.metrics = Metrics()
+        self._routes: OrderedDict[str, list] = OrderedDict()  # route_id -> [tenant, created_at, rated]
+        self._lock = threading.Lock()
+        self.app = Starlette(routes=[
+            Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            Route("/v1/feedback", self.feedback, methods=["POST"]),
+            Route("/v1/models", self.models, methods=["GET"]),
+            Route("/healthz", self.health, methods=["GET"]),
+            Route("/metrics", self.scrape, methods=["GET"]),
+        ], exception_handlers={404: self._not_found, 405: self._not_found})
+
+    # -- helpers --------------------------------------------------------------------------------------------
+    @staticmethod
+    async def _not_found(request: Request, exc: Exception) -> JSONResponse:
+        error = APIError(getattr(exc, "status_code", 404), f"Invalid URL ({request.method} {request.url.path})",
+                         code="unknown_url")
+        return JSONResponse(error.body, status_code=error.status)
+
+    def _tenant(self, request: Request) -> Tenant:
+        header = request.headers.get("authorization", "")
+        key = header[7:].strip() if header[:7].lower() == "bearer " else None
+        tenant = self.keys.tenant(key)
+        if tenant is None:
+            raise APIError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>' with a key this "
+                                "service knows", code="invalid_api_key")
+        return tenant
+
+    async def _json(self, request: Request) -> Any:
+        limit = self.config.max_body_bytes
+        if int(request.headers.get("content-length") or 0) > limit:
+            raise APIError(413, f"request body exceeds server.max_body_bytes = {limit}", code="body_too_large")
+        body = await request.body()
+        if len(body) > limit:
+            raise APIError(413, f"request body exceeds server.max_body_bytes = {limit}", code="body_too_large")
+        try:
+            return json.loads(body)
+        except ValueError as error:
+            raise APIError(400, f"the request body is not valid JSON: {error}", code="invalid_json") from None
+
+    def _remember(self, route_id: str, tenant: str) -> None:
+        with self._lock:
+            self._routes[route_id] = [tenant, time.time(), False]
+            self._forget_old()
+        if self.directory is not None:
+            self.directory.claim(route_id, self.router.feedback_settings.pending_ttl)
+
+    def _forget_old(self) -> None:
+        deadline = time.time() - self.router.feedback_settings.pending_ttl
+        while self._routes and (len(self._routes) > self.router.feedback_settings.max_pending
+                                or next(iter(self._routes.values()))[1] < deadline):
+            self._routes.popitem(last=False)
+
+    def _failed(self, error: BaseException, tenant: str, where: str) -> JSONResponse:
+        api = api_error(error)
+        if api.status >= 500:
+            log.warning("%s for tenant %s failed: %s (%s)", where, tenant, api.body["error"]["code"],
+                        type(error).__name__)
+        return JSONResponse(api.body, status_code=api.status)
+
+    def _extension(self, decision: Any, cost: float | None) -> dict[str, Any]:
+        return {"route_id": decision.route_id, "model": decision.model, "cost_weight": decision.cost_weight,
+                "task": decision.task, "cost": cost, "failed": list(decision.failed),
+                "feedback_token": decision.feedback_token}
+
+    def _served(self, decision: Any, cost: float | None, started: float, ended: float) -> None:
+        model = decision.model
+        self.metrics.inc("bandit_router_decisions_total", model=model)
+        if cost is not None:
+            self.metrics.inc("bandit_router_spend_usd_total", cost, model=model)
+        self.metrics.observe("bandit_router_routing_seconds", max(decision.created_at - started, 0.0))
+        self.metrics.observe("bandit_router_upstream_seconds", max(ended - decision.created_at, 0.0), model=model)
+        self.metrics.observe("bandit_router_request_seconds", ended - started)
+
+    # -- endpoints ------------------------------------------------------------------------------------------
+    async def chat(self, request: Request) -> Response:
+        started = time.time()
+        tenant_name = "-"
+        try:
+            tenant = self._tenant(request)
+            tenant_name = tenant.name
+            chat = parse_chat(await self._json(request))
+            kwargs = {**chat.params, "task": chat.task,
+                      "budget_key": None if self.keys.open else tenant.budget_key}
+            if chat.stream:
+                response = await self._stream(chat, kwargs, tenant, started)
+            else:
+                completion = await self.router.acomplete(chat.messages, chat.cost_weight, chat.models, **kwargs)
+                decision = completion.decision
+                self._remember(decision.route_id, tenant.name)
+                self._served(decision, completion.cost, started, time.time())
+                body = completion_body(completion.response, decision.route_id, decision.model, completion.usage,
+                                       self._extension(decision, completion.cost))
+                response = JSONResponse(body)
+        except Exception as error:  # every failure answers in OpenAI's error shape
+            response = self._failed(error, tenant_name, "chat completion")
+        self.metrics.inc("bandit_router_requests_total", status=str(response.status_code))
+        return response
+
+    async def _stream(self, chat: ChatRequest, kwargs: dict[str, Any], tenant: Tenant, started: float) -> Response:
+        stream = self.router.astream(chat.messages, chat.cost_weight, chat.models, **kwargs)
+        chunks = stream.__aiter__()
+        try:
+            first = await chunks.__anext__()  # a failure before the first chunk is still an HTTP error
+        except StopAsyncIteration:
+            first = None
+        except BaseException:
+            await chunks.aclose()
+            raise
+        decision = stream.decision
+        self._remember(decision.route_id, tenant.name)
+
+        async def events() -> AsyncIterator[bytes]:
+            created = int(time.time())
+            try:
+                pending = [] if first is None else [first]
+                while True:
+                    chunk = pending.pop() if pending else await chunks.__anext__()
+                    body = chunk_body(chunk, decision.route_id, decision.model)
+                    if body is not None:
+                        created = body["created"] or created
+                        yield b"data: " + json.dumps(body).encode() + b"\n\n"
+            except StopAsyncIteration:
+                pass
+            except Exception as error:  # broken after the first chunk: the client gets an error event
+                api = self._failed(error, tenant.name, "stream")
+                yield b"data: " + api.body + b"\n\n"
+                return
+            finally:
+                await chunks.aclose()
+            self._served(decision, stream.cost, started, time.time())
+            last = usage_chunk(decision.route_id, decision.model, created, stream.usage,
+                               self._extension(decision, stream.cost))
+            yield b"data: " + json.dumps(last).encode() + b"\n\ndata: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def feedback(self, request: Request) -> Response:
+        tenant_name = "-"
+        try:
+            tenant = self._tenant(request)
+            tenant_name = tenant.name
+            route_id, score, token = parse_feedback(await self._json(request))
+            with self._lock:
+                owner = self._routes.get(route_id)
+            if owner is None and self.directory is not None and FORWARDED not in request.headers:
+                elsewhere = self.directory.owner(route_id)
+                if elsewhere is not None:
+                    self.metrics.inc("bandit_router_feedback_forwarded_total")
+                    return await self.directory.forward(elsewhere, request, await request.body())
+            self.metrics.inc("bandit_router_feedback_received_total")
+            if owner is None or owner[0] != tenant.name:  # another tenant's route looks like an unknown one
+                raise APIError(404, f"unknown route_id {route_id!r}: this replica answered no such request for "
+                                    "this API key (or it expired)", code="unknown_route", param="route_id")
+            persisted = await run_in_threadpool(self._rate, route_id, score, token, tenant.name)
+        except Exception as error:
+            response = self._failed(error, tenant_name, "feedback")
+            code = json.loads(response.body)["error"]["code"]
+            if code not in ("invalid_api_key", "invalid_json", "body_too_large"):
+                self.metrics.inc("bandit_router_feedback_rejected_total", reason=str(code))
+            return response
+        self.metrics.inc("bandit_router_feedback_applied_total")
+        return JSONResponse({"route_id": route_id, "applied": True, "persisted": persisted})
+
+    def _rate(self, route_id: str, score: Any, token: str | None, tenant: str) -> bool:
+        """Apply a rating; with a state store, acknowledge only once it is merged into the store."""
+        self.router.feedback(route_id, score, token=token, source=tenant)
+        with self._lock:
+            if route_id in self._routes:
+                self._routes[route_id][2] = True
+        if not self.config.state:
+            return False
+        try:
+            self.router.sync()
+        except StoreUnavailableError as error:
+            raise StoreUnavailableError(f"the rating was applied on this replica and queued, but the shared store "
+                                        f"did not confirm it ({error}); do not resend it") from None
+        return True
+
+    async def models(self, request: Request) -> Response:
+        try:
+            self._tenant(request)
+        except APIError as error:
+            return JSONResponse(error.body, status_code=error.status)
+        created = 0
+        data = [{"id": ROUTER_MODEL, "object": "model", "created": created, "owned_by": "bandit-router",
+                 "models": list(self.router.models)}]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "models": list(self.router.models)})
+
+    async def scrape(self, request: Request) -> Response:
+        with self._lock:
+            self._forget_old()
+            pending = sum(not rated for _, _, rated in self._routes.values())
+        failures = {(("model", m),): float(n) for m, n in dict(self.router.failures).items()}
+        read: dict[str, tuple[str, str, dict]] = {
+            "bandit_router_failures_total": ("counter", "Upstream calls that failed (retryable errors), by model.",
+                                             failures),
+            "bandit_router_pending_decisions": ("gauge", "Answered requests of this replica still waiting for a "
+                                                         "rating.", {(): float(pending)}),
+        }
+        budget = self.router.budget
+        if budget is not None:
+            read["bandit_router_budget_spent_usd"] = ("gauge", "Settled spend of the current budget period.",
+                                                      {(): budget.spent()})
+            read["bandit_router_budget_remaining_usd"] = ("gauge", "What the budget can still reserve this period.",
+                                                          {(): budget.remaining()})
+        return Response(self.metrics.render(read), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,217 @@
+"""The service's config file (JSON or TOML): models, policy, dial, stores, budget, feedback rules and tenants.
+
+Secrets never live in the file: model API keys and the feedback secret are read from environment variables
+the file names, and tenants' API keys are stored as salted SHA-256 digests (see `bandit_router.service.auth`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..budget import Budget
+from ..encoders import Encoder, sentence_encoder
+from ..errors import ConfigError
+from ..models import Model
+from ..router import Router
+from ..settings import FeedbackSettings, Limits
+from ..store import RedisStateStore, SQLiteStateStore, StateStore
+from .auth import KeyRing, Tenant
+
+__all__ = ["ServiceConfig", "load_config", "hashing_encoder"]
+
+_TOP = {"models", "policy", "policy_settings", "cost_weight", "encoder", "seed", "tasks", "pending_ttl", "max_pending",
+        "max_attempts", "expected_output_tokens", "log", "state", "budget", "feedback", "tenants", "server"}
+_STATE = {"redis", "sqlite", "namespace", "sync_every"}
+_BUDGET = {"limit", "period", "key_limit", "pacer", "bins"}
+_FEEDBACK = {"secret_env", "limit_per_tenant", "window", "token_ttl"}
+_SERVER = {"host", "port", "max_body_bytes"}
+
+
+def hashing_encoder(dim: int) -> Encoder:
+    """A hashed bag of words (normalised, `dim` long): no model to load, microseconds per prompt; for tests,
+    load tests and deployments whose prompts are routed well enough by their words."""
+    if isinstance(dim, bool) or not isinstance(dim, int) or not 2 <= dim <= 4096:
+        raise ConfigError(f"encoder 'hashing:<dim>' needs dim in [2, 4096], got {dim!r}")
+
+    def embed(texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
+                out[row, int.from_bytes(digest[:3], "little") % (dim - 1)] += 1.0 if digest[3] % 2 else -1.0
+            out[row, -1] = 1.0
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    return Encoder(embed, name=f"hashing:{dim}", dim=dim)
+
+
+def _encoder(spec: Any) -> Encoder:
+    if not isinstance(spec, str) or not spec:
+        raise ConfigError(f"encoder must be 'hashing:<dim>' or a sentence-transformers model name, got {spec!r}")
+    if spec.startswith("hashing:"):
+        try:
+            return hashing_encoder(int(spec.removeprefix("hashing:")))
+        except ValueError:
+            raise ConfigError(f"encoder {spec!r}: the dimension after 'hashing:' must be an integer") from None
+    return sentence_encoder(spec)
+
+
+def _section(config: Mapping[str, Any], name: str, allowed: set[str]) -> dict[str, Any]:
+    value = config.get(name) or {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name} must be a table/object, got {type(value).__name__}")
+    unknown = set(value) - allowed
+    if unknown:
+        raise ConfigError(f"{name} has unknown fields {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return dict(value)
+
+
+def _model(entry: Any, index: int, env: Mapping[str, str]) -> Model:
+    if isinstance(entry, str):
+        return Model(entry)
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"models[{index}] must be a model name or a table of Model fields")
+    entry = dict(entry)
+    if "api_key" in entry:
+        raise ConfigError(f"models[{index}]: keep API keys out of the config file; name an environment variable "
+                          "in api_key_env instead")
+    key_env = entry.pop("api_key_env", None)
+    api_key = None
+    if key_env is not None:
+        api_key = env.get(key_env)
+        if not api_key:
+            raise ConfigError(f"models[{index}].api_key_env names {key_env!r}, which is not set in the environment")
+    return Model.from_config(entry, api_key=api_key)
+
+
+@dataclass
+class ServiceConfig:
+    """A parsed config file: everything needed to build the service's Router, plus tenants and server settings."""
+
+    router: Mapping[str, Any]
+    models: list[Model]
+    encoder: str
+    state: dict[str, Any] = field(default_factory=dict)
+    budget: dict[str, Any] = field(default_factory=dict)
+    feedback: dict[str, Any] = field(default_factory=dict)
+    tenants: list[Tenant] = field(default_factory=list)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 4_000_000
+    feedback_secret: str | None = field(default=None, repr=False)
+
+    @property
+    def shared(self) -> bool:
+        """Whether learned state (and budget) are shared with other replicas through Redis."""
+        return "redis" in self.state
+
+    def state_store(self) -> StateStore | None:
+        namespace = self.state.get("namespace", "default")
+        if "redis" in self.state:
+            return RedisStateStore(self.state["redis"], namespace=namespace)
+        if "sqlite" in self.state:
+            return SQLiteStateStore(self.state["sqlite"], namespace=namespace)
+        return None
+
+    def make_budget(self) -> Budget | None:
+        """The budget: a Redis ledger shared by the replicas when the state is in Redis, else this process's own.
+        Periods start at Unix time 0, so daily periods are UTC days on every replica."""
+        if not self.budget:
+            return None
+        settings = {k: v for k, v in self.budget.items() if k != "limit"}
+        if "period" in settings:
+            settings["origin"] = 0.0
+        if self.shared:  # SharedBudget: hard cap only (pacer "none")
+            from .ledger import SharedBudget
+
+            return SharedBudget(self.state["redis"], self.budget["limit"], namespace=self.state.get("namespace",
+                                "default"), **settings)
+        return Budget(self.budget["limit"], **settings)
+
+    def build_router(self) -> Router:
+        """The Router this config describes (with its stores connected)."""
+        store = self.state_store()
+        top = dict(self.router)
+        waiting = {k: top.pop(k) for k in ("pending_ttl", "max_pending") if k in top}
+        limits = {k: top.pop(k) for k in ("max_attempts", "expected_output_tokens") if k in top}
+        feedback = FeedbackSettings(**waiting, feedback_secret=self.feedback_secret,
+                                    feedback_token_ttl=self.feedback.get("token_ttl"),
+                                    source_limit=self.feedback.get("limit_per_tenant"),
+                                    source_window=self.feedback.get("window", 3600.0))
+        return Router(self.models, encoder=_encoder(self.encoder), budget=self.make_budget(), state_store=store,
+                      feedback=feedback, limits=Limits(**limits, sync_every=self.state.get("sync_every", 1.0)), **top)
+
+    def keyring(self) -> KeyRing:
+        return KeyRing(self.tenants)
+
+
+def parse_config(config: Mapping[str, Any], env: Mapping[str, str] | None = None) -> ServiceConfig:
+    """A ServiceConfig from a parsed JSON/TOML document; ConfigError naming the field on anything invalid."""
+    env = os.environ if env is None else env
+    if not isinstance(config, Mapping):
+        raise ConfigError("the config must be a JSON object or a TOML document")
+    unknown = set(config) - _TOP
+    if unknown:
+        raise ConfigError(f"config has unknown fields {sorted(unknown)}; allowed: {sorted(_TOP)}")
+    models = config.get("models")
+    if not isinstance(models, list) or not models:
+        raise ConfigError("models must be a non-empty list of model names or Model tables")
+    state = _section(config, "state", _STATE)
+    if "redis" in state and "sqlite" in state:
+        raise ConfigError("state names both redis and sqlite; give one store")
+    budget = _section(config, "budget", _BUDGET)
+    if budget and "limit" not in budget:
+        raise ConfigError("budget needs a limit (USD per period)")
+    feedback = _section(config, "feedback", _FEEDBACK)
+    secret = None
+    if "secret_env" in feedback:
+        secret = env.get(feedback["secret_env"])
+        if not secret:
+            raise ConfigError(f"feedback.secret_env names {feedback['secret_env']!r}, which is not set in the "
+                              "environment")
+    tenants = config.get("tenants") or []
+    if not isinstance(tenants, list):
+        raise ConfigError("tenants must be a list of {name, salt, key_sha256[, budget_key]} tables")
+    server = _section(config, "server", _SERVER)
+    router = {k: config[k] for k in ("policy", "policy_settings", "cost_weight", "seed", "tasks", "pending_ttl",
+                                     "max_pending", "max_attempts", "expected_output_tokens", "log") if k in config}
+    parsed = ServiceConfig(router=router, models=[_model(m, i, env) for i, m in enumerate(models)],
+                           encoder=config.get("encoder", "sentence-transformers/all-MiniLM-L6-v2"), state=state,
+                           budget=budget, feedback=feedback,
+                           tenants=[Tenant.from_config(t, i) for i, t in enumerate(tenants)],
+                           host=server.get("host", "127.0.0.1"), port=server.get("port", 8000),
+                           max_body_bytes=server.get("max_body_bytes", 4_000_000), feedback_secret=secret)
+    parsed.keyring()  # distinct tenant names
+    if not isinstance(parsed.port, int) or not 0 <= parsed.port <= 65535:
+        raise ConfigError(f"server.port must be an integer in [0, 65535], got {parsed.port!r}")
+    return parsed
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> ServiceConfig:
+    """Read a config file: TOML when it ends in .toml, else JSON."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {error.strerror}") from None
+    try:
+        if path.suffix == ".toml":
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                raise ConfigError("TOML config files need Python >= 3.11; write the config as JSON") from None
+            document = tomllib.loads(text)
+        else:
+            document = json.loads(text)
+    except ValueError as error:  # tomllib.TOMLDecodeError is a ValueError
+        raise ConfigError(f"config file {str(path)!r} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: "
+                          f"{error}") from None
+    return parse_config(document, env)

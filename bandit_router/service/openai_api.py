@@ -1,0 +1,186 @@
+"""OpenAI's chat-completions schema on the service's side: request parsing, response and chunk bodies, and
+errors in OpenAI's JSON shape ({"error": {"message", "type", "param", "code"}})."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from ..errors import (AllModelsFailedError, BudgetExceededError, ConfigError, DuplicateFeedbackError,
+                      FeedbackLimitError, InvalidFeedbackTokenError, InvalidPromptError, NoEligibleModelError,
+                      StoreUnavailableError, UnknownRouteError)
+
+__all__ = ["APIError", "ChatRequest", "parse_chat", "parse_feedback", "api_error", "completion_body", "chunk_body",
+           "ROUTER_MODEL"]
+
+ROUTER_MODEL = "router"
+# OpenAI request fields passed through to the chosen model
+_PASSED = {"temperature", "top_p", "n", "stop", "max_tokens", "max_completion_tokens", "presence_penalty",
+           "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "user", "seed", "tools", "tool_choice",
+           "parallel_tool_calls", "response_format", "reasoning_effort", "modalities", "prediction", "audio",
+           "service_tier"}
+# fields the service reads itself (the last three are this router's extensions)
+_OWN = {"model", "messages", "stream", "stream_options", "metadata", "store", "cost_weight", "task", "models"}
+
+
+class APIError(Exception):
+    """An error answered in OpenAI's shape with HTTP `status`."""
+
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
+                 param: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def api_error(error: BaseException) -> APIError:
+    """The APIError for a library or provider exception (its message is the real cause; never a prompt)."""
+    if isinstance(error, APIError):
+        return error
+    message = str(error)
+    table: list[tuple[type, int, str, str]] = [
+        (BudgetExceededError, 429, "insufficient_quota", "budget_exceeded"),
+        (NoEligibleModelError, 400, "invalid_request_error", "no_eligible_model"),
+        (InvalidPromptError, 400, "invalid_request_error", "invalid_prompt"),
+        (ConfigError, 400, "invalid_request_error", "invalid_value"),
+        (UnknownRouteError, 404, "invalid_request_error", "unknown_route"),
+        (DuplicateFeedbackError, 409, "invalid_request_error", "duplicate_feedback"),
+        (InvalidFeedbackTokenError, 403, "invalid_request_error", "invalid_feedback_token"),
+        (FeedbackLimitError, 429, "rate_limit_exceeded", "feedback_limit"),
+        (AllModelsFailedError, 502, "server_error", "upstream_failed"),
+        (StoreUnavailableError, 503, "server_error", "store_unavailable"),
+    ]
+    for kind, status, type_, code in table:
+        if isinstance(error, kind):
+            return APIError(status, message, type_, code)
+    status = getattr(error, "status_code", None)
+    if isinstance(status, int) and 400 <= status < 600:  # a provider's own refusal (e.g. a bad tool schema)
+        return APIError(status, f"upstream model refused the request: {type(error).__name__}: {message}",
+                        "upstream_error", "upstream_error")
+    return APIError(500, f"internal error: {type(error).__name__}", "server_error", "internal_error")
+
+
+@dataclass
+class ChatRequest:
+    """A parsed chat-completions request."""
+
+    messages: list[dict[str, Any]]
+    stream: bool
+    cost_weight: float | None
+    task: str | None
+    models: list[str] | None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _dial(model: Any) -> float | None:
+    if not isinstance(model, str) or not (model == ROUTER_MODEL or model.startswith(ROUTER_MODEL + ":")):
+        raise APIError(404, f"model must be {ROUTER_MODEL!r} or '{ROUTER_MODEL}:<cost weight in [0, 1]>' "
+                            f"(e.g. '{ROUTER_MODEL}:0.3'), got {model!r}", code="model_not_found", param="model")
+    if model == ROUTER_MODEL:
+        return None
+    text = model.split(":", 1)[1]
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise APIError(400, f"model {model!r}: the cost weight after ':' must be a number in [0, 1]",
+                       code="invalid_value", param="model")
+    return value
+
+
+def parse_chat(body: Any) -> ChatRequest:
+    """A ChatRequest from a request body; APIError(400) naming the field on anything invalid."""
+    if not isinstance(body, dict):
+        raise APIError(400, "the request body must be a JSON object", code="invalid_json")
+    unknown = sorted(set(body) - _PASSED - _OWN)
+    if unknown:
+        raise APIError(400, f"unrecognized request argument(s): {unknown}", code="unknown_parameter",
+                       param=unknown[0])
+    dial = _dial(body.get("model"))
+    if body.get("cost_weight") is not None:
+        dial = body["cost_weight"]
+        if isinstance(dial, bool) or not isinstance(dial, (int, float)) or not 0.0 <= dial <= 1.0:
+            raise APIError(400, f"cost_weight must be a number in [0, 1], got {dial!r}", code="invalid_value",
+                           param="cost_weight")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) and "role" in m
+                                                                 for m in messages):
+        raise APIError(400, "messages must be a non-empty array of message objects with a 'role'",
+                       code="invalid_value", param="messages")
+    models = body.get("models")
+    if models is not None and (not isinstance(models, list) or not models
+                               or not all(isinstance(m, str) for m in models)):
+        raise APIError(400, "models must be a non-empty array of model names", code="invalid_value", param="models")
+    task = body.get("task")
+    if task is not None and not isinstance(task, str):
+        raise APIError(400, "task must be a string naming one of the router's tasks", code="invalid_value",
+                       param="task")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise APIError(400, "stream must be true or false", code="invalid_value", param="stream")
+    params = {k: v for k, v in body.items() if k in _PASSED}
+    return ChatRequest(messages, stream, None if dial is None else float(dial), task, models, params)
+
+
+def parse_feedback(body: Any) -> tuple[str, Any, str | None]:
+    """(route_id, score, feedback_token) of a /v1/feedback body; the score is checked by the router."""
+    if not isinstance(body, dict):
+        raise APIError(400, "the request body must be a JSON object", code="invalid_json")
+    unknown = sorted(set(body) - {"route_id", "score", "feedback_token"})
+    if unknown:
+        raise APIError(400, f"unrecognized feedback field(s) {unknown}; allowed: route_id, score, feedback_token",
+                       code="unknown_parameter", param=unknown[0])
+    route_id, token = body.get("route_id"), body.get("feedback_token")
+    if not isinstance(route_id, str) or not route_id:
+        raise APIError(400, "route_id must be the id of a chat completion this service answered",
+                       code="invalid_value", param="route_id")
+    if "score" not in body:
+        raise APIError(400, "score is required: a number in [0, 1] (1 = best answer)", code="invalid_value",
+                       param="score")
+    if token is not None and not isinstance(token, str):
+        raise APIError(400, "feedback_token must be a string", code="invalid_value", param="feedback_token")
+    return route_id, body["score"], token
+
+
+def _usage(usage: Mapping[str, int]) -> dict[str, int]:
+    return {k: int(usage.get(k, 0)) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+
+
+def _clean(value: Any) -> Any:
+    """A LiteLLM-dumped message or delta without LiteLLM's extra fields and None values."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items() if v is not None and k != "provider_specific_fields"}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def completion_body(response: Any, route_id: str, model: str, usage: Mapping[str, int],
+                    extension: Mapping[str, Any]) -> dict[str, Any]:
+    """A chat.completion object: id = route_id, model = the model that answered, plus the `bandit_router` field."""
+    dumped = response.model_dump()
+    choices = [{"index": c.get("index", i), "message": {"role": "assistant", "content": None, **_clean(c["message"])},
+                "logprobs": c.get("logprobs"), "finish_reason": c.get("finish_reason")}
+               for i, c in enumerate(dumped.get("choices") or [])]
+    return {"id": route_id, "object": "chat.completion", "created": dumped.get("created"), "model": model,
+            "choices": choices, "usage": _usage(usage), "bandit_router": dict(extension)}
+
+
+def chunk_body(chunk: Any, route_id: str, model: str) -> dict[str, Any] | None:
+    """A chat.completion.chunk for a LiteLLM chunk (None for a chunk that only carries usage)."""
+    dumped = chunk.model_dump()
+    if dumped.get("usage"):
+        return None
+    choices = [{"index": c.get("index", i), "delta": _clean(c.get("delta") or {}), "logprobs": c.get("logprobs"),
+                "finish_reason": c.get("finish_reason")} for i, c in enumerate(dumped.get("choices") or [])]
+    return {"id": route_id, "object": "chat.completion.chunk", "created": dumped.get("created"), "model": model,
+            "choices": choices}
+
+
+def usage_chunk(route_id: str, model: str, created: int, usage: Mapping[str, int],
+                extension: Mapping[str, Any]) -> dict[str, Any]:
+    """The stream's last chunk: no choices, the usage, and the `bandit_router` field."""
+    return {"id": route_id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
+            "usage": _usage(usage), "bandit_router": dict(extension)}

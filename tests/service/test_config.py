@@ -1,0 +1,77 @@
+"""The service's config file: what it accepts, and errors that name the field (no network)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bandit_router.errors import ConfigError
+from bandit_router.service import hashing_encoder, load_config, parse_config
+from bandit_router.service.auth import KeyRing, Tenant
+
+from .conftest import KEYS, UPSTREAM_KEY, config_dict
+
+ENV = {"UPSTREAM_KEY": UPSTREAM_KEY}
+
+
+def test_a_full_config_builds_its_router() -> None:
+    config = parse_config(config_dict("http://127.0.0.1:9/v1", cost_weight=0.3, tasks=["chat", "sql"],
+                                      feedback={"limit_per_tenant": 5}), env=ENV)
+    router = config.build_router()
+    assert router.cost_weight == 0.3 and router.tasks == ("chat", "sql") and router.budget.key_limit == 5.0
+    assert router.models["openai/model-a"].api_key == UPSTREAM_KEY and router.ledger.quota.limit == 5
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"colour": "red"}, "colour"),
+    ({"models": []}, "models"),
+    ({"state": {"redis": "redis://x", "sqlite": "y"}}, "both redis and sqlite"),
+    ({"budget": {"key_limit": 1}}, "budget needs a limit"),
+    ({"budget": {"limit": 1, "colour": 1}}, "colour"),
+    ({"feedback": {"secret_env": "NOT_SET_ANYWHERE"}}, "NOT_SET_ANYWHERE"),
+    ({"server": {"port": 70000}}, "server.port"),
+    ({"encoder": "hashing:x"}, "hashing"),
+    ({"tenants": [{"name": "a", "salt": "zz", "key_sha256": "00"}]}, r"tenants\[0\]"),
+])
+def test_invalid_configs_name_the_field(change, field) -> None:
+    with pytest.raises(ConfigError, match=field):
+        parse_config(config_dict("http://127.0.0.1:9/v1", **change), env=ENV).build_router()
+
+
+def test_keys_stay_out_of_the_file() -> None:
+    config = config_dict("http://127.0.0.1:9/v1")
+    config["models"][0]["api_key"] = "sk-in-the-file-0123456789"
+    with pytest.raises(ConfigError, match="api_key_env"):
+        parse_config(config, env=ENV)
+    with pytest.raises(ConfigError, match="UPSTREAM_KEY"):
+        parse_config(config_dict("http://127.0.0.1:9/v1"), env={})
+
+
+def test_toml_and_json_files(tmp_path: Path) -> None:
+    toml = tmp_path / "service.toml"
+    toml.write_text('encoder = "hashing:8"\ncost_weight = 0.4\n[[models]]\nname = "m"\ninput_cost_per_token = 1e-6\n'
+                    'output_cost_per_token = 2e-6\n[server]\nport = 8123\n')
+    config = load_config(toml, env={})
+    assert config.port == 8123 and config.models[0].name == "m" and config.router["cost_weight"] == 0.4
+    broken = tmp_path / "service.json"
+    broken.write_text("{")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(broken)
+
+
+def test_tenant_lookup() -> None:
+    ring = parse_config(config_dict("http://127.0.0.1:9/v1"), env=ENV).keyring()
+    assert ring.tenant(KEYS["team-b"]).name == "team-b"
+    assert ring.tenant("sk-nobody-0123456789") is None and ring.tenant(None) is None
+    assert KeyRing([]).tenant(None).name == "default"
+    with pytest.raises(ConfigError, match="distinct"):
+        KeyRing([Tenant("a", "00" * 8, "0" * 64, "a")] * 2)
+
+
+def test_hashing_encoder() -> None:
+    encoder = hashing_encoder(16)
+    a, b, c = encoder.encode(["route this prompt", "route this prompt please", "zebra"])
+    assert a.shape == (16,) and np.isclose(np.linalg.norm(a), 1.0)
+    assert a @ b > a @ c
