@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["Outcome", "normalised_costs"]
+__all__ = ["Outcome", "by_model", "normalised_costs"]
 
 
 @dataclass(frozen=True)
@@ -32,3 +32,16 @@ def normalised_costs(costs: Iterable[float]) -> np.ndarray:
     """Costs divided by the largest of them, tau (1 when every cost is 0): what policies see, in [0, 1]."""
     costs = np.array(list(costs), dtype=float)
     return costs / (costs.max() or 1.0)
+
+
+def by_model(outcomes: Sequence[Outcome]) -> list[tuple[str, np.ndarray, np.ndarray, float | np.ndarray]]:
+    """The outcomes grouped by model, in first-seen order: (model, vectors (n, dim), rewards (n,), weights: one
+    number when they are all equal, else (n,))."""
+    groups = []
+    for model in dict.fromkeys(o.model for o in outcomes):
+        rows = [o for o in outcomes if o.model == model]
+        weights = {o.weight for o in rows}
+        groups.append((model, np.array([o.vector for o in rows], dtype=float),
+                       np.array([o.reward for o in rows], dtype=float),
+                       weights.pop() if len(weights) == 1 else np.array([o.weight for o in rows], dtype=float)))
+    return groups

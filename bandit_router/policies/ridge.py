@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import ConfigError, StateFormatError
-from ..outcome import Outcome
+from ..outcome import Outcome, by_model
 from .base import Policy, PolicyConfig
 
 __all__ = ["RidgeConfig", "RidgePolicy"]
@@ -122,13 +122,8 @@ class RidgePolicy(Policy):
         if len(outcomes) == 1 and outcomes[0].weight == 1.0:
             self._update(outcomes[0].vector, outcomes[0].model, outcomes[0].reward)
             return
-        groups = []
-        for arm in dict.fromkeys(o.model for o in outcomes):
-            rows = [o for o in outcomes if o.model == arm]
-            weights = {o.weight for o in rows}
-            groups.append((self.index(arm), np.stack([self.features(o.vector) for o in rows]),
-                           np.array([o.reward for o in rows], dtype=float),
-                           weights.pop() if len(weights) == 1 else np.array([o.weight for o in rows])))
+        groups = [(self.index(arm), np.stack([self.features(x) for x in X]), rewards, w)
+                  for arm, X, rewards, w in by_model(outcomes)]
         if not all(np.isfinite(Z).all() and np.isfinite(r).all() and np.isfinite(w).all() for _, Z, r, w in groups):
             raise StateFormatError(f"policy {self.name!r}: outcomes hold NaN or infinite values")
         A = self.A  # sums the deferred outer products first

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..models import Model
-from ..outcome import Outcome
+from ..outcome import Outcome, by_model
 from .base import Policy, PolicyConfig, UpperConfidence, register
 
 __all__ = ["SharedLinUCB", "SharedLinUCBConfig", "model_features"]
@@ -179,13 +179,7 @@ class SharedLinUCB(UpperConfidence, Policy):
         if len(outcomes) == 1 and outcomes[0].weight == 1.0:
             self._update(outcomes[0].vector, outcomes[0].model, outcomes[0].reward)
             return
-        groups = []
-        for arm in dict.fromkeys(o.model for o in outcomes):
-            rows = [o for o in outcomes if o.model == arm]
-            weights = {o.weight for o in rows}
-            groups.append((self.index(arm), np.array([o.vector for o in rows], dtype=float),
-                           np.array([o.reward for o in rows], dtype=float),
-                           weights.pop() if len(weights) == 1 else np.array([o.weight for o in rows])))
+        groups = [(self.index(arm), X, rewards, w) for arm, X, rewards, w in by_model(outcomes)]
         for a, X, rewards, w in groups:
             if self.has_features[a]:
                 S = self._shared(X, np.full(len(X), a))
