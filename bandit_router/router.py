@@ -583,8 +583,10 @@ class Router:
 
     @classmethod
     def load(cls, path: str | Path, encoder: Encoder | Callable | None = None,
-             api_keys: Mapping[str, str] | None = None, **settings: Any) -> "Router":
-        """Rebuild a saved router; API keys are never saved, so pass them per model name in `api_keys`."""
+             api_keys: Mapping[str, str] | None = None, credentials: Mapping[str, Mapping[str, Any]] | None = None,
+             **settings: Any) -> "Router":
+        """Rebuild a saved router; API keys and credentials are never saved, so pass them per model name in
+        `api_keys` and `credentials` (e.g. {"azure/gpt-4o": {"extra_headers": {"api-key": ...}}})."""
         from .state import load_router
 
-        return load_router(path, encoder=encoder, api_keys=api_keys, **settings)
+        return load_router(path, encoder=encoder, api_keys=api_keys, credentials=credentials, **settings)
