@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 from .redaction import hide
 
-__all__ = ["Model", "estimate_tokens", "is_credential", "split_credentials", "merge_params"]
+__all__ = ["Model", "estimate_tokens", "check_usd", "check_tokens", "is_credential", "split_credentials", "merge_params"]
 
 # A param or header whose name matches is a credential: "api-key", "Authorization", "aws_secret_access_key",
 # "aws_session_token", "vertex_credentials", "azure_ad_token", "password"... but not "max_tokens".
@@ -92,6 +92,19 @@ def _check_url(model: str, key: str, url: Any) -> None:
 def estimate_tokens(text: str) -> int:
     """Cheap token estimate used for cost prediction: one token per four characters, at least one."""
     return max(1, math.ceil(len(text) / 4))
+
+
+def check_usd(value: Any, field: str) -> float:
+    """A cost in USD as a float >= 0, or ConfigError naming `field`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
+        raise ConfigError(f"{field} must be a finite number >= 0 (USD), got {value!r}")
+    return float(value)
+
+
+def check_tokens(value: Any, field: str) -> None:
+    """ConfigError naming `field` unless `value` is None or an integer >= 1 (a token count)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+        raise ConfigError(f"{field} must be an integer >= 1 or None, got {value!r}")
 
 
 def _litellm_info(name: str) -> Mapping[str, Any]:

@@ -20,7 +20,7 @@ from .decision import Completion, Decision, Messages, messages_of, query_text, u
 from .encoders import Encoder, as_encoder
 from .errors import (AllModelsFailedError, BudgetExceededError, ConfigError, DuplicateFeedbackError,
                      InvalidPromptError, NoEligibleModelError, UnknownRouteError)
-from .models import Model, estimate_tokens
+from .models import Model, check_tokens, check_usd, estimate_tokens
 from .policies import Policy, make_policy
 from .policies.ridge import RidgePolicy
 from .quota import SourceQuota
@@ -28,7 +28,7 @@ from .redaction import hidden, hide
 from .store import DecisionLog, Replica, StateStore
 from .streaming import AsyncRoutedStream, RoutedStream
 from .tasks import TEXT_WEIGHT, TaskHints
-from .tokens import FeedbackTokens
+from .tokens import FeedbackTokens, check_route_id
 
 __all__ = ["Router", "check_cost_weight", "check_score", "check_prompt"]
 
@@ -177,7 +177,7 @@ class Router:
         self.max_prompt_chars = max_prompt_chars
         self.tokens = None if feedback_secret is None else FeedbackTokens(
             feedback_secret, self.pending_ttl if feedback_token_ttl is None else feedback_token_ttl)
-        self.quota = None if source_limit is None else SourceQuota(source_limit, source_window)
+        self.quota = None if source_limit is None else SourceQuota(source_limit, source_window, store=state_store)
         self.replica: Replica | None = None
         if state_store is not None:
             if not isinstance(self.policy, RidgePolicy):
@@ -300,6 +300,7 @@ class Router:
         account only) until `settle(route_id, cost)` or `release(route_id)`; complete/stream do both themselves.
         """
         dial = self.cost_weight if cost_weight is None else check_cost_weight(cost_weight)
+        check_tokens(max_tokens, "max_tokens")
         query, full_text = check_prompt(prompt, self.max_prompt_chars)
         prompt_tokens = estimate_tokens(full_text)
         vector = self._vector(query, task)
@@ -327,8 +328,12 @@ class Router:
             while len(self._pending) > self.max_pending:
                 self._close(next(iter(self._pending)), "expired")
         if self.log is not None:
-            self.log.record_decision(decision, prompt=full_text if self.store_prompts else None,
-                                     vector=vector if self.store_vectors else None)
+            try:
+                self.log.record_decision(decision, prompt=full_text if self.store_prompts else None,
+                                         vector=vector if self.store_vectors else None)
+            except BaseException:  # e.g. a full disk: no pending decision or budget hold outlives the refusal
+                self._withdraw(decision.route_id)
+                raise
         if self.replica is not None:
             self.replica.maybe_sync(self._lock)
         return decision
@@ -341,6 +346,7 @@ class Router:
         names who gave the feedback. Once this returns, the feedback is acknowledged: it is in the local state
         and, with a state_store, queued until a sync merges it.
         """
+        check_route_id(route_id)
         score = check_score(score)
         if self.tokens is not None:
             self.tokens.verify(route_id, token)
@@ -457,6 +463,9 @@ class Router:
         A hold still open when its route expires (`pending_ttl`) is charged in full. Without a budget (or once
         settled) it does nothing.
         """
+        check_route_id(route_id)
+        if cost is not None:
+            cost = check_usd(cost, "cost")  # before the hold is dropped: a refused settle keeps it
         with self._lock:
             held = self._held.pop(route_id, None)
         if held is not None:
@@ -464,6 +473,7 @@ class Router:
 
     def release(self, route_id: str) -> None:
         """Drop the budget hold of `route_id` without charge (its call was not made)."""
+        check_route_id(route_id)
         with self._lock:
             held = self._held.pop(route_id, None)
         if held is not None:
@@ -495,10 +505,7 @@ class Router:
 
     def _failed(self, decision: Decision, model: str, error: BaseException, failures: dict[str, BaseException]) -> None:
         if not _retryable(error):
-            with self._lock:
-                if decision.route_id in self._pending:
-                    self._close(decision.route_id, "failed")
-            self.release(decision.route_id)
+            self._withdraw(decision.route_id)
             raise error
         failures[model] = error
         with self._lock:
@@ -506,11 +513,15 @@ class Router:
         if self.log is not None:
             self.log.record_failure(decision.route_id, error)
 
-    def _all_failed(self, decision: Decision, failures: dict[str, BaseException]) -> AllModelsFailedError:
+    def _withdraw(self, route_id: str) -> None:
+        """Close a decision whose call cannot be made, and release its hold."""
         with self._lock:
-            if decision.route_id in self._pending:
-                self._close(decision.route_id, "failed")
-        self.release(decision.route_id)
+            if route_id in self._pending:
+                self._close(route_id, "failed")
+        self.release(route_id)
+
+    def _all_failed(self, decision: Decision, failures: dict[str, BaseException]) -> AllModelsFailedError:
+        self._withdraw(decision.route_id)
         detail = "; ".join(f"{m}: {type(e).__name__}" for m, e in failures.items())
         return AllModelsFailedError(f"no model could serve the request after {len(failures)} attempt(s): {detail}",
                                     failures)

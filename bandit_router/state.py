@@ -110,8 +110,8 @@ def read_state(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]
     header_len = int.from_bytes(data[:8], "little")
     if header_len > min(len(data) - 8, MAX_HEADER):
         raise StateFormatError(f"{str(path)!r} is not a bandit-router state file (bad header length)")
+    _check_depth(data[8 : 8 + header_len], f"{str(path)!r}'s header")
     try:
-        _check_depth(data[8 : 8 + header_len], f"{str(path)!r}'s header")
         header = json.loads(data[8 : 8 + header_len])
         arrays = load(data)
     except (ValueError, UnicodeDecodeError, SafetensorError, RecursionError) as error:
@@ -121,8 +121,10 @@ def read_state(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]
         raise StateFormatError(f"{str(path)!r} is not a bandit-router state file (format {FORMAT!r} expected)")
     if metadata.get("sha256") != _digest(metadata.get("config", ""), arrays):
         raise StateFormatError(f"{str(path)!r} is damaged: its checksum does not match its content")
+    if not isinstance(metadata.get("config"), str):
+        raise StateFormatError(f"{str(path)!r} has no readable config")
+    _check_depth(metadata["config"], f"{str(path)!r}'s config")
     try:
-        _check_depth(metadata["config"], f"{str(path)!r}'s config")
         config = json.loads(metadata["config"])
     except (KeyError, TypeError, ValueError, RecursionError):
         raise StateFormatError(f"{str(path)!r} has no readable config") from None

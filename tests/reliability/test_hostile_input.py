@@ -243,4 +243,6 @@ def test_source_cap_is_a_sliding_window() -> None:
     with pytest.raises(FeedbackLimitError):
         quota.check("user", now=9.0)
     quota.check("other-user", now=9.0)  # other sources are not affected
-    assert quota.check("user", now=10.5) == "user"  # the first feedback left the window
+    with pytest.raises(FeedbackLimitError):
+        quota.check("user", now=10.5)  # estimated 2 x 0.95 still inside the sliding window
+    assert quota.check("user", now=19.5) == "user"  # estimated 2 x 0.05: room for one more
