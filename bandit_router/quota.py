@@ -8,7 +8,8 @@ Counts live in a fixed table of `slots` counters per window (a source hashes to 
 the previous fixed window, so memory is bounded whatever the number of sources and each feedback costs O(1).
 The sliding count is estimated as current + previous x (share of the previous window still inside the sliding
 one). Sources sharing a slot share a cap (with 65,536 slots, rarely). With a state store, the counters live in
-the store, so the cap holds across replicas; while it cannot be reached, each replica counts on its own.
+the store, so the cap holds across replicas (up to one extra feedback per replica checking at the same moment);
+while it cannot be reached, each replica counts on its own and asks the store again after RETRY_AFTER seconds.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["SourceQuota"]
 
 log = logging.getLogger(__name__)
+RETRY_AFTER = 10.0  # seconds the counters stay local after the store failed to answer
 
 
 class SourceQuota:
@@ -47,6 +49,7 @@ class SourceQuota:
         self.store = store
         self._counts = np.zeros((2, slots), dtype=np.int64)  # row w % 2 counts fixed window w
         self._rows = [-1, -1]  # the window each row counts
+        self._retry_at = 0.0  # monotonic time before which an unreachable store is not asked again
 
     def _slot(self, source: object) -> int:
         if not isinstance(source, str) or not source:
@@ -70,11 +73,13 @@ class SourceQuota:
         """(count in `window`, count in `window - 1`) of `slot`, after adding `add`: the store's while it answers
         (and keeps counters), this process's own otherwise."""
         local = self._local(slot, window, add)
-        if self.store is not None:
+        if self.store is not None and time.monotonic() >= self._retry_at:
             try:
                 shared = self.store.count_source(slot, self.window, window, add)
             except StoreUnavailableError as error:
-                log.warning("feedback counters unavailable; capping sources per replica: %s", error)
+                self._retry_at = time.monotonic() + RETRY_AFTER  # the router's lock is held: do not wait every time
+                log.warning("feedback counters unavailable; capping sources per replica for %g s: %s",
+                            RETRY_AFTER, error)
             else:
                 if shared is not None:
                     return shared

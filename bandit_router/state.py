@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from .encoders import Encoder
     from .router import Router
 
-__all__ = ["FORMAT", "save_router", "load_router", "write_atomic", "read_state", "check_state", "LEARNED_SETTINGS"]
+__all__ = ["FORMAT", "save_router", "load_router", "write_atomic", "read_state", "check_state", "hub_name",
+           "LEARNED_SETTINGS"]
 
 FORMAT = "bandit-router/1"
 
@@ -207,6 +208,15 @@ def _check_arrays(config: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -
                     f"the file's arrays hold {have >> 20} MB")
 
 
+def hub_name(name: str) -> str:
+    """`name` if it can name a Hugging Face model (org/name), so that a file naming its encoder cannot make the
+    loader read a local path; StateFormatError otherwise."""
+    if not (_ENCODER_NAME.fullmatch(name) and ".." not in name):
+        raise _fail("config['encoder']", f"{name!r} is not a Hugging Face model name; pass the encoder the file "
+                    "was saved with to Router.load(path, encoder=...)")
+    return name
+
+
 def check_state(config: Any, arrays: Mapping[str, np.ndarray], overrides: Mapping[str, Any] = {}) -> None:
     """StateFormatError naming the first field of a state file's config or arrays that this library would not
     have written: unknown or operational keys (settings in `overrides`, passed by the caller, excepted),
@@ -221,8 +231,8 @@ def check_state(config: Any, arrays: Mapping[str, np.ndarray], overrides: Mappin
     dim, encoder = config["dim"], config["encoder"]
     if not (isinstance(dim, int) and not isinstance(dim, bool) and 1 <= dim <= MAX_DIM):
         raise _fail("config['dim']", f"must be an integer in [1, {MAX_DIM}], got {dim!r}")
-    if not (isinstance(encoder, str) and _ENCODER_NAME.fullmatch(encoder) and ".." not in encoder):
-        raise _fail("config['encoder']", "must be an encoder name such as 'sentence-transformers/all-MiniLM-L6-v2'")
+    if not (isinstance(encoder, str) and 0 < len(encoder) <= 256):
+        raise _fail("config['encoder']", "must be the encoder's name")
     _check_models(config["models"])
     _check_router(config["router"], overrides)
     _check_rng(config["rng"], "config['rng']")
@@ -267,7 +277,7 @@ def load_router(path: str | Path, encoder: "Encoder | Callable | None" = None,
         models = [Model.from_config(m, api_key=(api_keys or {}).get(m["name"]),
                                     credentials=(credentials or {}).get(m["name"])) for m in config["models"]]
         policy_config = config["policy"]
-        enc = as_encoder(encoder) if encoder is not None else sentence_encoder(config["encoder"])
+        enc = as_encoder(encoder) if encoder is not None else sentence_encoder(hub_name(config["encoder"]))
         policy = make_policy(policy_config["name"], config["dim"], [m.name for m in models],
                              **policy_config["settings"])
         policy.rng.bit_generator.state = policy_config["rng"]

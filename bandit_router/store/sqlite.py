@@ -251,9 +251,11 @@ class SQLiteStateStore(StateStore):
 
     def _count_once(self, slot: int, period: float, window: int, add: int) -> tuple[int, int]:
         conn = self._conn
-        conn.execute("CREATE TABLE IF NOT EXISTS source_counts (namespace TEXT NOT NULL, period REAL NOT NULL, "
-                     "window INTEGER NOT NULL, slot INTEGER NOT NULL, count INTEGER NOT NULL, "
-                     "PRIMARY KEY (namespace, period, window, slot))")
+        if not getattr(self, "_counters_ready", False):  # created on first use
+            conn.execute("CREATE TABLE IF NOT EXISTS source_counts (namespace TEXT NOT NULL, period REAL NOT NULL, "
+                         "window INTEGER NOT NULL, slot INTEGER NOT NULL, count INTEGER NOT NULL, "
+                         "PRIMARY KEY (namespace, period, window, slot))")
+            self._counters_ready = True
         if add:
             conn.execute("BEGIN IMMEDIATE")
             try:

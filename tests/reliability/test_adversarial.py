@@ -331,3 +331,16 @@ def test_a_full_disk_leaves_no_pending_decision_or_hold(tmp_path: Path) -> None:
     assert len(router._pending) == i + 1 and len(router._held) == i + 1  # the refused one left nothing
     assert budget.reserved() == pytest.approx(sum(h[0].amount for h in router._held.values()))
     assert isinstance(StoreUnavailableError("x"), BanditRouterError)
+
+
+def test_a_file_cannot_name_a_local_path_as_its_encoder(tmp_path: Path) -> None:
+    crafted = rewrite(saved(tmp_path), lambda config, arrays: config.update(encoder="../../tmp/evil-model"))
+    with pytest.raises(StateFormatError, match="not a Hugging Face model name"):
+        Router.load(crafted)
+    assert Router.load(crafted, encoder=fake_encoder)  # with the encoder given, the saved name is only a label
+
+
+def test_a_router_with_a_lambda_encoder_saves_and_loads(tmp_path: Path) -> None:
+    router = Router(model_cards(), encoder=lambda text: fake_encoder(text), seed=0)
+    router.save(tmp_path / "r.safetensors")
+    assert Router.load(tmp_path / "r.safetensors", encoder=fake_encoder).route("x")
