@@ -151,6 +151,7 @@ def test_mutated_state_files_load_or_raise_typed_errors_quickly(tmp_path: Path) 
     outcomes: Counter[tuple[str, str]] = Counter()
     slow: list[tuple[int, str, float, int]] = []
     untyped: list[tuple[int, str, str]] = []
+    worst = (0.0, 0)
     for case in range(CASES):
         kind, data = mutate(bases[case % len(bases)], tmp_path, rng)
         path = tmp_path / "fuzzed.safetensors"
@@ -166,9 +167,10 @@ def test_mutated_state_files_load_or_raise_typed_errors_quickly(tmp_path: Path) 
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         outcomes[kind, outcome] += 1
+        worst = (max(worst[0], seconds), max(worst[1], peak))
         if seconds > MAX_SECONDS or peak > MAX_BYTES:
             slow.append((case, kind, seconds, peak))
-    print(sorted(outcomes.items()))
+    print(sorted(outcomes.items()), f"worst: {worst[0]:.3f} s CPU, {worst[1] / 2**20:.1f} MB")
     assert untyped == []
     assert slow == []
     assert sum(outcomes.values()) == CASES >= 1_000
