@@ -10,23 +10,22 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol, TypeVar
 
 import numpy as np
 
+from .encoders import Encoder, as_encoder
 from .errors import ConfigError, StateFormatError
-from .models import Model
-from .tasks import TEXT_WEIGHT
+from .models import Model, split_credentials
+from .policies import Policy, make_policy
+from .settings import FeedbackSettings, Limits, LogSettings
+from .tasks import TEXT_WEIGHT, TaskHints
 
-if TYPE_CHECKING:
-    from .encoders import Encoder
-    from .router import Router
+T = TypeVar("T")
 
-__all__ = ["FORMAT", "save_router", "load_router", "write_atomic", "read_state", "check_state", "hub_name",
+__all__ = ["FORMAT", "encode_router", "load_router", "read_state", "encode_state", "check_state", "hub_name",
            "LEARNED_SETTINGS"]
 
 FORMAT = "bandit-router/1"
@@ -35,9 +34,10 @@ FORMAT = "bandit-router/1"
 # and limits (log, store_prompts, feedback_secret, source_limit, max_prompt_chars, ...) never come from a file.
 LEARNED_SETTINGS = frozenset({"cost_weight", "seed", "expected_output_tokens", "expired_reward", "tasks",
                               "text_weight"})
-# Operational settings files written before 0.x kept; ignored at their defaults (or when the caller passes them).
-_LEGACY_SETTINGS = {"store_prompts": False, "store_vectors": False, "pending_ttl": 86_400.0, "max_pending": 100_000,
-                    "max_attempts": 3}
+# Operational settings older files kept (flat, or grouped in "feedback"/"limits"/"log"): accepted at their
+# defaults, or when the caller passes that group to Router.load (the file's value is then not used); key -> group.
+_GROUPS = {"feedback": FeedbackSettings().to_config(), "limits": Limits().to_config(), "log": LogSettings().to_config()}
+_OPERATIONAL = {key: group for group, keys in _GROUPS.items() for key in keys if key not in LEARNED_SETTINGS}
 _CONFIG_KEYS = {"models", "policy", "encoder", "dim", "router", "rng"}
 MAX_HEADER = 16 << 20  # bytes of JSON header
 MAX_DEPTH = 32  # JSON nesting
@@ -66,26 +66,6 @@ def _digest(config: str, arrays: Mapping[str, np.ndarray]) -> str:
         h.update(f"{name}|{a.dtype.str}|{a.shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()
-
-
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old content or the new, never a mix."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def encode_state(config: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> bytes:
@@ -150,8 +130,6 @@ def _check_rng(state: Any, where: str) -> None:
 
 
 def _check_models(models: Any) -> None:
-    from .models import split_credentials
-
     if not isinstance(models, list) or not 1 <= len(models) <= MAX_MODELS:
         raise _fail("models", f"must be a list of 1 to {MAX_MODELS} model cards")
     for i, card in enumerate(models):
@@ -169,8 +147,10 @@ def _check_models(models: Any) -> None:
 def _check_router(settings: Any, overrides: Mapping[str, Any]) -> None:
     if not isinstance(settings, dict):
         raise _fail("config['router']", "must be a mapping")
+    settings = _flat({k: v for k, v in settings.items() if not (k in _GROUPS and k in overrides)})
     for key, value in settings.items():
-        if key in LEARNED_SETTINGS or key in overrides or _LEGACY_SETTINGS.get(key, ...) == value:
+        if key in LEARNED_SETTINGS or key in overrides or _OPERATIONAL.get(key) in overrides or (
+                key in _OPERATIONAL and _GROUPS[_OPERATIONAL[key]][key] == value):
             continue
         raise _fail(f"config['router'][{key!r}]", f"a state file may only set {sorted(LEARNED_SETTINGS)}; paths, "
                     "secrets, prompt storage and limits come from the caller (pass them to Router.load)")
@@ -244,45 +224,78 @@ def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
     return rng.bit_generator.state
 
 
-def save_router(router: "Router", path: str | Path) -> None:
-    """Save `router`'s config, policy state and random state to `path` (atomic)."""
-    with router._lock:
-        config = {
-            "models": [m.to_config() for m in router.models.values()],
-            "policy": {"name": router.policy.name, "settings": router.policy.config.to_dict(),
-                       "rng": _rng_state(router.policy.rng)},
-            "encoder": router.encoder.name,
-            "dim": router.policy.dim,
-            "router": {"cost_weight": router.cost_weight, "seed": router.seed, "expired_reward": router.expired_reward,
-                       "expected_output_tokens": router.expected_output_tokens, "tasks": list(router.tasks),
-                       "text_weight": router.hints.text_weight if router.hints else TEXT_WEIGHT},
-            "rng": _rng_state(router.rng),
-        }
-        data = encode_state(config, {f"policy.{k}": v for k, v in router.policy.state().items()})
-    write_atomic(path, data)
+class Saved(Protocol):
+    """What `encode_router` reads from a router (see bandit_router.router.Router)."""
+
+    models: Mapping[str, Model]
+    policy: Policy
+    encoder: Encoder
+    hints: TaskHints | None
+    cost_weight: float
+    seed: int | None
+    feedback_settings: FeedbackSettings
+    limits: Limits
+    log_settings: LogSettings
+    rng: np.random.Generator
 
 
-def load_router(path: str | Path, encoder: "Encoder | Callable | None" = None,
-                api_keys: Mapping[str, str] | None = None,
-                credentials: Mapping[str, Mapping[str, Any]] | None = None, **settings: Any) -> "Router":
-    """Rebuild a router saved by `save_router`. Keys and credentials are never saved: pass them again per model
-    name. `settings` are the router's operational settings (log=..., source_limit=...), which a file never sets."""
-    from .encoders import as_encoder, sentence_encoder
-    from .policies import make_policy
-    from .router import Router
+def encode_router(router: Saved) -> bytes:
+    """Bytes of a state file with `router`'s config, policy state and random state (the caller holds its lock)."""
+    config = {
+        "models": [m.to_config() for m in router.models.values()],
+        "policy": {"name": router.policy.name, "settings": router.policy.config.to_dict(),
+                   "rng": _rng_state(router.policy.rng)},
+        "encoder": router.encoder.name,
+        "dim": router.policy.dim,
+        "router": {"cost_weight": router.cost_weight, "seed": router.seed,  # LEARNED_SETTINGS only
+                   "tasks": list(router.hints.tasks) if router.hints else [],
+                   "text_weight": router.hints.text_weight if router.hints else TEXT_WEIGHT,
+                   "expired_reward": router.feedback_settings.expired_reward,
+                   "expected_output_tokens": router.limits.expected_output_tokens},
+        "rng": _rng_state(router.rng),
+    }
+    return encode_state(config, {f"policy.{k}": v for k, v in router.policy.state().items()})
 
+
+def _flat(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved "router" config with its "feedback"/"limits"/"log" groups (files before #21) flattened; a group that
+    is not a mapping stays a key of its own (which `check_state` refuses unless the caller overrides it)."""
+    flat = {k: v for k, v in saved.items() if not (k in _GROUPS and isinstance(v, dict))}
+    for group in _GROUPS.keys() & saved.keys():
+        flat.update(saved[group] if isinstance(saved[group], dict) else {})
+    return flat
+
+
+def _arguments(saved: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Constructor arguments from a saved "router" config (checked by `check_state`): its learned settings, then
+    `overrides` (the operational settings: log, feedback, limits, ...)."""
+    flat = _flat(saved)
+    tasks = flat.get("tasks", [])
+    args = {k: flat[k] for k in ("cost_weight", "seed") if k in flat}
+    args["tasks"] = TaskHints(tasks, flat.get("text_weight", TEXT_WEIGHT)) if tasks else ()
+    args["feedback"] = FeedbackSettings(**{k: flat[k] for k in ("expired_reward",) if k in flat})
+    args["limits"] = Limits(**{k: flat[k] for k in ("expected_output_tokens",) if k in flat})
+    return {**args, **overrides}
+
+
+def load_router(build: Callable[..., T], path: str | Path, encoder: Encoder | Callable | None = None,
+                api_keys: Mapping[str, str] | None = None, credentials: Mapping[str, Mapping[str, Any]] | None = None,
+                **settings: Any) -> T:
+    """Rebuild with `build` (the Router class) a router saved from `encode_router`. Keys and credentials are never
+    saved: pass them again per model name. `settings` are the operational constructor arguments (log=...,
+    feedback=..., limits=...), which a file never sets."""
     config, arrays = read_state(path)
     check_state(config, arrays, settings)
     try:
         models = [Model.from_config(m, api_key=(api_keys or {}).get(m["name"]),
                                     credentials=(credentials or {}).get(m["name"])) for m in config["models"]]
         policy_config = config["policy"]
-        enc = as_encoder(encoder) if encoder is not None else sentence_encoder(hub_name(config["encoder"]))
+        enc = as_encoder(hub_name(config["encoder"]) if encoder is None else encoder)
         policy = make_policy(policy_config["name"], config["dim"], [m.name for m in models],
                              **policy_config["settings"])
         policy.rng.bit_generator.state = policy_config["rng"]
         policy.load_state({k.removeprefix("policy."): v for k, v in arrays.items()})
-        router = Router(models, policy=policy, encoder=enc, **{**config["router"], **settings})
+        router = build(models, policy=policy, encoder=enc, **_arguments(config["router"], settings))
         router.rng.bit_generator.state = config["rng"]
     except (KeyError, TypeError, OverflowError) as error:
         raise StateFormatError(f"{str(path)!r} has an incomplete config ({error!r})") from None

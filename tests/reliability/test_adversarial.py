@@ -14,12 +14,12 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from bandit_router import Budget, Model, Router
+from bandit_router import Budget, FeedbackSettings, Limits, LogSettings, Model, Router
 from bandit_router.errors import (BanditRouterError, ConfigError, FeedbackLimitError, InvalidPromptError,
                                   StateFormatError, StoreUnavailableError, UnknownRouteError)
 from bandit_router.quota import SourceQuota
 from bandit_router.state import _digest, encode_state, read_state
-from bandit_router.store import DecisionLog, RedisStateStore, SQLiteStateStore
+from bandit_router.store import RedisStateStore, SQLiteDecisionLog, SQLiteStateStore
 
 from .workers import fake_encoder, model_cards
 
@@ -67,22 +67,39 @@ def test_unknown_top_level_keys_are_refused(tmp_path: Path) -> None:
 
 
 def test_saved_files_hold_only_learned_settings_and_old_defaults_still_load(tmp_path: Path) -> None:
-    path = saved(tmp_path, store_prompts=True, store_vectors=True, pending_ttl=60.0, max_attempts=2,
-                 cost_weight=0.25, expected_output_tokens=100)
+    path = saved(tmp_path, log=LogSettings(None, store_prompts=True, store_vectors=True),
+                 feedback=FeedbackSettings(pending_ttl=60.0), limits=Limits(max_attempts=2, expected_output_tokens=100),
+                 cost_weight=0.25)
     config, _ = read_state(path)
     assert set(config["router"]) == {"cost_weight", "seed", "expired_reward", "expected_output_tokens", "tasks",
                                      "text_weight"}
     loaded = Router.load(path, encoder=fake_encoder)
-    assert (loaded.cost_weight, loaded.expected_output_tokens, loaded.store_prompts, loaded.pending_ttl) == (
+    assert (loaded.cost_weight, loaded.limits.expected_output_tokens, loaded.log_settings.store_prompts,
+            loaded.feedback_settings.pending_ttl) == (
         0.25, 100, False, 86_400.0)  # operational settings are the caller's (defaults here)
     legacy = {"store_prompts": False, "store_vectors": False, "pending_ttl": 86_400.0, "max_pending": 100_000,
               "max_attempts": 3}  # what earlier versions wrote: loads at these values
     old = rewrite(path, lambda config, arrays: config["router"].update(legacy), "old.safetensors")
-    assert Router.load(old, encoder=fake_encoder).max_attempts == 3
+    assert Router.load(old, encoder=fake_encoder).limits.max_attempts == 3
+    grouped = {"feedback": FeedbackSettings().to_config(), "limits": Limits().to_config(),
+               "log": LogSettings().to_config()}  # what the grouped format (before #21) wrote at the defaults
+    old = rewrite(path, lambda config, arrays: config["router"].update(grouped), "grouped.safetensors")
+    assert Router.load(old, encoder=fake_encoder).limits.expected_output_tokens == Limits().expected_output_tokens
     custom = rewrite(path, lambda config, arrays: config["router"].update(pending_ttl=60.0), "custom.safetensors")
     with pytest.raises(StateFormatError, match="pending_ttl"):
         Router.load(custom, encoder=fake_encoder)
-    assert Router.load(custom, encoder=fake_encoder, pending_ttl=60.0).pending_ttl == 60.0  # the caller decides
+    loaded = Router.load(custom, encoder=fake_encoder, feedback=FeedbackSettings(pending_ttl=60.0))
+    assert loaded.feedback_settings.pending_ttl == 60.0  # the caller decides
+
+
+@pytest.mark.parametrize("group, value", [("log", {"store_prompts": True}), ("feedback", {"pending_ttl": 1.0}),
+                                          ("feedback", {"feedback_secret": SECRET}),
+                                          ("limits", {"max_prompt_chars": 10**9})])
+def test_a_grouped_config_cannot_set_operational_settings(tmp_path: Path, group: str, value: dict) -> None:
+    crafted = rewrite(saved(tmp_path), lambda config, arrays: config["router"].update({group: value}))
+    with pytest.raises(StateFormatError, match=f"config\\['router'\\]\\[{next(iter(value))!r}\\]: a state file"):
+        Router.load(crafted, encoder=fake_encoder)
+    assert Router.load(crafted, encoder=fake_encoder, **{group: None})  # the caller's group applies instead
 
 
 # -- 2. credentials outside Model.api_key ---------------------------------------------------------------------------
@@ -253,8 +270,8 @@ def test_the_sliding_estimate_weights_the_previous_window() -> None:
 
 
 def shared_routers(store_of: Callable[[], Any], limit: int = 5) -> list[Router]:
-    return [Router(model_cards(), encoder=fake_encoder, seed=i, state_store=store_of(), sync_every=3600,
-                   source_limit=limit) for i in range(2)]
+    return [Router(model_cards(), encoder=fake_encoder, seed=i, state_store=store_of(),
+                   limits=Limits(sync_every=3600), feedback=FeedbackSettings(source_limit=limit)) for i in range(2)]
 
 
 def rate(router: Router, source: str) -> None:
@@ -310,7 +327,8 @@ def test_an_unreachable_store_caps_per_replica(redis_server) -> None:
         "content dict", "content part text None", "content bare string", "max_tokens str", "max_tokens 0",
         "max_tokens float"])
 def test_bad_arguments_raise_typed_errors(call, error) -> None:
-    router = Router(model_cards(), encoder=fake_encoder, seed=0, feedback_secret=SECRET, budget=Budget(limit=10.0))
+    router = Router(model_cards(), encoder=fake_encoder, seed=0, feedback=FeedbackSettings(feedback_secret=SECRET),
+                    budget=Budget(limit=10.0))
     decision = router.route("open")
     held = router.budget.reserved()
     with pytest.raises(error):
@@ -319,7 +337,7 @@ def test_bad_arguments_raise_typed_errors(call, error) -> None:
 
 
 def test_a_full_disk_leaves_no_pending_decision_or_hold(tmp_path: Path) -> None:
-    log = DecisionLog(tmp_path / "decisions.db")
+    log = SQLiteDecisionLog(tmp_path / "decisions.db")
     budget = Budget(limit=10.0)
     router = Router(model_cards(), encoder=fake_encoder, seed=0, log=log, budget=budget)
     router.route("fits")
@@ -328,8 +346,8 @@ def test_a_full_disk_leaves_no_pending_decision_or_hold(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailableError, match="full"):
         for i in range(1000):  # the first insert that needs a new page fails
             router.route(f"{i} " + "x" * 500)
-    assert len(router._pending) == i + 1 and len(router._held) == i + 1  # the refused one left nothing
-    assert budget.reserved() == pytest.approx(sum(h[0].amount for h in router._held.values()))
+    assert len(router.ledger.waiting) == i + 1 and len(router.gate.held) == i + 1  # the refused one left nothing
+    assert budget.reserved() == pytest.approx(sum(h[0].amount for h in router.gate.held.values()))
     assert isinstance(StoreUnavailableError("x"), BanditRouterError)
 
 
