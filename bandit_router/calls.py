@@ -7,6 +7,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import Any, Mapping
 
+import numpy as np
+
 from .decision import Completion, Decision, Messages, query_text, usage_of
 from .errors import AllModelsFailedError
 from .gate import BudgetGate
@@ -73,11 +75,25 @@ class ModelCaller:
             self.log.record_decision(served)
         return served
 
+    def record(self, decision: Decision, prompt: str | None, vector: np.ndarray | None) -> None:
+        """Log a new decision; if the log refuses it (e.g. a full disk), withdraw the decision and re-raise."""
+        if self.log is None:
+            return
+        try:
+            self.log.record_decision(decision, prompt=prompt, vector=vector)
+        except BaseException:  # no pending decision or budget hold outlives the refusal
+            self.withdraw(decision.route_id)
+            raise
+
+    def withdraw(self, route_id: str) -> None:
+        """Close a decision whose call cannot be made (nothing is learned) and release its hold."""
+        self.ledger.fail(route_id)
+        self.gate.release(route_id)
+
     def failed(self, decision: Decision, model: str, error: BaseException, failures: dict[str, BaseException]) -> None:
         """Count a failed attempt; a failure not worth retrying ends the call (re-raised)."""
         if not retryable(error):
-            self.ledger.fail(decision.route_id)
-            self.gate.release(decision.route_id)
+            self.withdraw(decision.route_id)
             raise error
         failures[model] = error
         with self.lock:
@@ -86,8 +102,7 @@ class ModelCaller:
             self.log.record_failure(decision.route_id, error)
 
     def all_failed(self, decision: Decision, failures: dict[str, BaseException]) -> AllModelsFailedError:
-        self.ledger.fail(decision.route_id)
-        self.gate.release(decision.route_id)
+        self.withdraw(decision.route_id)
         detail = "; ".join(f"{m}: {type(e).__name__}: {redact(str(e))[:300]}" for m, e in failures.items())
         return AllModelsFailedError(f"no model could serve the request after {len(failures)} attempt(s): {detail}",
                                     failures)

@@ -90,11 +90,18 @@ def messages_of(prompt: str | Messages) -> list[dict[str, Any]]:
 
 
 def _content_text(content: Any) -> str:
+    """The text of a message's content: a string, None, or a list of parts ({"type": "text", "text": ...})."""
     if content is None:
         return ""
     if isinstance(content, str):
         return content
-    return "\n".join(part.get("text", "") for part in content if isinstance(part, Mapping))
+    if not isinstance(content, (list, tuple)) or not all(isinstance(part, Mapping) for part in content):
+        raise InvalidPromptError(f"message content must be a string or a list of content parts, got "
+                                 f"{type(content).__name__}")
+    texts = [part.get("text", "") for part in content]
+    if not all(isinstance(text, str) for text in texts):
+        raise InvalidPromptError("a content part's 'text' must be a string")
+    return "\n".join(texts)
 
 
 def query_text(messages: Messages) -> tuple[str, str]:

@@ -10,8 +10,9 @@ import numpy as np
 from .budget import Budget, Reservation
 from .decision import Decision
 from .errors import BudgetExceededError, ConfigError
-from .models import Model
+from .models import Model, check_usd
 from .outcome import normalised_costs
+from .tokens import check_route_id
 
 __all__ = ["BudgetGate"]
 
@@ -74,7 +75,11 @@ class BudgetGate:
         return decision.ranking() if held is None else [m for m in decision.ranking() if held[1][m] <= held[0].amount]
 
     def settle(self, route_id: str, cost: float | None = None) -> None:
-        """Charge the real cost (USD) in place of the hold; None charges the hold itself (the worst case)."""
+        """Charge the real cost (USD) in place of the hold; None charges the hold itself (the worst case). A refused
+        route id or cost raises before the hold is dropped, so `release` can still drop it."""
+        check_route_id(route_id)
+        if cost is not None:
+            cost = check_usd(cost, "cost")
         with self.lock:
             held = self.held.pop(route_id, None)
         if held is not None:
@@ -82,6 +87,7 @@ class BudgetGate:
 
     def release(self, route_id: str) -> None:
         """Drop the hold of `route_id` without charge (its call was not made)."""
+        check_route_id(route_id)
         with self.lock:
             held = self.held.pop(route_id, None)
         if held is not None:

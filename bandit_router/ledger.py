@@ -14,6 +14,8 @@ from .decision import Decision
 from .errors import DuplicateFeedbackError, UnknownRouteError
 from .outcome import Outcome, normalised_costs
 from .settings import FeedbackSettings
+from .store import StateStore
+from .tokens import check_route_id
 
 __all__ = ["OutcomeLedger", "Pending"]
 
@@ -48,10 +50,10 @@ class OutcomeLedger:
     """
 
     def __init__(self, settings: FeedbackSettings, learn: Callable[[Sequence[Outcome]], None],
-                 settle: Callable[[str], None], lock: threading.RLock) -> None:
+                 settle: Callable[[str], None], lock: threading.RLock, store: StateStore | None = None) -> None:
         self.settings = settings
         self.tokens = settings.tokens()
-        self.quota = settings.quota()
+        self.quota = settings.quota(store)  # with a state store, the per-source counts are shared across replicas
         self.learn = learn
         self.settle = settle
         self.lock = lock
@@ -71,6 +73,7 @@ class OutcomeLedger:
 
     def reward(self, route_id: str, score: float, token: str | None, source: str | None) -> None:
         """Learn `score` for the decision `route_id`; errors say why feedback cannot apply."""
+        check_route_id(route_id)
         if self.tokens is not None:
             self.tokens.verify(route_id, token)
         with self.lock:

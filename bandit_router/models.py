@@ -2,19 +2,109 @@
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
+import re
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .redaction import hide
 
-__all__ = ["Model", "estimate_tokens"]
+__all__ = ["Model", "estimate_tokens", "check_usd", "check_tokens", "is_credential", "split_credentials", "merge_params"]
+
+# A param or header whose name matches is a credential: "api-key", "Authorization", "aws_secret_access_key",
+# "aws_session_token", "vertex_credentials", "azure_ad_token", "password"... but not "max_tokens".
+_CREDENTIAL = re.compile(r"key|secret|token(?!s)|passw|credential|auth|cookie|signature", re.IGNORECASE)
+_HEADERS = re.compile(r"header", re.IGNORECASE)
+
+
+def is_credential(name: object) -> bool:
+    """Whether a param or header named `name` carries a credential."""
+    return isinstance(name, str) and bool(_CREDENTIAL.search(name))
+
+
+def split_credentials(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(public params, credentials) of LiteLLM params: credential-named params, and credential-named headers of
+    header dicts (extra_headers, headers), go to the credentials."""
+    public: dict[str, Any] = {}
+    secret: dict[str, Any] = {}
+    for name, value in params.items():
+        if is_credential(name):
+            secret[name] = value
+        elif _HEADERS.search(str(name)) and isinstance(value, Mapping):
+            public[name] = {h: v for h, v in value.items() if not is_credential(h)}
+            hidden = {h: v for h, v in value.items() if is_credential(h)}
+            if hidden:
+                secret[name] = hidden
+        else:
+            public[name] = value
+    return public, secret
+
+
+def merge_params(public: Mapping[str, Any], secret: Mapping[str, Any]) -> dict[str, Any]:
+    """`public` params with `secret` ones added back (header dicts merged)."""
+    merged = dict(public)
+    for name, value in secret.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(name), Mapping):
+            merged[name] = {**merged[name], **value}
+        else:
+            merged[name] = value
+    return merged
+
+
+def _texts(value: Any) -> Iterator[str]:
+    """Every text a credential value holds, in the forms logs may show it (whole, per word, JSON fields)."""
+    if isinstance(value, Mapping):
+        for item in value.values():
+            yield from _texts(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _texts(item)
+    elif isinstance(value, (str, bytes)):
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        yield text
+        yield from (word for word in text.split() if len(word) >= 8)  # "Bearer <token>": the token alone too
+        if text.lstrip().startswith("{"):
+            try:
+                yield from _texts(json.loads(text))  # a service-account JSON: each field
+            except ValueError:
+                pass
+
+
+def _check_url(model: str, key: str, url: Any) -> None:
+    if url is None:
+        return
+    if not isinstance(url, str):
+        raise ConfigError(f"Model {model!r}: {key} must be a URL string or None, got {type(url).__name__}")
+    try:
+        parts = urlsplit(url)
+        userinfo = parts.username is not None or parts.password is not None
+    except ValueError:
+        raise ConfigError(f"Model {model!r}: {key} is not a valid URL") from None
+    if userinfo:  # never echo the URL: it holds the credential
+        raise ConfigError(f"Model {model!r}: {key} must not carry credentials (user:password@host); pass them as "
+                          "Model(api_key=...) or params={'extra_headers': {'Authorization': ...}}")
 
 
 def estimate_tokens(text: str) -> int:
     """Cheap token estimate used for cost prediction: one token per four characters, at least one."""
     return max(1, math.ceil(len(text) / 4))
+
+
+def check_usd(value: Any, field: str) -> float:
+    """A cost in USD as a float >= 0, or ConfigError naming `field`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
+        raise ConfigError(f"{field} must be a finite number >= 0 (USD), got {value!r}")
+    return float(value)
+
+
+def check_tokens(value: Any, field: str) -> None:
+    """ConfigError naming `field` unless `value` is None or an integer >= 1 (a token count)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+        raise ConfigError(f"{field} must be an integer >= 1 or None, got {value!r}")
 
 
 def _litellm_info(name: str) -> Mapping[str, Any]:
@@ -32,6 +122,10 @@ class Model:
     Prices are USD per token. Left as None, prices, context window, output limit, tool and image support are taken
     from LiteLLM's bundled cost map; a model whose prices are neither given nor known raises ConfigError
     (never a silent $0). `api_key` is used for calls only: it is excluded from repr, saved state and logs.
+    Other credentials given in `params` (see `is_credential`: e.g. aws_secret_access_key, vertex_credentials,
+    an Authorization or api-key header in extra_headers) are moved to `credentials`, which is treated like
+    api_key: used for calls, redacted from logs, never in repr, equality or saved state. `api_base` may not
+    carry credentials in its URL (user:password@): ConfigError.
     """
 
     name: str
@@ -44,6 +138,7 @@ class Model:
     api_base: str | None = None
     api_key: str | None = field(default=None, repr=False, compare=False)
     params: Mapping[str, Any] = field(default_factory=dict)
+    credentials: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     supports_vision: bool | None = None
 
     def __post_init__(self) -> None:
@@ -74,9 +169,23 @@ class Model:
             value = getattr(self, key)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"Model {self.name!r}: {key} must be a positive integer or None, got {value!r}")
-        if "api_key" in self.params:
+        if not isinstance(self.params, Mapping) or not isinstance(self.credentials, Mapping):
+            raise ConfigError(f"Model {self.name!r}: params and credentials must be mappings of LiteLLM arguments")
+        if "api_key" in self.params or "api_key" in self.credentials:
             raise ConfigError(f"Model {self.name!r}: pass api_key as Model(api_key=...), not in params")
-        object.__setattr__(self, "params", dict(self.params))
+        if self.api_key is not None and not isinstance(self.api_key, str):
+            raise ConfigError(f"Model {self.name!r}: api_key must be a str or None, got {type(self.api_key).__name__}")
+        public, secret = split_credentials(self.params)
+        object.__setattr__(self, "params", public)
+        object.__setattr__(self, "credentials", merge_params(secret, self.credentials))
+        for key, url in (("api_base", self.api_base), ("params['api_base']", public.get("api_base")),
+                         ("params['base_url']", public.get("base_url"))):
+            _check_url(self.name, key, url)
+        hide(self.secret_texts())
+
+    def secret_texts(self) -> list[str]:
+        """Every credential text of the card (api_key and `credentials`), as logs may show it."""
+        return [t for t in _texts([self.api_key or "", dict(self.credentials)]) if t]
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         """USD cost of a call with these token counts at this model's prices."""
@@ -84,7 +193,7 @@ class Model:
 
     def call_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for litellm.completion that select and reach this model."""
-        kwargs = {"model": self.name, **self.params}
+        kwargs = {"model": self.name, **merge_params(self.params, self.credentials)}
         if self.api_base is not None:
             kwargs["api_base"] = self.api_base
         if self.api_key is not None:
@@ -92,16 +201,18 @@ class Model:
         return kwargs
 
     def to_config(self) -> dict[str, Any]:
-        """A JSON-safe description of the card, without the API key."""
+        """A JSON-safe description of the card, without the API key and credentials."""
         config = asdict(self)
-        del config["api_key"]
+        del config["api_key"], config["credentials"]
         return config
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], api_key: str | None = None) -> "Model":
-        """Rebuild a card saved by `to_config`; unknown keys are a ConfigError."""
-        known = {f.name for f in fields(cls)} - {"api_key"}
+    def from_config(cls, config: Mapping[str, Any], api_key: str | None = None,
+                    credentials: Mapping[str, Any] | None = None) -> "Model":
+        """Rebuild a card saved by `to_config`, given its API key and credentials again; unknown keys are a
+        ConfigError."""
+        known = {f.name for f in fields(cls)} - {"api_key", "credentials"}
         unknown = set(config) - known
         if unknown:
             raise ConfigError(f"model config has unknown fields {sorted(unknown)}; allowed: {sorted(known)}")
-        return cls(**config, api_key=api_key)
+        return cls(**config, api_key=api_key, credentials=credentials or {})

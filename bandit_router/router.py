@@ -18,10 +18,9 @@ from .encoders import Encoder
 from .errors import ConfigError
 from .gate import BudgetGate
 from .ledger import OutcomeLedger
-from .models import Model, estimate_tokens
+from .models import Model, check_tokens, estimate_tokens
 from .outcome import Outcome, normalised_costs
 from .policies import Policy, make_policy
-from .redaction import hide
 from .settings import FeedbackSettings, Limits, LogSettings, settings_or_default
 from .state import encode_router, load_router
 from .store import DecisionLog, Replica, StateStore
@@ -85,10 +84,10 @@ class Router:
         self.log = self.log_settings.open()
         self.lock = threading.RLock()
         self.gate = BudgetGate(budget, self.models, self.limits.expected_output_tokens, self.lock)
-        self.ledger = OutcomeLedger(self.feedback_settings, lambda o: self.policy.learn(o), self.gate.settle, self.lock)
+        self.ledger = OutcomeLedger(self.feedback_settings, lambda o: self.policy.learn(o), self.gate.settle, self.lock,
+                                    state_store)
         self.caller = ModelCaller(self.models, self.ledger, self.gate, self.log, self.log_settings.store_prompts,
                                   self.limits.max_attempts, self.lock)
-        hide(m.api_key for m in cards if m.api_key)
         self.replica: Replica | None = None
         if state_store is not None:
             if not self.policy.shares_state:
@@ -134,8 +133,6 @@ class Router:
                 raise ConfigError(f"policy {self.policy.name!r} does not use model features; use shared-linucb")
             self.models[card.name] = card
             self.caller.failures[card.name] = 0
-        if card.api_key:
-            hide([card.api_key])
 
     def remove_model(self, name: str) -> None:
         """Stop routing to a model; feedback still pending for it is dropped."""
@@ -176,6 +173,7 @@ class Router:
 
     def _decide(self, vector: np.ndarray, full_text: str, dial: float, models: Sequence[str] | None, tools: bool,
                 max_tokens: int | None, budget_key: str | None, task: str | None) -> Decision:
+        check_tokens(max_tokens, "max_tokens")
         prompt_tokens = estimate_tokens(full_text)
         with self.lock:
             self.ledger.expire()
@@ -189,9 +187,8 @@ class Router:
             decision = Decision.made(names, choice, probs, quality, cost, dial, task)
             self.gate.hold(decision, worst, budget_key)
             decision = self.ledger.open(decision, vector)
-        if self.log is not None:
-            self.log.record_decision(decision, prompt=full_text if self.log_settings.store_prompts else None,
-                                     vector=vector if self.log_settings.store_vectors else None)
+        self.caller.record(decision, full_text if self.log_settings.store_prompts else None,
+                           vector if self.log_settings.store_vectors else None)
         self._maybe_sync()
         return decision
 
@@ -294,7 +291,8 @@ class Router:
 
     @classmethod
     def load(cls, path: str | Path, encoder: Encoder | Callable | str | None = None,
-             api_keys: Mapping[str, str] | None = None, **settings: Any) -> "Router":
-        """Rebuild a saved router (API keys are never saved: pass them per model in `api_keys`); `settings` override
-        saved constructor arguments (e.g. log=..., feedback=FeedbackSettings(...))."""
-        return load_router(cls, path, encoder=encoder, api_keys=api_keys, **settings)
+             api_keys: Mapping[str, str] | None = None, credentials: Mapping[str, Mapping[str, Any]] | None = None,
+             **settings: Any) -> "Router":
+        """Rebuild a saved router. API keys and credentials are never saved: pass them per model name in `api_keys`
+        and `credentials`; `settings` are the operational arguments a file never sets (log=..., feedback=...)."""
+        return load_router(cls, path, encoder=encoder, api_keys=api_keys, credentials=credentials, **settings)

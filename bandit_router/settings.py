@@ -9,7 +9,7 @@ from typing import Any
 from .checks import check_score
 from .errors import ConfigError
 from .quota import SourceQuota
-from .store import DecisionLog, SQLiteDecisionLog
+from .store import DecisionLog, SQLiteDecisionLog, StateStore
 from .tokens import FeedbackTokens
 
 __all__ = ["FeedbackSettings", "Limits", "LogSettings"]
@@ -66,9 +66,9 @@ class FeedbackSettings:
         ttl = self.pending_ttl if self.feedback_token_ttl is None else self.feedback_token_ttl
         return FeedbackTokens(self.feedback_secret, ttl)
 
-    def quota(self) -> SourceQuota | None:
-        """A per-source quota for `source_limit` (None without one)."""
-        return None if self.source_limit is None else SourceQuota(self.source_limit, self.source_window)
+    def quota(self, store: StateStore | None = None) -> SourceQuota | None:
+        """A per-source quota for `source_limit` (None without one), its counters in `store` when given."""
+        return None if self.source_limit is None else SourceQuota(self.source_limit, self.source_window, store=store)
 
     def to_config(self) -> dict[str, Any]:
         """What a saved router keeps: the waiting rules (never the secret, nor the per-deployment guards)."""

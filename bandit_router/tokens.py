@@ -13,9 +13,17 @@ import hmac
 import time
 from typing import Any
 
-from .errors import ConfigError, ExpiredFeedbackTokenError, InvalidFeedbackTokenError
+from .errors import ConfigError, ExpiredFeedbackTokenError, InvalidFeedbackTokenError, UnknownRouteError
 
-__all__ = ["FeedbackTokens"]
+__all__ = ["FeedbackTokens", "check_route_id"]
+
+
+def check_route_id(route_id: Any) -> str:
+    """`route_id` if it can be one the router issued (ASCII text); UnknownRouteError otherwise (e.g. a lone
+    surrogate, bytes, None)."""
+    if not isinstance(route_id, str) or not route_id.isascii():
+        raise UnknownRouteError(f"unknown route_id {route_id!r}: route ids are the ASCII text a decision carries")
+    return route_id
 
 
 class FeedbackTokens:
@@ -44,6 +52,7 @@ class FeedbackTokens:
 
     def verify(self, route_id: str, token: Any, now: float | None = None) -> None:
         """Return if `token` was issued for `route_id` and has not expired; raise a typed error otherwise."""
+        check_route_id(route_id)
         if token is None:
             raise InvalidFeedbackTokenError("feedback needs the decision's feedback_token (this router signs feedback)")
         expires_text, dot, signature = token.partition(".") if isinstance(token, str) else ("", "", "")

@@ -96,6 +96,13 @@ class StateStore(ABC):
     def close(self) -> None:
         """Release connections."""
 
+    def count_source(self, slot: int, period: float, window: int, add: int) -> tuple[int, int] | None:
+        """Add `add` to feedback counter `slot` of fixed window number `window` (of `period` seconds) and return
+        that counter in `window` and in `window - 1`, dropping older windows' counters (the per-source cap of
+        `bandit_router.quota`, shared by replicas). None: this store keeps no counters (each replica counts its
+        own). Raises StoreUnavailableError when the store cannot be reached."""
+        return None
+
 
 class Replica:
     """One router's link to a StateStore: queues its deltas and syncs at most every `sync_every` seconds.

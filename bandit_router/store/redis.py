@@ -86,3 +86,19 @@ class RedisStateStore(StateStore):
 
     def close(self) -> None:
         self._redis.close()
+
+    def count_source(self, slot: int, period: float, window: int, add: int) -> tuple[int, int]:
+        import redis
+
+        key = f"bandit-router:{self.namespace}:sources:{period:g}:"  # one hash per window, expiring after two
+        try:
+            with self._redis.pipeline() as pipe:  # MULTI/EXEC: the add and the reads see one state
+                if add:
+                    pipe.hincrby(key + str(window), str(slot), add)
+                    pipe.expire(key + str(window), int(2 * period) + 1)
+                pipe.hget(key + str(window), str(slot))
+                pipe.hget(key + str(window - 1), str(slot))
+                current, previous = pipe.execute()[-2:]
+        except redis.RedisError as error:
+            raise self._unavailable(error) from None
+        return int(current or 0), int(previous or 0)

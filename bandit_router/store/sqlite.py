@@ -248,3 +248,30 @@ class SQLiteStateStore(StateStore):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def _count_once(self, slot: int, period: float, window: int, add: int) -> tuple[int, int]:
+        conn = self._conn
+        if not getattr(self, "_counters_ready", False):  # created on first use
+            conn.execute("CREATE TABLE IF NOT EXISTS source_counts (namespace TEXT NOT NULL, period REAL NOT NULL, "
+                         "window INTEGER NOT NULL, slot INTEGER NOT NULL, count INTEGER NOT NULL, "
+                         "PRIMARY KEY (namespace, period, window, slot))")
+            self._counters_ready = True
+        if add:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("INSERT INTO source_counts VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
+                             " count = count + excluded.count", (self.namespace, period, window, slot, add))
+                conn.execute("DELETE FROM source_counts WHERE namespace=? AND period=? AND window < ?",
+                             (self.namespace, period, window - 1))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        counts = dict(conn.execute("SELECT window, count FROM source_counts WHERE namespace=? AND period=? AND "
+                                   "window IN (?, ?) AND slot=?", (self.namespace, period, window, window - 1, slot)))
+        return counts.get(window, 0), counts.get(window - 1, 0)
+
+    def count_source(self, slot: int, period: float, window: int, add: int) -> tuple[int, int]:
+        with self._lock:
+            return _retry(lambda: self._count_once(slot, period, window, add), self.path, self.busy_timeout)

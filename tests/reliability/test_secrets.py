@@ -137,3 +137,71 @@ def test_redaction_covers_messages_arguments_and_tracebacks(debug_logs: io.Strin
     logs = debug_logs.getvalue()
     assert logs.count("[REDACTED]") >= 5 and KEY not in logs
     assert logs.count(PROMPT) == 1 and f"after the call: {PROMPT}" in logs
+
+
+# -- credentials in every place a Model accepts them (issue #21) -----------------------------------------------------
+HEADER_TOKEN = "hdr-canary-Bearer-5b1e0c77d2"
+HEADER_KEY = "hdr-canary-xapikey-93ad4f21"
+AWS_SECRET = "aws-canary-secret-40c2d9e815"
+VERTEX_KEY = "vtx-canary-private-key-6e7f"
+URL_PASSWORD = "url-canary-password-a81c3d"
+CREDENTIAL_CANARIES = [KEY, HEADER_TOKEN, HEADER_KEY, AWS_SECRET, VERTEX_KEY, URL_PASSWORD]
+
+
+def test_credential_canaries_never_leak(tmp_path: Path, debug_logs: io.StringIO, monkeypatch) -> None:
+    import litellm
+
+    seen: list[str] = []
+    sent: list[dict] = []
+    real = litellm.completion
+
+    def spy(**kwargs):  # what reached LiteLLM: the credentials must be used for the call
+        sent.append({k: kwargs.get(k) for k in ("api_key", "extra_headers", "aws_secret_access_key")})
+        return real(**kwargs)
+
+    monkeypatch.setattr(litellm, "completion", spy)
+
+    def keep(error: BaseException) -> None:
+        seen.extend([str(error), repr(error), "".join(traceback.format_exception(error))])
+        for inner in getattr(error, "failures", {}).values():
+            keep(inner)
+
+    credentials = {"extra_headers": {"Authorization": f"Bearer {HEADER_TOKEN}", "x-api-key": HEADER_KEY},
+                   "aws_secret_access_key": AWS_SECRET,
+                   "vertex_credentials": json.dumps({"type": "service_account", "private_key": VERTEX_KEY})}
+    behaviors = {"good": ModelBehavior(respond=lambda messages: "Ulaanbaatar."), "locked": ModelBehavior(fail_status=401)}
+    with FakeLLMServer(behaviors) as server:
+        with pytest.raises(Exception) as caught:  # credentials in the URL: refused, and not echoed
+            Model("openai/good", input_cost_per_token=1e-6, output_cost_per_token=2e-6,
+                  api_base=server.base_url.replace("://", f"://user:{URL_PASSWORD}@"))
+        keep(caught.value)
+        cards = [Model(f"openai/{name}", input_cost_per_token=1e-6, output_cost_per_token=2e-6, context_window=8192,
+                       max_output_tokens=1024, supports_tools=False, api_base=server.base_url, api_key=KEY,
+                       params={"temperature": 0.0, **credentials}) for name in behaviors]
+        router = Router(cards, encoder=fake_encoder, seed=0, log=tmp_path / "decisions.db",
+                        state_store=SQLiteStateStore(tmp_path / "state.db"),
+                        limits=Limits(sync_every=0), feedback=FeedbackSettings(feedback_secret=SECRET))
+        completion = router.complete(PROMPT, models=["openai/good"], num_retries=0)
+        router.feedback(completion.decision.route_id, 1.0, token=completion.decision.feedback_token)
+        stream = router.stream(PROMPT, models=["openai/good"], num_retries=0)
+        assert "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices) == "Ulaanbaatar."
+        asynchronous = asyncio.run(router.acomplete(PROMPT, models=["openai/good"], num_retries=0))
+        with pytest.raises(Exception) as caught:
+            router.complete(PROMPT, models=["openai/locked"], num_retries=0)
+        keep(caught.value)
+        seen += [repr(router), repr(router.models), str(router.models), repr(completion.decision),
+                 repr(asynchronous.decision), str(router.__dict__), str([m.to_config() for m in cards])]
+        router.save(tmp_path / "router.safetensors")
+        loaded = Router.load(tmp_path / "router.safetensors", encoder=fake_encoder,
+                             api_keys={card.name: KEY for card in cards},
+                             credentials={card.name: credentials for card in cards})
+        again = loaded.complete(PROMPT, models=["openai/good"], num_retries=0)
+        assert again.text == "Ulaanbaatar."
+        seen += [repr(loaded), repr(loaded.models), str(loaded.__dict__)]
+    assert len(sent) >= 4 and all(s["api_key"] == KEY and s["aws_secret_access_key"] == AWS_SECRET
+                                  and s["extra_headers"]["Authorization"] == f"Bearer {HEADER_TOKEN}" for s in sent)
+    logs, files = debug_logs.getvalue(), files_text(tmp_path)
+    assert "LiteLLM" in logs and "[REDACTED]" in logs
+    leaks = [(canary, where) for canary in CREDENTIAL_CANARIES for where, text in
+             [("logs", logs), ("files", files)] + [(f"seen[{i}]", t) for i, t in enumerate(seen)] if canary in text]
+    assert leaks == []
