@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .budget import Budget, Reservation
+from .costs import CostModel, call_cost
 from .decision import Completion, Decision, Messages, messages_of, query_text, usage_of
 from .encoders import Encoder, as_encoder
 from .errors import (AllModelsFailedError, BudgetExceededError, ConfigError, DuplicateFeedbackError,
@@ -147,6 +148,7 @@ class Router:
         self.max_pending = max_pending
         self.expired_reward = expired_reward
         self.expected_output_tokens = expected_output_tokens
+        self.costs = CostModel(cards, expected_output_tokens)
         self.max_attempts = max_attempts
         self.store_prompts = store_prompts
         self.store_vectors = store_vectors
@@ -252,6 +254,7 @@ class Router:
             else:
                 raise ConfigError(f"policy {self.policy.name!r} does not use model features; use shared-linucb")
             self.models[card.name] = card
+            self.costs.add(card)
             self.failures[card.name] = 0
         if card.api_key:
             hide([card.api_key])
@@ -265,6 +268,7 @@ class Router:
                 raise ConfigError("cannot remove the router's last model")
             self.policy.remove_arm(name)
             del self.models[name]
+            self.costs.remove(name)
             del self.failures[name]
             for route_id in [r for r, p in self._pending.items() if p.model == name]:
                 self._close(route_id, "dropped")  # no expired_reward: the model is gone from the policy
@@ -309,8 +313,7 @@ class Router:
             if self.budget is not None:
                 worst = self._affordable(names, prompt_tokens, max_tokens, budget_key)
                 names = self._paced(list(worst), vector, prompt_tokens, max_tokens, dial, budget_key)
-            output_tokens = max_tokens or self.expected_output_tokens
-            cost = np.array([self.models[m].cost(prompt_tokens, output_tokens) for m in names])
+            cost = self.costs.predict(names, prompt_tokens, max_tokens)
             tau = cost.max() or 1.0
             probs, quality = self.policy.probabilities(vector, [self.policy.index(m) for m in names], cost / tau, dial)
             choice = int(self.rng.choice(len(names), p=probs))
@@ -321,9 +324,10 @@ class Router:
             if self.tokens is not None:
                 decision = replace(decision, feedback_token=self.tokens.issue(decision.route_id))
             if self.budget is not None:
-                hold = self.budget.reserve(worst[decision.model], budget_key)
+                hold = self.budget.reserve(worst[decision.model], budget_key, expected=float(cost[choice]))
                 self._held[decision.route_id] = (hold, {m: worst[m] for m in names})
             self._pending[decision.route_id] = _Pending(vector, decision.model, decision.created_at, decision)
+            self.costs.routed(decision.route_id, decision.model, prompt_tokens)
             while len(self._pending) > self.max_pending:
                 self._close(next(iter(self._pending)), "expired")
         if self.log is not None:
@@ -444,7 +448,7 @@ class Router:
         """The affordable models the budget's pacer allows, judged by predicted quality per predicted USD."""
         if self.budget.pacer == "none":
             return names
-        cost = np.array([self.models[m].cost(prompt_tokens, max_tokens or self.expected_output_tokens) for m in names])
+        cost = self.costs.predict(names, prompt_tokens, max_tokens)
         _, quality = self.policy.probabilities(vector, [self.policy.index(m) for m in names], cost / (cost.max() or 1.0),
                                                dial)
         return self.budget.pace(names, quality, cost, budget_key)
@@ -454,11 +458,12 @@ class Router:
         the hold itself (the worst case), for a call made whose usage never arrived.
 
         complete/stream settle by themselves; call this after routing with `route` and calling the model yourself.
-        A hold still open when its route expires (`pending_ttl`) is charged in full. Without a budget (or once
-        settled) it does nothing.
+        A hold still open when its route expires (`pending_ttl`) is charged in full. The router's cost model
+        learns from the cost (not from a worst case); once settled, it does nothing.
         """
         with self._lock:
             held = self._held.pop(route_id, None)
+            self.costs.settle(route_id, cost)
         if held is not None:
             self.budget.settle(held[0], held[0].amount if cost is None else cost)
 
@@ -466,6 +471,7 @@ class Router:
         """Drop the budget hold of `route_id` without charge (its call was not made)."""
         with self._lock:
             held = self._held.pop(route_id, None)
+            self.costs.forget(route_id)
         if held is not None:
             self.budget.release(held[0])
 
@@ -488,6 +494,7 @@ class Router:
         with self._lock:
             if decision.route_id in self._pending:
                 self._pending[decision.route_id].model = model
+            self.costs.served(decision.route_id, model)
         served = replace(decision, model=model, propensity=decision.probabilities[model], failed=tuple(failed))
         if self.log is not None:
             self.log.record_decision(served)
@@ -517,7 +524,7 @@ class Router:
 
     def _finish(self, decision: Decision, model: str, response: Any) -> Completion:
         usage = usage_of(response)
-        cost = self.models[model].cost(usage["prompt_tokens"], usage["completion_tokens"])
+        cost = call_cost(response, self.models[model], usage)
         self.settle(decision.route_id, cost)
         if self.log is not None:
             self.log.record_call(decision.route_id, cost, usage["prompt_tokens"], usage["completion_tokens"])

@@ -119,7 +119,8 @@ def save_router(router: "Router", path: str | Path) -> None:
                        "text_weight": router.hints.text_weight if router.hints else TEXT_WEIGHT},
             "rng": _rng_state(router.rng),
         }
-        data = encode_state(config, {f"policy.{k}": v for k, v in router.policy.state().items()})
+        data = encode_state(config, {**{f"policy.{k}": v for k, v in router.policy.state().items()},
+                                     **{f"costs.{k}": v for k, v in router.costs.state().items()}})
     write_atomic(path, data)
 
 
@@ -138,9 +139,11 @@ def load_router(path: str | Path, encoder: "Encoder | Callable | None" = None,
         policy = make_policy(policy_config["name"], config["dim"], [m.name for m in models],
                              **policy_config["settings"])
         policy.rng.bit_generator.state = policy_config["rng"]
-        policy.load_state({k.removeprefix("policy."): v for k, v in arrays.items()})
+        policy.load_state({k.removeprefix("policy."): v for k, v in arrays.items() if k.startswith("policy.")})
         router = Router(models, policy=policy, encoder=enc, **{**config["router"], **settings})
         router.rng.bit_generator.state = config["rng"]
+        if "costs.n" in arrays:  # files saved before the cost model was learned have none
+            router.costs.load_state({k.removeprefix("costs."): v for k, v in arrays.items() if k.startswith("costs.")})
     except (KeyError, TypeError) as error:
         raise StateFormatError(f"{str(path)!r} has an incomplete config ({error!r})") from None
     try:
