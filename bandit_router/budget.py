@@ -6,8 +6,9 @@ account starts afresh. Before a call the router reserves the call's worst-case c
 max_tokens at the model's prices); a model whose worst case does not fit is not eligible. The reservation also
 carries the call's expected cost (the router's learned cost model, `bandit_router.costs`), which is what the
 pacers count for calls in flight: the hard cap holds the worst case, pacing plans with what calls really cost.
-After the call the reservation is settled with the real cost reported by LiteLLM (or released if the call failed), so the ledger's
-spend is exactly the sum of the settled costs. `Budget.save`/`restore` carry the ledger across restarts.
+After the call the reservation is settled with the real cost reported by LiteLLM (or released if the call
+failed), so the ledger's spend is exactly the sum of the settled costs. `Budget.save`/`restore` carry the
+ledger across restarts.
 
 Pacing decides which affordable models a request may use:
 - "knapsack" (default): PILOT's online multi-choice knapsack. With z the share of the current bin's budget
