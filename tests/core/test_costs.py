@@ -150,3 +150,16 @@ def test_the_decision_log_records_predicted_and_realised_cost(make_router):
     errors = cost_errors(list(router.log.rows()))
     assert errors[done.decision.model]["calls"] == 1
     assert errors[done.decision.model]["mape"] == pytest.approx(abs(row["predicted_cost"] - row["cost"]) / row["cost"])
+
+
+def test_cli_prints_the_cost_models_error_from_a_decision_log(make_router, tmp_path, capsys):
+    from bandit_router.cli import main
+
+    router = make_router("random", log=tmp_path / "log.sqlite")
+    done = [router.complete(PROMPT, mock_response="A short answer.") for _ in range(3)]
+    assert main(["costs", str(tmp_path / "log.sqlite")]) == 0
+    out = capsys.readouterr().out
+    errors = cost_errors(list(router.log.rows()))
+    for model in {d.decision.model for d in done}:
+        assert f"| {model} | {errors[model]['calls']} |" in out and f"{errors[model]['mape']:.3f} |" in out
+    assert main(["costs", str(tmp_path / "missing.sqlite")]) == 2
