@@ -8,6 +8,7 @@ import json
 import shlex
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
 from .errors import BanditRouterError, ConfigError
@@ -109,8 +110,6 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
 
 
 def _costs(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .costs import cost_errors
     from .store import DecisionLog
 

@@ -109,7 +109,7 @@ def budget_section(sets: list[str], seeds: list[int]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", default="error,budget", help="comma-separated: error, budget")
-    parser.add_argument("--sets", default="llmrouter-9,routellm-mmlu-2,routerarena-2", help="sets of the budget section")
+    parser.add_argument("--sets", default="llmrouter-9,routellm-mmlu-2,routerarena-2", help="budget section sets")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cost_model.md"))
     args = parser.parse_args(argv)
