@@ -9,12 +9,15 @@ For each model and prompt-length bucket (floor(log2(prompt tokens)), `BUCKETS` o
 sufficient statistics: the number of settled calls and the sum of what each call tells:
 - a priced model (output price > 0): the call's output tokens at the card's prices, (cost - prompt tokens x
   input price) / output price, so the prediction is prompt tokens x input price + learned output tokens x output
-  price, starting from `expected_output_tokens` (the price-based estimate, worth `prior_weight` calls);
+  price. It starts from `expected_output_tokens` (the price-based estimate, worth `prior_weight` calls), pooled
+  with every priced model's settled calls: what all calls show about the deployment (a tokenizer that counts
+  fewer tokens than four characters each, terse answers) reaches a model with few calls of its own, so a model
+  tried less is not judged by a stale list-price estimate beside models judged by their real costs;
 - a model without prices (e.g. a routing table's model whose calls are costed in joules): the cost itself,
   starting from the first settled calls; before any, the mean of the other eligible models' predictions (a
   neutral estimate that favours no model; 0 when none has been seen, which makes every cost term equal).
-A bucket's mean is shrunk to its model's mean by `bucket_weight` calls, so a bucket with few calls follows the
-model. Replicas merge the statistics by adding them (`state`/`merge`), like the linear policies' own.
+A model's mean is shrunk to the pooled mean by `model_weight` calls and a bucket's mean to its model's by
+`bucket_weight` calls, so a model or a bucket with few calls follows the level above. Replicas merge the statistics by adding them (`state`/`merge`), like the linear policies' own.
 """
 
 from __future__ import annotations
@@ -54,17 +57,20 @@ class CostModel:
         models: the router's model cards (their prices; zero prices: the cost is learned directly).
         expected_output_tokens: the output length a priced model is assumed to write before its calls settle.
         prior_weight: how many calls the price-based estimate is worth.
+        model_weight: how many calls a priced model needs before its own mean outweighs the pooled one.
         bucket_weight: how many calls a prompt-length bucket needs before its own mean outweighs its model's.
         max_open: most routed calls remembered until they settle (the oldest is forgotten beyond it).
     """
 
     def __init__(self, models: Sequence[Model], expected_output_tokens: int = 256, prior_weight: float = 1.0,
-                 bucket_weight: float = 5.0, max_open: int = 100_000) -> None:
-        for name, value in (("prior_weight", prior_weight), ("bucket_weight", bucket_weight)):
+                 model_weight: float = 5.0, bucket_weight: float = 5.0, max_open: int = 100_000) -> None:
+        for name, value in (("prior_weight", prior_weight), ("model_weight", model_weight),
+                            ("bucket_weight", bucket_weight)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
                 raise ConfigError(f"{name} must be a finite number >= 0 (calls), got {value!r}")
         self.expected_output_tokens = expected_output_tokens
         self.prior_weight = float(prior_weight)
+        self.model_weight = float(model_weight)
         self.bucket_weight = float(bucket_weight)
         self.max_open = max_open
         self.cards: dict[str, Model] = {}
@@ -94,7 +100,11 @@ class CostModel:
         """The model's learned mean (output tokens, or cost) in the prompt's bucket; None: nothing known."""
         card, n, total = self.cards[name], self._n[name], self._sum[name]
         if self.priced(name):
-            prior, weight = float(self.expected_output_tokens), self.prior_weight
+            priced = [m for m in self.cards if self.priced(m)]
+            pooled_n, pooled_sum = sum(self._n[m].sum() for m in priced), sum(self._sum[m].sum() for m in priced)
+            prior = (self.prior_weight * self.expected_output_tokens + pooled_sum) / (self.prior_weight + pooled_n) \
+                if self.prior_weight + pooled_n > 0 else float(self.expected_output_tokens)
+            weight = self.model_weight
         elif card.input_cost_per_token > 0:
             prior, weight = prompt_tokens * card.input_cost_per_token, self.prior_weight
         else:

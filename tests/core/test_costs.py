@@ -36,9 +36,10 @@ def test_settled_calls_teach_a_models_output_length(make_router):
         decision = router.route(PROMPT, models=["openai/large"])
         router.settle(decision.route_id, large.cost(TOKENS, 1_000))
     decision = router.route(PROMPT)
-    assert decision.predicted_cost["openai/large"] == pytest.approx(large.cost(TOKENS, (256 + 50_000) / 51), rel=0.02)
-    small = router.models["openai/small"]  # never settled: still the price-based estimate
-    assert decision.predicted_cost["openai/small"] == pytest.approx(small.cost(TOKENS, 256))
+    assert decision.predicted_cost["openai/large"] == pytest.approx(large.cost(TOKENS, 1_000), rel=0.01)
+    small = router.models["openai/small"]  # never settled: the price-based estimate pooled with every model's calls
+    assert decision.predicted_cost["openai/small"] == pytest.approx(small.cost(TOKENS, (256 + 50_000) / 51))
+    assert decision.predicted_cost["openai/small"] > 3 * small.cost(TOKENS, 256)
 
 
 def test_prompt_length_buckets_learn_their_own_mean(cards):
