@@ -42,10 +42,11 @@ def bucket(prompt_tokens: int) -> int:
 
 
 def call_cost(response: Any, card: Model, usage: Mapping[str, int]) -> float:
-    """What a call cost: LiteLLM's own response cost when it reports one, else the card's prices x the usage."""
+    """What a call cost: LiteLLM's own response cost when it reports one, else the card's prices x the usage
+    (LiteLLM reports 0 for a model whose price it does not know, so 0 counts as not reported)."""
     reported = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
     if isinstance(reported, (int, float)) and not isinstance(reported, bool) and math.isfinite(reported) \
-            and reported >= 0:
+            and reported > 0:
         return float(reported)
     return card.cost(usage["prompt_tokens"], usage["completion_tokens"])
 
