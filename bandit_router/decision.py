@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -34,6 +36,15 @@ class Decision:
     failed: tuple[str, ...] = ()
     feedback_token: str | None = None
     task: str | None = None
+
+    @classmethod
+    def made(cls, names: Sequence[str], choice: int, probabilities: Sequence[float], quality: Sequence[float],
+             cost: Sequence[float], cost_weight: float, task: str | None) -> "Decision":
+        """A new decision (fresh route id, made now) for `names[choice]` among `names`."""
+        return cls(route_id=uuid.uuid4().hex, model=names[choice], propensity=float(probabilities[choice]),
+                   cost_weight=cost_weight, predicted_quality=dict(zip(names, map(float, quality))),
+                   predicted_cost=dict(zip(names, map(float, cost))),
+                   probabilities=dict(zip(names, map(float, probabilities))), created_at=time.time(), task=task)
 
     def ranking(self) -> list[str]:
         """Eligible models from most to least preferred: the chosen one first, then by probability, then by

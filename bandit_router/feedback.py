@@ -1,6 +1,7 @@
-"""Feedback that does not name a route_id: ratings given to a framework's run, and background evaluators.
+"""The integration kit framework wrappers adapt: route metadata, per-run route collection, evaluator sampling,
+checks of call arguments, and feedback that does not name a route_id (ratings given to a run, evaluators).
 
-Framework-neutral: the LangChain and LlamaIndex integrations feed these from their callbacks.
+Framework-neutral: the LangChain and LlamaIndex integrations build on these.
 """
 
 from __future__ import annotations
@@ -10,19 +11,137 @@ import re
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Hashable
+from contextlib import contextmanager
+from contextvars import ContextVar
+from difflib import get_close_matches
+from typing import Any, Callable, Hashable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ConfigError, UnknownRouteError
+from .decision import Decision
+from .errors import BanditRouterError, ConfigError, NoEligibleModelError, UnknownRouteError
 from .models import Model
 from .router import Router, check_score
 
-__all__ = ["Evaluator", "LLMJudge", "RunRoutes"]
+__all__ = ["EvaluationError", "Evaluator", "LLMJudge", "RouteRecorder", "RunRoutes", "Sampler", "check_call_kwargs",
+           "quiet_litellm", "route_metadata", "vision_models"]
 
 log = logging.getLogger(__name__)
 
 Score = Callable[[str, str], float]
+
+
+class EvaluationError(BanditRouterError, ValueError):
+    """An evaluator or judge could not grade an answer (e.g. its reply holds no grade); names the routes left
+    unrated."""
+
+
+def route_metadata(decision: Decision, cost: float | None = None, usage: Mapping[str, int] | None = None, *,
+                   model_key: str = "model") -> dict[str, Any]:
+    """What a response reports about its routing, the one source of both wrappers' metadata: route_id, the model
+    used (under `model_key`, e.g. LangChain's "model_name"), cost_weight, propensity, failed (models that failed
+    first), feedback_token (None unless the router signs feedback), task (None: none), and, once the call is done,
+    its cost in USD and the token counts in `usage`."""
+    info: dict[str, Any] = {"route_id": decision.route_id, model_key: decision.model,
+                            "cost_weight": decision.cost_weight, "propensity": decision.propensity,
+                            "failed": list(decision.failed), "feedback_token": decision.feedback_token,
+                            "task": decision.task}
+    if cost is not None:
+        info["cost"] = cost
+        info.update(usage or {})
+    return info
+
+
+# Per-call kwargs the wrappers accept besides routing ones: OpenAI chat-completion parameters LiteLLM maps, and
+# LiteLLM's own call settings. Anything else is most likely a typo and is refused before it reaches a provider.
+CALL_KWARGS = frozenset({
+    "temperature", "top_p", "n", "stop", "max_tokens", "max_completion_tokens", "presence_penalty",
+    "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "seed", "user", "response_format", "tools",
+    "tool_choice", "parallel_tool_calls", "stream_options", "reasoning_effort", "modalities", "audio",
+    "prediction", "service_tier", "store", "metadata", "web_search_options", "thinking", "extra_headers",
+    "extra_body", "timeout", "max_retries", "num_retries", "mock_response", "drop_params", "budget_key", "task",
+    "api_version", "top_k", "safety_identifier", "verbosity"})
+
+
+def check_call_kwargs(kwargs: Mapping[str, Any]) -> None:
+    """Refuse unknown call kwargs (naming the closest known one) and out-of-range token limits."""
+    for key in kwargs:
+        if key not in CALL_KWARGS:
+            close = get_close_matches(key, CALL_KWARGS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown call argument {key!r}{hint} (allowed: {sorted(CALL_KWARGS)}; other LiteLLM "
+                              f"arguments go in the model card's params)")
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = kwargs.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{key} must be an integer >= 1 or None, got {value!r}")
+
+
+def _has_image(messages: Sequence[Mapping[str, Any]]) -> bool:
+    return any(isinstance(m.get("content"), list) and any(
+        isinstance(p, dict) and p.get("type") in ("image_url", "image") for p in m["content"]) for m in messages)
+
+
+def vision_models(router: Router, messages: Sequence[Mapping[str, Any]],
+                  models: Sequence[str] | None) -> list[str] | None:
+    """The allowed models for OpenAI-style `messages`: unchanged without images, else only those whose card has
+    `supports_vision` (NoEligibleModelError when none has)."""
+    if not _has_image(messages):
+        return None if models is None else list(models)
+    allowed = [m for m in (models if models is not None else router.models) if router.models[m].supports_vision]
+    if not allowed:
+        raise NoEligibleModelError(f"the request holds an image and no allowed model accepts images "
+                                   f"(allowed={list(models) if models is not None else 'all'}); give a card "
+                                   f"supports_vision=True")
+    return allowed
+
+
+def quiet_litellm() -> None:
+    """Stop LiteLLM printing its "Give Feedback / Get Help" banner on every failure the router recovers from."""
+    import litellm
+
+    litellm.suppress_debug_info = True
+
+
+class RouteRecorder:
+    """Collects the route metadata of the calls made inside `with recorder.record() as routes:` blocks, for
+    frameworks whose runs return only text (a query engine's answer). Per context: each thread and asyncio task
+    sees its own blocks. A call is added when it is routed (`add`); the dict it added is completed in place when
+    the call ends, so a stream consumed after the block still reports its cost."""
+
+    def __init__(self) -> None:
+        self._blocks: ContextVar[tuple[list[dict[str, Any]], ...]] = ContextVar("bandit_router_routes", default=())
+
+    @contextmanager
+    def record(self) -> Iterator[list[dict[str, Any]]]:
+        routes: list[dict[str, Any]] = []
+        token = self._blocks.set((*self._blocks.get(), routes))
+        try:
+            yield routes
+        finally:
+            self._blocks.reset(token)
+
+    def add(self, info: dict[str, Any]) -> dict[str, Any]:
+        """Add `info` to every open block of this context; returns it."""
+        for routes in self._blocks.get():
+            routes.append(info)
+        return info
+
+
+class Sampler:
+    """Seeded choice of the share `sample_rate` in [0, 1] of answers an evaluator grades (thread-safe)."""
+
+    def __init__(self, sample_rate: float = 1.0, seed: int | None = None) -> None:
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or not 0 <= sample_rate <= 1:
+            raise ConfigError(f"sample_rate must be a number in [0, 1], got {sample_rate!r}")
+        self.sample_rate = float(sample_rate)
+        self._rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> bool:
+        """Whether the next answer is graded."""
+        with self._lock:
+            return bool(self._rng.random() < self.sample_rate)
 
 
 class RunRoutes:
@@ -59,7 +178,9 @@ class RunRoutes:
             node: Hashable | None = run
             while node is not None and node not in seen:  # the run and its ancestors
                 seen.add(node)
-                self._routes.setdefault(node, []).append((route_id, token))
+                routes = self._routes.setdefault(node, [])
+                if (route_id, token) not in routes:  # a stream reports its route on its first and last chunk
+                    routes.append((route_id, token))
                 self._routes.move_to_end(node)
                 node = self._parents.get(node)
             while len(self._routes) > self.max_runs:
@@ -104,19 +225,17 @@ class Evaluator:
 
     def __init__(self, router: Router, score: Score, sample_rate: float = 1.0, seed: int | None = None,
                  max_workers: int = 1, source: str | None = "evaluator") -> None:
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or not 0 <= sample_rate <= 1:
-            raise ConfigError(f"sample_rate must be a number in [0, 1], got {sample_rate!r}")
+        self.sampled = Sampler(sample_rate, seed)
         if not (isinstance(max_workers, int) and max_workers >= 1):
             raise ConfigError(f"max_workers must be an integer >= 1, got {max_workers!r}")
         if not callable(score):
             raise ConfigError(f"score must be a callable (prompt, answer) -> [0, 1], got {type(score).__name__}")
         self.router = router
         self.score = score
-        self.sample_rate = float(sample_rate)
+        self.sample_rate = self.sampled.sample_rate
         self.source = source
         self.scored = 0
         self.failed = 0
-        self._rng = np.random.default_rng(seed)
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="bandit-router-evaluator")
         self._running: set[Future] = set()
         self._lock = threading.Lock()
@@ -124,9 +243,9 @@ class Evaluator:
     def submit(self, route_id: str, prompt: str, answer: str, token: str | None = None) -> Future | None:
         """Queue (prompt, answer) of decision `route_id` (and its feedback_token, if any) for scoring if it is
         sampled; returns the future of its score, else None."""
+        if not self.sampled():
+            return None
         with self._lock:
-            if self._rng.random() >= self.sample_rate:
-                return None
             future = self._pool.submit(self._run, route_id, prompt, answer, token)
             self._running.add(future)
         future.add_done_callback(self._done)
@@ -134,7 +253,10 @@ class Evaluator:
 
     def _run(self, route_id: str, prompt: str, answer: str, token: str | None) -> float:
         try:
-            score = check_score(self.score(prompt, answer))
+            try:
+                score = check_score(self.score(prompt, answer))
+            except Exception as error:
+                raise EvaluationError(f"route {route_id} left unrated: the score failed: {error}") from error
             self.router.feedback(route_id, score, token=token, source=self.source)
         except Exception:
             log.warning("evaluator could not score route %s", route_id, exc_info=True)
@@ -188,5 +310,5 @@ class LLMJudge:
         reply = response.choices[0].message.content or ""
         match = _GRADE.search(reply)
         if match is None or not 0 <= float(match.group()) <= 10:
-            raise ValueError(f"the judge's reply holds no grade in [0, 10]: {reply[:200]!r}")
+            raise EvaluationError(f"the judge's reply holds no grade in [0, 10]: {reply[:200]!r}")
         return float(match.group()) / 10

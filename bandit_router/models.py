@@ -29,7 +29,7 @@ def _litellm_info(name: str) -> Mapping[str, Any]:
 class Model:
     """One model the router may choose.
 
-    Prices are USD per token. Left as None, prices, context window, output limit and tool support are taken
+    Prices are USD per token. Left as None, prices, context window, output limit, tool and image support are taken
     from LiteLLM's bundled cost map; a model whose prices are neither given nor known raises ConfigError
     (never a silent $0). `api_key` is used for calls only: it is excluded from repr, saved state and logs.
     """
@@ -44,19 +44,21 @@ class Model:
     api_base: str | None = None
     api_key: str | None = field(default=None, repr=False, compare=False)
     params: Mapping[str, Any] = field(default_factory=dict)
+    supports_vision: bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError("Model.name must be a non-empty LiteLLM model name, e.g. 'openai/gpt-4o-mini'")
         info = _litellm_info(self.name) if None in (
             self.input_cost_per_token, self.output_cost_per_token, self.context_window,
-            self.max_output_tokens, self.supports_tools) else {}
+            self.max_output_tokens, self.supports_tools, self.supports_vision) else {}
         resolved = {
             "input_cost_per_token": info.get("input_cost_per_token"),
             "output_cost_per_token": info.get("output_cost_per_token"),
             "context_window": info.get("max_input_tokens") or info.get("max_tokens"),
             "max_output_tokens": info.get("max_output_tokens"),
             "supports_tools": info.get("supports_function_calling"),
+            "supports_vision": info.get("supports_vision"),
         }
         for key, value in resolved.items():
             if getattr(self, key) is None and value is not None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .models import Model
-from .policies.ridge import RidgePolicy
+from .outcome import Outcome
 from .router import Router, check_score
 
 __all__ = ["absorb", "table_prior", "preference_prior", "fit_bradley_terry", "mix_prior", "description_mix",
@@ -51,19 +51,8 @@ def absorb(router: Router, vectors: np.ndarray, scores: np.ndarray, models: Sequ
     unknown = [m for m in models if m not in router.models]
     if unknown:
         raise ConfigError(f"models contains unknown names {unknown}; known: {list(router.models)}")
-    policy = router.policy
-    with router._lock:
-        if isinstance(policy, RidgePolicy):  # sufficient statistics at once: one inverse per model
-            state = {k: v.copy() for k, v in policy.state().items()}
-            Z = np.column_stack([vectors, np.ones(len(vectors))]) if policy.config.intercept else vectors
-            for k, model in enumerate(models):
-                a = policy.index(model)
-                state["A"][a] += weight * Z.T @ Z
-                state["b"][a] += weight * Z.T @ scores[:, k]
-                state["A_inv"][a] = np.linalg.inv(state["A"][a])
-            policy.load_state(state)
-        else:
-            policy.absorb(vectors, scores, list(models), weight)
+    router.learn([Outcome(vector, model, float(score), weight=weight)
+                  for vector, row in zip(vectors, scores) for model, score in zip(models, row)])
 
 
 def table_prior(router: Router, prompts: Sequence[str], scores: np.ndarray, models: Sequence[str],
@@ -136,7 +125,7 @@ def mix_prior(router: Router, model: str, weights: Mapping[str, float], strength
     per-model ridge policy (linucb, thompson, epsilon-greedy) with an intercept.
     """
     policy = router.policy
-    if not isinstance(policy, RidgePolicy) or not policy.config.intercept:
+    if not policy.takes_prior:
         raise ConfigError(f"mix_prior needs linucb, thompson or epsilon-greedy with intercept=True, "
                           f"not {policy.name!r}")
     weight = _strength(strength)
@@ -152,7 +141,7 @@ def mix_prior(router: Router, model: str, weights: Mapping[str, float], strength
         raise ConfigError("weights must be finite numbers >= 0 with a positive sum")
     lam = policy.config.regularization
     eye = np.eye(policy.p)
-    with router._lock:
+    with router.lock:
         A = policy.A
         rows = [policy.index(m) for m in weights]
         counts = np.array([A[j, -1, -1] - lam for j in rows])  # the intercept's diagonal counts observations

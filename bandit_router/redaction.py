@@ -14,7 +14,7 @@ from collections import Counter
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
-__all__ = ["hidden", "hide", "MIN_LENGTH"]
+__all__ = ["hidden", "hide", "redact", "MIN_LENGTH"]
 
 MIN_LENGTH = 4  # shorter texts are too common to redact without mangling every record
 _keys: set[str] = set()  # hidden for the process's life
@@ -38,6 +38,11 @@ def _redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, "[REDACTED]")
     return text
+
+
+def redact(text: str) -> str:
+    """`text` with every registered secret replaced by "[REDACTED]" (for error messages)."""
+    return _redact(text)
 
 
 def _install() -> None:

@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from dataclasses import replace
+from typing import Any, Callable, Mapping, Protocol, TypeVar
 
 import numpy as np
 
+from .costs import CostModel
+from .encoders import Encoder, as_encoder
 from .errors import ConfigError, StateFormatError
 from .models import Model
-from .tasks import TEXT_WEIGHT
+from .policies import Policy, make_policy
+from .settings import FeedbackSettings, Limits, LogSettings
+from .tasks import TEXT_WEIGHT, TaskHints
 
-if TYPE_CHECKING:
-    from .encoders import Encoder
-    from .router import Router
+T = TypeVar("T")
 
-__all__ = ["FORMAT", "save_router", "load_router", "write_atomic", "read_state"]
+__all__ = ["FORMAT", "encode_router", "load_router", "read_state", "encode_state"]
 
 FORMAT = "bandit-router/1"
 
@@ -36,26 +37,6 @@ def _digest(config: str, arrays: Mapping[str, np.ndarray]) -> str:
         h.update(f"{name}|{a.dtype.str}|{a.shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()
-
-
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old content or the new, never a mix."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def encode_state(config: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> bytes:
@@ -102,45 +83,77 @@ def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
     return rng.bit_generator.state
 
 
-def save_router(router: "Router", path: str | Path) -> None:
-    """Save `router`'s config, policy state and random state to `path` (atomic)."""
-    with router._lock:
-        config = {
-            "models": [m.to_config() for m in router.models.values()],
-            "policy": {"name": router.policy.name, "settings": router.policy.config.to_dict(),
-                       "rng": _rng_state(router.policy.rng)},
-            "encoder": router.encoder.name,
-            "dim": router.policy.dim,
-            "router": {"cost_weight": router.cost_weight, "seed": router.seed, "store_prompts": router.store_prompts,
-                       "store_vectors": router.store_vectors, "pending_ttl": router.pending_ttl,
-                       "max_pending": router.max_pending, "expired_reward": router.expired_reward,
-                       "expected_output_tokens": router.expected_output_tokens,
-                       "max_attempts": router.max_attempts, "tasks": list(router.tasks),
-                       "text_weight": router.hints.text_weight if router.hints else TEXT_WEIGHT},
-            "rng": _rng_state(router.rng),
-        }
-        data = encode_state(config, {**{f"policy.{k}": v for k, v in router.policy.state().items()},
-                                     **{f"costs.{k}": v for k, v in router.costs.state().items()}})
-    write_atomic(path, data)
+class Saved(Protocol):
+    """What `encode_router` reads from a router (see bandit_router.router.Router)."""
+
+    models: Mapping[str, Model]
+    policy: Policy
+    encoder: Encoder
+    hints: TaskHints | None
+    cost_weight: float
+    seed: int | None
+    feedback_settings: FeedbackSettings
+    limits: Limits
+    log_settings: LogSettings
+    rng: np.random.Generator
+    costs: CostModel
 
 
-def load_router(path: str | Path, encoder: "Encoder | Callable | None" = None,
-                api_keys: Mapping[str, str] | None = None, **settings: Any) -> "Router":
-    """Rebuild a router saved by `save_router`. `settings` override saved router settings (e.g. log=...)."""
-    from .encoders import as_encoder, sentence_encoder
-    from .policies import make_policy
-    from .router import Router
+def encode_router(router: Saved) -> bytes:
+    """Bytes of a state file with `router`'s config, policy state and random state (the caller holds its lock)."""
+    config = {
+        "models": [m.to_config() for m in router.models.values()],
+        "policy": {"name": router.policy.name, "settings": router.policy.config.to_dict(),
+                   "rng": _rng_state(router.policy.rng)},
+        "encoder": router.encoder.name,
+        "dim": router.policy.dim,
+        "router": {"cost_weight": router.cost_weight, "seed": router.seed,
+                   "tasks": list(router.hints.tasks) if router.hints else [],
+                   "text_weight": router.hints.text_weight if router.hints else TEXT_WEIGHT,
+                   "feedback": router.feedback_settings.to_config(), "limits": router.limits.to_config(),
+                   "log": router.log_settings.to_config()},
+        "rng": _rng_state(router.rng),
+    }
+    return encode_state(config, {**{f"policy.{k}": v for k, v in router.policy.state().items()},
+                                 **{f"costs.{k}": v for k, v in router.costs.state().items()}})
 
+
+_LEGACY = {"feedback": ("pending_ttl", "max_pending", "expired_reward"),
+           "limits": ("expected_output_tokens", "max_attempts"), "log": ("store_prompts", "store_vectors")}
+
+
+def _arguments(saved: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Constructor arguments from a saved "router" config (grouped, or flat as files before 0.x wrote it),
+    with `overrides` (the saved log flags apply to an overriding log target)."""
+    saved = dict(saved)
+    for group, keys in _LEGACY.items():
+        if group not in saved:
+            saved[group] = {k: saved.pop(k) for k in keys if k in saved}
+    tasks = saved.pop("tasks")
+    text_weight = saved.pop("text_weight")
+    log = LogSettings(**saved.pop("log"))
+    args = {**saved, "tasks": TaskHints(tasks, text_weight) if tasks else (), "log": log,
+            "feedback": FeedbackSettings(**saved.pop("feedback")), "limits": Limits(**saved.pop("limits"))}
+    args.update(overrides)
+    if not isinstance(args["log"], LogSettings):
+        args["log"] = replace(log, target=args["log"])
+    return args
+
+
+def load_router(build: Callable[..., T], path: str | Path, encoder: Encoder | Callable | None = None,
+                api_keys: Mapping[str, str] | None = None, **settings: Any) -> T:
+    """Rebuild with `build` (the Router class) a router saved from `encode_router`. `settings` override saved
+    constructor arguments (e.g. log=...)."""
     config, arrays = read_state(path)
     try:
         models = [Model.from_config(m, api_key=(api_keys or {}).get(m["name"])) for m in config["models"]]
         policy_config = config["policy"]
-        enc = as_encoder(encoder) if encoder is not None else sentence_encoder(config["encoder"])
+        enc = as_encoder(config["encoder"] if encoder is None else encoder)
         policy = make_policy(policy_config["name"], config["dim"], [m.name for m in models],
                              **policy_config["settings"])
         policy.rng.bit_generator.state = policy_config["rng"]
         policy.load_state({k.removeprefix("policy."): v for k, v in arrays.items() if k.startswith("policy.")})
-        router = Router(models, policy=policy, encoder=enc, **{**config["router"], **settings})
+        router = build(models, policy=policy, encoder=enc, **_arguments(config["router"], settings))
         router.rng.bit_generator.state = config["rng"]
         if "costs.n" in arrays:  # files saved before the cost model was learned have none
             router.costs.load_state({k.removeprefix("costs."): v for k, v in arrays.items() if k.startswith("costs.")})

@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, Mapping
+from contextlib import AbstractContextManager
+from typing import Any, AsyncIterator, Iterator, Mapping, Protocol
 
-from .decision import Decision, usage_of
+from .decision import Decision, Messages, usage_of
 
-if TYPE_CHECKING:
-    from .router import Router
+__all__ = ["Attempts", "RoutedStream", "AsyncRoutedStream"]
 
-__all__ = ["RoutedStream", "AsyncRoutedStream"]
+
+class Attempts(Protocol):
+    """What a stream needs from the caller that made it (see `bandit_router.calls.ModelCaller`)."""
+
+    def call_kwargs(self, model: str) -> dict[str, Any]: ...
+    def hidden(self, messages: Messages) -> AbstractContextManager[None]: ...
+    def served(self, decision: Decision, model: str, failed: list[str]) -> Decision: ...
+    def failed(self, decision: Decision, model: str, error: BaseException,
+               failures: dict[str, BaseException]) -> None: ...
+    def all_failed(self, decision: Decision, failures: dict[str, BaseException]) -> Exception: ...
+    def ended(self, decision: Decision, model: str, usage: Mapping[str, int], response: Any = None) -> float: ...
+    def cut(self, decision: Decision) -> None: ...
 
 
 class _StreamBase:
     """A routed stream: iterate it for LiteLLM chunks; `decision` names the model serving it, and `cost` and
     `usage` are set when the stream ends (usage is requested from the provider with include_usage)."""
 
-    def __init__(self, router: Router, messages: list[dict[str, Any]], decision: Decision, order: list[str],
+    def __init__(self, caller: Attempts, messages: list[dict[str, Any]], decision: Decision, order: list[str],
                  kwargs: Mapping[str, Any]) -> None:
-        self.router = router
+        self.caller = caller
         self.decision = decision
         self.cost: float | None = None
         self.usage: dict[str, int] = {}
@@ -29,10 +40,10 @@ class _StreamBase:
         self._failures: dict[str, BaseException] = {}
 
     def _call_kwargs(self, model: str) -> dict[str, Any]:
-        return {"messages": self._messages, **self.router.models[model].call_kwargs(), **self._kwargs}
+        return {"messages": self._messages, **self.caller.call_kwargs(model), **self._kwargs}
 
     def _started(self, model: str) -> None:
-        self.decision = self.router._served(self.decision, model, list(self._failures))
+        self.decision = self.caller.served(self.decision, model, list(self._failures))
 
     def _observe(self, chunk: Any) -> None:
         if getattr(chunk, "usage", None):
@@ -41,15 +52,11 @@ class _StreamBase:
     def _cut(self) -> None:
         """The stream stopped before its end (closed by the consumer, or broken): the provider bills what it
         generated but its usage never arrives, so the budget is charged the call's worst-case hold."""
-        self.router.settle(self.decision.route_id)
+        self.caller.cut(self.decision)
 
     def _ended(self, model: str) -> None:
         usage = self.usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-        self.cost = self.router.models[model].cost(usage["prompt_tokens"], usage["completion_tokens"])
-        self.router.settle(self.decision.route_id, self.cost)
-        if self.router.log is not None:
-            self.router.log.record_call(self.decision.route_id, self.cost, usage["prompt_tokens"],
-                                        usage["completion_tokens"])
+        self.cost = self.caller.ended(self.decision, model, usage)
 
 
 class RoutedStream(_StreamBase):
@@ -58,11 +65,11 @@ class RoutedStream(_StreamBase):
 
         for model in self._order:
             try:
-                with self.router._hidden(self._messages):
+                with self.caller.hidden(self._messages):
                     chunks = iter(litellm.completion(**self._call_kwargs(model)))
                     first = next(chunks, None)
             except Exception as error:
-                self.router._failed(self.decision, model, error, self._failures)
+                self.caller.failed(self.decision, model, error, self._failures)
                 continue
             self._started(model)
             try:
@@ -77,7 +84,7 @@ class RoutedStream(_StreamBase):
                 raise
             self._ended(model)
             return
-        raise self.router._all_failed(self.decision, self._failures)
+        raise self.caller.all_failed(self.decision, self._failures)
 
 
 class AsyncRoutedStream(_StreamBase):
@@ -86,11 +93,11 @@ class AsyncRoutedStream(_StreamBase):
 
         for model in self._order:
             try:
-                with self.router._hidden(self._messages):
+                with self.caller.hidden(self._messages):
                     chunks = (await litellm.acompletion(**self._call_kwargs(model))).__aiter__()
                     first = await anext(chunks, None)
             except Exception as error:
-                self.router._failed(self.decision, model, error, self._failures)
+                self.caller.failed(self.decision, model, error, self._failures)
                 continue
             self._started(model)
             try:
@@ -105,4 +112,4 @@ class AsyncRoutedStream(_StreamBase):
                 raise
             self._ended(model)
             return
-        raise self.router._all_failed(self.decision, self._failures)
+        raise self.caller.all_failed(self.decision, self._failures)

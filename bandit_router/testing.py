@@ -330,7 +330,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self.path.rstrip("/") not in _COMPLETION_PATHS:
                 raise self._invalid_url()
             body = self._read_json()
-            completion = self.server.fake._complete(self.path, body)
+            completion = self.server.fake.answer(self.path, body)
             if body.get("stream"):
                 include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
                 self._send_stream(_chunks(completion, include_usage))
@@ -459,7 +459,7 @@ class FakeLLMServer:
         with self._lock:
             self._requests.clear()
 
-    def _complete(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def answer(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """Record ``body`` and build its ``chat.completion`` (raises ``_APIError`` on failure)."""
         model, messages = str(body.get("model", "")), list(body.get("messages") or [])
         params = {k: v for k, v in body.items() if k not in ("model", "messages")}

@@ -44,7 +44,7 @@ ABLATION = [{"head": "linear", "entropy": 0.0, "dials": 16}, {"head": "linear", 
 def normalised_costs(table: Any, router: Router) -> np.ndarray:
     """(n, K) predicted cost / tau of each model, as the router passes it to the policy at routing time."""
     cards = [router.models[m] for m in table.models]
-    cost = np.array([[card.cost(estimate_tokens(p), router.expected_output_tokens) for card in cards]
+    cost = np.array([[card.cost(estimate_tokens(p), router.limits.expected_output_tokens) for card in cards]
                      for p in table.prompts])
     return cost / cost.max(axis=1, keepdims=True)
 

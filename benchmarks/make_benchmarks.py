@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 SETS = {"llmrouter-9": [], "routellm-mmlu-2": [], "routerarena-2": ["--invalid-rows", "drop"]}
-POLICIES = "linucb,thompson,epsilon-greedy,random,cheapest"
-DIALS = "0,0.05,0.1,0.2,0.5"
+POLICIES = "shrunk-linucb,linucb,thompson,epsilon-greedy,random,cheapest"
+DIALS = "0,0.03,0.06,0.1,0.2,0.5"
 PERF_COMMAND = "OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/perf.py --out benchmarks/results"
 
 
@@ -44,11 +44,10 @@ def section(name: str, command: list[str]) -> str:
     out = RESULTS / name
     image_dir = ROOT / "docs" / "img" / name
     image_dir.mkdir(parents=True, exist_ok=True)
-    for png in ("frontier.png", "regret.png"):
-        shutil.copyfile(out / png, image_dir / png)
     text = (out / "summary.md").read_text()
-    text = text.replace("](frontier.png)", f"](img/{name}/frontier.png)").replace("](regret.png)",
-                                                                                  f"](img/{name}/regret.png)")
+    for png in ("frontier.png", "regret.png", "learning.png"):
+        shutil.copyfile(out / png, image_dir / png)
+        text = text.replace(f"]({png})", f"](img/{name}/{png})")
     shell = "LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 " + " ".join(shlex.quote(c) for c in command)
     head, _, rest = text.partition("```\n")  # the CLI's own command line, replaced by the full shell command
     _, _, rest = rest.partition("```\n")
@@ -58,7 +57,7 @@ def section(name: str, command: list[str]) -> str:
     return f"{head}```\n{shell}\n```\n{took}{rest}"
 
 
-INCLUDED = ("barp_results.md", "budgets_priors_results.md", "PEERS.md")  # pages written by other benchmarks
+INCLUDED = ("encoder_quality_results.md", "barp_results.md", "budgets_priors_results.md", "PEERS.md")  # pages written by other benchmarks
 
 
 def included(page: Path) -> str:
@@ -131,8 +130,10 @@ def main() -> None:
     text += f"""
 ## Performance
 
-Routing overhead per request, feedback throughput, memory per model, and the latency the router adds to a
-LiteLLM call. Measured by
+Per prompt encoder (all-MiniLM-L6-v2, the default, and its static distillation `static-all-MiniLM-L6-v2`):
+routing overhead per request, feedback throughput, memory per model, the latency the router adds to a LiteLLM
+call, 50 concurrent `acomplete` calls against one with the event loop's longest stall, and the cold start.
+Measured by
 
 ```
 LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 {PERF_COMMAND}

@@ -64,3 +64,11 @@ class FeedbackHandler(BaseCallbackHandler):
                 metadata = generation.message.response_metadata if hasattr(generation, "message") else {}
                 if metadata.get("route_id"):
                     self.runs.record(run_id, metadata["route_id"], metadata.get("feedback_token"))
+
+    def on_llm_new_token(self, token: str, *, chunk: Any = None, run_id: UUID, parent_run_id: UUID | None = None,
+                         **kwargs: Any) -> None:
+        """A stream's first chunk carries its route: record it then, so a stream stopped early can be rated."""
+        message = getattr(chunk, "message", None)
+        metadata = getattr(message, "response_metadata", None) or {}
+        if metadata.get("route_id"):
+            self.runs.record(run_id, metadata["route_id"], metadata.get("feedback_token"))

@@ -5,21 +5,24 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any, AsyncIterator, Callable, Iterator, Sequence
+from operator import itemgetter
+from typing import Any, AsyncIterator, Callable, Iterator, Literal, Sequence
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
+from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, Generation
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableMap, RunnablePassthrough, ensure_config
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from bandit_router import AllModelsFailedError, Completion, ConfigError, Decision, Router
 from bandit_router.decision import query_text
-from bandit_router.feedback import Evaluator
+from bandit_router.feedback import Evaluator, check_call_kwargs, quiet_litellm, vision_models
 from bandit_router.router import check_cost_weight
 
 from .messages import route_metadata, to_chunk, to_message, to_openai, usage_metadata
@@ -108,7 +111,34 @@ class ChatBanditRouter(BaseChatModel):
         if unknown:
             raise ConfigError(f"models contains unknown names {unknown}; known: {list(self.router.models)}")
         self.router.check_task(self.task)
+        check_call_kwargs(self.model_kwargs)
+        quiet_litellm()
         return self
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> ChatBanditRouter:
+        """A copy sharing the router; `update` is validated like the constructor's arguments."""
+        if update:
+            type(self).model_validate({**{k: getattr(self, k) for k in type(self).model_fields}, **update})
+        copy = super().model_copy(update=update)  # shallow: the router (locks, log, store) is shared, not copied
+        copy._pins, copy._pins_lock = OrderedDict(), threading.Lock()
+        return copy
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> ChatBanditRouter:
+        """A copy sharing the router (a service handle, like an HTTP client), with its own thread pins."""
+        return self.model_copy()
+
+    def get_num_tokens(self, text: str) -> int:
+        """Tokens in `text` by LiteLLM's default tokenizer (cl100k; each model's own may differ a little)."""
+        import litellm
+
+        return litellm.token_counter(text=text)
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
+        """Tokens of `messages` (and tool specs) by LiteLLM's default tokenizer."""
+        import litellm
+
+        specs = [convert_to_openai_tool(t) for t in tools] if tools else None
+        return litellm.token_counter(messages=to_openai(messages), tools=specs)
 
     @property
     def _llm_type(self) -> str:
@@ -144,16 +174,49 @@ class ChatBanditRouter(BaseChatModel):
 
     # -- tools ----------------------------------------------------------------------------------------------
     def bind_tools(self, tools: Sequence[dict[str, Any] | type | Callable | BaseTool], *,
-                   tool_choice: dict | str | bool | None = None,
+                   tool_choice: dict | str | bool | None = None, strict: bool | None = None,
                    **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
         """Bind tools (OpenAI format through LiteLLM); only tool-capable models are eligible for these calls.
 
         tool_choice: "auto", "none", "any"/"required"/True (call some tool), a tool name, or an OpenAI dict.
+        strict: OpenAI's strict schema adherence, set on each function.
         """
-        formatted = [convert_to_openai_tool(t) for t in tools]
+        formatted = [convert_to_openai_tool(t, strict=strict) for t in tools]
         if tool_choice is not None:
             kwargs["tool_choice"] = _tool_choice(tool_choice, formatted)
         return self.bind(tools=formatted, **kwargs)
+
+    def with_structured_output(self, schema: dict | type, *, include_raw: bool = False,
+                               method: Literal["function_calling", "json_schema", "json_mode"] | None = None,
+                               strict: bool | None = None, **kwargs: Any) -> Runnable[LanguageModelInput, Any]:
+        """Replies parsed into `schema` (a Pydantic class, TypedDict or JSON schema), like ChatOpenAI's.
+
+        method: "function_calling" (a forced tool call; tool-capable models only), "json_schema" (OpenAI's
+        `response_format` with the schema) or "json_mode" (`response_format={"type": "json_object"}`; the prompt
+        must ask for JSON with the schema's keys). None: function calling if an allowed model supports tools,
+        else json_schema. The json methods leave every model eligible.
+        """
+        if kwargs:
+            raise ConfigError(f"with_structured_output got unknown arguments {sorted(kwargs)}")
+        allowed = self.models or list(self.router.models)
+        if method is None:
+            method = "function_calling" if any(self.router.models[m].supports_tools for m in allowed) else "json_schema"
+        traced = {"ls_structured_output_format": {"kwargs": {"method": method}, "schema": schema}}  # for tracers
+        if method == "function_calling":
+            return _structured(self.bind_tools([schema], tool_choice="any", strict=strict, **traced),
+                               _tool_parser(schema), include_raw)
+        if method not in ("json_schema", "json_mode"):
+            raise ConfigError(f"method must be 'function_calling', 'json_schema', 'json_mode' or None, got {method!r}")
+        if method == "json_mode":
+            response_format: dict[str, Any] = {"type": "json_object"}
+        else:
+            function = convert_to_openai_tool(schema, strict=strict)["function"]
+            response_format = {"type": "json_schema", "json_schema": {
+                "name": function["name"], "description": function.get("description", ""),
+                "schema": function.get("parameters", {}), **({} if strict is None else {"strict": strict})}}
+        parser = (PydanticOutputParser(pydantic_object=schema) if isinstance(schema, type)
+                  and is_basemodel_subclass(schema) else JsonOutputParser())
+        return _structured(self.bind(response_format=response_format, **traced), parser, include_raw)
 
     # -- calls ----------------------------------------------------------------------------------------------
     def _call(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> _Call:
@@ -167,12 +230,15 @@ class ChatBanditRouter(BaseChatModel):
         thread_id = thread_id if self.pin_model else None
         defaults = {"temperature": self.temperature, "max_tokens": self.max_tokens, "timeout": self.timeout,
                     "stop": stop or self.stop or None, "max_retries": self.max_retries}
+        check_call_kwargs(kwargs)
         params = {**self.model_kwargs, **{k: v for k, v in defaults.items() if v is not None}, **kwargs}
+        openai_messages = to_openai(messages)
+        models = vision_models(self.router, openai_messages, models)
         with self._pins_lock:
             pinned = self._pins.get(thread_id) if thread_id is not None else None
         if pinned is not None and models is not None and pinned not in models:
             pinned = None
-        return _Call(to_openai(messages), cost_weight, None if models is None else list(models), params,
+        return _Call(openai_messages, cost_weight, None if models is None else list(models), params,
                      thread_id, pinned, task)
 
     def _unpinned(self, call: _Call) -> _Call | None:
@@ -199,7 +265,27 @@ class ChatBanditRouter(BaseChatModel):
         message = to_message(completion.response, decision, completion.cost, dict(completion.usage))
         self._served(call, decision, message.text)
         return ChatResult(generations=[ChatGeneration(message=message)],
-                          llm_output={"route_id": decision.route_id, "model_name": decision.model})
+                          llm_output={"route_id": decision.route_id, "model_name": decision.model,
+                                      "token_usage": dict(completion.usage)})
+
+    def _combine_llm_outputs(self, llm_outputs: list[dict | None]) -> dict:
+        """One `llm_output` for a batch: token_usage summed over its calls."""
+        usage: dict[str, int] = {}
+        for output in llm_outputs:
+            for key, value in ((output or {}).get("token_usage") or {}).items():
+                usage[key] = usage.get(key, 0) + value
+        return {"token_usage": usage, "model_name": "bandit-router"}
+
+    def _convert_cached_generations(self, cache_val: list[Generation]) -> list[ChatGeneration]:
+        """A reply from LangChain's cache is reported as cached: no route to rate (its decision was rated, or
+        not, when it was made) and no cost, as no model was called."""
+        cached = []
+        for generation in super()._convert_cached_generations(cache_val):
+            metadata = {**generation.message.response_metadata, "cached": True, "route_id": None,
+                        "feedback_token": None, "cost": 0.0}
+            cached.append(ChatGeneration(message=generation.message.model_copy(update={
+                "response_metadata": metadata}), generation_info=generation.generation_info))
+        return cached
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
@@ -235,8 +321,11 @@ class ChatBanditRouter(BaseChatModel):
 
     def _stream_call(self, call: _Call) -> Iterator[ChatGenerationChunk]:
         stream = self.router.stream(call.messages, **call.route())
-        text, finish_reason = [], None
+        text, finish_reason, first = [], None, True
         for chunk in stream:
+            if first:
+                yield _first_chunk(stream.decision)
+                first = False
             finish_reason = _finish_reason(chunk) or finish_reason
             if (message := to_chunk(chunk)) is not None:
                 text.append(message.text)
@@ -258,8 +347,11 @@ class ChatBanditRouter(BaseChatModel):
 
     async def _astream_call(self, call: _Call) -> AsyncIterator[ChatGenerationChunk]:
         stream = self.router.astream(call.messages, **call.route())
-        text, finish_reason = [], None
+        text, finish_reason, first = [], None, True
         async for chunk in stream:
+            if first:
+                yield _first_chunk(stream.decision)
+                first = False
             finish_reason = _finish_reason(chunk) or finish_reason
             if (message := to_chunk(chunk)) is not None:
                 text.append(message.text)
@@ -267,13 +359,34 @@ class ChatBanditRouter(BaseChatModel):
         yield self._last_chunk(call, stream, "".join(text), finish_reason)
 
     def _last_chunk(self, call: _Call, stream: Any, text: str, finish_reason: str | None) -> ChatGenerationChunk:
-        """The closing chunk: token usage and routing metadata, known once the stream has ended."""
-        decision = stream.decision
-        self._served(call, decision, text)
-        metadata = {**route_metadata(decision, stream.cost), "finish_reason": finish_reason}
+        """The closing chunk: token usage and cost, known once the stream has ended (the route came first)."""
+        self._served(call, stream.decision, text)
+        metadata = {"cost": stream.cost, "finish_reason": finish_reason}
         return ChatGenerationChunk(message=AIMessageChunk(
             content="", usage_metadata=usage_metadata(stream.usage), response_metadata=metadata,
             chunk_position="last"))
+
+
+def _first_chunk(decision: Decision) -> ChatGenerationChunk:
+    """The opening chunk: the route, so a stream stopped early can still be rated."""
+    return ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=route_metadata(decision)))
+
+
+def _tool_parser(schema: dict | type) -> Runnable:
+    from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser, PydanticToolsParser
+
+    if isinstance(schema, type) and is_basemodel_subclass(schema):
+        return PydanticToolsParser(tools=[schema], first_tool_only=True)
+    return JsonOutputKeyToolsParser(key_name=convert_to_openai_tool(schema)["function"]["name"], first_tool_only=True)
+
+
+def _structured(llm: Runnable, parser: Runnable, include_raw: bool) -> Runnable:
+    """`llm | parser`, or with include_raw a dict of the raw message, the parsed value and any parsing error."""
+    if not include_raw:
+        return llm | parser
+    parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
+    failed = RunnablePassthrough.assign(parsed=lambda _: None)
+    return RunnableMap(raw=llm) | parsed.with_fallbacks([failed], exception_key="parsing_error")
 
 
 def _configured(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.output_parsers.openai_tools import make_invalid_tool_call, parse_tool_call
 
 from bandit_router import Decision
+from bandit_router.feedback import route_metadata as kit_metadata
 
 __all__ = ["route_metadata", "to_chunk", "to_message", "to_openai", "usage_metadata"]
 
@@ -31,13 +32,11 @@ def usage_metadata(usage: dict[str, int]) -> UsageMetadata:
                          total_tokens=usage.get("total_tokens", 0))
 
 
-def route_metadata(decision: Decision, cost: float | None) -> dict[str, Any]:
-    """What `response_metadata` reports about the routing: route_id, the model used, its cost in USD, the dial,
-    the propensity, the models that failed before it, the feedback_token (None unless the router signs) and the
-    task the request was routed as (None: none)."""
-    return {"route_id": decision.route_id, "model_name": decision.model, "cost": cost,
-            "cost_weight": decision.cost_weight, "propensity": decision.propensity, "failed": list(decision.failed),
-            "feedback_token": decision.feedback_token, "task": decision.task}
+def route_metadata(decision: Decision, cost: float | None = None) -> dict[str, Any]:
+    """What `response_metadata` reports about the routing (the kit's route metadata with LangChain's
+    `model_name` key): route_id, the model used, the dial, the propensity, the models that failed before it, the
+    feedback_token (None unless the router signs), the task (None: none) and, when given, the cost in USD."""
+    return kit_metadata(decision, cost, model_key="model_name")
 
 
 def _raw(call: Any) -> dict[str, Any]:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import threading
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
-from llama_index.core.base.response.schema import Response
+from llama_index.core.base.response.schema import AsyncStreamingResponse, Response, StreamingResponse
 from llama_index.core.evaluation import BaseEvaluator, CorrectnessEvaluator, EvaluationResult
 
 from bandit_router import ConfigError
+from bandit_router.feedback import EvaluationError, Sampler
 
 from .llm import BanditRouterLLM
 
 __all__ = ["EvaluatorFeedback", "evaluation_score"]
+
+Answer = Union[Response, StreamingResponse, AsyncStreamingResponse, str]
 
 CORRECTNESS_RANGE = (1.0, 5.0)  # CorrectnessEvaluator grades 1 (worst) to 5 (best)
 
@@ -42,28 +44,31 @@ class EvaluatorFeedback:
         seed: seed of the sampling.
 
     Pass the routes of an answer (from `llm.record_routes()`, or `[response.additional_kwargs]` for one chat
-    call); every call that went into the answer gets the same reward. In async code, run `aevaluate` as a
-    task to keep evaluation off the request path.
+    call); every call that went into the answer gets the same reward. A streaming response is read to its end
+    first; LlamaIndex's streaming synthesizers call the LLM only then, so evaluate it inside the
+    `record_routes()` block that made it. In async code, run `aevaluate` as a task to keep evaluation off the request path. An evaluator that
+    fails (e.g. a judge reply it cannot parse) raises EvaluationError naming the routes left unrated.
     """
 
     def __init__(self, llm: BanditRouterLLM, evaluator: BaseEvaluator, sample_rate: float = 1.0,
                  score_range: tuple[float, float] | None = None, seed: int | None = None) -> None:
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or not 0 <= sample_rate <= 1:
-            raise ConfigError(f"sample_rate must be a number in [0, 1], got {sample_rate!r}")
+        self.sampled = Sampler(sample_rate, seed)
         if score_range is None:
             score_range = CORRECTNESS_RANGE if isinstance(evaluator, CorrectnessEvaluator) else (0.0, 1.0)
         if len(score_range) != 2 or not score_range[0] < score_range[1]:
             raise ConfigError(f"score_range must be (low, high) with low < high, got {score_range!r}")
         self.llm = llm
         self.evaluator = evaluator
-        self.sample_rate = float(sample_rate)
+        self.sample_rate = self.sampled.sample_rate
         self.score_range = (float(score_range[0]), float(score_range[1]))
-        self._rng = np.random.default_rng(seed)
-        self._lock = threading.Lock()
 
     def _sampled(self, routes: Sequence[Mapping[str, Any]]) -> bool:
-        with self._lock:
-            return bool(routes) and self._rng.random() < self.sample_rate
+        return bool(routes) and self.sampled()
+
+    def _failed(self, routes: Sequence[Mapping[str, Any]], error: Exception) -> EvaluationError:
+        ids = [route["route_id"] for route in routes]
+        return EvaluationError(f"{type(self.evaluator).__name__} could not grade the answer of route(s) {ids}, "
+                               f"left unrated: {type(error).__name__}: {error}")
 
     def _reward(self, routes: Sequence[Mapping[str, Any]], result: EvaluationResult) -> float | None:
         score = evaluation_score(result, self.score_range)
@@ -73,28 +78,43 @@ class EvaluatorFeedback:
                 self.llm.feedback(route["route_id"], score, **({} if token is None else {"token": token}))
         return score
 
-    def evaluate(self, routes: Sequence[Mapping[str, Any]], query: str, response: Response | str,
+    def evaluate(self, routes: Sequence[Mapping[str, Any]], query: str, response: Answer,
                  **kwargs: Any) -> float | None:
         """Evaluate `response` to `query` if sampled and reward `routes`; returns the reward given, or None.
 
-        `response` is a query engine's Response (its source nodes become the contexts) or the answer text;
-        kwargs go to the evaluator (e.g. `reference=` for correctness, `contexts=` for a text answer).
+        `response` is a query engine's Response or StreamingResponse (its source nodes become the contexts) or
+        the answer text; kwargs go to the evaluator (e.g. `reference=` for correctness, `contexts=` for a text
+        answer).
         """
+        if isinstance(response, AsyncStreamingResponse):
+            raise ConfigError("an AsyncStreamingResponse needs `await aevaluate(...)`")
+        if isinstance(response, StreamingResponse):  # read first: LlamaIndex calls the LLM as the stream is read
+            response = response.get_response()
         if not self._sampled(routes):
             return None
-        if isinstance(response, str):
-            result = self.evaluator.evaluate(query=query, response=response, **kwargs)
-        else:
-            result = self.evaluator.evaluate_response(query=query, response=response, **kwargs)
+        try:
+            if isinstance(response, str):
+                result = self.evaluator.evaluate(query=query, response=response, **kwargs)
+            else:
+                result = self.evaluator.evaluate_response(query=query, response=response, **kwargs)
+        except Exception as error:
+            raise self._failed(routes, error) from error
         return self._reward(routes, result)
 
-    async def aevaluate(self, routes: Sequence[Mapping[str, Any]], query: str, response: Response | str,
+    async def aevaluate(self, routes: Sequence[Mapping[str, Any]], query: str, response: Answer,
                         **kwargs: Any) -> float | None:
         """Async `evaluate`."""
+        if isinstance(response, StreamingResponse):
+            response = response.get_response()
+        elif isinstance(response, AsyncStreamingResponse):
+            response = await response.get_response()
         if not self._sampled(routes):
             return None
-        if isinstance(response, str):
-            result = await self.evaluator.aevaluate(query=query, response=response, **kwargs)
-        else:
-            result = await self.evaluator.aevaluate_response(query=query, response=response, **kwargs)
+        try:
+            if isinstance(response, str):
+                result = await self.evaluator.aevaluate(query=query, response=response, **kwargs)
+            else:
+                result = await self.evaluator.aevaluate_response(query=query, response=response, **kwargs)
+        except Exception as error:
+            raise self._failed(routes, error) from error
         return self._reward(routes, result)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, ContextManager, Dict, List, Optional, Sequence, Union
 
 from llama_index.core.base.llms.generic_utils import (achat_to_completion_decorator,
                                                        astream_chat_to_completion_decorator,
@@ -21,6 +19,7 @@ from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.tools.types import BaseTool
 
 from bandit_router import Completion, ConfigError, Decision, Router
+from bandit_router.feedback import RouteRecorder, check_call_kwargs, quiet_litellm, route_metadata, vision_models
 from bandit_router.router import check_cost_weight
 from bandit_router.streaming import AsyncRoutedStream, RoutedStream
 
@@ -28,27 +27,14 @@ from .messages import StreamedMessage, from_openai, to_openai
 
 __all__ = ["BanditRouterLLM"]
 
-_RECORDERS: ContextVar[tuple[tuple[int, list[dict[str, Any]]], ...]] = ContextVar("bandit_router_recorders",
-                                                                                   default=())
 _TOOL_CHOICES = ("auto", "none", "required")
 
 
 def routing_info(decision: Decision, cost: float | None = None,
                  usage: Dict[str, int] | None = None) -> dict[str, Any]:
-    """What a response says about its routing: route_id, model, dial, propensity, failed models, the feedback
-    token (when the router signs feedback), the task (when routed as one), and once the call is done its cost in
-    USD and token counts."""
-    info: dict[str, Any] = {"route_id": decision.route_id, "model": decision.model,
-                            "cost_weight": decision.cost_weight, "propensity": decision.propensity,
-                            "failed": list(decision.failed)}
-    if decision.feedback_token is not None:
-        info["feedback_token"] = decision.feedback_token
-    if decision.task is not None:
-        info["task"] = decision.task
-    if cost is not None:
-        info["cost"] = cost
-        info.update(usage or {})
-    return info
+    """What a response says about its routing (the kit's route metadata): route_id, model, cost_weight,
+    propensity, failed models, feedback_token, task, and once the call is done its cost in USD and token counts."""
+    return route_metadata(decision, cost, usage, model_key="model")
 
 
 class BanditRouterLLM(FunctionCallingLLM):
@@ -61,7 +47,10 @@ class BanditRouterLLM(FunctionCallingLLM):
     with `llm.feedback(route_id, score)`; provider failures fall back to other models inside the router.
     `task` names the kind of request this LLM serves (one of the router's `tasks`, e.g. "rag-answer"), also per
     call (`task=`; `task=None` routes on the prompt alone), so the router learns which models suit it. Other
-    keyword arguments of a call go to LiteLLM through the router (e.g. temperature, max_tokens, timeout).
+    keyword arguments of a call go to LiteLLM through the router (e.g. temperature, max_tokens, timeout); unknown
+    ones are refused. `max_retries` (default 0) retries the same model before the router falls back to the next.
+    `with_options(cost_weight=..., task=..., models=...)` gives a sibling LLM over the same router (e.g. one per
+    query engine: `index.as_query_engine(llm=llm.with_options(cost_weight=1.0))`).
     """
 
     cost_weight: Optional[float] = Field(default=None, description="Dial in [0, 1]; None uses the router's.")
@@ -69,7 +58,9 @@ class BanditRouterLLM(FunctionCallingLLM):
     task: Optional[str] = Field(default=None, description="Kind of request, one of the router's tasks; None: none.")
     call_kwargs: Dict[str, Any] = Field(default_factory=dict,
                                         description="LiteLLM arguments for every call, e.g. temperature.")
+    max_retries: int = Field(default=0, ge=0, description="Retries of the same model before falling back.")
     _router: Router = PrivateAttr()
+    _recorder: RouteRecorder = PrivateAttr()
 
     def __init__(self, router: Router, cost_weight: float | None = None, models: Sequence[str] | None = None,
                  call_kwargs: Dict[str, Any] | None = None, task: str | None = None, **kwargs: Any) -> None:
@@ -84,9 +75,24 @@ class BanditRouterLLM(FunctionCallingLLM):
                 raise ConfigError(f"models must name some of the router's models {list(router.models)}, "
                                   f"got {models}")
         router.check_task(task)
+        check_call_kwargs(call_kwargs or {})
+        recorder = kwargs.pop("recorder", None) or RouteRecorder()
         super().__init__(cost_weight=cost_weight, models=models, call_kwargs=dict(call_kwargs or {}), task=task,
                          **kwargs)
         self._router = router
+        self._recorder = recorder
+        quiet_litellm()
+
+    def with_options(self, **options: Any) -> BanditRouterLLM:
+        """A sibling over the same router (and the same `record_routes` blocks) with some of cost_weight, models,
+        task, call_kwargs, max_retries changed: a per-engine or per-agent dial without a second router."""
+        allowed = {"cost_weight", "models", "task", "call_kwargs", "max_retries"}
+        if unknown := set(options) - allowed:
+            raise ConfigError(f"with_options takes {sorted(allowed)}, got {sorted(unknown)}")
+        current = {"cost_weight": self.cost_weight, "models": self.models, "task": self.task,
+                   "call_kwargs": self.call_kwargs, "max_retries": self.max_retries}
+        return BanditRouterLLM(self.router, **{**current, **options}, callback_manager=self.callback_manager,
+                               recorder=self._recorder)
 
     @classmethod
     def class_name(cls) -> str:
@@ -114,79 +120,83 @@ class BanditRouterLLM(FunctionCallingLLM):
         `Router.feedback` (e.g. `token=` when the router signs feedback)."""
         self.router.feedback(route_id, score, **kwargs)
 
-    @contextmanager
-    def record_routes(self) -> Iterator[List[Dict[str, Any]]]:
-        """Collect the routing info of every call this LLM serves inside the block, e.g. the calls one query
-        engine makes for one question (which return only text), so they can be rated afterwards."""
-        routes: List[Dict[str, Any]] = []
-        token = _RECORDERS.set((*_RECORDERS.get(), (id(self), routes)))
-        try:
-            yield routes
-        finally:
-            _RECORDERS.reset(token)
-
-    def _served(self, info: dict[str, Any]) -> dict[str, Any]:
-        for owner, routes in _RECORDERS.get():
-            if owner == id(self):
-                routes.append(info)
-        return info
+    def record_routes(self) -> ContextManager[List[Dict[str, Any]]]:
+        """Collect the routing info of every call this LLM (or a `with_options` sibling) serves inside the block,
+        e.g. the calls one query engine makes for one question (which return only text), so they can be rated
+        afterwards. A stream is recorded when it starts; its entry gains cost and token counts when it ends."""
+        return self._recorder.record()
 
     # -- calls ----------------------------------------------------------------------------------------------
     def _route_kwargs(self, kwargs: Dict[str, Any]) -> Dict[str, Any]:
         """Router arguments: the dial, allowed models and task (per call, else this instance's) and LiteLLM kwargs."""
-        kwargs = {**self.call_kwargs, **kwargs}
+        check_call_kwargs({k: v for k, v in kwargs.items() if k not in ("cost_weight", "models")})
+        kwargs = {"max_retries": self.max_retries, **self.call_kwargs, **kwargs}
         kwargs.setdefault("cost_weight", self.cost_weight)
         kwargs.setdefault("models", self.models)
         kwargs.setdefault("task", self.task)
         return kwargs
 
+    def _routed(self, messages: Sequence[ChatMessage], kwargs: Dict[str, Any]) -> tuple[list[dict], Dict[str, Any]]:
+        """OpenAI messages and Router arguments (image prompts allowed only to vision models)."""
+        openai, kwargs = to_openai(messages), self._route_kwargs(kwargs)
+        kwargs["models"] = vision_models(self.router, openai, kwargs["models"])
+        return openai, kwargs
+
     def _response(self, completion: Completion) -> ChatResponse:
-        info = routing_info(completion.decision, completion.cost, dict(completion.usage))
-        return ChatResponse(message=from_openai(completion.response.choices[0].message), raw=completion.response,
-                            additional_kwargs=self._served(info))
+        info = self._recorder.add(routing_info(completion.decision, completion.cost, dict(completion.usage)))
+        return ChatResponse(message=from_openai(completion.response.choices[0].message, info),
+                            raw=completion.response, additional_kwargs=info)
 
     @staticmethod
-    def _chunk(stream: RoutedStream | AsyncRoutedStream, message: StreamedMessage, chunk: Any) -> ChatResponse | None:
+    def _chunk(info: dict[str, Any], message: StreamedMessage, chunk: Any) -> ChatResponse | None:
         delta = message.add(chunk)
         if delta is None:
             return None
-        return ChatResponse(message=message.message(), delta=delta, raw=chunk,
-                            additional_kwargs=routing_info(stream.decision))
+        return ChatResponse(message=message.message(info), delta=delta, raw=chunk, additional_kwargs=dict(info))
 
-    def _last(self, stream: RoutedStream | AsyncRoutedStream, message: StreamedMessage, chunk: Any) -> ChatResponse:
-        """The closing response of a stream: the whole message, its cost and token counts."""
-        info = routing_info(stream.decision, stream.cost, stream.usage)
-        return ChatResponse(message=message.message(), delta="", raw=chunk, additional_kwargs=self._served(info))
+    @staticmethod
+    def _last(stream: RoutedStream | AsyncRoutedStream, info: dict[str, Any], message: StreamedMessage,
+              chunk: Any) -> ChatResponse:
+        """The closing response of a stream: the whole message, its cost and token counts (also written into
+        the `info` recorded when the stream started)."""
+        info.update(routing_info(stream.decision, stream.cost, stream.usage))
+        return ChatResponse(message=message.message(info), delta="", raw=chunk, additional_kwargs=dict(info))
 
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        return self._response(self.router.complete(to_openai(messages), **self._route_kwargs(kwargs)))
+        openai, routed = self._routed(messages, kwargs)
+        return self._response(self.router.complete(openai, **routed))
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        return self._response(await self.router.acomplete(to_openai(messages), **self._route_kwargs(kwargs)))
+        openai, routed = self._routed(messages, kwargs)
+        return self._response(await self.router.acomplete(openai, **routed))
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        stream = self.router.stream(to_openai(messages), **self._route_kwargs(kwargs))
+        openai, routed = self._routed(messages, kwargs)
+        stream = self.router.stream(openai, **routed)
+        info = self._recorder.add(routing_info(stream.decision))  # recorded now: the stream may be read later
 
         def gen() -> ChatResponseGen:
             message, chunk = StreamedMessage(), None
             for chunk in stream:
-                response = self._chunk(stream, message, chunk)
-                if response is not None:
+                info.update(routing_info(stream.decision))  # the model serving it, after any fallback
+                if (response := self._chunk(info, message, chunk)) is not None:
                     yield response
-            yield self._last(stream, message, chunk)
+            yield self._last(stream, info, message, chunk)
 
         return gen()
 
     async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
-        stream = self.router.astream(to_openai(messages), **self._route_kwargs(kwargs))
+        openai, routed = self._routed(messages, kwargs)
+        stream = self.router.astream(openai, **routed)
+        info = self._recorder.add(routing_info(stream.decision))
 
         async def gen() -> ChatResponseAsyncGen:
             message, chunk = StreamedMessage(), None
             async for chunk in stream:
-                response = self._chunk(stream, message, chunk)
-                if response is not None:
+                info.update(routing_info(stream.decision))
+                if (response := self._chunk(info, message, chunk)) is not None:
                     yield response
-            yield self._last(stream, message, chunk)
+            yield self._last(stream, info, message, chunk)
 
         return gen()
 

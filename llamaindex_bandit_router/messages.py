@@ -46,7 +46,8 @@ def _to_openai(message: ChatMessage) -> dict[str, Any]:
                                "function": {"name": block.tool_name, "arguments": _arguments(block.tool_kwargs)}})
         elif not isinstance(block, ThinkingBlock):  # another model's reasoning is not sent back
             raise ConfigError(f"message blocks must be text or tool calls; got a {block.block_type!r} block")
-    tool_calls += [_legacy_tool_call(c) for c in message.additional_kwargs.get("tool_calls") or ()]
+    if not tool_calls:  # blocks are the source of truth; additional_kwargs mirror them (see `from_openai`)
+        tool_calls = [_legacy_tool_call(c) for c in message.additional_kwargs.get("tool_calls") or ()]
     role = _ROLES.get(message.role.value, message.role.value)
     out: dict[str, Any] = {"role": role, "content": "\n".join(text) if text or not tool_calls else None}
     if tool_calls:
@@ -61,13 +62,22 @@ def to_openai(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
     return [_to_openai(m) for m in messages]
 
 
-def from_openai(message: Any) -> ChatMessage:
-    """A LlamaIndex assistant message from a LiteLLM/OpenAI one; tool calls become ToolCallBlocks."""
-    blocks: list[Any] = [TextBlock(text=message.content)] if message.content else []
-    for call in message.tool_calls or ():
-        blocks.append(ToolCallBlock(tool_call_id=call.id, tool_name=call.function.name,
-                                    tool_kwargs=_kwargs(call.function.arguments)))
-    return ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks)
+def _assistant(text: str, calls: Sequence[tuple[str | None, str, str]], info: dict[str, Any]) -> ChatMessage:
+    """An assistant message: text, ToolCallBlocks for `calls` (id, name, arguments), the same calls in OpenAI form
+    under additional_kwargs["tool_calls"] (where llama-index-core's streaming parsers look) and the routing `info`."""
+    blocks: list[Any] = [TextBlock(text=text)] if text else []
+    blocks += [ToolCallBlock(tool_call_id=i, tool_name=n, tool_kwargs=_kwargs(a)) for i, n, a in calls]
+    extra: dict[str, Any] = dict(info)
+    if calls:
+        extra["tool_calls"] = [{"id": i, "type": "function", "function": {"name": n, "arguments": a}}
+                               for i, n, a in calls]
+    return ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks, additional_kwargs=extra)
+
+
+def from_openai(message: Any, info: dict[str, Any] | None = None) -> ChatMessage:
+    """A LlamaIndex assistant message from a LiteLLM/OpenAI one, carrying the routing `info`."""
+    calls = [(c.id, c.function.name, c.function.arguments or "") for c in message.tool_calls or ()]
+    return _assistant(message.content or "", calls, info or {})
 
 
 class StreamedMessage:
@@ -91,9 +101,7 @@ class StreamedMessage:
             call["arguments"] += getattr(part.function, "arguments", None) or ""
         return text if text or getattr(delta, "tool_calls", None) else None
 
-    def message(self) -> ChatMessage:
-        blocks: list[Any] = [TextBlock(text=self.text)] if self.text else []
-        for _, call in sorted(self._calls.items()):
-            blocks.append(ToolCallBlock(tool_call_id=call["id"] or None, tool_name=call["name"],
-                                        tool_kwargs=_kwargs(call["arguments"])))
-        return ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks)
+    def message(self, info: dict[str, Any] | None = None) -> ChatMessage:
+        """The message so far, carrying the routing `info`."""
+        calls = [(c["id"] or None, c["name"], c["arguments"]) for _, c in sorted(self._calls.items())]
+        return _assistant(self.text, calls, info or {})

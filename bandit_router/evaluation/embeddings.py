@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 
-from ..encoders import Encoder
-from ..state import write_atomic
+from ..encoder_base import Encoder, default_cache_dir
+from ..atomic import write_atomic
 from .table import RoutingTable
 
 __all__ = ["default_cache_dir", "table_vectors", "lookup_encoder"]
-
-
-def default_cache_dir() -> Path:
-    """$BANDIT_ROUTER_CACHE, else ~/.cache/bandit-router."""
-    return Path(os.environ.get("BANDIT_ROUTER_CACHE", Path.home() / ".cache" / "bandit-router"))
 
 
 def table_vectors(table: RoutingTable, encoder: Encoder, cache_dir: Path | None = None,

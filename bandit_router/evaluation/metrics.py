@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["utility", "oracle_choice", "cumulative_regret", "frontier", "aiq", "apgr"]
+__all__ = ["utility", "oracle_choice", "cumulative_regret", "frontier", "hull_gain", "learning_curve", "aiq", "apgr"]
 
 
 def utility(scores: np.ndarray, costs: np.ndarray, cost_weight: float) -> np.ndarray:
@@ -57,6 +57,28 @@ def frontier(costs: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndar
         hull.append((c, s))
     points = np.array(hull)
     return points[:, 0], points[:, 1]
+
+
+def hull_gain(cost, score, single_costs: np.ndarray, single_scores: np.ndarray) -> np.ndarray:
+    """Score above the single models' frontier at the same mean cost: `score` minus the upper concave hull of
+    the single models' (mean cost, mean score) points at `cost` (what a fixed split between two models reaches).
+
+    The hull is held flat beyond its ends: at the best model's score above its cost, at the cheapest model's
+    score below the cheapest model's cost. Positive: better than any fixed choice of models. Works elementwise.
+    """
+    hull_c, hull_s = frontier(single_costs, single_scores)
+    return np.asarray(score, float) - np.interp(np.asarray(cost, float), hull_c, hull_s)
+
+
+def learning_curve(scores: np.ndarray, costs: np.ndarray, checkpoints, single_costs: np.ndarray,
+                   single_scores: np.ndarray) -> np.ndarray:
+    """Hull gain of the running mean of a run's (score, cost) per prompt, in routing order, after each of
+    `checkpoints` prompts (a checkpoint beyond the run's length reads the whole run)."""
+    n = np.minimum(np.asarray(checkpoints, int), len(scores))
+    if len(scores) == 0 or n.min() < 1:
+        raise ValueError(f"checkpoints must be >= 1 and the run non-empty, got {list(checkpoints)} for {len(scores)}")
+    mean_s, mean_c = np.cumsum(scores)[n - 1] / n, np.cumsum(costs)[n - 1] / n
+    return hull_gain(mean_c, mean_s, single_costs, single_scores)
 
 
 def aiq(costs: np.ndarray, scores: np.ndarray, cost_range: tuple[float, float]) -> float:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import DataFormatError
 from ..policies import Policy
-from ..store import DecisionLog
+from ..store import DecisionLog, SQLiteDecisionLog
 
 __all__ = ["LoggedDecisions", "OPEEstimate", "logged_decisions", "target_probabilities", "reward_model", "estimate"]
 
@@ -49,7 +49,7 @@ class OPEEstimate:
 
 def logged_decisions(log: DecisionLog | str | Path) -> LoggedDecisions:
     """Read every decision that has a stored vector and a feedback score."""
-    log = DecisionLog(log) if isinstance(log, (str, Path)) else log
+    log = SQLiteDecisionLog(log) if isinstance(log, (str, Path)) else log
     rows = [r for r in log.rows() if r["vector"] is not None and r["score"] is not None]
     if not rows:
         raise DataFormatError(f"{log.path} holds no rewarded decision with a stored vector "

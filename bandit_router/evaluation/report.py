@@ -9,19 +9,31 @@ from typing import Sequence
 
 import numpy as np
 
-from .metrics import aiq, apgr, cumulative_regret
-from .plots import plot_frontier, plot_regret
+from .metrics import aiq, apgr, cumulative_regret, frontier, hull_gain, learning_curve
+from .plots import plot_frontier, plot_learning, plot_regret
 from .replay import ReplayRun
 from .table import RoutingTable
 
-__all__ = ["RESULT_COLUMNS", "result_row", "write_report"]
+__all__ = ["RESULT_COLUMNS", "LEARNING_CHECKPOINTS", "result_row", "hull_table", "write_report"]
 
 RESULT_COLUMNS = ("policy", "dial", "seed", "n", "mean_score", "mean_cost", "score_pct_best", "cost_pct_best",
-                  "regret_vs_oracle", "regret_vs_best_fixed", "seconds")
+                  "hull_gain", "regret_vs_oracle", "regret_vs_best_fixed", "seconds")
+
+
+LEARNING_CHECKPOINTS = (250, 500, 1000, 2000)  # prompts after which the learning curve is tabled
 
 
 def _best_single(table: RoutingTable) -> int:
     return int(table.scores.mean(axis=0).argmax())
+
+
+def _singles(table: RoutingTable) -> tuple[np.ndarray, np.ndarray]:
+    """Each single model's mean cost and mean score over the table."""
+    return table.costs.mean(axis=0), table.scores.mean(axis=0)
+
+
+def _is_reference(policy: str) -> bool:
+    return policy.startswith("single:") or policy == "oracle"
 
 
 def result_row(table: RoutingTable, run: ReplayRun, seconds: float | None = None) -> dict[str, object]:
@@ -32,6 +44,7 @@ def result_row(table: RoutingTable, run: ReplayRun, seconds: float | None = None
             "mean_score": run.mean_score, "mean_cost": run.mean_cost,
             "score_pct_best": 100 * run.mean_score / table.scores[:, best].mean(),
             "cost_pct_best": 100 * run.mean_cost / table.costs[:, best].mean(),
+            "hull_gain": float(hull_gain(run.mean_cost, run.mean_score, *_singles(table))),
             "regret_vs_oracle": float(regret["oracle"][-1]), "regret_vs_best_fixed": float(regret["best_fixed"][-1]),
             "seconds": "" if seconds is None else round(seconds, 2)}
 
@@ -56,16 +69,56 @@ def _grid(title: str, grouped, dials: list[float], value, fmt: str) -> list[str]
     return lines + [""]
 
 
+def hull_table(table: RoutingTable, runs: Sequence[ReplayRun]) -> list[str]:
+    """Plain-text lines, one per learned policy and dial: mean score, mean cost as % of the best single model's
+    and hull gain (mean ± sd over seeds)."""
+    best_cost = table.costs[:, _best_single(table)].mean()
+    lines = [f"{'policy':<24} {'dial':>6} {'score':>7} {'cost %best':>11} {'hull gain':>16}"]
+    for policy, by_dial in _by(runs).items():
+        if _is_reference(policy):
+            continue
+        for dial in sorted(by_dial):
+            rs = by_dial[dial]
+            gains = [float(hull_gain(r.mean_cost, r.mean_score, *_singles(table))) for r in rs]
+            lines.append(f"{policy:<24} {dial:>6g} {np.mean([r.mean_score for r in rs]):>7.3f} "
+                         f"{100 * np.mean([r.mean_cost for r in rs]) / best_cost:>10.1f}% "
+                         f"{np.mean(gains):>+8.3f} ± {np.std(gains):.3f}")
+    return lines
+
+
+def _learning(table: RoutingTable, grouped, dials: list[float]) -> tuple[list[str], dict]:
+    """The learning-curve table (hull gain of the running mean after each checkpoint, mean over seeds) and the
+    curves for the plot (hull gain after every prompt from the 50th on, mean over seeds)."""
+    n = len(table)
+    checkpoints = [c for c in LEARNING_CHECKPOINTS if c < n] + [n]
+    lines = ["**Learning curve: hull gain of the running mean after the first N prompts** (mean over seeds; "
+             f"the last column is the whole stream)", "",
+             "| policy | dial | " + " | ".join(f"N={c}" for c in checkpoints) + " |", "|---|---:|" + "---:|" * len(checkpoints)]
+    curves: dict[str, dict[float, np.ndarray]] = {}
+    every = np.arange(1, n + 1)
+    for policy, by_dial in grouped.items():
+        if _is_reference(policy) or policy == "full-info-ridge":
+            continue
+        for dial in dials:
+            if not by_dial.get(dial):
+                continue
+            per_seed = [learning_curve(r.score, r.cost, every, *_singles(table)) for r in by_dial[dial]]
+            curve = np.mean(per_seed, axis=0)
+            curves.setdefault(policy, {})[dial] = curve
+            lines.append(f"| {policy} | {dial:g} | " + " | ".join(f"{curve[c - 1]:+.3f}" for c in checkpoints) + " |")
+    return lines + [""], curves
+
+
 def write_report(out: str | Path, table: RoutingTable, runs: Sequence[tuple[ReplayRun, float | None]],
                  regret_dial: float | None = None, command: str | None = None) -> dict[str, Path]:
-    """Write results.csv, summary.md, frontier.png and regret.png into `out`; returns their paths.
+    """Write results.csv, summary.md, frontier.png, regret.png and learning.png into `out`; returns their paths.
 
     `runs` holds the replayed policies and the references (labelled single:<model>, oracle, full-info-ridge)
     with the seconds each took. Regret curves are drawn at `regret_dial` (default: the lowest dial).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {name: out / name for name in ("results.csv", "summary.md", "frontier.png", "regret.png")}
+    paths = {name: out / name for name in ("results.csv", "summary.md", "frontier.png", "regret.png", "learning.png")}
     with paths["results.csv"].open("w", newline="") as f:
         writer = csv.DictWriter(f, RESULT_COLUMNS)
         writer.writeheader()
@@ -73,7 +126,7 @@ def write_report(out: str | Path, table: RoutingTable, runs: Sequence[tuple[Repl
 
     grouped = _by([run for run, _ in runs])
     dials = sorted({run.cost_weight for run, _ in runs})
-    learned = {p: g for p, g in grouped.items() if not p.startswith("single:") and p not in ("oracle",)}
+    learned = {p: g for p, g in grouped.items() if not _is_reference(p)}
     best = _best_single(table)
     best_score, best_cost = table.scores[:, best].mean(), table.costs[:, best].mean()
     means = {p: (np.array([np.mean([r.mean_cost for r in g[d]]) for d in sorted(g)]),
@@ -83,7 +136,7 @@ def write_report(out: str | Path, table: RoutingTable, runs: Sequence[tuple[Repl
     cost_range = (min(c for c, _ in singles.values()), max(c for c, _ in singles.values()))
 
     plot_frontier(paths["frontier.png"], f"{table.name}: quality-cost frontier (mean over seeds, one point per dial)",
-                  {p: means[p] for p in learned}, singles, means["oracle"], table.cost_unit)
+                  {p: means[p] for p in learned}, singles, means["oracle"], frontier(*_singles(table)), table.cost_unit)
     regret_dial = dials[0] if regret_dial is None else regret_dial
     curves = {}
     for policy, by_dial in grouped.items():
@@ -109,6 +162,14 @@ def write_report(out: str | Path, table: RoutingTable, runs: Sequence[tuple[Repl
     lines += _grid(f"Mean cost per prompt ({table.cost_unit})", grouped, dials, lambda r: r.mean_cost, ".3g")
     lines += _grid("Mean cost, % of the best single model's", grouped, dials, lambda r: 100 * r.mean_cost / best_cost,
                    ".1f")
+    lines += _grid("Hull gain: mean score minus the single models' upper concave hull at the same mean cost "
+                   "(flat beyond the best model's cost and below the cheapest's; > 0: better than any fixed choice "
+                   "or fixed split of models)", grouped, dials,
+                   lambda r: float(hull_gain(r.mean_cost, r.mean_score, *_singles(table))), "+.3f")
+    learning_lines, learning_curves = _learning(table, grouped, dials)
+    lines += learning_lines
+    plot_learning(paths["learning.png"], f"{table.name}: hull gain of the running mean (mean over seeds)",
+                  learning_curves)
     lines += _grid("Regret per prompt against the oracle (utility at the dial)", grouped, dials,
                    lambda r: result_row(table, r)["regret_vs_oracle"] / len(r.order), ".4f")
     lines += _grid("Regret per prompt against the best fixed model (negative: better than any single model)",
@@ -136,6 +197,6 @@ def write_report(out: str | Path, table: RoutingTable, runs: Sequence[tuple[Repl
             else:
                 row += f" {apgr(np.array([]), np.array([]), weak_score, strong_score):.3f} |"
         lines.append(row)
-    lines += ["", "![frontier](frontier.png)", "", "![regret](regret.png)", ""]
+    lines += ["", "![frontier](frontier.png)", "", "![regret](regret.png)", "", "![learning](learning.png)", ""]
     paths["summary.md"].write_text("\n".join(lines))
     return paths

@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..router import Router
-from ..tasks import TEXT_WEIGHT
+from ..tasks import TEXT_WEIGHT, TaskHints
 from .embeddings import lookup_encoder
 from .references import full_info_ridge_run, oracle_run, single_model_runs
 from .replay import ReplayRun, replay
@@ -55,7 +55,7 @@ def _run_task(policy: str, dial: float, seed: int) -> tuple[ReplayRun, float]:
     started = time.perf_counter()
     router = Router(table.model_cards(), policy=policy, policy_settings=spec.settings.get(policy),
                     encoder=lookup_encoder(table, vectors, _worker["encoder_name"]), seed=seed,
-                    tasks=sorted(set(table.tasks)) if spec.task_hints else (), text_weight=spec.text_weight)
+                    tasks=TaskHints(sorted(set(table.tasks)), spec.text_weight) if spec.task_hints else ())
     run = replay(table, router, dial, seed, policy_label=policy, warm_start=spec.warm_start, feedback=spec.feedback)
     return run, time.perf_counter() - started
 

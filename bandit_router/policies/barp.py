@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..outcome import Outcome
 from .base import Policy, PolicyConfig, one_hot_argmax, register
 
 __all__ = ["BaRPConfig", "BaRP", "policy_loss"]
@@ -182,21 +183,22 @@ class BaRP(Policy):
         return x
 
     # -- learning -------------------------------------------------------------------------------------------
-    def update(self, x: np.ndarray, arm: str, reward: float) -> None:
-        """Feedback without its routing context (e.g. Router.observe): the model's mean normalised cost seen at
-        routing time stands in for its cost (0 if it was never routed), and the propensity is taken as uniform."""
-        k = self.index(arm)
-        total, count = self.arm_cost[k]
-        self.update_routed(x, arm, reward, total / count if count else 0.0, 0.0, 1.0 / len(self.arms))
-
-    def update_routed(self, x: np.ndarray, arm: str, reward: float, cost: float, cost_weight: float,
-                      propensity: float) -> None:
-        """Buffer one routed outcome (score, normalised cost c / tau, propensity); every `batch_size` of them,
-        take `steps` gradient steps on mini-batches drawn from the buffer. The request's dial is not needed:
-        each step re-scores the outcome under a fresh dial."""
+    def learn(self, outcomes: Sequence[Outcome]) -> None:
+        """Buffer each outcome (score, normalised cost c / tau, propensity); every `batch_size` of them, take
+        `steps` gradient steps on mini-batches drawn from the buffer. The request's dial is not needed: each step
+        re-scores the outcome under a fresh dial. An outcome without routing context (e.g. Router.observe) uses
+        the model's mean normalised cost seen at routing time (0 if it was never routed) and a uniform propensity."""
+        self.check_unweighted(outcomes)
         if not self.config.learn:
             return
-        k = self.index(arm)
+        for outcome in outcomes:
+            k = self.index(outcome.model)
+            total, count = self.arm_cost[k]
+            cost = outcome.cost if outcome.cost is not None else total / count if count else 0.0
+            propensity = outcome.propensity if outcome.propensity is not None else 1.0 / len(self.arms)
+            self._buffer(outcome.vector, k, outcome.reward, cost, propensity)
+
+    def _buffer(self, x: np.ndarray, k: int, reward: float, cost: float, propensity: float) -> None:
         size, position, fresh = (int(v) for v in self.counters)
         row = {"x": self._vector(x), "arm": k, "quality": reward, "cost": min(max(cost, 0.0), 1.0),
                "propensity": max(propensity, 1e-6)}

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 
 from ..errors import ConfigError, StateFormatError
+from ..outcome import Outcome
 
 __all__ = ["Policy", "PolicyConfig", "POLICIES", "register", "make_policy", "one_hot_argmax", "UpperConfidence", "policy_class", "policy_names"]
 
@@ -63,12 +64,15 @@ class Policy(ABC):
 
     Policies predict quality only; the router passes each request's normalised cost c_a / tau in [0, 1] and
     the request's dial, and the value of a model is quality - cost_weight * cost, so one learned state serves
-    every dial. Arms are model names that can be added and removed at run time.
+    every dial. Arms are model names that can be added and removed at run time. A policy learns through
+    `learn(outcomes)` only; what else it can do is declared by the class attributes below.
     """
 
     name: ClassVar[str]
     Config: ClassVar[type[PolicyConfig]] = PolicyConfig
     uses_features: ClassVar[bool] = False  # True: add_arm(arm, features=...) shares what is learned across models
+    shares_state: ClassVar[bool] = False  # True: share(), take_delta(), install_totals(), unsynced (see store/)
+    takes_prior: ClassVar[bool] = False  # True: set_prior(arm, mean, precision) and per-model A, theta (priors)
 
     def __init__(self, dim: int, arms: Sequence[str], config: PolicyConfig | None = None, seed: int | None = None):
         if not isinstance(dim, int) or dim < 1:
@@ -107,24 +111,14 @@ class Policy(ABC):
         `cost[i]` is arm i's predicted cost for this request divided by tau; `cost_weight` is the dial in [0, 1].
         """
 
-    def update(self, x: np.ndarray, arm: str, reward: float) -> None:
-        """Learn from the reward in [0, 1] observed for `arm` on prompt vector `x` (no-op by default)."""
+    def learn(self, outcomes: Sequence[Outcome]) -> None:
+        """Learn from observed outcomes: the one way every reward reaches a policy (feedback, expiry, observe,
+        priors, replays). Policies that do not learn keep this no-op."""
 
-    def update_routed(self, x: np.ndarray, arm: str, reward: float, cost: float, cost_weight: float,
-                      propensity: float) -> None:
-        """Learn from feedback on a routed decision, with its context: `cost` is the normalised cost c / tau
-        the router passed for `arm`, `cost_weight` the request's dial and `propensity` the probability the
-        policy gave `arm`. The Router calls this on feedback; by default it is `update(x, arm, reward)`."""
-        self.update(x, arm, reward)
-
-    def absorb(self, X: np.ndarray, rewards: np.ndarray, arms: Sequence[str], weight: float = 1.0) -> None:
-        """Learn `rewards[i, k]` of `arms[k]` on prompt vector `X[i]` at once (full information, e.g. a prior),
-        each observation counting `weight` online ones. By default: one `update` per observation (weight 1)."""
-        if weight != 1.0:
+    def check_unweighted(self, outcomes: Sequence[Outcome]) -> None:
+        """ConfigError unless every outcome counts as one observation (for policies that cannot weight them)."""
+        if any(o.weight != 1.0 for o in outcomes):
             raise ConfigError(f"policy {self.name!r} cannot weight observations; use strength 1")
-        for x, row in zip(X, rewards):
-            for arm, reward in zip(arms, row):
-                self.update(x, arm, float(reward))
 
     def state(self) -> dict[str, np.ndarray]:
         """Learned state as named arrays (empty for policies that do not learn)."""

@@ -30,6 +30,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from ..errors import ConfigError
+from ..outcome import Outcome
 from .base import Policy, PolicyConfig, UpperConfidence, register
 
 __all__ = ["HierLin", "HierLinConfig"]
@@ -159,7 +160,13 @@ class HierLin(UpperConfidence, Policy):
         return mean[arms], np.sqrt(np.maximum(var[arms], 0.0))
 
     # -- learning -------------------------------------------------------------------------------------------------
-    def update(self, x: np.ndarray, arm: str, reward: float) -> None:
+    def learn(self, outcomes: Sequence[Outcome]) -> None:
+        """One rating at a time, in order (observations cannot be weighted)."""
+        self.check_unweighted(outcomes)
+        for outcome in outcomes:
+            self._update(outcome.vector, outcome.model, outcome.reward)
+
+    def _update(self, x: np.ndarray, arm: str, reward: float) -> None:
         a = self.index(arm)
         x = self._vector(x)
         j = self._cluster(x)

@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import ConfigError, StateFormatError
+from ..outcome import Outcome
 from .base import Policy, PolicyConfig
 
 __all__ = ["RidgeConfig", "RidgePolicy"]
@@ -33,6 +34,12 @@ class RidgePolicy(Policy):
 
     Config = RidgeConfig
     config: RidgeConfig
+    shares_state = True
+
+    @property
+    def takes_prior(self) -> bool:  # type: ignore[override]
+        """A prior on a model's weights needs the constant feature (its intercept counts observations)."""
+        return self.config.intercept
 
     def __init__(self, dim: int, arms: Sequence[str], config: RidgeConfig | None = None, seed: int | None = None):
         config = config if config is not None else self.Config()
@@ -109,9 +116,34 @@ class RidgePolicy(Policy):
         var = (self.A_inv @ z) @ z  # every arm, then pick: indexing A_inv[arms] first would copy K p x p matrices
         return (self.theta @ z)[arms], np.sqrt(np.maximum(var[arms], 0.0))
 
-    def update(self, x: np.ndarray, arm: str, reward: float) -> None:
+    def learn(self, outcomes: Sequence[Outcome]) -> None:
+        """One outcome of weight 1 is a rank-1 update (recorded for sharing); several, or weighted ones (a
+        prior), are added as sufficient statistics at once, one inverse per model, and are not shared."""
+        if len(outcomes) == 1 and outcomes[0].weight == 1.0:
+            self._update(outcomes[0].vector, outcomes[0].model, outcomes[0].reward)
+            return
+        groups = []
+        for arm in dict.fromkeys(o.model for o in outcomes):
+            rows = [o for o in outcomes if o.model == arm]
+            weights = {o.weight for o in rows}
+            groups.append((self.index(arm), np.stack([self.features(o.vector) for o in rows]),
+                           np.array([o.reward for o in rows], dtype=float),
+                           weights.pop() if len(weights) == 1 else np.array([o.weight for o in rows])))
+        if not all(np.isfinite(Z).all() and np.isfinite(r).all() and np.isfinite(w).all() for _, Z, r, w in groups):
+            raise StateFormatError(f"policy {self.name!r}: outcomes hold NaN or infinite values")
+        A = self.A  # sums the deferred outer products first
+        for a, Z, rewards, w in groups:
+            A[a] += w * Z.T @ Z
+            self.b[a] += w * Z.T @ rewards
+            self.A_inv[a] = np.linalg.inv(A[a])
+            self.theta[a] = self.A_inv[a] @ self.b[a]
+
+    def _update(self, x: np.ndarray, arm: str, reward: float) -> None:
+        self._add(arm, self.features(x), reward)
+
+    def _add(self, arm: str, z: np.ndarray, reward: float) -> None:
+        """A += z z^T, b += reward z for `arm` (A^-1 by Sherman-Morrison), recorded for sharing."""
         k = self.index(arm)
-        z = self.features(x)
         A_inv = self.A_inv[k]
         Az = A_inv @ z
         A_inv -= np.multiply(Az[:, None], Az / (1.0 + z @ Az), out=self._outer)
@@ -146,6 +178,11 @@ class RidgePolicy(Policy):
             lam = self.config.regularization
             self._base = {arm: {"A": self.A[k] - lam * np.eye(self.p), "b": self.b[k].copy()}
                           for k, arm in enumerate(self.arms)}
+
+    @property
+    def unsynced(self) -> int:
+        """Updates recorded since the last `take_delta`."""
+        return sum(d.n for d in (self._delta or {}).values())
 
     def take_delta(self) -> dict[str, dict[str, np.ndarray]]:
         """Per-model sums {"A": sum z z^T, "b": sum r z, "n": count} of the updates since the last call."""

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..models import Model
+from ..outcome import Outcome
 from .base import Policy, PolicyConfig, UpperConfidence, register
 
 __all__ = ["SharedLinUCB", "SharedLinUCBConfig", "model_features"]
@@ -154,7 +155,7 @@ class SharedLinUCB(UpperConfidence, Policy):
         return mean, np.sqrt(np.maximum(var, 0.0))
 
     # -- learning -------------------------------------------------------------------------------------------
-    def update(self, x: np.ndarray, arm: str, reward: float) -> None:
+    def _update(self, x: np.ndarray, arm: str, reward: float) -> None:
         k = self.index(arm)
         z = self._z(x)
         if self.has_features[k]:
@@ -171,22 +172,32 @@ class SharedLinUCB(UpperConfidence, Policy):
         self.b[k] += reward * z
         self.theta[k] = self.A_inv[k] @ self.b[k]
 
-    def absorb(self, X: np.ndarray, rewards: np.ndarray, arms: Sequence[str], weight: float = 1.0) -> None:
-        """Full-information batch: the shared part first (from every featured arm), then each arm's residual."""
-        X, rewards = np.asarray(X, dtype=float), np.asarray(rewards, dtype=float)
-        index = [self.index(a) for a in arms]
-        for k, a in enumerate(index):
+    def learn(self, outcomes: Sequence[Outcome]) -> None:
+        """One outcome of weight 1 is a rank-1 update. Several (full information, e.g. a prior) are added at
+        once, each counting its `weight`: the shared part first (from every featured model), then each model's
+        residual."""
+        if len(outcomes) == 1 and outcomes[0].weight == 1.0:
+            self._update(outcomes[0].vector, outcomes[0].model, outcomes[0].reward)
+            return
+        groups = []
+        for arm in dict.fromkeys(o.model for o in outcomes):
+            rows = [o for o in outcomes if o.model == arm]
+            weights = {o.weight for o in rows}
+            groups.append((self.index(arm), np.array([o.vector for o in rows], dtype=float),
+                           np.array([o.reward for o in rows], dtype=float),
+                           weights.pop() if len(weights) == 1 else np.array([o.weight for o in rows])))
+        for a, X, rewards, w in groups:
             if self.has_features[a]:
                 S = self._shared(X, np.full(len(X), a))
-                self.A_s += weight * S.T @ S
-                self.b_s += weight * S.T @ rewards[:, k]
+                self.A_s += w * S.T @ S
+                self.b_s += w * S.T @ rewards
         self.A_s_inv = np.linalg.inv(self.A_s)
         self.theta_s = self.A_s_inv @ self.b_s
-        Z = np.column_stack([X, np.ones(len(X))])
-        for k, a in enumerate(index):
-            residual = rewards[:, k] - self._shared(X, np.full(len(X), a)) @ self.theta_s
-            self.A[a] += weight * Z.T @ Z
-            self.b[a] += weight * Z.T @ residual
+        for a, X, rewards, w in groups:
+            Z = np.column_stack([X, np.ones(len(X))])
+            residual = rewards - self._shared(X, np.full(len(X), a)) @ self.theta_s
+            self.A[a] += w * Z.T @ Z
+            self.b[a] += w * Z.T @ residual
             self.A_inv[a] = np.linalg.inv(self.A[a])
             self.theta[a] = self.A_inv[a] @ self.b[a]
 

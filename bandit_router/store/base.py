@@ -17,14 +17,12 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
 import numpy as np
 
 from ..errors import BanditRouterError, StateFormatError, StoreUnavailableError
-
-if TYPE_CHECKING:
-    from ..policies.ridge import RidgePolicy
+from ..policies.base import Policy
 
 __all__ = ["Stats", "StateStore", "Replica", "add_stats", "encode_stats", "decode_stats"]
 
@@ -107,7 +105,8 @@ class Replica:
     feedback is lost while this process lives; a sync that fails leaves the local state serving as it was.
     """
 
-    def __init__(self, store: StateStore, policy: "RidgePolicy", sync_every: float, layout: str) -> None:
+    def __init__(self, store: StateStore, policy: Policy, sync_every: float, layout: str) -> None:
+        """`policy` must declare `shares_state` (share, take_delta, install_totals, unsynced)."""
         self.store = store
         self.policy = policy
         self.sync_every = sync_every
@@ -122,13 +121,13 @@ class Replica:
             self.check_layout()  # a store holding another layout fails here, not at the first sync
         except StoreUnavailableError:
             pass  # checked again at every sync until the store answers
-        policy.share()
+        policy.share()  # type: ignore[attr-defined]
 
     @property
     def unsynced(self) -> int:
         """Updates queued for the store (pushed batches not yet confirmed, plus updates since the last push)."""
         queued = sum(int(p["n"]) for _, delta in self._outbox for p in delta.values())
-        return queued + sum(d.n for d in (self.policy._delta or {}).values())
+        return queued + self.policy.unsynced  # type: ignore[attr-defined]
 
     def check_layout(self) -> None:
         """Claim this replica's layout in the store (once); StateFormatError if the store holds another."""
@@ -147,7 +146,7 @@ class Replica:
             self._synced_at = time.monotonic()
             self.check_layout()
             with lock:
-                fresh = self.policy.take_delta()
+                fresh = self.policy.take_delta()  # type: ignore[attr-defined]
             if fresh:
                 if len(self._outbox) >= 2:  # the newest queued batch was never sent: grow it
                     seq, queued = self._outbox[-1]
@@ -163,7 +162,7 @@ class Replica:
             if totals is None:
                 totals = self.store.totals()
             with lock:
-                self.policy.install_totals(totals)
+                self.policy.install_totals(totals)  # type: ignore[attr-defined]
 
     def maybe_sync(self, lock: threading.RLock) -> None:
         """Sync if `sync_every` seconds have passed; failures are logged, never raised (local state keeps serving)."""

@@ -22,8 +22,9 @@ import numpy as np
 from ..decision import Decision
 from ..errors import StoreUnavailableError
 from .base import StateStore, Stats, add_stats
+from .log import DecisionLog
 
-__all__ = ["DecisionLog", "SQLiteStateStore"]
+__all__ = ["SQLiteDecisionLog", "SQLiteStateStore"]
 
 T = TypeVar("T")
 
@@ -88,7 +89,7 @@ CREATE TABLE IF NOT EXISTS decisions (
 """
 
 
-class DecisionLog:
+class SQLiteDecisionLog(DecisionLog):
     """Append-mostly log of decisions in a SQLite file (one connection, serialised by a lock).
 
     Commits use synchronous=NORMAL: a crashed process loses nothing it logged; a power loss may drop the last
@@ -141,7 +142,6 @@ class DecisionLog:
         self._execute("UPDATE decisions SET score=?, rewarded_at=? WHERE route_id=?", (score, time.time(), route_id))
 
     def rows(self) -> Iterator[dict[str, Any]]:
-        """Every logged decision as a dict, oldest first (vectors as float32 arrays)."""
         with self._lock:
             cursor = self._conn.execute("SELECT * FROM decisions ORDER BY created_at, rowid")
             names = [c[0] for c in cursor.description]

@@ -15,6 +15,7 @@ from bandit_router.evaluation.replay import replay
 from bandit_router.evaluation.table import bundled_table_path, load_table
 from bandit_router.models import Model
 from bandit_router.router import Router
+from bandit_router.settings import FeedbackSettings
 from bandit_router.testing import FakeLLMServer, ModelBehavior
 
 from .conftest import toy_encoder
@@ -118,11 +119,11 @@ async def test_a_stream_closed_before_its_end_is_charged_its_worst_case(server):
 def test_an_expired_route_whose_hold_was_never_settled_is_charged_its_worst_case():
     models = [Model("a", input_cost_per_token=1e-6, output_cost_per_token=2e-6, max_output_tokens=100)]
     budget = Budget(1.0, pacer="none")
-    router = Router(models, encoder=toy_encoder(), budget=budget, pending_ttl=60)
+    router = Router(models, encoder=toy_encoder(), budget=budget, feedback=FeedbackSettings(pending_ttl=60))
     router.route("x" * 40, max_tokens=50)
     settled = router.route("x" * 40, max_tokens=50)
     router.settle(settled.route_id, 1e-6)
-    for pending in router._pending.values():
+    for pending in router.ledger.waiting.values():
         pending.created_at -= 61
     router.route("x" * 40, max_tokens=50)  # routing sweeps expired routes
     assert budget.total_spent() == pytest.approx(1e-6 + 10 * 1e-6 + 50 * 2e-6)

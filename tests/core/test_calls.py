@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bandit_router import AllModelsFailedError, Model, Router, UnknownRouteError
-from bandit_router.store import DecisionLog
+from bandit_router import AllModelsFailedError, FeedbackSettings, LogSettings, Model, Router, UnknownRouteError
+from bandit_router.store import SQLiteDecisionLog
 from bandit_router.testing import FakeLLMServer, ModelBehavior
 
 from .conftest import hashed_bow, make_cards
@@ -99,7 +99,7 @@ def test_route_and_feedback_are_logged_without_a_call(logged):
     router, path = logged
     decisions = [router.route(f"question {i}", cost_weight=0.25) for i in range(3)]
     router.feedback(decisions[1].route_id, 0.0)
-    logged_rows = {r["route_id"]: r for r in DecisionLog(path).rows()}
+    logged_rows = {r["route_id"]: r for r in SQLiteDecisionLog(path).rows()}
     assert set(logged_rows) == {d.route_id for d in decisions}
     for d in decisions:
         row = logged_rows[d.route_id]
@@ -112,7 +112,7 @@ def test_route_and_feedback_are_logged_without_a_call(logged):
 @pytest.mark.parametrize("store_prompts", [False, True])
 def test_prompt_text_is_stored_only_on_opt_in(make_router, tmp_path, store_prompts):
     path = tmp_path / "decisions.sqlite"
-    router = make_router("random", log=path, store_prompts=store_prompts)
+    router = make_router("random", log=LogSettings(path, store_prompts=store_prompts))
     completion = router.complete(CANARY, mock_response=ANSWER)
     router.stream(CANARY + " streamed", mock_response=ANSWER)
     for _ in router.stream(CANARY + " streamed", mock_response=ANSWER):
@@ -128,7 +128,7 @@ def test_vectors_are_stored_only_on_opt_in(make_router, tmp_path):
     plain = make_router(log=tmp_path / "a.sqlite")
     plain.route(CANARY)
     assert [r["vector"] for r in plain.log.rows()] == [None]
-    with_vectors = make_router(log=tmp_path / "b.sqlite", store_vectors=True)
+    with_vectors = make_router(log=LogSettings(tmp_path / "b.sqlite", store_vectors=True))
     with_vectors.route(CANARY)
     [row] = with_vectors.log.rows()
     np.testing.assert_allclose(row["vector"], hashed_bow(CANARY), rtol=1e-6)
@@ -140,7 +140,7 @@ def test_a_fallback_keeps_the_logged_prompt_vector_and_failure(tmp_path):
         cards = [Model(f"openai/{name}", input_cost_per_token=1e-6, output_cost_per_token=2e-6,
                        api_base=server.base_url, api_key="sk-test") for name in ("down", "up")]
         router = Router(cards, policy="fixed", policy_settings={"model": "openai/down"}, encoder=hashed_bow,
-                        seed=0, log=tmp_path / "log.sqlite", store_prompts=True, store_vectors=True)
+                        seed=0, log=LogSettings(tmp_path / "log.sqlite", store_prompts=True, store_vectors=True))
         completion = router.complete(CANARY, num_retries=0)
     assert completion.decision.model == "openai/up" and completion.decision.failed == ("openai/down",)
     assert router.failures == {"openai/down": 1, "openai/up": 0}
@@ -155,8 +155,8 @@ def test_a_fallback_keeps_the_logged_prompt_vector_and_failure(tmp_path):
 
 def test_api_keys_never_reach_the_log(tmp_path):
     cards = [Model("openai/keyed", input_cost_per_token=1e-6, output_cost_per_token=1e-6, api_key="sk-secret-123")]
-    router = Router(cards + make_cards(), encoder=hashed_bow, seed=0, log=tmp_path / "log.sqlite",
-                    store_prompts=True)
+    router = Router(cards + make_cards(), encoder=hashed_bow, seed=0,
+                    log=LogSettings(tmp_path / "log.sqlite", store_prompts=True))
     router.complete(CANARY, models=["openai/keyed"], mock_response=ANSWER)
     assert b"sk-secret-123" not in file_bytes(tmp_path / "log.sqlite")
 
@@ -166,7 +166,8 @@ def test_a_call_no_model_could_serve_teaches_nothing_even_with_expired_reward(tm
     with FakeLLMServer({"down": ModelBehavior(fail_status=500), "also-down": ModelBehavior(fail_status=503)}) as server:
         cards = [Model(f"openai/{name}", input_cost_per_token=1e-6, output_cost_per_token=2e-6,
                        api_base=server.base_url, api_key="sk-test") for name in ("down", "also-down")]
-        router = Router(cards, encoder=hashed_bow, seed=0, expired_reward=0.0, log=tmp_path / "log.sqlite")
+        router = Router(cards, encoder=hashed_bow, seed=0, feedback=FeedbackSettings(expired_reward=0.0),
+                        log=tmp_path / "log.sqlite")
         before = {k: v.copy() for k, v in router.policy.state().items()}
         with pytest.raises(AllModelsFailedError) as failure:
             router.complete(CANARY, num_retries=0)

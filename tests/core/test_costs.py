@@ -11,6 +11,7 @@ from bandit_router.budget import Budget, zcl_threshold
 from bandit_router.costs import BUCKETS, CostModel, bucket, cost_errors
 from bandit_router.errors import ConfigError, StateFormatError
 from bandit_router.models import estimate_tokens
+from bandit_router.settings import Limits
 
 from .conftest import hashed_bow, make_cards
 
@@ -30,7 +31,7 @@ def test_before_any_call_a_priced_model_costs_its_prices_times_the_fixed_length(
 
 
 def test_settled_calls_teach_a_models_output_length(make_router):
-    router = make_router(expected_output_tokens=256)
+    router = make_router(limits=Limits(expected_output_tokens=256))
     large = router.models["openai/large"]
     for _ in range(50):  # the large model writes 1,000 tokens a call
         decision = router.route(PROMPT, models=["openai/large"])
@@ -138,7 +139,7 @@ def test_reservations_hold_the_worst_case_and_pace_on_the_expected_cost(make_rou
 
     router = make_router(budget=Budget(10.0))
     decision = router.route(PROMPT)
-    [(hold, _)] = router._held.values()
+    [(hold, _)] = router.gate.held.values()
     assert hold.expected == pytest.approx(decision.predicted_cost[decision.model]) and hold.expected < hold.amount
 
 

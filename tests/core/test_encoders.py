@@ -72,7 +72,7 @@ def test_any_callable_is_an_encoder():
 
 
 @pytest.mark.parametrize("bad, match", [
-    (42, "encoder must be an Encoder, a callable"),
+    (42, "encoder must be an encoder.s name, an Encoder, a callable"),
     (lambda text: np.zeros((2, 2)), "returned shape"),
 ])
 def test_bad_encoders(bad, match):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from bandit_router import Model, Router
+from bandit_router import FeedbackSettings, Model, Router
 from bandit_router.errors import (ConfigError, DuplicateFeedbackError, StateFormatError, UnknownRouteError)
 from bandit_router.policies import make_policy
 from bandit_router.state import encode_state, read_state
@@ -31,7 +31,7 @@ class Ctx:
         return decision.route_id
 
     def feedback_after_expiry(self) -> None:
-        router = Router(make_cards(), encoder=hashed_bow, seed=0, pending_ttl=0.01)
+        router = Router(make_cards(), encoder=hashed_bow, seed=0, feedback=FeedbackSettings(pending_ttl=0.01))
         decision = router.route("What is 2+2?")
         time.sleep(0.05)
         router.feedback(decision.route_id, 0.5)
@@ -145,9 +145,12 @@ CASES: list[tuple[str, Callable[[Ctx], Any], type[Exception], str]] = [
     ("fixed on an unknown model", lambda c: Router(make_cards(), policy="fixed", policy_settings={"model": "openai/x"},
                                                    encoder=hashed_bow), ConfigError, "'openai/x' is not one of"),
     # router settings
-    ("pending_ttl 0", lambda c: Router(make_cards(), encoder=hashed_bow, pending_ttl=0), ConfigError, "pending_ttl"),
-    ("max_pending 0", lambda c: Router(make_cards(), encoder=hashed_bow, max_pending=0), ConfigError, "max_pending"),
-    ("expired_reward 2", lambda c: Router(make_cards(), encoder=hashed_bow, expired_reward=2), ConfigError, "score"),
+    ("pending_ttl 0", lambda c: Router(make_cards(), encoder=hashed_bow,
+                                          feedback=FeedbackSettings(pending_ttl=0)), ConfigError, "pending_ttl"),
+    ("max_pending 0", lambda c: Router(make_cards(), encoder=hashed_bow,
+                                          feedback=FeedbackSettings(max_pending=0)), ConfigError, "max_pending"),
+    ("expired_reward 2", lambda c: Router(make_cards(), encoder=hashed_bow,
+                                          feedback=FeedbackSettings(expired_reward=2)), ConfigError, "score"),
     # state file
     ("state file is a folder", lambda c: c.load(c.tmp), StateFormatError, "cannot read state file"),
     ("state file missing", lambda c: c.load(c.tmp / "missing.safetensors"), StateFormatError, "cannot read"),

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 
+from bandit_router import FeedbackSettings
 from bandit_router.errors import UnknownRouteError
 
 
@@ -19,7 +20,7 @@ def states_equal(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
 
 
 def test_max_pending_evicts_the_oldest(make_router):
-    router = make_router(max_pending=3)
+    router = make_router(feedback=FeedbackSettings(max_pending=3))
     ids = [router.route(f"question number {i}").route_id for i in range(5)]
     assert [router.pending(i) for i in ids] == [False, False, True, True, True]
     with pytest.raises(UnknownRouteError, match="expired before feedback arrived"):
@@ -30,7 +31,7 @@ def test_max_pending_evicts_the_oldest(make_router):
 
 @pytest.mark.parametrize("expired_reward", [None, 0.0, 0.7])
 def test_eviction_applies_expired_reward_only_when_set(make_router, expired_reward):
-    router = make_router(max_pending=1, expired_reward=expired_reward)
+    router = make_router(feedback=FeedbackSettings(max_pending=1, expired_reward=expired_reward))
     first = router.route("What is 2+2?")
     before = state_copy(router)
     router.route("Write a poem.")  # evicts the first decision
@@ -47,7 +48,7 @@ def test_eviction_applies_expired_reward_only_when_set(make_router, expired_rewa
 
 @pytest.mark.parametrize("expired_reward", [None, 0.25])
 def test_ttl_expiry(make_router, expired_reward):
-    router = make_router(pending_ttl=0.05, expired_reward=expired_reward)
+    router = make_router(feedback=FeedbackSettings(pending_ttl=0.05, expired_reward=expired_reward))
     decision = router.route("What is 2+2?")
     assert router.pending(decision.route_id)
     before = state_copy(router)
@@ -60,7 +61,7 @@ def test_ttl_expiry(make_router, expired_reward):
 
 
 def test_feedback_within_ttl_is_accepted(make_router):
-    router = make_router(pending_ttl=5.0)
+    router = make_router(feedback=FeedbackSettings(pending_ttl=5.0))
     decision = router.route("What is 2+2?")
     router.feedback(decision.route_id, 0.5)
     assert not router.pending(decision.route_id)
@@ -68,7 +69,7 @@ def test_feedback_within_ttl_is_accepted(make_router):
 
 def test_an_expired_decision_is_rewarded_once(make_router):
     """Expiry applies the default reward once, and later feedback on it is refused rather than counted again."""
-    router = make_router(max_pending=1, expired_reward=0.0)
+    router = make_router(feedback=FeedbackSettings(max_pending=1, expired_reward=0.0))
     first = router.route("What is 2+2?")
     router.route("Write a poem.")
     after_expiry = state_copy(router)
@@ -79,7 +80,7 @@ def test_an_expired_decision_is_rewarded_once(make_router):
 
 @pytest.mark.parametrize("expired_reward", [None, 0.0])
 def test_removing_a_model_drops_its_pending_decisions(make_router, expired_reward):
-    router = make_router(policy="random", expired_reward=expired_reward)
+    router = make_router(policy="random", feedback=FeedbackSettings(expired_reward=expired_reward))
     pending = router.route("What is 2+2?", models=["openai/small"])
     other = router.route("Write a poem.", models=["openai/medium"])
     router.remove_model("openai/large")  # unrelated: both decisions still wait
@@ -93,7 +94,7 @@ def test_removing_a_model_drops_its_pending_decisions(make_router, expired_rewar
 
 
 def test_removing_a_model_with_pending_feedback_keeps_learning_state_consistent(make_router):
-    router = make_router("linucb", expired_reward=0.0)
+    router = make_router("linucb", feedback=FeedbackSettings(expired_reward=0.0))
     decisions = [router.route(f"question {i}", models=["openai/small"]) for i in range(3)]
     router.remove_model("openai/small")
     assert router.policy.arms == list(router.models) == ["openai/medium", "openai/large"]

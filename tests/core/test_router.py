@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from bandit_router import Router
+from bandit_router import Limits, LogSettings, Router
 from bandit_router.errors import NoEligibleModelError
 from bandit_router.models import estimate_tokens
 
@@ -15,7 +15,7 @@ from .conftest import hashed_bow
 
 
 def test_predicted_cost_is_prices_times_estimated_tokens(make_router):
-    router = make_router(expected_output_tokens=300)
+    router = make_router(limits=Limits(expected_output_tokens=300))
     prompt = "Explain the difference between TCP and UDP in detail, please."
     decision = router.route(prompt)
     for name, card in router.models.items():
@@ -40,7 +40,7 @@ def test_eligibility_by_tools_context_window_and_output_limit(make_router):
 
 
 def test_chat_messages_are_encoded_by_their_last_user_message(make_router):
-    router = make_router(store_vectors=True, log=":memory:")
+    router = make_router(log=LogSettings(":memory:", store_vectors=True))
     messages = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "What is 2+2?"},
                 {"role": "assistant", "content": "4"}, {"role": "user", "content": "And 3+3?"}]
     router.route(messages)
@@ -49,7 +49,7 @@ def test_chat_messages_are_encoded_by_their_last_user_message(make_router):
 
 
 def test_agent_steps_are_encoded_with_what_followed_the_last_user_message(make_router):
-    router = make_router(store_vectors=True, log=":memory:")
+    router = make_router(log=LogSettings(":memory:", store_vectors=True))
     question = [{"role": "user", "content": "Weather in Paris?"}]
     call = {"role": "assistant", "content": None,
             "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bandit_router import Router
+from bandit_router import Router, TaskHints
 from bandit_router.errors import ConfigError
 from bandit_router.priors import table_prior
 
@@ -22,7 +22,7 @@ def reward(task: str, model: str) -> float:
 
 
 def test_the_policy_sees_the_scaled_prompt_vector_and_the_tasks_one_hot(make_router, monkeypatch):
-    router = make_router(tasks=["chat", "code"], text_weight=0.5)
+    router = make_router(tasks=TaskHints(["chat", "code"], text_weight=0.5))
     assert router.tasks == ("chat", "code") and router.dim == DIM + 2 and router.policy.dim == DIM + 2
     vectors = router.vectors(PROMPTS[:3], ["code", None, "chat"])
     np.testing.assert_allclose(vectors[:, :DIM], 0.5 * np.array([hashed_bow(p) for p in PROMPTS[:3]]))
@@ -62,7 +62,7 @@ def test_table_prior_and_observe_take_tasks(make_router):
 
 
 def test_saved_tasks_come_back(make_router, tmp_path):
-    router = make_router(tasks=["chat", "code"], text_weight=0.7)
+    router = make_router(tasks=TaskHints(["chat", "code"], text_weight=0.7))
     for step in range(20):
         decision = router.route(PROMPTS[step % 3], task="code")
         router.feedback(decision.route_id, reward("code", decision.model))
@@ -77,13 +77,13 @@ def test_saved_tasks_come_back(make_router, tmp_path):
     ({"tasks": "chat"}, "tasks must be a list"),
     ({"tasks": ["chat", ""]}, "tasks must be a list"),
     ({"tasks": ["chat", "chat"]}, "tasks must be distinct"),
-    ({"tasks": ["chat"], "text_weight": 0}, r"text_weight must be a number in \(0, 10\]"),
-    ({"tasks": ["chat"], "text_weight": float("nan")}, "text_weight"),
-    ({"tasks": ["chat"], "text_weight": True}, "text_weight"),
+    ({"tasks": lambda: TaskHints(["chat"], text_weight=0)}, r"text_weight must be a number in \(0, 10\]"),
+    ({"tasks": lambda: TaskHints(["chat"], text_weight=float("nan"))}, "text_weight"),
+    ({"tasks": lambda: TaskHints(["chat"], text_weight=True)}, "text_weight"),
 ])
 def test_invalid_task_settings_name_the_field(make_router, settings, message):
     with pytest.raises(ConfigError, match=message):
-        make_router(**settings)
+        make_router(**{k: v() if callable(v) else v for k, v in settings.items()})
 
 
 def test_unknown_tasks_are_refused_before_anything_is_routed(make_router):
@@ -94,7 +94,7 @@ def test_unknown_tasks_are_refused_before_anything_is_routed(make_router):
         make_router().route(PROMPTS[0], task="chat")
     with pytest.raises(ConfigError, match="one task"):
         router.vectors(PROMPTS, ["chat"])
-    assert not router._pending
+    assert not router.ledger.waiting
 
 
 def test_decisions_and_the_decision_log_record_the_task(make_router, tmp_path):

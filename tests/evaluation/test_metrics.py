@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bandit_router.evaluation.metrics import aiq, apgr, cumulative_regret, frontier, oracle_choice, utility
+from bandit_router.evaluation.metrics import (aiq, apgr, cumulative_regret, frontier, hull_gain, learning_curve,
+                                              oracle_choice, utility)
 
 SCORES = np.array([[1.0, 0.5], [0.2, 0.6], [0.7, 0.7]])
 COSTS = np.array([[4.0, 1.0], [4.0, 1.0], [2.0, 1.0]])
@@ -55,3 +56,20 @@ def test_apgr_of_random_mixing_is_one_half_and_of_a_perfect_router_more() -> Non
     assert apgr(np.array([0.5]), np.array([strong]), weak, strong) == pytest.approx(0.75)
     with pytest.raises(ValueError, match="same mean score"):
         apgr(share, share, 0.7, 0.7)
+
+
+def test_hull_gain_is_the_height_above_the_single_models_hull() -> None:
+    costs, scores = np.array([1.0, 2.0, 4.0, 3.0]), np.array([0.5, 0.6, 0.8, 0.55])  # the 4th is dominated
+    # on the chord from (2, 0.6) to (4, 0.8): hull 0.7 at cost 3; flat at 0.8 beyond 4; flat at 0.5 below 1
+    np.testing.assert_allclose(hull_gain([3.0, 5.0, 0.5, 1.5], [0.72, 0.79, 0.5, 0.5], costs, scores),
+                               [0.02, -0.01, 0.0, -0.05], atol=1e-12)
+    assert hull_gain(3.0, 0.55, costs, scores) < 0  # the dominated single model itself lies under the hull
+
+
+def test_learning_curve_reads_the_running_mean_at_each_checkpoint() -> None:
+    costs, scores = np.array([1.0, 3.0]), np.array([0.4, 0.8])  # hull: 0.4 + 0.2 (c - 1) on [1, 3]
+    run_scores, run_costs = np.array([1.0, 0.0, 0.6, 0.6]), np.array([1.0, 1.0, 3.0, 3.0])
+    curve = learning_curve(run_scores, run_costs, [1, 2, 4, 10], costs, scores)
+    np.testing.assert_allclose(curve, [0.6, 0.1, -0.05, -0.05], atol=1e-12)
+    with pytest.raises(ValueError, match="checkpoints"):
+        learning_curve(run_scores, run_costs, [0], costs, scores)

@@ -9,11 +9,12 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from bandit_router import Model, Router
+from bandit_router import LogSettings, Model, Router
 from bandit_router.encoders import sentence_encoder
 from bandit_router.errors import DataFormatError
 from bandit_router.evaluation import bundled_table_path, load_table, lookup_encoder, table_vectors
 from bandit_router.evaluation.ope import LoggedDecisions, estimate, logged_decisions, target_probabilities
+from bandit_router.outcome import Outcome
 from bandit_router.policies import make_policy
 
 
@@ -62,7 +63,7 @@ def test_estimates_match_the_replayed_value_on_llmrouter9(log_dir: Path) -> None
     rows = np.random.default_rng(0).permutation(len(table))
     train, logged_rows = rows[:1000], rows[1000:]
     router = Router(table.model_cards(), policy="random", encoder=lookup_encoder(table, vectors, "minilm"), seed=0,
-                    log=log_dir / "log.db", store_vectors=True)
+                    log=LogSettings(log_dir / "log.db", store_vectors=True))
     for i in logged_rows:
         decision = router.route(table.prompts[i], cost_weight=0.1)
         router.feedback(decision.route_id, table.scores[i, table.models.index(decision.model)])
@@ -70,7 +71,7 @@ def test_estimates_match_the_replayed_value_on_llmrouter9(log_dir: Path) -> None
     target = make_policy("linucb", vectors.shape[1], table.models)
     for i in train:
         for k, model in enumerate(table.models):
-            target.update(vectors[i], model, table.scores[i, k])
+            target.learn([Outcome(vectors[i], model, table.scores[i, k])])
     logged = logged_decisions(log_dir / "log.db")
     assert len(logged) == 5108 and logged.models == table.models
     probs = target_probabilities(target, logged)

@@ -57,8 +57,8 @@ def test_sweep_in_two_processes_and_report(table_dir: Path, tmp_path: Path) -> N
     spec = SweepSpec(["linucb", "random"], [0.0, 0.5], [0, 1])
     runs = run_sweep(table, vectors, "topic", spec, workers=2)
     assert [(r.policy, r.cost_weight, r.seed) for r, _ in runs] == list(spec.tasks())
-    same = replay(table, Router(table.model_cards(), encoder=lookup_encoder(table, vectors, "topic"), seed=1),
-                  0.5, seed=1)  # a run in a worker equals the same run in this process
+    same = replay(table, Router(table.model_cards(), policy="linucb", encoder=lookup_encoder(table, vectors, "topic"),
+                                seed=1), 0.5, seed=1)  # a run in a worker equals the same run in this process
     np.testing.assert_array_equal(runs[3][0].chosen, same.chosen)
     paths = write_report(tmp_path / "out", table, [*runs, *((r, None) for r in reference_runs(table, vectors,
                                                                                                [0.0, 0.5], [0, 1]))])
@@ -70,8 +70,8 @@ def _results(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_cli_replay_writes_results_summary_and_plots(table_dir: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_replay_writes_results_summary_and_plots(table_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("BANDIT_ROUTER_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "out"
     status = main(["replay", str(table_dir), "--policy", "linucb,thompson", "--dial", "0,0.1,0.5", "--seeds", "2",
@@ -86,7 +86,11 @@ def test_cli_replay_writes_results_summary_and_plots(table_dir: Path, tmp_path: 
     assert oracle == [1.0]
     summary = (out / "summary.md").read_text()
     assert "full-info-ridge" in summary and "AIQ" in summary and "--seeds 2" in summary
-    for png in ("frontier.png", "regret.png"):
+    assert "Hull gain" in summary and "Learning curve" in summary
+    single = [r for r in rows if r["policy"].startswith("single:")]
+    assert max(float(r["hull_gain"]) for r in single) == pytest.approx(0.0, abs=1e-12)  # singles lie on or under
+    assert "hull gain" in capsys.readouterr().out  # the printed table
+    for png in ("frontier.png", "regret.png", "learning.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((tmp_path / "cache").glob("tiny-*.safetensors"))  # the prompt vectors were cached
 
@@ -126,8 +130,9 @@ def test_task_hints_reach_the_router_in_replays_and_sweeps(table_dir: Path) -> N
     """With an encoder blind to the topic, only the table's task column (as task hints) tells the topics apart."""
     table = load_table(table_dir)
     blind = Encoder(lambda texts: np.stack([topic_vector(t)[3:] for t in texts]), name="blind", cache_size=0)
-    without = replay(table, Router(table.model_cards(), encoder=blind, seed=0), 0.0, seed=0)
-    hinted = replay(table, Router(table.model_cards(), encoder=blind, seed=0, tasks=["math", "code"]), 0.0, seed=0)
+    without = replay(table, Router(table.model_cards(), policy="linucb", encoder=blind, seed=0), 0.0, seed=0)
+    hinted = replay(table, Router(table.model_cards(), policy="linucb", encoder=blind, seed=0,
+                                   tasks=["math", "code"]), 0.0, seed=0)
     assert hinted.mean_score > without.mean_score + 0.1  # poems (no hint declared) route on the text alone
     vectors = np.stack([topic_vector(p)[3:] for p in table.prompts])
     spec = SweepSpec(["linucb"], [0.0], [0], task_hints=True)

@@ -69,7 +69,7 @@ def test_cost_weight_per_instance_per_call_and_from_config(router: Router) -> No
     assert llm.invoke("hi", cost_weight=0.9).response_metadata["cost_weight"] == 0.9
     config = {"configurable": {"cost_weight": 0.7}}
     assert llm.invoke("hi", config=config).response_metadata["cost_weight"] == 0.7
-    assert list(llm.stream("hi", config=config))[-1].response_metadata["cost_weight"] == 0.7
+    assert list(llm.stream("hi", config=config))[0].response_metadata["cost_weight"] == 0.7  # the route comes first
     chain = ChatPromptTemplate.from_template("{q}") | llm
     assert chain.invoke({"q": "hi"}, config=config).response_metadata["cost_weight"] == 0.7
 
@@ -79,7 +79,7 @@ async def test_cost_weight_from_config_async(router: Router) -> None:
     config = {"configurable": {"cost_weight": 0.6}}
     assert (await llm.ainvoke("hi", config=config)).response_metadata["cost_weight"] == 0.6
     chunks = [c async for c in llm.astream("hi", config=config)]
-    assert chunks[-1].response_metadata["cost_weight"] == 0.6
+    assert chunks[0].response_metadata["cost_weight"] == 0.6
 
 
 def test_full_cost_weight_routes_to_the_cheap_model(router: Router) -> None:
@@ -172,15 +172,17 @@ def test_structured_output_include_raw(llm: ChatBanditRouter) -> None:
     assert result["raw"].response_metadata["route_id"]
 
 
-def test_stream_matches_invoke_and_ends_with_metadata(llm: ChatBanditRouter, router: Router) -> None:
+def test_stream_starts_with_the_route_and_ends_with_usage(llm: ChatBanditRouter, router: Router) -> None:
     chunks = list(llm.stream("stream this please"))
     assert all(isinstance(c, AIMessageChunk) for c in chunks) and len(chunks) > 3
     full = sum(chunks[1:], chunks[0])
     assert full.content == "Echo: stream this please"
+    assert chunks[0].response_metadata["route_id"] == full.response_metadata["route_id"]
+    assert router.pending(chunks[0].response_metadata["route_id"])
     last = chunks[-1]
     assert last.chunk_position == "last"
     assert last.usage_metadata == {"input_tokens": 3, "output_tokens": 4, "total_tokens": 7}
-    model = last.response_metadata["model_name"]
+    model = full.response_metadata["model_name"]
     assert last.response_metadata["cost"] == pytest.approx(router.models[model].cost(3, 4))
     assert sum(bool(c.usage_metadata) for c in chunks) == 1  # usage is counted once
 
@@ -190,7 +192,7 @@ async def test_async_invoke_stream_and_batch(llm: ChatBanditRouter, router: Rout
     assert message.content == "Echo: async hello" and router.pending(message.response_metadata["route_id"])
     chunks = [c async for c in llm.astream("async stream")]
     assert "".join(c.content for c in chunks) == "Echo: async stream"
-    assert chunks[-1].response_metadata["route_id"] and chunks[-1].usage_metadata["output_tokens"] == 3
+    assert chunks[0].response_metadata["route_id"] and chunks[-1].usage_metadata["output_tokens"] == 3
     replies = await llm.abatch(["one", "two", "three"])
     assert [r.content for r in replies] == ["Echo: one", "Echo: two", "Echo: three"]
     assert len({r.response_metadata["route_id"] for r in replies}) == 3
@@ -227,7 +229,7 @@ def test_pinned_model_that_fails_is_replaced_and_repinned(router: Router, server
     assert router.failures[SMALL] == 1
     server.set_behavior("small", fail_status=None)
     assert llm.invoke("third", config=config).response_metadata["model_name"] == LARGE
-    assert [c for c in llm.stream("fourth", config=config)][-1].response_metadata["model_name"] == LARGE
+    assert [c for c in llm.stream("fourth", config=config)][0].response_metadata["model_name"] == LARGE
 
 
 def test_conversation_history_is_sent_as_openai_messages(llm: ChatBanditRouter, server: FakeLLMServer) -> None:

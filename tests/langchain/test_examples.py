@@ -31,3 +31,10 @@ def test_agent_example_routes_each_step() -> None:
     lines = [line for line in out.splitlines() if line.startswith("run ")]
     assert len(lines) == 6 and all("2 steps rated" in line for line in lines)
     assert "'openai/max': 1" in out  # the one-call outage was served by the other model
+
+
+def test_langgraph_agent_routes_each_step_and_rates_each_run() -> None:
+    out = run_example("langgraph_agent.py", "--runs", "8")
+    lines = [line for line in out.splitlines() if line.startswith("run ")]
+    assert len(lines) == 8 and all("2 steps rated" in line for line in lines)
+    assert "second half 4/4" in out  # rated runs taught the router to pick the model that reads tool results

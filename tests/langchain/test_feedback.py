@@ -10,7 +10,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 
-from bandit_router import ConfigError, DuplicateFeedbackError, Model, Router, UnknownRouteError
+from bandit_router import ConfigError, DuplicateFeedbackError, FeedbackSettings, Model, Router, UnknownRouteError
 from bandit_router.errors import InvalidFeedbackTokenError
 from bandit_router.feedback import Evaluator, LLMJudge, RunRoutes
 from bandit_router.testing import FakeLLMServer
@@ -68,7 +68,7 @@ async def test_run_ids_in_async_streams(llm: ChatBanditRouter, router: Router) -
     run_id = uuid.uuid4()
     chain = ChatPromptTemplate.from_template("{q}") | llm
     chunks = [c async for c in chain.astream({"q": "hi"}, config={"callbacks": [handler], "run_id": run_id})]
-    assert handler.feedback(run_id, 1.0) == [chunks[-1].response_metadata["route_id"]]
+    assert handler.feedback(run_id, 1.0) == [chunks[0].response_metadata["route_id"]]
 
 
 def test_rating_one_step_then_the_run_rewards_the_rest(llm: ChatBanditRouter, router: Router) -> None:
@@ -100,7 +100,7 @@ def test_evaluator_scores_in_the_background(router: Router) -> None:
 
     evaluator = Evaluator(router, score, seed=0)
     llm = ChatBanditRouter(router=router, evaluator=evaluator)
-    replies = [llm.invoke("first"), list(llm.stream("second"))[-1]]
+    replies = [llm.invoke("first"), list(llm.stream("second"))[0]]
     evaluator.wait(timeout=10)
     assert sorted(seen) == [("first", "Echo: first"), ("second", "Echo: second")]
     assert (evaluator.scored, evaluator.failed) == (2, 0)
@@ -156,7 +156,8 @@ def test_llm_judge_through_litellm(router: Router, server: FakeLLMServer) -> Non
 
 
 def test_signed_feedback_and_per_source_caps(server: FakeLLMServer) -> None:
-    router = Router(cards(server.base_url), encoder=hashed_bow, seed=0, feedback_secret="s" * 32, source_limit=1)
+    router = Router(cards(server.base_url), encoder=hashed_bow, seed=0,
+                    feedback=FeedbackSettings(feedback_secret="s" * 32, source_limit=1))
     handler = FeedbackHandler(router)
     evaluator = Evaluator(router, lambda prompt, answer: 1.0, seed=0)
     llm = ChatBanditRouter(router=router)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from bandit_router import ConfigError, Router
+from bandit_router import ConfigError, Router, TaskHints
 from bandit_router.testing import FakeLLMServer
 from langchain_bandit_router import ChatBanditRouter
 
@@ -23,7 +23,7 @@ PROMPT = "write a sort function"
 
 @pytest.fixture
 def tasked(server: FakeLLMServer) -> Router:
-    return Router(cards(server.base_url), encoder=hashed_bow, seed=0, tasks=TASKS, text_weight=TEXT_WEIGHT)
+    return Router(cards(server.base_url), encoder=hashed_bow, seed=0, tasks=TaskHints(TASKS, TEXT_WEIGHT))
 
 
 @pytest.fixture
@@ -78,9 +78,9 @@ async def test_async_paths_carry_the_task(tasked: Router, seen: list[np.ndarray]
 
 def test_feedback_learns_under_the_task(tasked: Router, monkeypatch: pytest.MonkeyPatch) -> None:
     updates: list[np.ndarray] = []
-    update = tasked.policy.update
-    monkeypatch.setattr(tasked.policy, "update", lambda x, arm, reward: (updates.append(np.array(x)),
-                                                                         update(x, arm, reward)))
+    learn = tasked.policy.learn
+    monkeypatch.setattr(tasked.policy, "learn", lambda outcomes: (updates.extend(np.array(o.vector) for o in outcomes),
+                                                                  learn(outcomes)))
     message = ChatBanditRouter(router=tasked, task="chat").invoke(PROMPT)
     tasked.feedback(message.response_metadata["route_id"], 1.0)
     assert [hint(x) for x in updates] == [CHAT]

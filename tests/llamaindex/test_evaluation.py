@@ -8,7 +8,7 @@ import pytest
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.evaluation import CorrectnessEvaluator, EvaluationResult, FaithfulnessEvaluator
 
-from bandit_router import ConfigError, Model, Router
+from bandit_router import ConfigError, FeedbackSettings, Model, Router
 from bandit_router.encoders import as_encoder
 from bandit_router.testing import FakeLLMServer, last_user_text
 from llamaindex_bandit_router import BanditRouterLLM, EncoderEmbedding, EvaluatorFeedback, evaluation_score
@@ -125,7 +125,7 @@ def test_invalid_settings_raise_config_error(llm: BanditRouterLLM, kwargs: dict[
 def test_signed_feedback_carries_the_routes_token(server: FakeLLMServer) -> None:
     from .conftest import cards
 
-    llm = BanditRouterLLM(Router(cards(server), encoder=bag_of_words, feedback_secret="s" * 32),
+    llm = BanditRouterLLM(Router(cards(server), encoder=bag_of_words, feedback=FeedbackSettings(feedback_secret="s" * 32)),
                           call_kwargs={"num_retries": 0})
     first, second = (llm.complete(f"hello {i}").additional_kwargs for i in range(2))
     assert first["feedback_token"] and first["feedback_token"] != second["feedback_token"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
-from bandit_router import ConfigError, Router
+from bandit_router import ConfigError, Router, TaskHints
 from bandit_router.testing import FakeLLMServer
 from llamaindex_bandit_router import BanditRouterLLM
 
@@ -24,7 +24,7 @@ MESSAGES = [ChatMessage(role=MessageRole.USER, content=PROMPT)]
 
 @pytest.fixture
 def tasked(server: FakeLLMServer) -> Router:
-    return Router(cards(server), encoder=bag_of_words, seed=0, tasks=TASKS, text_weight=TEXT_WEIGHT)
+    return Router(cards(server), encoder=bag_of_words, seed=0, tasks=TaskHints(TASKS, TEXT_WEIGHT))
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ async def test_every_method_carries_the_instance_task_and_per_call_override(
     _, override, _ = await call(llm, method, task="retrieve")
     _, untasked, _ = await call(BanditRouterLLM(tasked, call_kwargs=NO_RETRIES), method)
     assert text == f"Echo: {PROMPT}"
-    assert (info["task"], override["task"], "task" in untasked) == ("rag-answer", "retrieve", False)
+    assert (info["task"], override["task"], untasked["task"]) == ("rag-answer", "retrieve", None)
     assert [hint(x) for x in seen] == [ANSWER, RETRIEVE, NONE]
     np.testing.assert_allclose(seen[0], tasked.vectors([PROMPT], ["rag-answer"])[0], atol=1e-6)
 
@@ -64,9 +64,9 @@ def test_override_leaves_the_instance_task(tasked: Router, seen: list[np.ndarray
 
 def test_feedback_learns_under_the_task(tasked: Router, monkeypatch: pytest.MonkeyPatch) -> None:
     updates: list[np.ndarray] = []
-    update = tasked.policy.update
-    monkeypatch.setattr(tasked.policy, "update", lambda x, arm, reward: (updates.append(np.array(x)),
-                                                                         update(x, arm, reward)))
+    learn = tasked.policy.learn
+    monkeypatch.setattr(tasked.policy, "learn", lambda outcomes: (updates.extend(np.array(o.vector) for o in outcomes),
+                                                                  learn(outcomes)))
     llm = BanditRouterLLM(tasked, task="rag-answer", call_kwargs=NO_RETRIES)
     llm.feedback(llm.chat(MESSAGES).additional_kwargs["route_id"], 1.0)
     assert [hint(x) for x in updates] == [ANSWER]

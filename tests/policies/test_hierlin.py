@@ -15,6 +15,7 @@ import pytest
 
 from bandit_router import Model, Router
 from bandit_router.errors import ConfigError
+from bandit_router.outcome import Outcome
 from bandit_router.policies import make_policy
 from bandit_router.policies.hierlin import HierLin
 
@@ -48,7 +49,7 @@ def stream(n: int, seed: int = 0) -> list[tuple[np.ndarray, int, float]]:
 def trained(n: int, **settings) -> HierLin:
     policy = make_policy("hierlin", DIM, ARMS, seed=0, **{**SMALL, **settings})
     for x, a, r in stream(n):
-        policy.update(x, ARMS[a], r)
+        policy.learn([Outcome(x, ARMS[a], r)])
     return policy
 
 
@@ -96,7 +97,7 @@ def test_an_update_changes_the_posterior_of_the_rated_model_and_the_shared_part(
     policy = trained(30)
     before = {k: v.copy() for k, v in policy.state().items()}
     x, _, _ = stream(1, seed=2)[0]
-    policy.update(x, "b", 1.0)
+    policy.learn([Outcome(x, "b", 1.0)])
     after = policy.state()
     for key in ("cov", "mean"):
         assert not np.array_equal(after[key][1], before[key][1])
@@ -111,8 +112,8 @@ def test_ratings_move_the_prediction_toward_them():
     x = stream(1)[0][0]
     start = policy.predict(x, [0, 1])
     for _ in range(20):
-        policy.update(x, "a", 1.0)
-        policy.update(x, "b", 0.0)
+        policy.learn([Outcome(x, "a", 1.0)])
+        policy.learn([Outcome(x, "b", 0.0)])
     mean, sd = policy.predict(x, [0, 1])
     assert mean[0] > 0.9 and mean[1] < 0.1 and np.all(sd < start[1])
 
@@ -132,7 +133,7 @@ def test_choice_is_the_ucb_argmax_with_ties_split():
 def test_a_new_model_starts_from_what_all_models_share():
     policy = make_policy("hierlin", DIM, ARMS, seed=0, **SMALL)
     for x, a, _ in stream(60):
-        policy.update(x, ARMS[a], 0.9)  # every model is good on every prompt
+        policy.learn([Outcome(x, ARMS[a], 0.9)])  # every model is good on every prompt
     x = stream(1, seed=4)[0][0]
     before = policy.predict(x, [0, 1, 2])
     policy.add_arm("new")
@@ -142,7 +143,7 @@ def test_a_new_model_starts_from_what_all_models_share():
     assert mean[3] > 0.75  # the prior says 0.5; the shared part learned that prompts get 0.9
     assert sd[3] > sd[:3].max()
     np.testing.assert_allclose([mean[3]], dense_prediction(policy, x)[0][3:], atol=1e-10)
-    policy.update(x, "new", 0.2)
+    policy.learn([Outcome(x, "new", 0.2)])
     assert policy.predict(x, [3])[0][0] < mean[3]
 
 
@@ -153,7 +154,7 @@ def test_removing_a_model_forgets_its_ratings():
     without = make_policy("hierlin", DIM, ["a", "c"], seed=0, **{**SMALL, **settings})
     for x, a, r in stream(50):
         if a != 1:
-            without.update(x, ARMS[a], r)
+            without.learn([Outcome(x, ARMS[a], r)])
     x = stream(1, seed=5)[0][0]
     for got, want in zip(policy.predict(x, [0, 1]), without.predict(x, [0, 1])):
         np.testing.assert_allclose(got, want, atol=1e-10)
@@ -218,4 +219,4 @@ def test_invalid_settings_name_the_field(field, value, message):
 def test_a_vector_of_the_wrong_size_is_refused():
     policy = make_policy("hierlin", DIM, ARMS)
     with pytest.raises(ConfigError, match=r"prompt vector has shape \(5,\), expected \(12,\)"):
-        policy.update(np.ones(5), "a", 1.0)
+        policy.learn([Outcome(np.ones(5), "a", 1.0)])

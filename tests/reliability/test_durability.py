@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bandit_router import Router
+from bandit_router import Limits, Router
 from bandit_router.errors import StoreUnavailableError
 from bandit_router.store import RedisStateStore, SQLiteStateStore, StateStore
 from bandit_router.store.base import Stats
@@ -104,7 +104,8 @@ def check_merged(totals: Stats, updates: int) -> None:
 
 def test_lost_replies_do_not_double_count(tmp_path: Path) -> None:
     store = LosesReplies(SQLiteStateStore(tmp_path / "state.db"))
-    routers = [Router(model_cards(), encoder=fake_encoder, seed=s, state_store=store, sync_every=0) for s in (0, 1)]
+    routers = [Router(model_cards(), encoder=fake_encoder, seed=s, state_store=store, limits=Limits(sync_every=0))
+               for s in (0, 1)]
     feed(routers, 0, 300)
     for router in routers:
         for _ in range(4):  # retried until a reply arrives
@@ -117,7 +118,7 @@ def test_lost_replies_do_not_double_count(tmp_path: Path) -> None:
 
 
 def test_redis_stopped_and_restarted_mid_run(redis_server) -> None:
-    routers = [Router(model_cards(), encoder=fake_encoder, seed=s, sync_every=0,
+    routers = [Router(model_cards(), encoder=fake_encoder, seed=s, limits=Limits(sync_every=0),
                       state_store=RedisStateStore(redis_server.url, timeout=0.5)) for s in (0, 1)]
     feed(routers, 0, 200)
     check_merged(RedisStateStore(redis_server.url).totals(), 200)

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from bandit_router import Router
+from bandit_router import FeedbackSettings, Limits, Router
 from bandit_router.errors import (ConfigError, DuplicateFeedbackError, ExpiredFeedbackTokenError,
                                   FeedbackLimitError, InvalidFeedbackTokenError, InvalidPromptError,
                                   StateFormatError, UnknownRouteError)
@@ -27,15 +27,16 @@ def state_hash(router: Router) -> str:
     h = hashlib.sha256()
     for name, array in sorted(router.policy.state().items()):
         h.update(name.encode() + np.ascontiguousarray(array).tobytes())
-    h.update(json.dumps(sorted(router._pending)).encode())
+    h.update(json.dumps(sorted(router.ledger.waiting)).encode())
     h.update(json.dumps(router.rng.bit_generator.state, default=str).encode())
     return h.hexdigest()
 
 
 @pytest.fixture
 def router() -> Router:
-    router = Router(model_cards(), encoder=fake_encoder, seed=0, feedback_secret=SECRET, source_limit=3,
-                    max_prompt_chars=1000)
+    router = Router(model_cards(), encoder=fake_encoder, seed=0,
+                    feedback=FeedbackSettings(feedback_secret=SECRET, source_limit=3),
+                    limits=Limits(max_prompt_chars=1000))
     for i in range(5):
         d = router.route(f"warm-up {i}")
         router.feedback(d.route_id, 0.5, token=d.feedback_token, source=f"warm-up-{i}")
@@ -223,15 +224,18 @@ def test_bad_state_file_is_refused(router: Router, tmp_path: Path, make, error, 
 
 
 @pytest.mark.parametrize("settings, match", [
-    ({"feedback_secret": "short"}, "feedback_secret must be a str or bytes of at least 16 bytes"),
-    ({"feedback_secret": SECRET, "feedback_token_ttl": 0}, "feedback_token_ttl must be a number of seconds > 0"),
-    ({"source_limit": 0}, "source_limit must be an integer >= 1"),
-    ({"source_limit": 5, "source_window": -1}, "source_window must be a number of seconds > 0"),
-    ({"max_prompt_chars": 0}, "max_prompt_chars must be an integer >= 1"),
+    (lambda: {"feedback": FeedbackSettings(feedback_secret="short")},
+     "feedback_secret must be a str or bytes of at least 16 bytes"),
+    (lambda: {"feedback": FeedbackSettings(feedback_secret=SECRET, feedback_token_ttl=0)},
+     "feedback_token_ttl must be a number of seconds > 0"),
+    (lambda: {"feedback": FeedbackSettings(source_limit=0)}, "source_limit must be an integer >= 1"),
+    (lambda: {"feedback": FeedbackSettings(source_limit=5, source_window=-1)},
+     "source_window must be a number of seconds > 0"),
+    (lambda: {"limits": Limits(max_prompt_chars=0)}, "max_prompt_chars must be an integer >= 1"),
 ])
-def test_invalid_guard_settings(settings: dict, match: str) -> None:
+def test_invalid_guard_settings(settings, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        Router(model_cards(), encoder=fake_encoder, **settings)
+        Router(model_cards(), encoder=fake_encoder, **settings())
 
 
 def test_source_cap_is_a_sliding_window() -> None:

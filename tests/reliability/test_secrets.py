@@ -12,7 +12,7 @@ from typing import Iterator
 
 import pytest
 
-from bandit_router import Model, Router
+from bandit_router import FeedbackSettings, Limits, LogSettings, Model, Router
 from bandit_router.errors import BanditRouterError, StoreUnavailableError
 from bandit_router.store import RedisStateStore, SQLiteStateStore
 from bandit_router.testing import FakeLLMServer, ModelBehavior
@@ -60,9 +60,11 @@ def full_run(folder: Path, store_prompts: bool) -> list[str]:
         cards = [Model(f"openai/{name}", input_cost_per_token=1e-6, output_cost_per_token=2e-6, context_window=8192,
                        max_output_tokens=1024, supports_tools=False, api_base=server.base_url, api_key=KEY)
                  for name in behaviors]
-        router = Router(cards, encoder=fake_encoder, seed=0, log=folder / "decisions.db", store_prompts=store_prompts,
-                        store_vectors=True, state_store=SQLiteStateStore(folder / "state.db"), sync_every=0,
-                        feedback_secret=SECRET, max_prompt_chars=1000)
+        router = Router(cards, encoder=fake_encoder, seed=0,
+                        log=LogSettings(folder / "decisions.db", store_prompts=store_prompts, store_vectors=True),
+                        state_store=SQLiteStateStore(folder / "state.db"),
+                        feedback=FeedbackSettings(feedback_secret=SECRET),
+                        limits=Limits(max_prompt_chars=1000, sync_every=0))
         completion = router.complete(PROMPT, models=["openai/flaky", "openai/good"], num_retries=0)
         router.feedback(completion.decision.route_id, 1.0, token=completion.decision.feedback_token)
         stream = router.stream([{"role": "system", "content": "Be brief."}, {"role": "user", "content": PROMPT}],

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bandit_router import ConfigError, Router, StateFormatError, StoreUnavailableError
-from bandit_router.store import DecisionLog, RedisStateStore, SQLiteStateStore, StateStore
+from bandit_router import ConfigError, Limits, Router, StateFormatError, StoreUnavailableError, TaskHints
+from bandit_router.outcome import Outcome
+from bandit_router.store import RedisStateStore, SQLiteDecisionLog, SQLiteStateStore, StateStore
 
 from .workers import MODELS, expected_sums, fake_encoder, model_cards
 
@@ -48,7 +49,7 @@ def check_totals(store: StateStore, applied: Counter[str], processes: int, n: in
 
 def check_replica_serves_totals(store: StateStore) -> None:
     """A fresh replica serves exactly lambda I + totals, with A_inv its inverse."""
-    router = Router(model_cards(), encoder=fake_encoder, seed=0, state_store=store, sync_every=3600)
+    router = Router(model_cards(), encoder=fake_encoder, seed=0, state_store=store, limits=Limits(sync_every=3600))
     router.sync()
     totals = store.totals()
     for k, model in enumerate(router.policy.arms):
@@ -76,7 +77,7 @@ def test_decision_log_and_state_share_one_sqlite_file(tmp_path: Path) -> None:
     path = str(tmp_path / "router.db")
     applied = run_processes("sqlite", path, 4, 500, sync_every=0.05, log=path)
     check_totals(SQLiteStateStore(path), applied, 4, 500)
-    rows = list(DecisionLog(path).rows())
+    rows = list(SQLiteDecisionLog(path).rows())
     assert len(rows) == 4 * 500 and all(row["score"] is not None for row in rows)
     assert Counter(row["model"] for row in rows) == applied
 
@@ -103,8 +104,9 @@ def test_prior_stays_local_and_is_not_counted_twice(tmp_path: Path) -> None:
     routers = []
     for seed in (0, 1):
         policy = make_policy("linucb", 4, list(MODELS), seed=seed)
-        policy.absorb(X, np.full((20, 3), 0.9), list(MODELS))
-        routers.append(Router(model_cards(), policy=policy, encoder=fake_encoder, state_store=store, sync_every=3600))
+        policy.learn([Outcome(x, model, 0.9) for x in X for model in MODELS])
+        routers.append(Router(model_cards(), policy=policy, encoder=fake_encoder, state_store=store,
+                              limits=Limits(sync_every=3600)))
     prior_A = routers[0].policy.A.copy()
     for i, router in enumerate(routers * 50):
         decision = router.route(f"request {i}")
@@ -121,7 +123,8 @@ def test_prior_stays_local_and_is_not_counted_twice(tmp_path: Path) -> None:
 @pytest.mark.parametrize("policy", ["thompson", "epsilon-greedy"])
 def test_every_linear_policy_shares_its_state(policy: str, tmp_path: Path) -> None:
     store = SQLiteStateStore(tmp_path / "state.db")
-    routers = [Router(model_cards(), policy=policy, encoder=fake_encoder, seed=s, state_store=store, sync_every=3600)
+    routers = [Router(model_cards(), policy=policy, encoder=fake_encoder, seed=s, state_store=store,
+                      limits=Limits(sync_every=3600))
                for s in (0, 1)]
     for i, router in enumerate(routers * 30):
         decision = router.route(f"request {i}")
@@ -138,7 +141,8 @@ def test_state_store_needs_a_linear_policy(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="sync needs a router created with a state_store"):
         Router(model_cards(), encoder=fake_encoder).sync()
     with pytest.raises(ConfigError, match="sync_every must be"):
-        Router(model_cards(), encoder=fake_encoder, state_store=SQLiteStateStore(tmp_path / "s.db"), sync_every=-1)
+        Router(model_cards(), encoder=fake_encoder, state_store=SQLiteStateStore(tmp_path / "s.db"),
+               limits=Limits(sync_every=-1))
 
 
 def test_a_locked_sqlite_file_waits_then_raises_a_typed_error(tmp_path: Path) -> None:
@@ -171,13 +175,13 @@ def test_replicas_must_build_vectors_the_same_way(make_store: str, tmp_path: Pat
 
     def router(tasks: tuple[str, ...], namespace: str = "default", **settings) -> Router:
         return Router(model_cards(), encoder=fake_encoder, seed=0, tasks=tasks, state_store=store(namespace),
-                      sync_every=3600, **settings)
+                      limits=Limits(sync_every=3600), **settings)
 
     first = router(("chat", "code"))
     decision = first.route("hello", task="code")
     first.feedback(decision.route_id, 1.0)
     first.sync()
-    for other in ({"tasks": ("code", "chat")}, {"tasks": ("chat", "code"), "text_weight": 1.0}, {"tasks": ()}):
+    for other in ({"tasks": ("code", "chat")}, {"tasks": TaskHints(("chat", "code"), text_weight=1.0)}, {"tasks": ()}):
         with pytest.raises(StateFormatError, match=r'holds state learned from vectors laid out as .*"chat", "code"'):
             router(**other)
     same = router(("chat", "code"))  # the same layout shares ...
@@ -192,7 +196,7 @@ def test_layout_is_checked_when_an_unreachable_store_comes_back(redis_server) ->
     Router(model_cards(), encoder=fake_encoder, tasks=("chat", "code"), state_store=RedisStateStore(redis_server.url))
     redis_server.stop()
     late = Router(model_cards(), encoder=fake_encoder, seed=0, tasks=("code", "chat"),
-                  state_store=RedisStateStore(redis_server.url, timeout=0.2), sync_every=3600)
+                  state_store=RedisStateStore(redis_server.url, timeout=0.2), limits=Limits(sync_every=3600))
     decision = late.route("hello", task="code")
     late.feedback(decision.route_id, 1.0)
     redis_server.start()

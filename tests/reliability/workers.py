@@ -13,7 +13,7 @@ from collections import Counter
 
 import numpy as np
 
-from bandit_router import Model, Router
+from bandit_router import Limits, Model, Router
 from bandit_router.encoders import as_encoder
 from bandit_router.store import RedisStateStore, SQLiteStateStore
 
@@ -51,8 +51,8 @@ def expected_sums(processes: int, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def main(kind: str, target: str, process: int, n: int, sync_every: float, log: str | None = None) -> None:
     store = SQLiteStateStore(target) if kind == "sqlite" else RedisStateStore(target)
-    router = Router(model_cards(), encoder=fake_encoder, seed=process, state_store=store, sync_every=sync_every,
-                    log=log)
+    router = Router(model_cards(), encoder=fake_encoder, seed=process, state_store=store,
+                    limits=Limits(sync_every=sync_every), log=log)
     counts: Counter[str] = Counter()
     for i in range(n):
         prompt = prompt_of(process, i)

@@ -1,0 +1,151 @@
+"""The model caller: calls the chosen model through LiteLLM, falling back to the next-best one on provider errors."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
+from typing import Any, Mapping
+
+from .costs import CostModel, call_cost
+from .decision import Completion, Decision, Messages, query_text, usage_of
+from .errors import AllModelsFailedError
+from .gate import BudgetGate
+from .ledger import OutcomeLedger
+from .models import Model
+from .redaction import hidden, redact
+from .store import DecisionLog
+from .streaming import AsyncRoutedStream, RoutedStream
+
+__all__ = ["ModelCaller", "retryable"]
+
+
+def route_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What `route` takes from a call's kwargs (task and budget_key are removed: providers do not take them)."""
+    return {"tools": bool(kwargs.get("tools")), "max_tokens": kwargs.get("max_tokens"),
+            "budget_key": kwargs.pop("budget_key", None), "task": kwargs.pop("task", None)}
+
+
+def retryable(error: BaseException) -> bool:
+    """Provider failures worth trying another model for: timeouts, 5xx, rate limits, context too long, and a 404
+    (that model's endpoint or deployment is missing; another model's may be fine)."""
+    import litellm
+
+    kinds = (litellm.Timeout, litellm.APIConnectionError, litellm.InternalServerError,
+             litellm.ServiceUnavailableError, litellm.RateLimitError, litellm.ContextWindowExceededError,
+             litellm.BadGatewayError, litellm.NotFoundError)
+    return isinstance(error, kinds) or (getattr(error, "status_code", 0) or 0) >= 500
+
+
+class ModelCaller:
+    """Calls routed models (plain, async or streamed), tries the next-best model on a retryable failure, settles
+    the budget with the real cost and records calls and failures in the log. `failures` counts provider
+    failures per model."""
+
+    def __init__(self, models: Mapping[str, Model], ledger: OutcomeLedger, gate: BudgetGate, costs: CostModel,
+                 log: DecisionLog | None, store_prompts: bool, max_attempts: int, lock: threading.RLock) -> None:
+        self.models = models
+        self.ledger = ledger
+        self.gate = gate
+        self.costs = costs
+        self.log = log
+        self.store_prompts = store_prompts
+        self.max_attempts = max_attempts
+        self.lock = lock
+        self.failures: dict[str, int] = {name: 0 for name in models}
+
+    def order(self, decision: Decision) -> list[str]:
+        """Models to try for `decision`, best first: the affordable ones, at most max_attempts."""
+        return self.gate.affordable(decision)[: self.max_attempts]
+
+    def hidden(self, messages: Messages) -> AbstractContextManager[None]:
+        """Keep the prompt out of log records (LiteLLM logs requests at DEBUG) unless store_prompts is on."""
+        return nullcontext() if self.store_prompts else hidden(query_text(messages)[1].split("\n"))
+
+    def call_kwargs(self, model: str) -> dict[str, Any]:
+        return self.models[model].call_kwargs()
+
+    def served(self, decision: Decision, model: str, failed: list[str]) -> Decision:
+        """The decision as served: after fallbacks the pending feedback is re-pointed at the model that answered."""
+        if model == decision.model:
+            return decision
+        self.ledger.serve(decision.route_id, model)
+        with self.lock:
+            self.costs.served(decision.route_id, model)
+        served = replace(decision, model=model, propensity=decision.probabilities[model], failed=tuple(failed))
+        if self.log is not None:
+            self.log.record_decision(served)
+        return served
+
+    def failed(self, decision: Decision, model: str, error: BaseException, failures: dict[str, BaseException]) -> None:
+        """Count a failed attempt; a failure not worth retrying ends the call (re-raised)."""
+        if not retryable(error):
+            self.ledger.fail(decision.route_id)
+            self.gate.release(decision.route_id)
+            raise error
+        failures[model] = error
+        with self.lock:
+            self.failures[model] = self.failures.get(model, 0) + 1
+        if self.log is not None:
+            self.log.record_failure(decision.route_id, error)
+
+    def all_failed(self, decision: Decision, failures: dict[str, BaseException]) -> AllModelsFailedError:
+        self.ledger.fail(decision.route_id)
+        self.gate.release(decision.route_id)
+        detail = "; ".join(f"{m}: {type(e).__name__}: {redact(str(e))[:300]}" for m, e in failures.items())
+        return AllModelsFailedError(f"no model could serve the request after {len(failures)} attempt(s): {detail}",
+                                    failures)
+
+    def ended(self, decision: Decision, model: str, usage: Mapping[str, int], response: Any = None) -> float:
+        """Settle and log a finished call; its cost: LiteLLM's response cost when `response` reports one, else the
+        card's prices x the usage."""
+        cost = call_cost(response, self.models[model], usage)
+        self.gate.settle(decision.route_id, cost)
+        if self.log is not None:
+            self.log.record_call(decision.route_id, cost, usage["prompt_tokens"], usage["completion_tokens"])
+        return cost
+
+    def cut(self, decision: Decision) -> None:
+        """A stream stopped before its end: its usage never arrives, so the hold is charged at its worst case."""
+        self.gate.settle(decision.route_id)
+
+    def _finish(self, decision: Decision, model: str, response: Any) -> Completion:
+        usage = usage_of(response)
+        return Completion(response=response, decision=decision, cost=self.ended(decision, model, usage, response),
+                          usage=usage)
+
+    def complete(self, messages: list[dict[str, Any]], decision: Decision, kwargs: Mapping[str, Any]) -> Completion:
+        import litellm
+
+        failures: dict[str, BaseException] = {}
+        for model in self.order(decision):
+            try:
+                with self.hidden(messages):
+                    response = litellm.completion(messages=messages, **self.call_kwargs(model), **kwargs)
+            except Exception as error:
+                self.failed(decision, model, error, failures)
+                continue
+            return self._finish(self.served(decision, model, list(failures)), model, response)
+        raise self.all_failed(decision, failures)
+
+    async def acomplete(self, messages: list[dict[str, Any]], decision: Decision,
+                        kwargs: Mapping[str, Any]) -> Completion:
+        import litellm
+
+        failures: dict[str, BaseException] = {}
+        for model in self.order(decision):
+            try:
+                with self.hidden(messages):
+                    response = await litellm.acompletion(messages=messages, **self.call_kwargs(model), **kwargs)
+            except Exception as error:
+                self.failed(decision, model, error, failures)
+                continue
+            return self._finish(self.served(decision, model, list(failures)), model, response)
+        raise self.all_failed(decision, failures)
+
+    def stream(self, messages: list[dict[str, Any]], decision: Decision, kwargs: Mapping[str, Any]) -> RoutedStream:
+        return RoutedStream(self, messages, decision, self.order(decision), kwargs)
+
+    def astream(self, messages: list[dict[str, Any]], decision: Decision,
+                kwargs: Mapping[str, Any]) -> AsyncRoutedStream:
+        return AsyncRoutedStream(self, messages, decision, self.order(decision), kwargs)

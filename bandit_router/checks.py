@@ -1,0 +1,42 @@
+"""Checks of the values callers pass: the dial, a feedback score, a prompt."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .decision import messages_of, query_text
+from .errors import ConfigError, InvalidPromptError
+
+__all__ = ["check_cost_weight", "check_score", "check_prompt"]
+
+
+def check_cost_weight(value: Any, field: str = "cost_weight") -> float:
+    """The dial as a float in [0, 1], or ConfigError naming `field`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{field} must be a number in [0, 1] (0 = quality only), got {value!r}")
+    return float(value)
+
+
+def check_score(value: Any) -> float:
+    """A feedback score as a float in [0, 1], or ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ConfigError(f"score must be a number in [0, 1], got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"score must be a finite number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def check_prompt(prompt: Any, max_chars: int) -> tuple[str, str]:
+    """(text to encode, full text) of a prompt string or chat messages, or InvalidPromptError if the prompt is
+    not text, is not valid UTF-8 (e.g. lone surrogates from undecodable bytes) or exceeds `max_chars`."""
+    query, full_text = query_text(messages_of(prompt))
+    if len(full_text) > max_chars:
+        raise InvalidPromptError(f"prompt has {len(full_text)} characters; max_prompt_chars allows at most {max_chars}")
+    try:
+        full_text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InvalidPromptError(f"prompt is not valid UTF-8 text (character {error.start} cannot be encoded)") from None
+    return query, full_text

@@ -1,0 +1,96 @@
+"""The budget gate: which models a request can afford, the pacer's narrowing, and the holds of routed calls."""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Mapping
+
+import numpy as np
+
+from .budget import Budget, Reservation
+from .costs import CostModel
+from .decision import Decision
+from .errors import BudgetExceededError, ConfigError
+from .models import Model
+from .outcome import normalised_costs
+
+__all__ = ["BudgetGate"]
+
+Quality = Callable[[list[str], np.ndarray], np.ndarray]  # (models, normalised costs) -> predicted quality
+
+
+class BudgetGate:
+    """Holds each routed call's worst-case cost against `budget` until it is settled or released, and tells the
+    cost model `costs` which call each settled cost belongs to (the pacer judges models by its expected costs).
+
+    Without a budget every model passes; settle/release only keep the cost model learning.
+    """
+
+    def __init__(self, budget: Budget | None, models: Mapping[str, Model], costs: CostModel,
+                 expected_output_tokens: int, lock: threading.RLock) -> None:
+        if budget is not None and not isinstance(budget, Budget):
+            raise ConfigError(f"budget must be a bandit_router.Budget or None, got {type(budget).__name__}")
+        self.budget = budget
+        self.models = models
+        self.costs = costs
+        self.expected_output_tokens = expected_output_tokens
+        self.lock = lock
+        self.held: dict[str, tuple[Reservation, dict[str, float]]] = {}  # route_id -> hold, worst case per model
+
+    def worst_case_cost(self, model: str, prompt_tokens: int, max_tokens: int | None) -> float:
+        """USD a call can cost at most: the prompt plus max_tokens (else the model's output limit, else
+        expected_output_tokens) at the model's prices."""
+        card = self.models[model]
+        return card.cost(prompt_tokens, max_tokens or card.max_output_tokens or self.expected_output_tokens)
+
+    def admit(self, names: list[str], prompt_tokens: int, max_tokens: int | None, key: str | None,
+              quality: Quality) -> tuple[list[str], dict[str, float]]:
+        """(models the request may use, worst-case cost of each affordable one): those whose worst case fits the
+        budget, narrowed by the pacer judging `quality(models, normalised costs)` per predicted USD."""
+        if self.budget is None:
+            return names, {}
+        worst = {m: self.worst_case_cost(m, prompt_tokens, max_tokens) for m in names}
+        fits = {m: c for m, c in worst.items() if self.budget.fits(c, key)}
+        if not fits:
+            raise BudgetExceededError(
+                f"budget exhausted: ${self.budget.remaining(key):.6g} left"
+                f"{'' if key is None else f' for key {key!r}'}, and the cheapest eligible model's "
+                f"worst-case cost is ${min(worst.values()):.6g} (give a smaller max_tokens or wait for the next period)")
+        names = list(fits)
+        if self.budget.pacer == "none":
+            return names, fits
+        cost = self.costs.predict(names, prompt_tokens, max_tokens)
+        return self.budget.pace(names, quality(names, normalised_costs(cost)), cost, key), fits
+
+    def hold(self, decision: Decision, worst: Mapping[str, float], key: str | None, prompt_tokens: int) -> None:
+        """Reserve the chosen model's worst case for `decision` (pacing counts its expected cost), remembering
+        every eligible model's; the cost model waits for the call's cost."""
+        with self.lock:
+            self.costs.routed(decision.route_id, decision.model, prompt_tokens)
+        if self.budget is None:
+            return
+        hold = self.budget.reserve(worst[decision.model], key, expected=decision.predicted_cost[decision.model])
+        with self.lock:
+            self.held[decision.route_id] = (hold, {m: worst[m] for m in decision.probabilities})
+
+    def affordable(self, decision: Decision) -> list[str]:
+        """The decision's ranking, less the models whose worst case exceeds its hold (all without a hold)."""
+        held = self.held.get(decision.route_id)
+        return decision.ranking() if held is None else [m for m in decision.ranking() if held[1][m] <= held[0].amount]
+
+    def settle(self, route_id: str, cost: float | None = None) -> None:
+        """Charge the real cost (USD) in place of the hold and teach it to the cost model; None charges the hold
+        itself (the worst case) and teaches nothing."""
+        with self.lock:
+            held = self.held.pop(route_id, None)
+            self.costs.settle(route_id, cost)
+        if held is not None:
+            self.budget.settle(held[0], held[0].amount if cost is None else cost)  # type: ignore[union-attr]
+
+    def release(self, route_id: str) -> None:
+        """Drop the hold of `route_id` without charge (its call was not made)."""
+        with self.lock:
+            held = self.held.pop(route_id, None)
+            self.costs.forget(route_id)
+        if held is not None:
+            self.budget.release(held[0])  # type: ignore[union-attr]

@@ -1,0 +1,133 @@
+"""The outcome ledger: decisions waiting for feedback, their expiry, feedback tokens and per-source quotas."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .decision import Decision
+from .errors import DuplicateFeedbackError, UnknownRouteError
+from .outcome import Outcome, normalised_costs
+from .settings import FeedbackSettings
+
+__all__ = ["OutcomeLedger", "Pending"]
+
+_WHY = {"rewarded": (DuplicateFeedbackError, "was already rewarded"),
+        "expired": (UnknownRouteError, "expired before feedback arrived"),
+        "failed": (UnknownRouteError, "has no answer to rate: its call failed"),
+        "dropped": (UnknownRouteError, "expired: its model was removed from the router")}
+
+
+@dataclass
+class Pending:
+    """A decision waiting for feedback: the vector the policy saw and the model that serves it."""
+
+    vector: np.ndarray
+    model: str
+    created_at: float
+    decision: Decision
+
+    def outcome(self, reward: float) -> Outcome:
+        """The outcome of this decision's model scoring `reward`, with the routing context it was chosen in."""
+        routed = self.decision
+        cost = normalised_costs(routed.predicted_cost.values())[list(routed.predicted_cost).index(self.model)]
+        return Outcome(self.vector, self.model, reward, float(cost), routed.cost_weight,
+                       routed.probabilities[self.model])
+
+
+class OutcomeLedger:
+    """Decisions waiting for feedback, oldest first; turns feedback (or expiry) into one Outcome for `learn`.
+
+    `settle(route_id)` charges an expired decision's budget hold in full. Every method takes `lock` (the
+    router's), so a ledger is safe to share between threads.
+    """
+
+    def __init__(self, settings: FeedbackSettings, learn: Callable[[Sequence[Outcome]], None],
+                 settle: Callable[[str], None], lock: threading.RLock) -> None:
+        self.settings = settings
+        self.tokens = settings.tokens()
+        self.quota = settings.quota()
+        self.learn = learn
+        self.settle = settle
+        self.lock = lock
+        self.waiting: OrderedDict[str, Pending] = OrderedDict()
+        self.closed: OrderedDict[str, str] = OrderedDict()  # route_id -> why it stopped waiting
+
+    def open(self, decision: Decision, vector: np.ndarray) -> Decision:
+        """Start waiting for feedback on `decision` (signed with a feedback token when the ledger has a secret);
+        beyond max_pending the oldest waiting decision expires."""
+        if self.tokens is not None:
+            decision = replace(decision, feedback_token=self.tokens.issue(decision.route_id))
+        with self.lock:
+            self.waiting[decision.route_id] = Pending(vector, decision.model, decision.created_at, decision)
+            while len(self.waiting) > self.settings.max_pending:
+                self.close(next(iter(self.waiting)), "expired")
+        return decision
+
+    def reward(self, route_id: str, score: float, token: str | None, source: str | None) -> None:
+        """Learn `score` for the decision `route_id`; errors say why feedback cannot apply."""
+        if self.tokens is not None:
+            self.tokens.verify(route_id, token)
+        with self.lock:
+            self.expire()
+            pending = self.waiting.get(route_id)
+            if pending is None:
+                error, why = _WHY.get(self.closed.get(route_id, ""), (UnknownRouteError, ""))
+                raise error(f"route_id {route_id!r} {why}" if why else f"unknown route_id {route_id!r}")
+            if self.quota is not None:
+                source = self.quota.check(source)
+            self.learn([pending.outcome(score)])
+            self.close(route_id, "rewarded")
+            if self.quota is not None:
+                self.quota.count(source)  # type: ignore[arg-type]
+
+    def serve(self, route_id: str, model: str) -> None:
+        """After a fallback, point the waiting feedback at the model that answered."""
+        with self.lock:
+            if route_id in self.waiting:
+                self.waiting[route_id].model = model
+
+    def fail(self, route_id: str) -> None:
+        """The decision's call failed: stop waiting (nothing is learned)."""
+        with self.lock:
+            if route_id in self.waiting:
+                self.close(route_id, "failed")
+
+    def drop_model(self, name: str) -> None:
+        """Stop waiting on every decision served by `name` (removed from the router; nothing is learned)."""
+        with self.lock:
+            for route_id in [r for r, p in self.waiting.items() if p.model == name]:
+                self.close(route_id, "dropped")
+
+    def is_waiting(self, route_id: str) -> bool:
+        with self.lock:
+            self.expire()
+            return route_id in self.waiting
+
+    def close(self, route_id: str, reason: str) -> None:
+        """Stop waiting on `route_id` for `reason`; an expired decision's hold is settled at its worst case and,
+        with an expired_reward, its model learns that reward."""
+        with self.lock:
+            pending = self.waiting.pop(route_id)
+            if reason == "expired":
+                self.settle(route_id)  # a hold nobody settled or released: assume the call was made, at worst case
+                if self.settings.expired_reward is not None:
+                    self.learn([pending.outcome(self.settings.expired_reward)])
+            self.closed[route_id] = reason
+            while len(self.closed) > self.settings.max_pending:
+                self.closed.popitem(last=False)
+
+    def expire(self) -> None:
+        """Close every decision older than pending_ttl."""
+        deadline = time.time() - self.settings.pending_ttl
+        with self.lock:
+            while self.waiting:
+                route_id, oldest = next(iter(self.waiting.items()))
+                if oldest.created_at > deadline:
+                    break
+                self.close(route_id, "expired")

@@ -1,0 +1,194 @@
+"""Shrunk LinUCB: per-model ridge statistics, with the prompt weights shrunk much harder than the intercept.
+
+Each model a keeps the additive sufficient statistics of RidgePolicy (sum z z^T, sum r z over z = [x, 1]), so
+replicas merge them exactly and the priors write into them; only the prior precision differs: D_a =
+diag(lambda_a, ..., regularization) instead of regularization * I. A model's mean is learned from every rating
+(weak prior on the intercept); its prompt weights start strongly shrunk (lambda_a = prompt_regularization) and
+each model's lambda_a is re-chosen from a grid by empirical Bayes (the marginal likelihood of its ratings, from
+the same statistics) after 256, 512, 1024, ... ratings in all, so the prompt-dependent part earns its weight:
+a model whose ratings the prompt does not explain stays near its mean. This curbs the optimizer's curse of an
+argmax over many noisy 385-parameter fits. The choice is the argmax of quality - cost_weight cost, quality being
+the prediction plus a bonus, alpha / sqrt(ratings) by default (optimism about the model's mean only; the prompt
+part is used greedily) or alpha x the prediction's sd, and 1 (the best rating) for a model rated fewer than
+`min_ratings` times, so exploration is cost-aware: at a high dial an unrated costly model is not tried. With
+temperature > 0, a softmax over the utilities instead of the argmax.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, StateFormatError
+from ..outcome import Outcome
+from .base import one_hot_argmax, register
+from .ridge import RidgeConfig, RidgePolicy
+
+__all__ = ["ShrunkLinUCB", "ShrunkLinUCBConfig"]
+
+_GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)  # prompt-weight precisions empirical Bayes chooses from
+_FIRST_REFIT = 256  # ratings before the first empirical Bayes choice; then at twice as many each time
+
+
+@dataclass(frozen=True)
+class ShrunkLinUCBConfig(RidgeConfig):
+    regularization: float = 0.1  # prior precision of each model's intercept: weak, so every model is tried
+    prompt_regularization: float = 30.0  # prior precision of each model's prompt weights (the start, with
+    empirical_bayes: bool = True  # ... then re-chosen from the ratings after 256, 512, 1024, ... of them)
+    noise: float = 0.2  # variance of a rating around its model's prediction, for the empirical Bayes choice
+    alpha: float = 0.5  # width of the confidence bonus
+    bonus: str = "count"  # "count": alpha / sqrt(ratings + regularization); "posterior": alpha x the prediction's sd
+    temperature: float = 0.0  # softmax temperature over the utilities (0: argmax)
+    min_ratings: int = 10  # a model with fewer ratings is valued at the best rating, 1 (less its cost at the dial)
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.intercept:
+            raise ConfigError("intercept must be True: the intercept is the part shrunk least")
+        if not (isinstance(self.min_ratings, int) and not isinstance(self.min_ratings, bool)
+                and 0 <= self.min_ratings <= 10**6):
+            raise ConfigError(f"min_ratings must be an integer in [0, 1000000], got {self.min_ratings!r}")
+        if self.bonus not in ("posterior", "count"):
+            raise ConfigError(f"bonus must be 'posterior' or 'count', got {self.bonus!r}")
+        for name in ("prompt_regularization", "noise", "alpha", "temperature"):
+            value, positive = getattr(self, name), name in ("prompt_regularization", "noise")
+            if not ((value > 0 if positive else value >= 0) and np.isfinite(value)):
+                raise ConfigError(f"{name} must be a finite number {'>' if positive else '>='} 0, got {value!r}")
+
+
+@register
+class ShrunkLinUCB(RidgePolicy):
+    """argmax (or softmax) over mean + alpha sd - cost_weight cost of a ridge fit whose prompt weights are shrunk
+    with precision `prompt_regularization` and whose intercept with `regularization`."""
+
+    name = "shrunk-linucb"
+    Config = ShrunkLinUCBConfig
+    config: ShrunkLinUCBConfig
+
+    def __init__(self, dim: int, arms: Sequence[str], config: ShrunkLinUCBConfig | None = None,
+                 seed: int | None = None):
+        self.prompt_precision = np.zeros(0)  # each model's current prompt-weight precision (empirical Bayes)
+        self._next_refit = _FIRST_REFIT
+        super().__init__(dim, arms, config, seed)
+
+    def _prior_precision(self, prompt_precision: float) -> np.ndarray:
+        """D: a model's prior precision with this prompt-weight precision (prompt weights, then the intercept)."""
+        return np.diag(np.append(np.full(self.dim, prompt_precision), self.config.regularization))
+
+    def _ridge_excess(self, k: int) -> np.ndarray:
+        """lambda I - D_k: what RidgePolicy's own bookkeeping (which assumes lambda I) must be corrected by."""
+        return self.config.regularization * np.eye(self.p) - self._prior_precision(self.prompt_precision[k])
+
+    def _maybe_refit(self) -> None:
+        """Re-choose each model's prompt-weight precision from _GRID by empirical Bayes (its ratings' marginal
+        likelihood, rating noise variance `noise`) once all models' ratings reach 256, 512, 1024, ..."""
+        total = float(self.ratings.sum()) if len(self.arms) else 0.0
+        if not self.config.empirical_bayes or total < self._next_refit:
+            return
+        while self._next_refit <= total:
+            self._next_refit *= 2
+        A = self.A
+        for k in range(len(self.arms)):
+            data = A[k] - self._prior_precision(self.prompt_precision[k])  # sum z z^T
+            evidence = []
+            for lam in _GRID:  # log marginal likelihood of the ratings, less the terms lam does not change
+                D = self._prior_precision(lam)
+                L = np.linalg.cholesky(data + D)
+                v = np.linalg.solve(L, self.b[k])
+                evidence.append(0.5 * np.log(np.diag(D)).sum() - np.log(np.diag(L)).sum()
+                                + v @ v / (2 * self.config.noise))
+            best = _GRID[int(np.argmax(evidence))]
+            if best != self.prompt_precision[k]:
+                self.prompt_precision[k] = best
+                A[k] = data + self._prior_precision(best)
+                self.A_inv[k] = np.linalg.inv(A[k])
+                self.theta[k] = self.A_inv[k] @ self.b[k]
+
+    # -- RidgePolicy with D_k in place of lambda I -----------------------------------------------------------
+    def add_arm(self, arm: str) -> None:
+        super().add_arm(arm)
+        self.prompt_precision = np.append(self.prompt_precision, self.config.prompt_regularization)
+        D = self._prior_precision(self.config.prompt_regularization)
+        self._A[-1], self.A_inv[-1] = D, np.diag(1.0 / np.diag(D))
+        self._recount()
+
+    def remove_arm(self, arm: str) -> None:
+        k = self.index(arm)
+        super().remove_arm(arm)
+        self.prompt_precision = np.delete(self.prompt_precision, k)
+        self._recount()
+
+    def set_prior(self, arm: str, mean: np.ndarray, precision: np.ndarray) -> None:
+        super().set_prior(arm, mean, precision)
+        if self._delta is not None:
+            self._base[arm]["A"] += self._ridge_excess(self.index(arm))
+        self._recount()
+
+    def share(self) -> None:
+        fresh = self._delta is None
+        super().share()
+        if fresh:
+            for arm, base in self._base.items():
+                base["A"] += self._ridge_excess(self.index(arm))
+
+    def install_totals(self, totals: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+        super().install_totals(totals)
+        A = self.A - np.stack([self._ridge_excess(k) for k in range(len(self.arms))])
+        self.A, self.A_inv = A, np.linalg.inv(A)
+        self.theta = np.einsum("kij,kj->ki", self.A_inv, self.b)
+        self._recount()
+        self._maybe_refit()
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {**super().state(), "prompt_precision": self.prompt_precision.copy()}
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        precision = np.asarray(state.pop("prompt_precision"), dtype=float)
+        if not (np.isfinite(precision).all() and (precision > 0).all()):
+            raise StateFormatError(f"policy {self.name!r} state has prompt_precision {precision.tolist()}; "
+                                   f"expected numbers > 0")
+        self.prompt_precision = precision
+        super()._set_state(state)
+        self._recount()
+        self._next_refit = _FIRST_REFIT  # the schedule goes on from the loaded ratings; their precisions are kept
+        while self._next_refit <= self.ratings.sum():
+            self._next_refit *= 2
+
+    def _recount(self) -> None:
+        """Ratings (weighted) per model, read off A: its intercept's precision less the prior's."""
+        self.ratings = self.A[:, -1, -1] - self.config.regularization
+
+    # -- learning ------------------------------------------------------------------------------------------
+    def learn(self, outcomes: Sequence[Outcome]) -> None:
+        """Add each outcome's rating to its model's statistics, counted `weight` times."""
+        for outcome in outcomes:
+            if not (outcome.weight > 0 and np.isfinite(outcome.weight)):
+                raise ConfigError(f"outcome weight must be a finite number > 0, got {outcome.weight!r}")
+            root = np.sqrt(outcome.weight)
+            self._rank_one(outcome.model, root * self.features(outcome.vector), root * float(outcome.reward))
+
+    def _rank_one(self, arm: str, z: np.ndarray, reward: float) -> None:
+        """RidgePolicy's rank-one update, counting the rating and re-choosing precisions when one is due."""
+        self._add(arm, z, reward)
+        self.ratings[self.index(arm)] += z[-1] ** 2
+        self._maybe_refit()
+
+    # -- choosing ------------------------------------------------------------------------------------------
+    def probabilities(self, x: np.ndarray, arms: Sequence[int], cost: np.ndarray,
+                      cost_weight: float) -> tuple[np.ndarray, np.ndarray]:
+        arms = np.asarray(arms, dtype=int)
+        if self.config.bonus == "count":
+            z = self.features(x)
+            mean, sd = (self.theta @ z)[arms], 1.0 / np.sqrt(self.ratings[arms] + self.config.regularization)
+        else:
+            mean, sd = self.predict(x, arms)
+        quality = mean + self.config.alpha * sd
+        if self.config.min_ratings:  # optimism: a model rated fewer times is taken to score the best rating, 1
+            quality = np.where(self.ratings[arms] < self.config.min_ratings - 1e-9, 1.0, quality)
+        utility = quality - cost_weight * np.asarray(cost, float)
+        if self.config.temperature == 0:
+            return one_hot_argmax(utility), mean
+        weights = np.exp((utility - utility.max()) / self.config.temperature)
+        return weights / weights.sum(), mean

@@ -1,0 +1,40 @@
+"""The decision log interface: where the router records decisions, calls, failures and feedback."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..decision import Decision
+
+__all__ = ["DecisionLog"]
+
+
+class DecisionLog(ABC):
+    """Append-mostly record of decisions and their outcomes (see SQLiteDecisionLog for the columns of a row)."""
+
+    @abstractmethod
+    def record_decision(self, decision: Decision, prompt: str | None = None, vector: np.ndarray | None = None) -> None:
+        """Record a decision; recording one with the same route_id again (a fallback) updates its model,
+        propensity and failed models and keeps the rest."""
+
+    @abstractmethod
+    def record_call(self, route_id: str, cost: float, prompt_tokens: int, completion_tokens: int) -> None:
+        """Record that the decision's call was served, at `cost` USD."""
+
+    @abstractmethod
+    def record_failure(self, route_id: str, error: BaseException) -> None:
+        """Record a provider failure (its error type only: messages may quote the prompt)."""
+
+    @abstractmethod
+    def record_feedback(self, route_id: str, score: float) -> None:
+        """Record the feedback score of a decision."""
+
+    @abstractmethod
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """Every logged decision as a dict, oldest first (vectors as float32 arrays)."""
+
+    def close(self) -> None:
+        """Release the log's resources."""
