@@ -96,7 +96,8 @@ def budget_section(sets: list[str], seeds: list[int]) -> list[str]:
                 budget = Budget(limit, period=len(tb), unit="queries")
                 router = Router(tb.model_cards(), encoder=enc, seed=seed, budget=budget)
                 if label == "price-based":
-                    router.costs = PriceCosts(tb.model_cards(), router.expected_output_tokens)
+                    costs = PriceCosts(tb.model_cards(), router.limits.expected_output_tokens)
+                    router.costs = router.gate.costs = router.caller.costs = costs  # the router's and its collaborators' reference
                 started = time.time()
                 run = replay(tb, router, 0.0, seed=seed)
                 spend = float(run.cost.sum())
