@@ -97,7 +97,7 @@ def budget_section(sets: list[str], seeds: list[int]) -> list[str]:
                 router = Router(tb.model_cards(), encoder=enc, seed=seed, budget=budget)
                 if label == "price-based":
                     costs = PriceCosts(tb.model_cards(), router.limits.expected_output_tokens)
-                    router.costs = router.gate.costs = router.caller.costs = costs  # the router's and its collaborators' reference
+                    router.costs = router.gate.costs = router.caller.costs = costs  # every holder
                 started = time.time()
                 run = replay(tb, router, 0.0, seed=seed)
                 spend = float(run.cost.sum())
