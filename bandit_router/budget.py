@@ -3,15 +3,18 @@
 A `Budget` holds one account for the whole router and, with `key_limit`, one per key (a user, a tenant).
 Each account's limit applies per period: a time window in seconds or a number of queries, after which the
 account starts afresh. Before a call the router reserves the call's worst-case cost (prompt tokens plus
-max_tokens at the model's prices); a model whose worst case does not fit is not eligible. After the call the
-reservation is settled with the real cost reported by LiteLLM (or released if the call failed), so the ledger's
-spend is exactly the sum of the settled costs. `Budget.save`/`restore` carry the ledger across restarts.
+max_tokens at the model's prices); a model whose worst case does not fit is not eligible. The reservation also
+carries the call's expected cost (the router's learned cost model, `bandit_router.costs`), which is what the
+pacers count for calls in flight: the hard cap holds the worst case, pacing plans with what calls really cost.
+After the call the reservation is settled with the real cost reported by LiteLLM (or released if the call
+failed), so the ledger's spend is exactly the sum of the settled costs. `Budget.save`/`restore` carry the
+ledger across restarts.
 
 Pacing decides which affordable models a request may use:
 - "knapsack" (default): PILOT's online multi-choice knapsack. With z the share of the current bin's budget
-  spent or reserved, model l is allowed while value_l / cost_l >= Psi(z) = (U e / L)^z (L / e), value_l
-  being the policy's predicted quality and cost_l the predicted cost; L and U bound the value/cost ratio
-  (given, or the smallest and largest ratio seen so far). The period is cut into `bins` bins, each with
+  spent or expected by calls in flight, model l is allowed while value_l / cost_l >= Psi(z) = (U e / L)^z (L / e),
+  value_l being the policy's predicted quality and cost_l the cost model's predicted cost; L and U bound the
+  value/cost ratio (given, or the smallest and largest ratio seen so far). The period is cut into `bins` bins, each with
   budget limit / bins, and what a bin leaves unspent rolls over to the next.
 - "split": a fixed per-query split: model l is allowed while its predicted cost <= limit / queries per period.
 - "none": the hard cap only.
@@ -55,6 +58,7 @@ class Reservation:
     id: int
     amount: float
     key: str | None
+    expected: float = 0.0  # the call's expected cost, at most `amount` (what pacing counts while it is in flight)
 
 
 @dataclass
@@ -70,17 +74,24 @@ class _Account:
     bin: int = 0
     calls: int = 0  # settled calls over the lifetime
     holds: dict[int, float] = field(default_factory=dict)  # reservation id -> USD held for a call in flight
+    expecting: dict[int, float] = field(default_factory=dict)  # reservation id -> the call's expected USD
 
     @property
     def reserved(self) -> float:
         return math.fsum(self.holds.values())
+
+    @property
+    def expected(self) -> float:
+        """What the calls in flight are expected to cost (pacing counts this; the hard cap counts `reserved`)."""
+        return math.fsum(self.expecting.values())
 
     def available(self) -> float:
         return self.limit - self.spent - self.reserved
 
 
 # What `Budget.save` keeps of an account, with each field's type (the limit is the restoring budget's own).
-_SAVED = {f.name: {"int": int, "float": float}[f.type] for f in fields(_Account) if f.name not in ("limit", "holds")}
+_SAVED = {f.name: {"int": int, "float": float}[f.type] for f in fields(_Account)
+          if f.name not in ("limit", "holds", "expecting")}
 
 
 class Budget:
@@ -189,9 +200,9 @@ class Budget:
     def _share_spent(self, account: _Account) -> float:
         """z: share of the current bin's budget (its own plus rollover) already spent or reserved."""
         if self.period is None:
-            return (account.spent + account.reserved) / account.limit
+            return (account.spent + account.expected) / account.limit
         allowance = account.limit * (account.bin + 1) / self.bins - account.spent_before_bin
-        used = account.spent - account.spent_before_bin + account.reserved
+        used = account.spent - account.spent_before_bin + account.expected
         return 1.0 if allowance <= 0 else used / allowance
 
     # -- pacing ---------------------------------------------------------------------------------------------
@@ -252,12 +263,16 @@ class Budget:
         account = self._accounts(None)[0]
         done = account.queries if self.unit == "queries" else self._position(account, False)[1] * queries
         left = max(queries - done - 1, 0)
-        return account.available() - left * self._cheapest[0] / self._cheapest[1], account.available() / (left + 1)
+        available = account.limit - account.spent - account.expected  # calls in flight at their expected cost
+        return available - left * self._cheapest[0] / self._cheapest[1], available / (left + 1)
 
     # -- the ledger -----------------------------------------------------------------------------------------
-    def reserve(self, amount: float, key: str | None = None) -> Reservation:
-        """Hold `amount` USD for a call under `key`; BudgetExceededError if any of its accounts lacks it."""
+    def reserve(self, amount: float, key: str | None = None, expected: float | None = None) -> Reservation:
+        """Hold `amount` USD (the call's worst case) for a call under `key`; BudgetExceededError if any of its
+        accounts lacks it. `expected` is what the call is expected to cost (default `amount`; capped at it),
+        which the pacers count until the call settles."""
         amount = _non_negative(amount, "amount")
+        expected = amount if expected is None else min(_non_negative(expected, "expected"), amount)
         with self._lock:
             accounts = self._accounts(key)
             for account, name in zip(accounts, ("the budget", f"key {key!r}")):
@@ -265,10 +280,11 @@ class Budget:
                     raise BudgetExceededError(
                         f"{name} cannot cover a call's worst-case cost of ${amount:.6g}: "
                         f"${account.available():.6g} of ${account.limit:.6g} left this period")
-            reservation = Reservation(next(self._ids), amount, key)
+            reservation = Reservation(next(self._ids), amount, key, expected)
             for account in accounts:
                 account.queries += 1
                 account.holds[reservation.id] = amount
+                account.expecting[reservation.id] = expected
             return reservation
 
     def settle(self, reservation: Reservation, cost: float) -> None:
@@ -276,7 +292,7 @@ class Budget:
         cost = _non_negative(cost, "cost")
         with self._lock:
             for account in self._holders(reservation):
-                del account.holds[reservation.id]
+                del account.holds[reservation.id], account.expecting[reservation.id]
                 account.spent += cost
                 account.total += cost
                 account.calls += 1
@@ -285,7 +301,7 @@ class Budget:
         """Drop the hold of `reservation` (its call never happened or failed without charge)."""
         with self._lock:
             for account in self._holders(reservation):
-                del account.holds[reservation.id]
+                del account.holds[reservation.id], account.expecting[reservation.id]
 
     def _holders(self, reservation: Reservation) -> list[_Account]:
         accounts = [self._global, self._keys.get(reservation.key)] if reservation.key is not None else [self._global]

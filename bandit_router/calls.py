@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .costs import CostModel, call_cost
 from .decision import Completion, Decision, Messages, query_text, usage_of
 from .errors import AllModelsFailedError
 from .gate import BudgetGate
@@ -43,11 +44,12 @@ class ModelCaller:
     the budget with the real cost and records calls and failures in the log. `failures` counts provider
     failures per model."""
 
-    def __init__(self, models: Mapping[str, Model], ledger: OutcomeLedger, gate: BudgetGate, log: DecisionLog | None,
-                 store_prompts: bool, max_attempts: int, lock: threading.RLock) -> None:
+    def __init__(self, models: Mapping[str, Model], ledger: OutcomeLedger, gate: BudgetGate, costs: CostModel,
+                 log: DecisionLog | None, store_prompts: bool, max_attempts: int, lock: threading.RLock) -> None:
         self.models = models
         self.ledger = ledger
         self.gate = gate
+        self.costs = costs
         self.log = log
         self.store_prompts = store_prompts
         self.max_attempts = max_attempts
@@ -70,6 +72,8 @@ class ModelCaller:
         if model == decision.model:
             return decision
         self.ledger.serve(decision.route_id, model)
+        with self.lock:
+            self.costs.served(decision.route_id, model)
         served = replace(decision, model=model, propensity=decision.probabilities[model], failed=tuple(failed))
         if self.log is not None:
             self.log.record_decision(served)
@@ -107,9 +111,10 @@ class ModelCaller:
         return AllModelsFailedError(f"no model could serve the request after {len(failures)} attempt(s): {detail}",
                                     failures)
 
-    def ended(self, decision: Decision, model: str, usage: Mapping[str, int]) -> float:
-        """Settle and log a finished call; its cost in USD."""
-        cost = self.models[model].cost(usage["prompt_tokens"], usage["completion_tokens"])
+    def ended(self, decision: Decision, model: str, usage: Mapping[str, int], response: Any = None) -> float:
+        """Settle and log a finished call; its cost: LiteLLM's response cost when `response` reports one, else the
+        card's prices x the usage."""
+        cost = call_cost(response, self.models[model], usage)
         self.gate.settle(decision.route_id, cost)
         if self.log is not None:
             self.log.record_call(decision.route_id, cost, usage["prompt_tokens"], usage["completion_tokens"])
@@ -121,7 +126,8 @@ class ModelCaller:
 
     def _finish(self, decision: Decision, model: str, response: Any) -> Completion:
         usage = usage_of(response)
-        return Completion(response=response, decision=decision, cost=self.ended(decision, model, usage), usage=usage)
+        return Completion(response=response, decision=decision, cost=self.ended(decision, model, usage, response),
+                          usage=usage)
 
     def complete(self, messages: list[dict[str, Any]], decision: Decision, kwargs: Mapping[str, Any]) -> Completion:
         import litellm

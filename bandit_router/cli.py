@@ -8,6 +8,7 @@ import json
 import shlex
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
 from .errors import BanditRouterError, ConfigError
@@ -110,6 +111,30 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_replay)
 
 
+def _costs(args: argparse.Namespace) -> int:
+    from .costs import cost_errors
+    from .store import SQLiteDecisionLog
+
+    if not Path(args.log).is_file():
+        raise ConfigError(f"decision log {args.log!r} is not a file (a router's log=... SQLite file)")
+    errors = cost_errors(list(SQLiteDecisionLog(args.log).rows()))
+    print("| model | calls | mean predicted cost | mean realised cost | MAPE |\n|---|---:|---:|---:|---:|")
+    for model, e in errors.items():
+        print(f"| {model} | {e['calls']} | {e['mean_predicted']:.4g} | {e['mean_realised']:.4g} | {e['mape']:.3f} |")
+    if not errors:
+        print("(no served call with a predicted and a realised cost in the log)", file=sys.stderr)
+    return 0
+
+
+def _add_costs(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("costs", help="the cost model's error per model, from a decision log",
+                       description="Compare each served call's predicted cost with its realised cost in a decision "
+                                   "log (SQLite file): calls, mean predicted and realised cost, and the mean absolute "
+                                   "percentage error, per model.")
+    p.add_argument("log", help="decision log file (Router(log=...))")
+    p.set_defaults(run=_costs)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -179,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="bandit-router", description="Bandit-routed LLM calls.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_replay, _add_demo, _add_serve, _add_report):
+    for add in (_add_replay, _add_costs, _add_demo, _add_serve, _add_report):
         add(sub)
     args = parser.parse_args(argv)
     args.argv = argv

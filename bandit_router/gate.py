@@ -8,6 +8,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from .budget import Budget, Reservation
+from .costs import CostModel
 from .decision import Decision
 from .errors import BudgetExceededError, ConfigError
 from .models import Model, check_usd
@@ -20,17 +21,19 @@ Quality = Callable[[list[str], np.ndarray], np.ndarray]  # (models, normalised c
 
 
 class BudgetGate:
-    """Holds each routed call's worst-case cost against `budget` until it is settled or released.
+    """Holds each routed call's worst-case cost against `budget` until it is settled or released, and tells the
+    cost model `costs` which call each settled cost belongs to (the pacer judges models by its expected costs).
 
-    Without a budget every model passes and settle/release do nothing.
+    Without a budget every model passes; settle/release only keep the cost model learning.
     """
 
-    def __init__(self, budget: Budget | None, models: Mapping[str, Model], expected_output_tokens: int,
-                 lock: threading.RLock) -> None:
+    def __init__(self, budget: Budget | None, models: Mapping[str, Model], costs: CostModel,
+                 expected_output_tokens: int, lock: threading.RLock) -> None:
         if budget is not None and not isinstance(budget, Budget):
             raise ConfigError(f"budget must be a bandit_router.Budget or None, got {type(budget).__name__}")
         self.budget = budget
         self.models = models
+        self.costs = costs
         self.expected_output_tokens = expected_output_tokens
         self.lock = lock
         self.held: dict[str, tuple[Reservation, dict[str, float]]] = {}  # route_id -> hold, worst case per model
@@ -57,15 +60,17 @@ class BudgetGate:
         names = list(fits)
         if self.budget.pacer == "none":
             return names, fits
-        output_tokens = max_tokens or self.expected_output_tokens
-        cost = np.array([self.models[m].cost(prompt_tokens, output_tokens) for m in names])
+        cost = self.costs.predict(names, prompt_tokens, max_tokens)
         return self.budget.pace(names, quality(names, normalised_costs(cost)), cost, key), fits
 
-    def hold(self, decision: Decision, worst: Mapping[str, float], key: str | None) -> None:
-        """Reserve the chosen model's worst case for `decision`, remembering every eligible model's."""
+    def hold(self, decision: Decision, worst: Mapping[str, float], key: str | None, prompt_tokens: int) -> None:
+        """Reserve the chosen model's worst case for `decision` (pacing counts its expected cost), remembering
+        every eligible model's; the cost model waits for the call's cost."""
+        with self.lock:
+            self.costs.routed(decision.route_id, decision.model, prompt_tokens)
         if self.budget is None:
             return
-        hold = self.budget.reserve(worst[decision.model], key)
+        hold = self.budget.reserve(worst[decision.model], key, expected=decision.predicted_cost[decision.model])
         with self.lock:
             self.held[decision.route_id] = (hold, {m: worst[m] for m in decision.probabilities})
 
@@ -75,13 +80,14 @@ class BudgetGate:
         return decision.ranking() if held is None else [m for m in decision.ranking() if held[1][m] <= held[0].amount]
 
     def settle(self, route_id: str, cost: float | None = None) -> None:
-        """Charge the real cost (USD) in place of the hold; None charges the hold itself (the worst case). A refused
-        route id or cost raises before the hold is dropped, so `release` can still drop it."""
+        """Charge the real cost (USD) in place of the hold and teach it to the cost model; None charges the hold
+        itself (the worst case) and teaches nothing. A refused route id or cost raises before the hold is dropped."""
         check_route_id(route_id)
         if cost is not None:
             cost = check_usd(cost, "cost")
         with self.lock:
             held = self.held.pop(route_id, None)
+            self.costs.settle(route_id, cost)
         if held is not None:
             self.budget.settle(held[0], held[0].amount if cost is None else cost)  # type: ignore[union-attr]
 
@@ -90,5 +96,6 @@ class BudgetGate:
         check_route_id(route_id)
         with self.lock:
             held = self.held.pop(route_id, None)
+            self.costs.forget(route_id)
         if held is not None:
             self.budget.release(held[0])  # type: ignore[union-attr]

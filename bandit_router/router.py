@@ -13,6 +13,7 @@ from .budget import Budget
 from .calls import ModelCaller, route_kwargs
 from .checks import check_cost_weight, check_prompt, check_score
 from .context import PromptContext, eligible
+from .costs import CostModel
 from .decision import Completion, Decision, Messages, messages_of
 from .encoders import Encoder
 from .errors import ConfigError
@@ -83,11 +84,12 @@ class Router:
         self.rng = np.random.default_rng(None if seed is None else [seed, 1])
         self.log = self.log_settings.open()
         self.lock = threading.RLock()
-        self.gate = BudgetGate(budget, self.models, self.limits.expected_output_tokens, self.lock)
+        self.costs = CostModel(cards, self.limits.expected_output_tokens)  # what calls are expected to cost
+        self.gate = BudgetGate(budget, self.models, self.costs, self.limits.expected_output_tokens, self.lock)
         self.ledger = OutcomeLedger(self.feedback_settings, lambda o: self.policy.learn(o), self.gate.settle, self.lock,
                                     state_store)
-        self.caller = ModelCaller(self.models, self.ledger, self.gate, self.log, self.log_settings.store_prompts,
-                                  self.limits.max_attempts, self.lock)
+        self.caller = ModelCaller(self.models, self.ledger, self.gate, self.costs, self.log,
+                                  self.log_settings.store_prompts, self.limits.max_attempts, self.lock)
         self.replica: Replica | None = None
         if state_store is not None:
             if not self.policy.shares_state:
@@ -132,6 +134,7 @@ class Router:
             else:
                 raise ConfigError(f"policy {self.policy.name!r} does not use model features; use shared-linucb")
             self.models[card.name] = card
+            self.costs.add(card)
             self.caller.failures[card.name] = 0
 
     def remove_model(self, name: str) -> None:
@@ -142,8 +145,8 @@ class Router:
             if len(self.models) == 1:
                 raise ConfigError("cannot remove the router's last model")
             self.policy.remove_arm(name)
-            del self.models[name]
-            del self.caller.failures[name]
+            del self.models[name], self.caller.failures[name]
+            self.costs.remove(name)
             self.ledger.drop_model(name)  # no expired_reward: the model is gone from the policy
 
     # -- routing --------------------------------------------------------------------------------------------
@@ -180,12 +183,11 @@ class Router:
             names = eligible(self.models, prompt_tokens, models, tools, max_tokens)
             names, worst = self.gate.admit(names, prompt_tokens, max_tokens, budget_key,
                                            lambda arms, cost: self._choose(vector, arms, cost, dial)[1])
-            output_tokens = max_tokens or self.limits.expected_output_tokens
-            cost = np.array([self.models[m].cost(prompt_tokens, output_tokens) for m in names])
+            cost = self.costs.predict(names, prompt_tokens, max_tokens)  # the learned cost model's expectation
             probs, quality = self._choose(vector, names, normalised_costs(cost), dial)
             choice = int(self.rng.choice(len(names), p=probs))
             decision = Decision.made(names, choice, probs, quality, cost, dial, task)
-            self.gate.hold(decision, worst, budget_key)
+            self.gate.hold(decision, worst, budget_key, prompt_tokens)
             decision = self.ledger.open(decision, vector)
         self.caller.record(decision, full_text if self.log_settings.store_prompts else None,
                            vector if self.log_settings.store_vectors else None)
@@ -240,9 +242,8 @@ class Router:
 
     # -- budget ---------------------------------------------------------------------------------------------
     def settle(self, route_id: str, cost: float | None = None) -> None:
-        """Charge the budget the real cost (USD) of `route_id`'s call, replacing its hold (None: the hold itself, for a
-        call whose usage never arrived). complete/stream settle by themselves; a hold still open when its route
-        expires is charged in full; without a budget (or once settled) it does nothing."""
+        """Charge the real cost (USD) of `route_id`'s call in place of its hold (None: the hold, for a call whose usage
+        never arrived) and teach it to the cost model; complete/stream settle by themselves; expiry charges the hold."""
         self.gate.settle(route_id, cost)
 
     def release(self, route_id: str) -> None:

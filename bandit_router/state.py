@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Protocol, TypeVar
 
 import numpy as np
 
+from .costs import CostModel
 from .encoders import Encoder, as_encoder
 from .errors import ConfigError, StateFormatError
 from .models import Model, split_credentials
@@ -237,6 +238,7 @@ class Saved(Protocol):
     limits: Limits
     log_settings: LogSettings
     rng: np.random.Generator
+    costs: CostModel
 
 
 def encode_router(router: Saved) -> bytes:
@@ -254,7 +256,8 @@ def encode_router(router: Saved) -> bytes:
                    "expected_output_tokens": router.limits.expected_output_tokens},
         "rng": _rng_state(router.rng),
     }
-    return encode_state(config, {f"policy.{k}": v for k, v in router.policy.state().items()})
+    return encode_state(config, {**{f"policy.{k}": v for k, v in router.policy.state().items()},
+                                 **{f"costs.{k}": v for k, v in router.costs.state().items()}})
 
 
 def _flat(saved: Mapping[str, Any]) -> dict[str, Any]:
@@ -294,9 +297,11 @@ def load_router(build: Callable[..., T], path: str | Path, encoder: Encoder | Ca
         policy = make_policy(policy_config["name"], config["dim"], [m.name for m in models],
                              **policy_config["settings"])
         policy.rng.bit_generator.state = policy_config["rng"]
-        policy.load_state({k.removeprefix("policy."): v for k, v in arrays.items()})
+        policy.load_state({k.removeprefix("policy."): v for k, v in arrays.items() if k.startswith("policy.")})
         router = build(models, policy=policy, encoder=enc, **_arguments(config["router"], settings))
         router.rng.bit_generator.state = config["rng"]
+        if "costs.n" in arrays:  # files saved before the cost model was learned have none
+            router.costs.load_state({k.removeprefix("costs."): v for k, v in arrays.items() if k.startswith("costs.")})
     except (KeyError, TypeError, OverflowError) as error:
         raise StateFormatError(f"{str(path)!r} has an incomplete config ({error!r})") from None
     try:

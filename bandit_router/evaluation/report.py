@@ -149,8 +149,9 @@ def write_report(out: str | Path, table: RoutingTable, runs: Sequence[tuple[Repl
                 curves)
 
     seeds = sorted({run.seed for run, _ in runs if run.policy in learned})
-    lines = [f"### {table.name}", "", f"{table.summary()}; cost unit {table.cost_unit}. "
-             f"Best single model: {table.models[best]} (score {best_score:.3f}, cost {best_cost:.3g}). "
+    lines = [f"### {table.name}", "", f"{table.summary()}. "
+             f"Best single model: {table.models[best]} (score {best_score:.3f}, "
+             f"cost {best_cost:.3g} {table.cost_unit}). "
              f"Seeds {seeds}; cells are mean ± sd over seeds. The dial w trades score for cost: a run at w values "
              f"model k on prompt i at score - w * cost / (highest cost on prompt i).", ""]
     if command:
@@ -175,8 +176,8 @@ def write_report(out: str | Path, table: RoutingTable, runs: Sequence[tuple[Repl
                    grouped, dials, lambda r: result_row(table, r)["regret_vs_best_fixed"] / len(r.order), ".4f")
 
     lines += [f"**Area under the quality-cost frontier (AIQ)** over the single models' cost range "
-              f"[{cost_range[0]:.3g}, {cost_range[1]:.3g}]: the mean score of the upper concave hull of a policy's "
-              f"(cost, score) points across dials (RouterBench)."]
+              f"[{cost_range[0]:.3g}, {cost_range[1]:.3g}] {table.cost_unit}: the mean score of the upper concave hull "
+              f"of a policy's (cost, score) points across dials (RouterBench)."]
     two = len(table.models) == 2
     if two:
         strong = int(np.argmax([s for _, s in singles.values()]))

@@ -2,8 +2,10 @@
 
 Layout (see the shared data README): prompts.csv (prompt_id, task, split, prompt), outcomes.csv
 (prompt_id, model, score, cost), models.json ({"cost_unit", "models": {name: {input_price_per_mtok, ...}}}).
-Parquet files with the same stems are read too. Prompts lacking an outcome for some model are dropped and
-counted in `RoutingTable.dropped`.
+Parquet files with the same stems are read too. Costs may be in any unit (`cost_unit`: usd, joule, ...), and a
+model may come without prices (`{}`): outcomes.csv gives each call's cost, which is all a replay needs. An empty
+score or cost cell means the result is missing; prompts lacking an outcome for some model are dropped and
+counted, with the reason, in `RoutingTable.dropped`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = ["RoutingTable", "load_table", "bundled_table_path"]
 
 PROMPT_COLUMNS = ("prompt_id", "task", "split", "prompt")
 OUTCOME_COLUMNS = ("prompt_id", "model", "score", "cost")
+PRICE_KEYS = ("input_price_per_mtok", "output_price_per_mtok")
 
 
 @dataclass
@@ -47,16 +50,23 @@ class RoutingTable:
         return len(self.prompts)
 
     def model_cards(self) -> list[Model]:
-        """Model cards with this table's prices (per Mtok in models.json, per token on the card)."""
+        """Model cards with this table's prices (per Mtok in models.json, per token on the card).
+
+        A model listed without prices gets zero prices: the router's cost model then learns its cost from the
+        calls it settles (see `bandit_router.costs`). A model with one price but not the other is an error.
+        """
         cards = []
         for name in self.models:
             info = self.model_info.get(name, {})
-            try:
-                cards.append(Model(name, input_cost_per_token=info["input_price_per_mtok"] / 1e6,
-                                   output_cost_per_token=info["output_price_per_mtok"] / 1e6,
-                                   description=info.get("description", ""), context_window=None))
-            except KeyError as missing:
-                raise DataFormatError(f"{self.name}: models.json lacks {missing} for model {name!r}") from None
+            prices = [info.get(key) for key in PRICE_KEYS]
+            if prices.count(None) == 1:
+                missing = PRICE_KEYS[prices.index(None)]
+                raise DataFormatError(f"{self.name}: models.json gives {name!r} one price but lacks {missing!r} "
+                                      "(give both prices, or neither to learn costs from outcomes.csv)")
+            per_token = [0.0 if p is None else _number(p, key, f"models.json model {name!r}") / 1e6
+                         for p, key in zip(prices, PRICE_KEYS)]
+            cards.append(Model(name, input_cost_per_token=per_token[0], output_cost_per_token=per_token[1],
+                               description=info.get("description", ""), context_window=None))
         return cards
 
     def subset(self, rows: np.ndarray) -> "RoutingTable":
@@ -69,7 +79,8 @@ class RoutingTable:
 
     def summary(self) -> str:
         dropped = ", ".join(f"{n} {why}" for why, n in self.dropped.items()) or "none"
-        return f"{self.name}: {len(self)} prompts x {len(self.models)} models (dropped: {dropped})"
+        return (f"{self.name}: {len(self)} prompts x {len(self.models)} models, costs in {self.cost_unit} "
+                f"(dropped: {dropped})")
 
 
 def bundled_table_path() -> Path:
@@ -97,6 +108,12 @@ def _rows(folder: Path, stem: str, columns: tuple[str, ...]) -> Iterator[dict[st
         if missing:
             raise DataFormatError(f"{csv_path} lacks column(s) {missing}; required: {list(columns)}")
         yield from reader
+
+
+def _empty(value: Any) -> bool:
+    """Whether a cell holds nothing (an empty CSV cell, a parquet null): a missing result, not a defect."""
+    return value is None or (isinstance(value, str) and not value.strip()) or (
+        isinstance(value, float) and np.isnan(value))
 
 
 def _number(value: Any, what: str, where: str) -> float:
@@ -128,6 +145,12 @@ def load_table(path: str | Path, invalid_rows: str = "raise") -> RoutingTable:
         model_info = dict(meta["models"])
     except (ValueError, KeyError, TypeError):
         raise DataFormatError(f"{models_path} must be JSON with a 'models' object") from None
+    cost_unit = meta.get("cost_unit", "usd")
+    if not isinstance(cost_unit, str) or not cost_unit.strip():
+        raise DataFormatError(f"{models_path}: cost_unit must be a non-empty string (e.g. 'usd', 'joule'), "
+                              f"got {cost_unit!r}")
+    if not all(isinstance(info, dict) for info in model_info.values()):
+        raise DataFormatError(f"{models_path}: each model must map to an object ({{}} when it has no prices)")
 
     prompts: dict[str, tuple[str, str, str]] = {}
     for row in _rows(folder, "prompts", PROMPT_COLUMNS):
@@ -135,8 +158,14 @@ def load_table(path: str | Path, invalid_rows: str = "raise") -> RoutingTable:
     outcomes: dict[str, dict[str, tuple[float, float]]] = {}
     model_order: dict[str, None] = dict.fromkeys(model_info)
     dropped = {"outcome rows for unknown prompts": 0, "outcome rows with invalid score or cost": 0}
-    for line, row in enumerate(_rows(folder, "outcomes", OUTCOME_COLUMNS), start=2):
-        where = f"outcomes line {line}"
+    parquet = (folder / "outcomes.parquet").exists()
+    for line, row in enumerate(_rows(folder, "outcomes", OUTCOME_COLUMNS), start=1 if parquet else 2):
+        where = f"{folder / 'outcomes.parquet'} row {line}" if parquet else f"{folder / 'outcomes.csv'} line {line}"
+        empty = [name for name in ("score", "cost") if _empty(row[name])]
+        if empty:  # no result of this model on this prompt: the prompt is dropped below, and counted
+            reason = f"outcome rows with an empty {' and '.join(empty)} cell"
+            dropped[reason] = dropped.get(reason, 0) + 1
+            continue
         score = _number(row["score"], "score", where)
         cost = _number(row["cost"], "cost", where)
         problem = (f"score {score} is outside [0, 1]" if not 0.0 <= score <= 1.0
@@ -162,4 +191,4 @@ def load_table(path: str | Path, invalid_rows: str = "raise") -> RoutingTable:
     costs = np.array([[outcomes[pid][m][1] for m in models] for pid in keep])
     return RoutingTable(folder.name, keep, [prompts[p][0] for p in keep], [prompts[p][1] for p in keep],
                         [prompts[p][2] for p in keep], models, model_info, scores, costs,
-                        meta.get("cost_unit", "usd"), dropped)
+                        cost_unit.strip(), dropped)

@@ -83,7 +83,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     completion_tokens INTEGER,
     score REAL,
     rewarded_at REAL,
-    task TEXT
+    task TEXT,
+    predicted_cost REAL
 );
 """
 
@@ -108,6 +109,8 @@ class SQLiteDecisionLog(DecisionLog):
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(decisions)")}
         if "task" not in columns:  # a log written before decisions recorded their task
             self._conn.execute("ALTER TABLE decisions ADD COLUMN task TEXT")
+        if "predicted_cost" not in columns:  # ... or the predicted cost of the model that served
+            self._conn.execute("ALTER TABLE decisions ADD COLUMN predicted_cost REAL")
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
         with self._lock:
@@ -119,11 +122,13 @@ class SQLiteDecisionLog(DecisionLog):
         blob = None if vector is None else np.asarray(vector, dtype=np.float32).tobytes()
         self._execute(
             "INSERT INTO decisions (route_id, created_at, model, propensity, cost_weight, predictions, failed,"
-            " prompt, vector, task) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " prompt, vector, task, predicted_cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(route_id) DO UPDATE SET"  # a fallback keeps prompt, error
-            " model=excluded.model, propensity=excluded.propensity, failed=excluded.failed",
+            " model=excluded.model, propensity=excluded.propensity, failed=excluded.failed,"
+            " predicted_cost=excluded.predicted_cost",
             (decision.route_id, decision.created_at, decision.model, decision.propensity, decision.cost_weight,
-             json.dumps(predictions, allow_nan=True), json.dumps(list(decision.failed)), prompt, blob, decision.task))
+             json.dumps(predictions, allow_nan=True), json.dumps(list(decision.failed)), prompt, blob, decision.task,
+             decision.predicted_cost.get(decision.model)))
 
     def record_call(self, route_id: str, cost: float, prompt_tokens: int, completion_tokens: int) -> None:
         self._execute("UPDATE decisions SET status='served', cost=?, prompt_tokens=?, completion_tokens=?"
