@@ -115,7 +115,8 @@ class SharedBudget(Budget):
         accounts = [None] if not self._account(key) else [None, key]
         return all(amount <= limit - spent - held for spent, held, limit in map(self._read, accounts))
 
-    def reserve(self, amount: float, key: str | None = None) -> Reservation:
+    def reserve(self, amount: float, key: str | None = None, expected: float | None = None) -> Reservation:
+        """Hold `amount` in the shared ledger (`expected` is kept on the reservation; pacing is per process)."""
         pico = _pico(amount, "amount")
         account = self._account(key)
         period = self._period()
@@ -129,7 +130,7 @@ class SharedBudget(Budget):
             limit = self.limit if which == b"g" else self.key_limit
             raise BudgetExceededError(f"{name} cannot cover a call's worst-case cost of ${amount:.6g}: "
                                       f"${int(left) / PICO:.6g} of ${limit:.6g} left this period (shared ledger)")
-        return Reservation(int(hold), amount, key)
+        return Reservation(int(hold), amount, key, amount if expected is None else min(expected, amount))
 
     def _finish(self, reservation: Reservation, cost: int) -> None:
         keys = [f"{self._prefix}:holds", f"{self._prefix}:total"]
