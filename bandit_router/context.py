@@ -8,6 +8,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from .checks import check_prompt
 from .encoders import Encoder, as_encoder
 from .errors import ConfigError, NoEligibleModelError
 from .models import Model
@@ -71,6 +72,13 @@ class PromptContext:
         aencode = getattr(self.encoder, "aencode", None)
         vector = await aencode(query) if aencode is not None else await asyncio.to_thread(self.encoder, query)
         return self._with_task(np.asarray(vector), one_hot)
+
+    async def prefetch(self, prompt: Any, max_chars: int) -> None:
+        """Encode `prompt` (a string or chat messages) off the event loop into the encoder's cache, so that a
+        synchronous route of the same prompt that follows (e.g. `Router.astream`) does not block the loop."""
+        aencode = getattr(self.encoder, "aencode", None)
+        if aencode is not None:
+            await aencode(check_prompt(prompt, max_chars)[0])
 
     def vectors(self, prompts: Sequence[str], tasks: Sequence[str | None] | None = None) -> np.ndarray:
         """The vectors for prompt texts `prompts` and their tasks (None: none), shape (n, dim)."""

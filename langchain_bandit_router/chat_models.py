@@ -346,6 +346,7 @@ class ChatBanditRouter(BaseChatModel):
                 yield chunk
 
     async def _astream_call(self, call: _Call) -> AsyncIterator[ChatGenerationChunk]:
+        await self.router.context.prefetch(call.messages, self.router.limits.max_prompt_chars)  # encode off the loop
         stream = self.router.astream(call.messages, **call.route())
         text, finish_reason, first = [], None, True
         async for chunk in stream:

@@ -187,6 +187,7 @@ class BanditRouterLLM(FunctionCallingLLM):
 
     async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
         openai, routed = self._routed(messages, kwargs)
+        await self.router.context.prefetch(openai, self.router.limits.max_prompt_chars)  # encode off the loop
         stream = self.router.astream(openai, **routed)
         info = self._recorder.add(routing_info(stream.decision))
 

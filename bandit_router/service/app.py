@@ -137,6 +137,7 @@ class Service:
         return response
 
     async def _stream(self, chat: ChatRequest, kwargs: dict[str, Any], tenant: Tenant, started: float) -> Response:
+        await self.router.context.prefetch(chat.messages, self.router.limits.max_prompt_chars)  # off the loop
         stream = self.router.astream(chat.messages, chat.cost_weight, chat.models, **kwargs)
         chunks = stream.__aiter__()
         try:
