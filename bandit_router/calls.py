@@ -19,7 +19,7 @@ from .redaction import hidden, redact
 from .store import DecisionLog
 from .streaming import AsyncRoutedStream, RoutedStream
 
-__all__ = ["ModelCaller", "retryable"]
+__all__ = ["ModelCaller", "retryable", "route_kwargs"]
 
 
 def route_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any, Callable, Mapping, Sequence
 
@@ -67,18 +66,14 @@ class PromptContext:
         return self._with_task(self.encoder(query), one_hot)
 
     async def avector(self, query: str, task: str | None) -> np.ndarray:
-        """`vector`, encoding off the event loop: the encoder's `aencode` if it has one, else in a thread."""
+        """`vector`, encoding off the event loop (the encoder's batching `aencode`, in its worker thread)."""
         one_hot = self._one_hot([task])
-        aencode = getattr(self.encoder, "aencode", None)
-        vector = await aencode(query) if aencode is not None else await asyncio.to_thread(self.encoder, query)
-        return self._with_task(np.asarray(vector), one_hot)
+        return self._with_task(np.asarray(await self.encoder.aencode(query)), one_hot)
 
     async def prefetch(self, prompt: Any, max_chars: int) -> None:
         """Encode `prompt` (a string or chat messages) off the event loop into the encoder's cache, so that a
         synchronous route of the same prompt that follows (e.g. `Router.astream`) does not block the loop."""
-        aencode = getattr(self.encoder, "aencode", None)
-        if aencode is not None:
-            await aencode(check_prompt(prompt, max_chars)[0])
+        await self.encoder.aencode(check_prompt(prompt, max_chars)[0])
 
     def vectors(self, prompts: Sequence[str], tasks: Sequence[str | None] | None = None) -> np.ndarray:
         """The vectors for prompt texts `prompts` and their tasks (None: none), shape (n, dim)."""
