@@ -15,7 +15,7 @@ from .errors import BanditRouterError, ConfigError
 
 __all__ = ["main"]
 
-DEFAULT_POLICIES = "linucb,thompson,epsilon-greedy,random,cheapest"
+DEFAULT_POLICIES = "shrunk-linucb,linucb,thompson,epsilon-greedy,random,cheapest"
 DEFAULT_DIALS = "0,0.1,0.3,0.5,0.8"
 
 

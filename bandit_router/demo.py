@@ -1,7 +1,8 @@
 """`bandit-router demo`: replay the bundled llmrouter-9 set through the real Router at several dial values.
 
 Prompts arrive in random order; the router sees only the chosen model's score (bandit feedback). The demo prints
-mean score and cost per dial beside every single model, and writes a PNG of the quality-vs-cost points.
+mean score, cost and hull gain (score above the best fixed split between single models at that cost) per dial
+beside every single model, and writes a PNG of the quality-vs-cost points.
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ from typing import Any, Mapping, Sequence
 
 from .encoders import sentence_encoder
 from .evaluation import bundled_table_path, load_table, lookup_encoder, replay, table_vectors
+from .evaluation.metrics import hull_gain
 from .router import Router
 
 __all__ = ["DEMO_DIALS", "run_demo"]
 
-DEMO_DIALS = (0.0, 0.05, 0.09, 0.12, 0.2, 0.4)
+DEMO_DIALS = (0.0, 0.03, 0.06, 0.1, 0.2, 0.5)
 
 
 def run_demo(seed: int = 0, out: str | Path = "demo-output", dials: Sequence[float] = DEMO_DIALS,
-             policy: str = "linucb", policy_settings: Mapping[str, Any] | None = None) -> list[dict[str, float]]:
+             policy: str = "shrunk-linucb", policy_settings: Mapping[str, Any] | None = None) -> list[dict[str, float]]:
     """Run the demo, print its table, write `out`/demo.png and `out`/demo.md; returns the table rows."""
     from tqdm import tqdm
 
@@ -36,13 +38,15 @@ def run_demo(seed: int = 0, out: str | Path = "demo-output", dials: Sequence[flo
                             encoder=lookup_encoder(table, vectors, encoder.name), seed=seed)
             run = replay(table, router, dial, seed=seed, progress=bar.update)
             rows.append({"cost_weight": dial, "mean_score": run.mean_score, "mean_cost": run.mean_cost,
-                         "score_pct": 100 * run.mean_score / best_score, "cost_pct": 100 * run.mean_cost / best_cost})
+                         "score_pct": 100 * run.mean_score / best_score, "cost_pct": 100 * run.mean_cost / best_cost,
+                         "hull_gain": float(hull_gain(run.mean_cost, run.mean_score, table.costs.mean(axis=0),
+                                                      table.scores.mean(axis=0)))})
     lines = [f"Router ({policy}, seed {seed}) on {table.name}, bandit feedback only; "
              f"best single model: {table.models[best]} {best_score:.3f} @ ${best_cost:.2e}/query", "",
-             "| cost_weight | mean score | mean cost (USD) | score % of best | cost % of best |",
-             "| ---: | ---: | ---: | ---: | ---: |"]
+             "| cost_weight | mean score | mean cost (USD) | score % of best | cost % of best | hull gain |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: |"]
     lines += [f"| {r['cost_weight']:g} | {r['mean_score']:.3f} | {r['mean_cost']:.2e} | {r['score_pct']:.1f}% | "
-              f"{r['cost_pct']:.1f}% |" for r in rows]
+              f"{r['cost_pct']:.1f}% | {r['hull_gain']:+.3f} |" for r in rows]
     lines += ["", "| single model | mean score | mean cost (USD) |", "| --- | ---: | ---: |"]
     lines += [f"| {m} | {table.scores[:, k].mean():.3f} | {table.costs[:, k].mean():.2e} |"
               for k, m in enumerate(table.models)]

@@ -120,13 +120,13 @@ def mix_prior(router: Router, model: str, weights: Mapping[str, float], strength
     """Start `model` as the `weights`-mix of known models' quality models, shifted by `offset`.
 
     Its prior mean is sum_j w_j theta_j (+ `offset` on the intercept) and its prior precision is
-    lambda I + strength sum_j w_j (A_j - lambda I) / n_j: worth `strength` observations spread like the known
-    models' prompts (n_j = model j's observation count). Replaces anything `model` has learned; needs a
-    per-model ridge policy (linucb, thompson, epsilon-greedy) with an intercept.
+    D + strength sum_j w_j (A_j - D_j) / n_j: worth `strength` observations spread like the known models'
+    prompts (D_j = model j's prior precision, n_j = its observation count). Replaces anything `model` has
+    learned; needs a per-model ridge policy (shrunk-linucb, linucb, thompson, epsilon-greedy) with an intercept.
     """
     policy = router.policy
     if not policy.takes_prior:
-        raise ConfigError(f"mix_prior needs linucb, thompson or epsilon-greedy with intercept=True, "
+        raise ConfigError(f"mix_prior needs shrunk-linucb, linucb, thompson or epsilon-greedy with intercept=True, "
                           f"not {policy.name!r}")
     weight = _strength(strength)
     if not np.isfinite(offset):
@@ -139,20 +139,19 @@ def mix_prior(router: Router, model: str, weights: Mapping[str, float], strength
     w = np.array([weights[m] for m in weights], dtype=float)
     if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
         raise ConfigError("weights must be finite numbers >= 0 with a positive sum")
-    lam = policy.config.regularization
-    eye = np.eye(policy.p)
     with router.lock:
         A = policy.A
         rows = [policy.index(m) for m in weights]
-        counts = np.array([A[j, -1, -1] - lam for j in rows])  # the intercept's diagonal counts observations
+        data = {j: A[j] - policy.prior_precision(j) for j in rows}  # sum z z^T
+        counts = np.array([data[j][-1, -1] for j in rows])  # the intercept's diagonal counts observations
         w = np.where(counts >= 1, w, 0.0)  # a model that learned nothing has nothing to lend
         if w.sum() == 0:
             raise ConfigError(f"none of {list(weights)} has observations to borrow from")
         w /= w.sum()
         mean = sum(wj * policy.theta[j] for wj, j in zip(w, rows))
-        spread = sum(wj * (A[j] - lam * eye) / max(c, 1.0) for wj, j, c in zip(w, rows, counts))
+        spread = sum(wj * data[j] / max(c, 1.0) for wj, j, c in zip(w, rows, counts))
         mean[-1] += offset
-        policy.set_prior(model, mean, lam * eye + weight * spread)
+        policy.set_prior(model, mean, policy.prior_precision(policy.index(model)) + weight * spread)
 
 
 def description_mix(router: Router, model: str, encoder: Callable[[str], np.ndarray] | None = None,

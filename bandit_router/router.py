@@ -37,7 +37,7 @@ class Router:
     Args:
         models: model cards, or LiteLLM names whose prices LiteLLM's cost map knows.
         policy: a registered policy name (see `bandit_router.policies.policy_names()`) or a Policy instance.
-        policy_settings: settings of the named policy (e.g. {"alpha": 0.5} for linucb).
+        policy_settings: settings of the named policy (e.g. {"dial_spread": 0.0} for shrunk-linucb, the default).
         encoder: None (all-MiniLM-L6-v2), a name ("static-all-MiniLM-L6-v2", a sentence-transformers model), an
             Encoder, or a callable text -> vector.
         cost_weight: default dial in [0, 1]; 0 routes on quality only.
@@ -54,7 +54,7 @@ class Router:
         limits: Limits: expected output length, attempts per call, longest prompt, seconds between syncs.
     """
 
-    def __init__(self, models: Sequence[Model | str], policy: str | Policy = "linucb",
+    def __init__(self, models: Sequence[Model | str], policy: str | Policy = "shrunk-linucb",
                  policy_settings: Mapping[str, Any] | None = None, encoder: Encoder | Callable | str | None = None,
                  cost_weight: float = 0.0, seed: int | None = None,
                  log: str | Path | DecisionLog | LogSettings | None = None, budget: Budget | None = None,
@@ -93,7 +93,7 @@ class Router:
         self.replica: Replica | None = None
         if state_store is not None:
             if not self.policy.shares_state:
-                raise ConfigError(f"state_store needs a linear policy that shares its state (linucb, thompson, "
+                raise ConfigError(f"state_store needs a linear policy that shares its state (shrunk-linucb, linucb, thompson, "
                                   f"epsilon-greedy), got {self.policy.name!r}")
             self.replica = Replica(state_store, self.policy, float(self.limits.sync_every), self.layout)
             self.replica.maybe_sync(self.lock)

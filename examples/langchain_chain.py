@@ -70,7 +70,9 @@ def models(stack: contextlib.ExitStack) -> list[Model | str]:
 
 def main(rounds: int = 60, cost_weight: float = 0.1, seed: int = 0) -> None:
     with contextlib.ExitStack() as stack:
-        router = Router(models(stack), encoder=sentence_encoder(), seed=seed)
+        router = Router(models(stack), encoder=sentence_encoder(), policy="linucb", seed=seed)
+        # linucb learns from a few dozen ratings; the default, shrunk-linucb, tries each model 10 times
+        # and trusts the prompt only after a few hundred (docs/BENCHMARKS.md)
         llm = ChatBanditRouter(router=router, cost_weight=cost_weight, temperature=0)
         chain = ChatPromptTemplate.from_messages([("system", "Answer in one short sentence."),
                                                   ("human", "{question}")]) | llm

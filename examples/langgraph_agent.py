@@ -58,7 +58,9 @@ def main(runs: int = 12, cost_weight: float = 0.3, seed: int = 0) -> list[bool]:
     """Run the agent `runs` times, rating each run; returns whether each answer was right."""
     results = []
     with contextlib.ExitStack() as stack:
-        router = Router(backend(stack), encoder=sentence_encoder(), seed=seed)
+        router = Router(backend(stack), encoder=sentence_encoder(), policy="linucb", seed=seed)
+        # linucb learns from a few dozen ratings; the default, shrunk-linucb, tries each model 10 times
+        # and trusts the prompt only after a few hundred (docs/BENCHMARKS.md)
         llm = ChatBanditRouter(router=router, cost_weight=cost_weight, temperature=0)
         graph = create_react_agent(llm, [celsius_to_fahrenheit])
         ratings = FeedbackHandler(router)

@@ -51,7 +51,10 @@ async def main(runs: int = 12, cost_weight: float = 0.3, seed: int = 0) -> list[
     """Run the agent `runs` times, rating each run; returns whether each answer was right."""
     results = []
     with contextlib.ExitStack() as stack:
-        llm = BanditRouterLLM(Router(backend(stack), encoder=sentence_encoder(), seed=seed), cost_weight=cost_weight,
+        # linucb learns from a few dozen ratings; the default, shrunk-linucb, tries each model 10 times and trusts
+        # the prompt only after a few hundred (docs/BENCHMARKS.md)
+        llm = BanditRouterLLM(Router(backend(stack), encoder=sentence_encoder(), policy="linucb", seed=seed),
+                              cost_weight=cost_weight,
                               call_kwargs={"temperature": 0})
         agent = FunctionAgent(tools=[celsius_to_fahrenheit], llm=llm, system_prompt="Use the tool to convert.")
         for i in range(runs):

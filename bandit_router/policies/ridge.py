@@ -109,6 +109,10 @@ class RidgePolicy(Policy):
             self._delta.pop(arm, None)
             self._base[arm] = {"A": precision - self.config.regularization * np.eye(self.p), "b": self.b[k].copy()}
 
+    def prior_precision(self, k: int) -> np.ndarray:
+        """Model k's prior precision, what A holds before any rating: lambda I."""
+        return self.config.regularization * np.eye(self.p)
+
     def predict(self, x: np.ndarray, arms: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean quality and its standard deviation (unit noise) for each arm in `arms`."""
         z = self.features(x)

@@ -12,24 +12,32 @@ the prediction plus a bonus, alpha / sqrt(ratings) by default (optimism about th
 part is used greedily) or alpha x the prediction's sd, and 1 (the best rating) for a model rated fewer than
 `min_ratings` times, so exploration is cost-aware: at a high dial an unrated costly model is not tried. With
 temperature > 0, a softmax over the utilities instead of the argmax.
+
+The dial is dithered: a request is routed at one of 16 trade-offs spread log-normally around it (cost_weight x
+exp(dial_spread x a standard normal quantile)), each as likely, and the probabilities are their average. When
+most prompts' quality gaps are alike, a fixed trade-off switches them all at once, so mean cost would drop in
+a cliff between two nearby dials; dithered, it falls smoothly, and every model that is best at a nearby
+trade-off keeps a propensity above 0 for off-policy evaluation.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from ..errors import ConfigError, StateFormatError
 from ..outcome import Outcome
-from .base import one_hot_argmax, register
+from .base import register
 from .ridge import RidgeConfig, RidgePolicy
 
 __all__ = ["ShrunkLinUCB", "ShrunkLinUCBConfig"]
 
 _GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)  # prompt-weight precisions empirical Bayes chooses from
 _FIRST_REFIT = 256  # ratings before the first empirical Bayes choice; then at twice as many each time
+_DITHER = np.array([NormalDist().inv_cdf((i + 0.5) / 16) for i in range(16)])  # the trade-offs' normal quantiles
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class ShrunkLinUCBConfig(RidgeConfig):
     bonus: str = "count"  # "count": alpha / sqrt(ratings + regularization); "posterior": alpha x the prediction's sd
     temperature: float = 0.0  # softmax temperature over the utilities (0: argmax)
     min_ratings: int = 10  # a model with fewer ratings is valued at the best rating, 1 (less its cost at the dial)
+    dial_spread: float = 0.7  # sd of log(trade-off) around the dial over the 16 a request is routed at (0: none)
 
     def validate(self) -> None:
         super().validate()
@@ -52,7 +61,7 @@ class ShrunkLinUCBConfig(RidgeConfig):
             raise ConfigError(f"min_ratings must be an integer in [0, 1000000], got {self.min_ratings!r}")
         if self.bonus not in ("posterior", "count"):
             raise ConfigError(f"bonus must be 'posterior' or 'count', got {self.bonus!r}")
-        for name in ("prompt_regularization", "noise", "alpha", "temperature"):
+        for name in ("prompt_regularization", "noise", "alpha", "temperature", "dial_spread"):
             value, positive = getattr(self, name), name in ("prompt_regularization", "noise")
             if not ((value > 0 if positive else value >= 0) and np.isfinite(value)):
                 raise ConfigError(f"{name} must be a finite number {'>' if positive else '>='} 0, got {value!r}")
@@ -60,8 +69,9 @@ class ShrunkLinUCBConfig(RidgeConfig):
 
 @register
 class ShrunkLinUCB(RidgePolicy):
-    """argmax (or softmax) over mean + alpha sd - cost_weight cost of a ridge fit whose prompt weights are shrunk
-    with precision `prompt_regularization` and whose intercept with `regularization`."""
+    """argmax (or softmax) over mean + alpha sd - trade-off x cost, averaged over the dithered trade-offs, of a
+    ridge fit whose prompt weights are shrunk with precision `prompt_regularization` and whose intercept with
+    `regularization`."""
 
     name = "shrunk-linucb"
     Config = ShrunkLinUCBConfig
@@ -73,13 +83,17 @@ class ShrunkLinUCB(RidgePolicy):
         self._next_refit = _FIRST_REFIT
         super().__init__(dim, arms, config, seed)
 
-    def _prior_precision(self, prompt_precision: float) -> np.ndarray:
+    def _precision_with(self, prompt_precision: float) -> np.ndarray:
         """D: a model's prior precision with this prompt-weight precision (prompt weights, then the intercept)."""
         return np.diag(np.append(np.full(self.dim, prompt_precision), self.config.regularization))
 
+    def prior_precision(self, k: int) -> np.ndarray:
+        """D_k: model k's prior precision at its current prompt-weight precision."""
+        return self._precision_with(self.prompt_precision[k])
+
     def _ridge_excess(self, k: int) -> np.ndarray:
         """lambda I - D_k: what RidgePolicy's own bookkeeping (which assumes lambda I) must be corrected by."""
-        return self.config.regularization * np.eye(self.p) - self._prior_precision(self.prompt_precision[k])
+        return super().prior_precision(k) - self.prior_precision(k)
 
     def _maybe_refit(self) -> None:
         """Re-choose each model's prompt-weight precision from _GRID by empirical Bayes (its ratings' marginal
@@ -91,10 +105,10 @@ class ShrunkLinUCB(RidgePolicy):
             self._next_refit *= 2
         A = self.A
         for k in range(len(self.arms)):
-            data = A[k] - self._prior_precision(self.prompt_precision[k])  # sum z z^T
+            data = A[k] - self.prior_precision(k)  # sum z z^T
             evidence = []
             for lam in _GRID:  # log marginal likelihood of the ratings, less the terms lam does not change
-                D = self._prior_precision(lam)
+                D = self._precision_with(lam)
                 L = np.linalg.cholesky(data + D)
                 v = np.linalg.solve(L, self.b[k])
                 evidence.append(0.5 * np.log(np.diag(D)).sum() - np.log(np.diag(L)).sum()
@@ -102,7 +116,7 @@ class ShrunkLinUCB(RidgePolicy):
             best = _GRID[int(np.argmax(evidence))]
             if best != self.prompt_precision[k]:
                 self.prompt_precision[k] = best
-                A[k] = data + self._prior_precision(best)
+                A[k] = data + self._precision_with(best)
                 self.A_inv[k] = np.linalg.inv(A[k])
                 self.theta[k] = self.A_inv[k] @ self.b[k]
 
@@ -110,7 +124,7 @@ class ShrunkLinUCB(RidgePolicy):
     def add_arm(self, arm: str) -> None:
         super().add_arm(arm)
         self.prompt_precision = np.append(self.prompt_precision, self.config.prompt_regularization)
-        D = self._prior_precision(self.config.prompt_regularization)
+        D = self._precision_with(self.config.prompt_regularization)
         self._A[-1], self.A_inv[-1] = D, np.diag(1.0 / np.diag(D))
         self._recount()
 
@@ -187,8 +201,10 @@ class ShrunkLinUCB(RidgePolicy):
         quality = mean + self.config.alpha * sd
         if self.config.min_ratings:  # optimism: a model rated fewer times is taken to score the best rating, 1
             quality = np.where(self.ratings[arms] < self.config.min_ratings - 1e-9, 1.0, quality)
-        utility = quality - cost_weight * np.asarray(cost, float)
+        trade_offs = cost_weight * np.exp(self.config.dial_spread * _DITHER) if self.config.dial_spread else [cost_weight]
+        utility = quality - np.outer(trade_offs, np.asarray(cost, float))  # one row per trade-off
         if self.config.temperature == 0:
-            return one_hot_argmax(utility), mean
-        weights = np.exp((utility - utility.max()) / self.config.temperature)
-        return weights / weights.sum(), mean
+            best = utility >= utility.max(axis=1, keepdims=True) - 1e-12
+            return (best / best.sum(axis=1, keepdims=True)).mean(axis=0), mean
+        weights = np.exp((utility - utility.max(axis=1, keepdims=True)) / self.config.temperature)
+        return (weights / weights.sum(axis=1, keepdims=True)).mean(axis=0), mean

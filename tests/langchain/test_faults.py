@@ -29,8 +29,9 @@ async def ask(llm: ChatBanditRouter, mode: str, prompt: str):
 
 @pytest.fixture
 def prefers_large(router: Router) -> Router:
-    """The router after ratings that make the large model its first choice."""
-    for i in range(5):
+    """The router after ratings that make the large model its first choice (10 each: the default policy values
+    a model rated fewer times at the best rating)."""
+    for i in range(10):
         router.observe(f"question {i}", LARGE, 1.0)
         router.observe(f"question {i}", SMALL, 0.0)
     assert router.route("question 0").model == LARGE

@@ -18,7 +18,7 @@ from langchain_bandit_router import ChatBanditRouter, FeedbackHandler
 CAPITALS = {"France": "Paris", "Japan": "Tokyo", "Italy": "Rome", "Egypt": "Cairo", "Peru": "Lima", "Kenya": "Nairobi",
             "Canada": "Ottawa", "Spain": "Madrid", "Norway": "Oslo", "Chile": "Santiago", "Greece": "Athens",
             "Poland": "Warsaw", "Cuba": "Havana", "Ireland": "Dublin", "Austria": "Vienna", "Portugal": "Lisbon"}
-RUNS, WINDOW, REQUIRED = 200, 50, 0.8  # over the last 50 runs, >= 80% of each kind go to the right model
+RUNS, WINDOW, REQUIRED = 300, 50, 0.8  # over the last 50 runs, >= 80% of each kind go to the right model
 
 
 def arithmetic(messages: list[dict]) -> str:
@@ -67,7 +67,8 @@ def test_chain_learns_which_model_answers_which_kind(two_experts: FakeLLMServer)
         recent = [right for k, right in history[-WINDOW:] if k == kind]
         assert len(recent) >= 15
         assert np.mean(recent) >= REQUIRED, f"{kind}: right model in {np.mean(recent):.0%} of the last runs"
-    # what it learned, on questions it never saw: each model's predicted quality is higher on its own kind
+    # what it learned, on questions it never saw: each model's predicted quality is higher on its own kind (the
+    # default policy shrinks the prompt's part toward each model's mean until its ratings show it is real)
     sums, cities = router.route("What is 123 plus 456?"), router.route("What is the capital of Mongolia?")
-    assert sums.predicted_quality["openai/calc"] > sums.predicted_quality["openai/atlas"] + 0.3
-    assert cities.predicted_quality["openai/atlas"] > cities.predicted_quality["openai/calc"] + 0.3
+    assert sums.predicted_quality["openai/calc"] > sums.predicted_quality["openai/atlas"] + 0.15
+    assert cities.predicted_quality["openai/atlas"] > cities.predicted_quality["openai/calc"] + 0.15

@@ -78,16 +78,37 @@ def test_replicas_merge_to_the_policy_that_saw_every_rating() -> None:
     np.testing.assert_allclose(a.predict(X[0], [0, 1])[0], alone.predict(X[0], [0, 1])[0], atol=1e-9)
 
 
-def test_learns_the_context_and_the_dial_trades_quality_for_cost() -> None:
+def _learned(**settings) -> ShrunkLinUCB:
+    """cheap scores 0.4 + 0.3 x[0], strong 0.7 - 0.3 x[0], both rated on 600 prompts."""
     X, R = _data(600)
-    policy = _policy(prompt_regularization=5.0)
+    policy = _policy(prompt_regularization=5.0, **settings)
     policy.learn([Outcome(x, arm, float(r)) for x, row in zip(X, R) for arm, r in zip(ARMS, row)])
+    return policy
+
+
+def test_learns_the_context_and_the_dial_trades_quality_for_cost() -> None:
+    policy = _learned(dial_spread=0.0)
     cost = np.array([0.1, 1.0])
     x_cheap_wins = np.zeros(6)
     x_cheap_wins[0] = 2.0  # 0.4 + 0.6 > 0.7 - 0.6
     assert policy.probabilities(x_cheap_wins, [0, 1], cost, 0.0)[0].tolist() == [1.0, 0.0]
     assert policy.probabilities(np.zeros(6), [0, 1], cost, 0.0)[0].tolist() == [0.0, 1.0]
     assert policy.probabilities(np.zeros(6), [0, 1], cost, 0.5)[0].tolist() == [1.0, 0.0]
+
+
+def test_dithered_dial_moves_the_choice_smoothly() -> None:
+    """At x = 0 strong is worth 0.3 more and costs 0.9 more: a fixed dial switches every request at 1/3."""
+    cost, x = np.array([0.1, 1.0]), np.zeros(6)
+    dials = np.linspace(0.0, 1.0, 21)
+    fixed, dithered = _learned(dial_spread=0.0), _learned()
+    strong = {name: np.array([p.probabilities(x, [0, 1], cost, d)[0][1] for d in dials])
+              for name, p in (("fixed", fixed), ("dithered", dithered))}
+    assert np.abs(np.diff(strong["fixed"])).max() == 1.0  # the cliff
+    assert (np.diff(strong["dithered"]) <= 1e-12).all()  # falls as the dial rises ...
+    assert np.abs(np.diff(strong["dithered"])).max() <= 0.25  # ... in steps of at most 4 of the 16 trade-offs
+    assert strong["dithered"][0] == 1.0 and 0.0 < strong["dithered"][6] < 1.0  # dial 0.3: a split, not a switch
+    probs = dithered.probabilities(x, [0, 1], cost, 0.3)[0]
+    assert probs.sum() == pytest.approx(1.0) and np.allclose(probs * 16, np.round(probs * 16))  # 16 trade-offs
 
 
 def test_temperature_splits_near_ties_at_random() -> None:

@@ -48,12 +48,12 @@ def check_totals(store: StateStore, applied: Counter[str], processes: int, n: in
 
 
 def check_replica_serves_totals(store: StateStore) -> None:
-    """A fresh replica serves exactly lambda I + totals, with A_inv its inverse."""
+    """A fresh replica serves exactly its prior precision + totals, with A_inv its inverse."""
     router = Router(model_cards(), encoder=fake_encoder, seed=0, state_store=store, limits=Limits(sync_every=3600))
     router.sync()
     totals = store.totals()
     for k, model in enumerate(router.policy.arms):
-        np.testing.assert_allclose(router.policy.A[k], np.eye(len(totals[model]["b"])) + totals[model]["A"])
+        np.testing.assert_allclose(router.policy.A[k], router.policy.prior_precision(k) + totals[model]["A"])
         np.testing.assert_allclose(router.policy.A_inv[k] @ router.policy.A[k], np.eye(router.policy.p), atol=1e-8)
 
 
