@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import platform
@@ -30,6 +31,8 @@ from bandit_router.evaluation import bundled_table_path, load_table
 from bandit_router.static_encoder import STATIC_ENCODER
 
 MODEL_COUNTS = (2, 10, 50)
+DEFAULT_POLICY = inspect.signature(Router).parameters["policy"].default
+WARM, UPDATES = 5_000, 5_000  # ratings a router has before the feedback timing, and ratings timed
 TARGETS = {"decision_p50_ms": 1.0, "encode_decide_p50_ms": 3.0, "added_p50_ms": 3.0, "feedback_per_s": 5000.0,
            "concurrent_ratio": 2.0, "stall_ms": 50.0, "cold_start_share": 0.5}
 CALL_DELAY_S = 0.5  # mock_delay of each call in the concurrency test: a short real LLM call
@@ -96,13 +99,14 @@ def trained_router(k: int, encoder, policy: str, prompts: list[str]) -> Router:
 
 
 def bench_routing(encoder, prompts: list[str], fresh: Fresh | None, n: int, policy: str) -> dict[str, object]:
-    """Per model count: route with cached embeddings, feedback throughput, and (with `fresh`) route on `n` new
-    prompts."""
+    """Per model count: route with cached embeddings, feedback throughput (UPDATES ratings after WARM, so the
+    periodic work of a policy, such as shrunk-linucb's empirical Bayes at each doubling of its ratings, is
+    counted at its long-run rate), and (with `fresh`) route on `n` new prompts."""
     out: dict[str, dict[str, object]] = {}
     for k in MODEL_COUNTS:
-        router = trained_router(k, encoder, policy, prompts[:50])
+        router = trained_router(k, encoder, policy, [prompts[i % len(prompts)] for i in range(WARM)])
         decision = [timed(router.route, p, cost_weight=0.2) for p in prompts]  # embeddings cached
-        routed = [router.route(p, cost_weight=0.2).route_id for p in prompts]
+        routed = [router.route(prompts[i % len(prompts)], cost_weight=0.2).route_id for i in range(UPDATES)]
         scores = np.random.default_rng(1).random(len(routed))
         wall, cpu = time.perf_counter(), time.process_time()
         for route_id, score in zip(routed, scores):
@@ -121,7 +125,7 @@ def bench_memory(encoder) -> dict[str, float]:
     sizes = {}
     for k in (10, 50):
         tracemalloc.start()
-        router = Router(cards(k), policy="linucb", encoder=encoder, seed=0)
+        router = Router(cards(k), policy=DEFAULT_POLICY, encoder=encoder, seed=0)
         sizes[k] = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
         del router
@@ -133,7 +137,7 @@ def bench_litellm(encoder, prompts: list[str], fresh: Fresh, calls: int) -> dict
     interleaved."""
     import litellm
 
-    router = trained_router(10, encoder, "linucb", prompts[:50])
+    router = trained_router(10, encoder, DEFAULT_POLICY, prompts[:50])
     model = router.models["openai/model-0"]
     for p in prompts[:5]:  # warm up LiteLLM's first-call work on both paths
         litellm.completion(messages=[{"role": "user", "content": p}], mock_response="ok", **model.call_kwargs())
@@ -177,7 +181,7 @@ def bench_concurrency(encoder, prompts: list[str], fresh: Fresh, rounds: int) ->
     each, interleaved; medians of the times, and the longest event-loop stall seen."""
     import litellm
 
-    router = trained_router(10, encoder, "linucb", prompts[:50])
+    router = trained_router(10, encoder, DEFAULT_POLICY, prompts[:50])
     card = router.models["openai/model-0"]
     paths = {"router": lambda p: router.acomplete(p, mock_response="ok", mock_delay=CALL_DELAY_S),
              "direct": lambda p: litellm.acompletion(messages=[{"role": "user", "content": p}], mock_response="ok",
@@ -245,17 +249,17 @@ def markdown(result: dict) -> str:
              "| target | encoder | measured (wall) | CPU time | goal | met |", "|---|---|---:|---:|---:|---|"]
     for name in encoders:
         r = result["encoders"][name]
-        ten, llm, cold = r["routing"]["linucb"]["10"], r["litellm"], r["cold_start"]
+        ten, llm, cold = r["routing"][DEFAULT_POLICY]["10"], r["litellm"], r["cold_start"]
         con, floor = r["concurrency"]["router"], r["concurrency"]["direct"]
         short = SHORT.get(name, name)
         judged = name == default
         check = (lambda ok: verdict(ok)) if judged else (lambda ok: "(" + ("yes" if ok else "no") + ")")
         share = cold["median_s"] / baseline if baseline else float("nan")
         lines += [
-            f"| decision p50, 10 models, cached embedding (linucb) | {short} | {ten['decision']['p50_ms']:.3f} ms | "
+            f"| decision p50, 10 models, cached embedding ({DEFAULT_POLICY}) | {short} | {ten['decision']['p50_ms']:.3f} ms | "
             f"{ten['decision']['cpu_p50_ms']:.3f} ms | <= 1 ms | "
             f"{check(ten['decision']['p50_ms'] <= TARGETS['decision_p50_ms'])} |",
-            f"| encode + decide p50, new 50-word prompt, 10 models (linucb) | {short} | "
+            f"| encode + decide p50, new 50-word prompt, 10 models ({DEFAULT_POLICY}) | {short} | "
             f"{ten['encode_decide']['p50_ms']:.2f} ms | {ten['encode_decide']['cpu_p50_ms']:.2f} ms | <= 3 ms | "
             f"{check(ten['encode_decide']['p50_ms'] <= TARGETS['encode_decide_p50_ms'])} |",
             f"| latency added to a LiteLLM call, p50, new 50-word prompt | {short} | "
@@ -273,7 +277,7 @@ def markdown(result: dict) -> str:
             f"| cold start: `import` to first routed decision, median of {len(cold['runs_s'])} | {short} | "
             f"{cold['median_s']:.2f} s ({share:.0%} of MiniLM's) | | <= 50% of MiniLM's | "
             f"{check(share <= TARGETS['cold_start_share']) if name != DEFAULT_ENCODER else 'n/a'} |",
-            f"| feedback updates per second, 10 models (linucb) | {short} | {ten['feedback_per_s']:,.0f} | "
+            f"| feedback updates per second after {WARM:,} ratings, 10 models ({DEFAULT_POLICY}) | {short} | {ten['feedback_per_s']:,.0f} | "
             f"{ten['feedback_per_cpu_s']:,.0f} | >= 5,000 | "
             f"{check(ten['feedback_per_s'] >= TARGETS['feedback_per_s'])} |"]
     lines += ["", "**Routing overhead per request** (ms). Decision: `Router.route` with the prompt's embedding "
@@ -292,7 +296,7 @@ def markdown(result: dict) -> str:
                              f"{row['decision']['p50_ms']:.3f} | {row['decision']['p99_ms']:.3f} | "
                              f"{row['decision']['cpu_p50_ms']:.3f} | {encode} | {row['feedback_per_s']:,.0f} | "
                              f"{row['feedback_per_cpu_s']:,.0f} |")
-    lines += ["", "**Encoding alone** (one 50-word prompt per call) and **memory per model** (linucb, traced "
+    lines += ["", f"**Encoding alone** (one 50-word prompt per call) and **memory per model** ({DEFAULT_POLICY}, traced "
               "allocations of a 50- and a 10-model router: the per-model ridge statistics A, A^-1, b, theta):", "",
               "| encoder | new prompt p50 (CPU) | p99 | cached p50 | loading (first encode) | memory per model |",
               "|---|---:|---:|---:|---:|---:|"]
@@ -359,7 +363,7 @@ def main() -> None:
                         help="encoder names; the first is judged against the targets")
     parser.add_argument("--requests", type=int, default=400, help="timed requests per measurement (cached)")
     parser.add_argument("--cold", type=int, default=50, help="new prompts per measurement")
-    parser.add_argument("--policies", default="linucb,thompson,epsilon-greedy")
+    parser.add_argument("--policies", default=f"{DEFAULT_POLICY},linucb,thompson,epsilon-greedy")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the concurrency test")
     parser.add_argument("--cold-starts", type=int, default=3, help="new processes per encoder for the cold start")
     parser.add_argument("--distill", action="store_true", help="also time distilling the static table afresh")
@@ -377,7 +381,7 @@ def main() -> None:
         encoding = bench_encoding(encoder, fresh, args.cold)
         encoder.encode(prompts)  # the timed "cached" requests below
         policies = [p for p in args.policies.split(",") if p]
-        routing = {policy: bench_routing(encoder, prompts, fresh if policy == "linucb" else None, args.cold, policy)
+        routing = {policy: bench_routing(encoder, prompts, fresh if policy == DEFAULT_POLICY else None, args.cold, policy)
                    for policy in policies}
         result["encoders"][name] = {
             "encoding": encoding, "routing": routing, "memory": bench_memory(encoder),

@@ -54,6 +54,20 @@ class RidgePolicy(Policy):
         super().__init__(dim, arms, config, seed)
 
     @property
+    def theta(self) -> np.ndarray:
+        """A^-1 b per model, recomputed on reading for the models updated since (so a burst of feedback pays for
+        it once; the product is the one `_set_state` computes, so a loaded policy predicts bit for bit alike)."""
+        for k in self._stale:
+            self._theta[k] = self.A_inv[k] @ self.b[k]
+        self._stale.clear()
+        return self._theta
+
+    @theta.setter
+    def theta(self, value: np.ndarray) -> None:
+        self._theta = value
+        self._stale: set[int] = set()
+
+    @property
     def A(self) -> np.ndarray:
         """lambda I + sum z z^T per model; `update` defers the outer products, which are added here in batches."""
         for k in range(len(self._unsummed)):
@@ -150,7 +164,7 @@ class RidgePolicy(Policy):
         if len(self._unsummed[k]) >= 64:
             self._sum_outer(k)
         self.b[k] += reward * z
-        self.theta[k] = A_inv @ self.b[k]
+        self._stale.add(k)
         if self._delta is not None:
             self._delta.setdefault(arm, _Delta(self.p)).add(z, reward)
 

@@ -27,6 +27,7 @@ from statistics import NormalDist
 from typing import Mapping, Sequence
 
 import numpy as np
+from scipy.linalg import solve_triangular
 
 from ..errors import ConfigError, StateFormatError
 from ..outcome import Outcome
@@ -110,7 +111,7 @@ class ShrunkLinUCB(RidgePolicy):
             for lam in _GRID:  # log marginal likelihood of the ratings, less the terms lam does not change
                 D = self._precision_with(lam)
                 L = np.linalg.cholesky(data + D)
-                v = np.linalg.solve(L, self.b[k])
+                v = solve_triangular(L, self.b[k], lower=True)
                 evidence.append(0.5 * np.log(np.diag(D)).sum() - np.log(np.diag(L)).sum()
                                 + v @ v / (2 * self.config.noise))
             best = _GRID[int(np.argmax(evidence))]
