@@ -24,34 +24,13 @@ from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langchain_core.tools import tool
 
-from bandit_router import Model, Router, sentence_encoder
-from bandit_router.testing import FakeLLMServer, ModelBehavior, echo
+import offline_agent
+from bandit_router import Router, sentence_encoder
 from langchain_bandit_router import ChatBanditRouter, FeedbackHandler
 
 
-@tool
-def celsius_to_fahrenheit(celsius: float) -> float:
-    """Convert a temperature from degrees Celsius to degrees Fahrenheit."""
-    return celsius * 9 / 5 + 32
-
-
+celsius_to_fahrenheit = tool(offline_agent.celsius_to_fahrenheit)
 TOOLS = {celsius_to_fahrenheit.name: celsius_to_fahrenheit}
-
-
-def garbled(messages: list[dict]) -> str:
-    """The cheap fake's answers: it calls tools fine but cannot read their results."""
-    return "It is quite warm, I think." if messages[-1].get("role") == "tool" else echo(messages)
-
-
-def backend(stack: contextlib.ExitStack) -> tuple[list[Model | str], FakeLLMServer | None]:
-    """Real models when an OpenAI key is set, else two local fakes on a server that stops with `stack`."""
-    if os.environ.get("OPENAI_API_KEY"):
-        return ["openai/gpt-4o-mini", "openai/gpt-4o"], None
-    server = stack.enter_context(FakeLLMServer({"mini": ModelBehavior(respond=garbled), "max": ModelBehavior()}))
-    return [Model("openai/mini", input_cost_per_token=1.5e-7, output_cost_per_token=6e-7, supports_tools=True,
-                  api_base=server.base_url, api_key="sk-local"),
-            Model("openai/max", input_cost_per_token=2.5e-6, output_cost_per_token=1e-5, supports_tools=True,
-                  api_base=server.base_url, api_key="sk-local")], server
 
 
 def agent(llm: ChatBanditRouter, max_steps: int = 4):
@@ -76,7 +55,7 @@ def agent(llm: ChatBanditRouter, max_steps: int = 4):
 def main(runs: int = 12, pin: bool = False, cost_weight: float = 0.3, seed: int = 0) -> None:
     litellm.suppress_debug_info = True  # the router reports provider failures itself
     with contextlib.ExitStack() as stack:
-        models, server = backend(stack)
+        models, server = offline_agent.backend(stack)
         router = Router(models, encoder=sentence_encoder(), seed=seed)
         llm = ChatBanditRouter(router=router, cost_weight=cost_weight, pin_model=pin, temperature=0)
         ratings = FeedbackHandler(router)

@@ -27,38 +27,19 @@ from langgraph.prebuilt import create_react_agent
 
 warnings.filterwarnings("ignore", message="create_react_agent has been moved")  # to langchain.agents.create_agent
 
-from bandit_router import Model, Router, sentence_encoder
-from bandit_router.testing import FakeLLMServer, ModelBehavior, echo
+import offline_agent
+from bandit_router import Router, sentence_encoder
 from langchain_bandit_router import ChatBanditRouter, FeedbackHandler
 
 
-@tool
-def celsius_to_fahrenheit(celsius: float) -> float:
-    """Convert a temperature from degrees Celsius to degrees Fahrenheit."""
-    return celsius * 9 / 5 + 32
-
-
-def garbled(messages: list[dict]) -> str:
-    """The cheap fake's answers: it calls tools fine but cannot read their results."""
-    return "It is quite warm, I think." if messages[-1].get("role") == "tool" else echo(messages)
-
-
-def backend(stack: contextlib.ExitStack) -> list[Model | str]:
-    """Real models when an OpenAI key is set, else two local fakes on a server that stops with `stack`."""
-    if os.environ.get("OPENAI_API_KEY"):
-        return ["openai/gpt-4o-mini", "openai/gpt-4o"]
-    server = stack.enter_context(FakeLLMServer({"mini": ModelBehavior(respond=garbled), "max": ModelBehavior()}))
-    return [Model("openai/mini", input_cost_per_token=1.5e-7, output_cost_per_token=6e-7, supports_tools=True,
-                  api_base=server.base_url, api_key="sk-local"),
-            Model("openai/max", input_cost_per_token=2.5e-6, output_cost_per_token=1e-5, supports_tools=True,
-                  api_base=server.base_url, api_key="sk-local")]
+celsius_to_fahrenheit = tool(offline_agent.celsius_to_fahrenheit)
 
 
 def main(runs: int = 12, cost_weight: float = 0.3, seed: int = 0) -> list[bool]:
     """Run the agent `runs` times, rating each run; returns whether each answer was right."""
     results = []
     with contextlib.ExitStack() as stack:
-        router = Router(backend(stack), encoder=sentence_encoder(), policy="linucb", seed=seed)
+        router = Router(offline_agent.backend(stack)[0], encoder=sentence_encoder(), policy="linucb", seed=seed)
         # linucb learns from a few dozen ratings; the default, shrunk-linucb, tries each model 10 times
         # and trusts the prompt only after a few hundred (docs/BENCHMARKS.md)
         llm = ChatBanditRouter(router=router, cost_weight=cost_weight, temperature=0)

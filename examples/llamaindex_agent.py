@@ -21,30 +21,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from llama_index.core.agent.workflow import FunctionAgent
 
-from bandit_router import Model, Router, sentence_encoder
-from bandit_router.testing import FakeLLMServer, ModelBehavior, echo
+import offline_agent
+from bandit_router import Router, sentence_encoder
 from llamaindex_bandit_router import BanditRouterLLM
-
-
-def celsius_to_fahrenheit(celsius: float) -> float:
-    """Convert a temperature from degrees Celsius to degrees Fahrenheit."""
-    return celsius * 9 / 5 + 32
-
-
-def garbled(messages: list[dict]) -> str:
-    """The cheap fake's answers: it calls tools fine but cannot read their results."""
-    return "It is quite warm, I think." if messages[-1].get("role") == "tool" else echo(messages)
-
-
-def backend(stack: contextlib.ExitStack) -> list[Model | str]:
-    """Real models when an OpenAI key is set, else two local fakes on a server that stops with `stack`."""
-    if os.environ.get("OPENAI_API_KEY"):
-        return ["openai/gpt-4o-mini", "openai/gpt-4o"]
-    server = stack.enter_context(FakeLLMServer({"mini": ModelBehavior(respond=garbled), "max": ModelBehavior()}))
-    return [Model("openai/mini", input_cost_per_token=1.5e-7, output_cost_per_token=6e-7, supports_tools=True,
-                  api_base=server.base_url, api_key="sk-local"),
-            Model("openai/max", input_cost_per_token=2.5e-6, output_cost_per_token=1e-5, supports_tools=True,
-                  api_base=server.base_url, api_key="sk-local")]
 
 
 async def main(runs: int = 12, cost_weight: float = 0.3, seed: int = 0) -> list[bool]:
@@ -53,10 +32,10 @@ async def main(runs: int = 12, cost_weight: float = 0.3, seed: int = 0) -> list[
     with contextlib.ExitStack() as stack:
         # linucb learns from a few dozen ratings; the default, shrunk-linucb, tries each model 10 times and trusts
         # the prompt only after a few hundred (docs/BENCHMARKS.md)
-        llm = BanditRouterLLM(Router(backend(stack), encoder=sentence_encoder(), policy="linucb", seed=seed),
-                              cost_weight=cost_weight,
-                              call_kwargs={"temperature": 0})
-        agent = FunctionAgent(tools=[celsius_to_fahrenheit], llm=llm, system_prompt="Use the tool to convert.")
+        router = Router(offline_agent.backend(stack)[0], encoder=sentence_encoder(), policy="linucb", seed=seed)
+        llm = BanditRouterLLM(router, cost_weight=cost_weight, call_kwargs={"temperature": 0})
+        agent = FunctionAgent(tools=[offline_agent.celsius_to_fahrenheit], llm=llm,
+                              system_prompt="Use the tool to convert.")
         for i in range(runs):
             celsius = 5 * i
             expected = f"{celsius * 9 / 5 + 32:g}"
