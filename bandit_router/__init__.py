@@ -11,6 +11,7 @@ from .models import Model
 from .policies import POLICIES, Policy, make_policy
 from .router import Router
 from .settings import FeedbackSettings, Limits, LogSettings
+from .spend import SpendTarget
 from .store import DecisionLog, RedisStateStore, SQLiteDecisionLog, SQLiteStateStore, StateStore
 from .tasks import TaskHints
 
@@ -18,5 +19,5 @@ __all__ = ["AllModelsFailedError", "BanditRouterError", "Budget", "BudgetExceede
            "ConfigError", "DataFormatError", "Decision", "DecisionLog", "DuplicateFeedbackError", "Encoder",
            "ExpiredFeedbackTokenError", "FeedbackLimitError", "FeedbackSettings", "InvalidFeedbackTokenError",
            "InvalidPromptError", "Limits", "LogSettings", "Model", "NoEligibleModelError", "POLICIES", "Policy",
-           "RedisStateStore", "Router", "SQLiteDecisionLog", "SQLiteStateStore", "StateFormatError", "StateStore",
+           "RedisStateStore", "Router", "SQLiteDecisionLog", "SQLiteStateStore", "SpendTarget", "StateFormatError", "StateStore",
            "StoreUnavailableError", "TaskHints", "UnknownRouteError", "make_policy", "sentence_encoder"]

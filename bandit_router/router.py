@@ -23,6 +23,7 @@ from .models import Model, check_tokens, estimate_tokens
 from .outcome import Outcome, normalised_costs
 from .policies import Policy, make_policy
 from .settings import FeedbackSettings, Limits, LogSettings, settings_or_default
+from .spend import SpendTarget
 from .state import encode_router, load_router
 from .store import DecisionLog, Replica, StateStore
 from .streaming import AsyncRoutedStream, RoutedStream
@@ -40,7 +41,8 @@ class Router:
         policy_settings: settings of the named policy (e.g. {"dial_spread": 0.0} for shrunk-linucb, the default).
         encoder: None (all-MiniLM-L6-v2), a name ("static-all-MiniLM-L6-v2", a sentence-transformers model), an
             Encoder, or a callable text -> vector.
-        cost_weight: default dial in [0, 1]; 0 routes on quality only.
+        cost_weight: default dial in [0, 1] (0 routes on quality only), or a SpendTarget that sets the dial from a
+            mean spend per request.
         seed: seed of every random choice the router and its policy make.
         log: decision log: a SQLite file path or a DecisionLog (None keeps no log), or LogSettings to also store
             prompt text or vectors.
@@ -56,7 +58,7 @@ class Router:
 
     def __init__(self, models: Sequence[Model | str], policy: str | Policy = "shrunk-linucb",
                  policy_settings: Mapping[str, Any] | None = None, encoder: Encoder | Callable | str | None = None,
-                 cost_weight: float = 0.0, seed: int | None = None,
+                 cost_weight: float | SpendTarget = 0.0, seed: int | None = None,
                  log: str | Path | DecisionLog | LogSettings | None = None, budget: Budget | None = None,
                  state_store: StateStore | None = None, tasks: Sequence[str] | TaskHints = (),
                  feedback: FeedbackSettings | None = None, limits: Limits | None = None) -> None:
@@ -67,7 +69,7 @@ class Router:
         if len(set(names)) != len(names):
             raise ConfigError(f"models must have distinct names, got {names}")
         self.models: dict[str, Model] = {m.name: m for m in cards}
-        self.cost_weight = check_cost_weight(cost_weight)
+        self.cost_weight = cost_weight
         self.seed = seed
         self.feedback_settings: FeedbackSettings = settings_or_default(feedback, FeedbackSettings, "feedback")
         self.limits: Limits = settings_or_default(limits, Limits, "limits")
@@ -97,6 +99,16 @@ class Router:
                                   f"epsilon-greedy), got {self.policy.name!r}")
             self.replica = Replica(state_store, self.policy, float(self.limits.sync_every), self.layout)
             self.replica.maybe_sync(self.lock)
+
+    @property
+    def cost_weight(self) -> float:
+        """The default dial: the fixed one, or the spend target's current dial."""
+        return self._dial if self.spend_target is None else self.spend_target.dial
+
+    @cost_weight.setter
+    def cost_weight(self, value: float | SpendTarget) -> None:
+        self.spend_target = value if isinstance(value, SpendTarget) else None
+        self._dial = 0.0 if self.spend_target else check_cost_weight(value)
 
     # -- what the policy sees -------------------------------------------------------------------------------
     encoder = property(lambda self: self.context.encoder, doc="The prompt encoder.")
@@ -160,7 +172,7 @@ class Router:
         decision holds its model's worst-case cost under `budget_key` (a user or tenant; None: the global
         account only) until `settle(route_id, cost)` or `release(route_id)`; complete/stream do both themselves.
         """
-        dial = self.cost_weight if cost_weight is None else check_cost_weight(cost_weight)
+        dial = None if cost_weight is None else check_cost_weight(cost_weight)
         query, full_text = check_prompt(prompt, self.limits.max_prompt_chars)
         return self._decide(self.context.vector(query, task), full_text, dial, models, tools, max_tokens,
                             budget_key, task)
@@ -169,16 +181,18 @@ class Router:
                      models: Sequence[str] | None = None, tools: bool = False, max_tokens: int | None = None,
                      budget_key: str | None = None, task: str | None = None) -> Decision:
         """Async `route`: the prompt is encoded off the event loop; the choice itself is the same."""
-        dial = self.cost_weight if cost_weight is None else check_cost_weight(cost_weight)
+        dial = None if cost_weight is None else check_cost_weight(cost_weight)
         query, full_text = check_prompt(prompt, self.limits.max_prompt_chars)
         return self._decide(await self.context.avector(query, task), full_text, dial, models, tools, max_tokens,
                             budget_key, task)
 
-    def _decide(self, vector: np.ndarray, full_text: str, dial: float, models: Sequence[str] | None, tools: bool,
-                max_tokens: int | None, budget_key: str | None, task: str | None) -> Decision:
+    def _decide(self, vector: np.ndarray, full_text: str, requested: float | None, models: Sequence[str] | None,
+                tools: bool, max_tokens: int | None, budget_key: str | None, task: str | None) -> Decision:
         check_tokens(max_tokens, "max_tokens")
         prompt_tokens = estimate_tokens(full_text)
         with self.lock:
+            target = self.spend_target if requested is None else None  # a request's own dial is not counted
+            dial = self.cost_weight if requested is None else requested
             self.ledger.expire()
             names = eligible(self.models, prompt_tokens, models, tools, max_tokens)
             names, worst = self.gate.admit(names, prompt_tokens, max_tokens, budget_key,
@@ -186,6 +200,8 @@ class Router:
             cost = self.costs.predict(names, prompt_tokens, max_tokens)  # the learned cost model's expectation
             probs, quality = self._choose(vector, names, normalised_costs(cost), dial)
             choice = int(self.rng.choice(len(names), p=probs))
+            if target is not None:
+                target.record(float(cost[choice]))
             decision = Decision.made(names, choice, probs, quality, cost, dial, task)
             self.gate.hold(decision, worst, budget_key, prompt_tokens)
             decision = self.ledger.open(decision, vector)

@@ -36,9 +36,10 @@ class ReplayRun:
         return float(self.cost.mean())
 
 
-def replay(table: RoutingTable, router: Router, cost_weight: float, seed: int, policy_label: str | None = None,
+def replay(table: RoutingTable, router: Router, cost_weight: float | None, seed: int, policy_label: str | None = None,
            warm_start: float = 0.0, feedback: str = "bandit", progress: Any = None) -> ReplayRun:
-    """Stream the table's prompts in a seeded random order through `router` at dial `cost_weight`.
+    """Stream the table's prompts in a seeded random order through `router` at dial `cost_weight` (None: at the
+    router's own, e.g. a SpendTarget's moving dial; the run then records the dial it ended at).
 
     `router` must know the table's models and encode its prompts (see `lookup_encoder`); a router that declares
     tasks is given each prompt's task from the table (None for a task it does not declare). With `warm_start`
@@ -79,6 +80,7 @@ def replay(table: RoutingTable, router: Router, cost_weight: float, seed: int, p
         if progress is not None:
             progress(1)
     answered = chosen >= 0
-    return ReplayRun(policy_label or router.policy.name, cost_weight, seed, order, chosen, propensity,
+    dial = router.cost_weight if cost_weight is None else cost_weight
+    return ReplayRun(policy_label or router.policy.name, dial, seed, order, chosen, propensity,
                      np.where(answered, table.scores[order, chosen], 0.0),
                      np.where(answered, table.costs[order, chosen], 0.0))

@@ -22,13 +22,15 @@ from ..errors import ConfigError
 from ..models import Model
 from ..router import Router
 from ..settings import FeedbackSettings, Limits
+from ..spend import SpendTarget
 from ..store import RedisStateStore, SQLiteStateStore, StateStore
 from .auth import KeyRing, Tenant
 
 __all__ = ["ServiceConfig", "load_config", "hashing_encoder"]
 
-_TOP = {"models", "policy", "policy_settings", "cost_weight", "encoder", "seed", "tasks", "pending_ttl", "max_pending",
-        "max_attempts", "expected_output_tokens", "log", "state", "budget", "feedback", "tenants", "server"}
+_TOP = {"models", "policy", "policy_settings", "cost_weight", "spend_target", "encoder", "seed", "tasks",
+        "pending_ttl", "max_pending", "max_attempts", "expected_output_tokens", "log", "state", "budget", "feedback",
+        "tenants", "server"}
 _STATE = {"redis", "sqlite", "namespace", "sync_every"}
 _BUDGET = {"limit", "period", "key_limit", "pacer", "bins"}
 _FEEDBACK = {"secret_env", "limit_per_tenant", "window", "token_ttl"}
@@ -142,6 +144,8 @@ class ServiceConfig:
         top = dict(self.router)
         waiting = {k: top.pop(k) for k in ("pending_ttl", "max_pending") if k in top}
         limits = {k: top.pop(k) for k in ("max_attempts", "expected_output_tokens") if k in top}
+        if "spend_target" in top:  # a target of its own per router: it counts this router's requests
+            top["cost_weight"] = SpendTarget(top.pop("spend_target"))
         feedback = FeedbackSettings(**waiting, feedback_secret=self.feedback_secret,
                                     feedback_token_ttl=self.feedback.get("token_ttl"),
                                     source_limit=self.feedback.get("limit_per_tenant"),
@@ -183,6 +187,14 @@ def parse_config(config: Mapping[str, Any], env: Mapping[str, str] | None = None
     server = _section(config, "server", _SERVER)
     router = {k: config[k] for k in ("policy", "policy_settings", "cost_weight", "seed", "tasks", "pending_ttl",
                                      "max_pending", "max_attempts", "expected_output_tokens", "log") if k in config}
+    if "spend_target" in config:
+        if "cost_weight" in config:
+            raise ConfigError("set cost_weight (a fixed dial) or spend_target (USD per request), not both")
+        try:
+            SpendTarget(config["spend_target"])
+        except ConfigError as error:
+            raise ConfigError(f"spend_target: {error}") from None
+        router["spend_target"] = config["spend_target"]
     parsed = ServiceConfig(router=router, models=[_model(m, i, env) for i, m in enumerate(models)],
                            encoder=config.get("encoder", "sentence-transformers/all-MiniLM-L6-v2"), state=state,
                            budget=budget, feedback=feedback,

@@ -10,7 +10,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
 from pydantic import BaseModel, ValidationError
 
-from bandit_router import ConfigError, Router
+from bandit_router import ConfigError, Router, SpendTarget
 from bandit_router.testing import FakeLLMServer
 from langchain_bandit_router import ChatBanditRouter
 
@@ -72,6 +72,14 @@ def test_cost_weight_per_instance_per_call_and_from_config(router: Router) -> No
     assert list(llm.stream("hi", config=config))[0].response_metadata["cost_weight"] == 0.7  # the route comes first
     chain = ChatPromptTemplate.from_template("{q}") | llm
     assert chain.invoke({"q": "hi"}, config=config).response_metadata["cost_weight"] == 0.7
+
+
+def test_without_a_dial_the_routers_spend_target_sets_it(router: Router) -> None:
+    router.cost_weight = target = SpendTarget(1e-5, start=0.25)  # below any call here: each request raises the dial
+    llm = ChatBanditRouter(router=router)
+    dials = [llm.invoke(f"q {i}").response_metadata["cost_weight"] for i in range(3)]
+    assert dials[0] == 0.25 and dials[0] < dials[1] < dials[2] and target.requests == 3
+    assert llm.invoke("hi", cost_weight=0.5).response_metadata["cost_weight"] == 0.5 and target.requests == 3
 
 
 async def test_cost_weight_from_config_async(router: Router) -> None:

@@ -8,7 +8,7 @@ import pytest
 from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock, ThinkingBlock, ToolCallBlock
 from llama_index.core.llms import ImageBlock
 
-from bandit_router import ConfigError, DuplicateFeedbackError, Model, Router, UnknownRouteError
+from bandit_router import ConfigError, DuplicateFeedbackError, Model, Router, SpendTarget, UnknownRouteError
 from bandit_router.testing import FakeLLMServer
 from llamaindex_bandit_router import BanditRouterLLM
 from llamaindex_bandit_router.messages import from_openai, to_openai
@@ -120,6 +120,9 @@ def test_dial_per_instance_and_per_call(server: FakeLLMServer) -> None:
     assert response.additional_kwargs["model"] == BIG and response.additional_kwargs["cost_weight"] == 0.0
     router.cost_weight = 1.0  # no dial on the instance: the router's default applies
     assert quality.complete(PROMPT).additional_kwargs["cost_weight"] == 1.0
+    router.cost_weight = target = SpendTarget(1e-9, start=0.25)  # ... or its spend target's current dial
+    assert quality.complete(PROMPT).additional_kwargs["cost_weight"] == 0.25 and target.requests == 1
+    assert thrifty.complete(PROMPT).additional_kwargs["cost_weight"] == 1.0 and target.requests == 1
 
 
 def test_allowed_models_per_instance_and_per_call(router: Router, server: FakeLLMServer) -> None:

@@ -34,10 +34,19 @@ def test_a_full_config_builds_its_router() -> None:
     ({"server": {"port": 70000}}, "server.port"),
     ({"encoder": "hashing:x"}, "hashing"),
     ({"tenants": [{"name": "a", "salt": "zz", "key_sha256": "00"}]}, r"tenants\[0\]"),
+    ({"spend_target": -1, "cost_weight": None}, "spend_target: per_request must be a finite number > 0"),
+    ({"spend_target": 1e-4, "cost_weight": 0.2}, "not both"),
 ])
 def test_invalid_configs_name_the_field(change, field) -> None:
     with pytest.raises(ConfigError, match=field):
         parse_config(config_dict("http://127.0.0.1:9/v1", **change), env=ENV).build_router()
+
+
+def test_a_spend_target_sets_each_routers_dial() -> None:
+    config = parse_config(config_dict("http://127.0.0.1:9/v1", spend_target=2e-4, cost_weight=None), env=ENV)
+    first, second = config.build_router(), config.build_router()
+    assert first.spend_target.per_request == 2e-4 and first.spend_target is not second.spend_target
+    assert first.cost_weight == first.spend_target.dial
 
 
 def test_keys_stay_out_of_the_file() -> None:
