@@ -87,3 +87,13 @@ def test_a_saved_router_keeps_the_dial_its_target_reached(table_dir: Path, topic
     router.save(tmp_path / "router.safetensors")
     loaded = Router.load(tmp_path / "router.safetensors", encoder=topic_encoder)
     assert loaded.spend_target is None and loaded.cost_weight == router.cost_weight != 0.1
+
+
+def test_a_spend_target_under_a_budgets_cap(tmp_path: Path, topic_encoder: Encoder) -> None:
+    from bandit_router import Budget
+
+    table = load_table(write_table(tmp_path / "t", n=300))
+    budget, spend = Budget(0.05, period=300, unit="queries", pacer="none"), SpendTarget(5e-4)
+    run = replay(table, Router(table.model_cards(), encoder=topic_encoder, seed=0, cost_weight=spend, budget=budget),
+                 None, seed=0)
+    assert budget.total_spent() <= 0.05 and spend.requests == (run.chosen >= 0).sum() > 0
