@@ -10,8 +10,12 @@ a model whose ratings the prompt does not explain stays near its mean. This curb
 argmax over many noisy 385-parameter fits. The choice is the argmax of quality - cost_weight cost, quality being
 the prediction plus a bonus, alpha / sqrt(ratings) by default (optimism about the model's mean only; the prompt
 part is used greedily) or alpha x the prediction's sd, and 1 (the best rating) for a model rated fewer than
-`min_ratings` times, so exploration is cost-aware: at a high dial an unrated costly model is not tried. With
-temperature > 0, a softmax over the utilities instead of the argmax.
+`min_ratings` times (its first tries), so exploration is cost-aware: at a high dial an unrated costly model is
+not tried. First tries stop early for a model that is clearly worse: from 3 ratings on, once its predicted
+quality + z sd/sqrt(ratings) is below another model's - z sd/sqrt(ratings) (z = `elimination`, sd = 0.5, the
+largest a rating in [0, 1] can have); quality alone, as cost in the test would end a dearer, better model's tries
+on a few unlucky ratings at the dials where it matters. With temperature > 0, a softmax over the utilities
+instead of the argmax.
 
 The dial is dithered: a request is routed at one of 16 trade-offs spread log-normally around it (cost_weight x
 exp(dial_spread x a standard normal quantile)), each as likely, and the probabilities are their average. When
@@ -39,6 +43,8 @@ __all__ = ["ShrunkLinUCB", "ShrunkLinUCBConfig"]
 _GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)  # prompt-weight precisions empirical Bayes chooses from
 _FIRST_REFIT = 256  # ratings before the first empirical Bayes choice; then at twice as many each time
 _DITHER = np.array([NormalDist().inv_cdf((i + 0.5) / 16) for i in range(16)])  # the trade-offs' normal quantiles
+_TESTED = 3  # ratings before a model's first tries can stop early
+_RATING_SD = 0.5  # the largest standard deviation of a rating in [0, 1]
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ class ShrunkLinUCBConfig(RidgeConfig):
     bonus: str = "count"  # "count": alpha / sqrt(ratings + regularization); "posterior": alpha x the prediction's sd
     temperature: float = 0.0  # softmax temperature over the utilities (0: argmax)
     min_ratings: int = 10  # a model with fewer ratings is valued at the best rating, 1 (less its cost at the dial)
+    elimination: float = 1.0  # z of the test that ends a clearly worse model's first tries early (0: never)
     dial_spread: float = 0.7  # sd of log(trade-off) around the dial over the 16 a request is routed at (0: none)
 
     def validate(self) -> None:
@@ -62,7 +69,7 @@ class ShrunkLinUCBConfig(RidgeConfig):
             raise ConfigError(f"min_ratings must be an integer in [0, 1000000], got {self.min_ratings!r}")
         if self.bonus not in ("posterior", "count"):
             raise ConfigError(f"bonus must be 'posterior' or 'count', got {self.bonus!r}")
-        for name in ("prompt_regularization", "noise", "alpha", "temperature", "dial_spread"):
+        for name in ("prompt_regularization", "noise", "alpha", "temperature", "dial_spread", "elimination"):
             value, positive = getattr(self, name), name in ("prompt_regularization", "noise")
             if not ((value > 0 if positive else value >= 0) and np.isfinite(value)):
                 raise ConfigError(f"{name} must be a finite number {'>' if positive else '>='} 0, got {value!r}")
@@ -194,18 +201,27 @@ class ShrunkLinUCB(RidgePolicy):
     def probabilities(self, x: np.ndarray, arms: Sequence[int], cost: np.ndarray,
                       cost_weight: float) -> tuple[np.ndarray, np.ndarray]:
         arms = np.asarray(arms, dtype=int)
+        n = self.ratings[arms]
         if self.config.bonus == "count":
-            z = self.features(x)
-            mean, sd = (self.theta @ z)[arms], 1.0 / np.sqrt(self.ratings[arms] + self.config.regularization)
+            mean, sd = (self.theta @ self.features(x))[arms], 1.0 / np.sqrt(n + self.config.regularization)
         else:
             mean, sd = self.predict(x, arms)
-        quality = mean + self.config.alpha * sd
-        if self.config.min_ratings:  # optimism: a model rated fewer times is taken to score the best rating, 1
-            quality = np.where(self.ratings[arms] < self.config.min_ratings - 1e-9, 1.0, quality)
-        trade_offs = cost_weight * np.exp(self.config.dial_spread * _DITHER) if self.config.dial_spread else [cost_weight]
-        utility = quality - np.outer(trade_offs, np.asarray(cost, float))  # one row per trade-off
+        spread = self.config.dial_spread
+        trade_offs = cost_weight * np.exp(spread * _DITHER) if spread else np.array([cost_weight])
+        price = np.outer(trade_offs, np.asarray(cost, float))  # one row per trade-off
+        utility = np.where(self._first_tries(mean, n), 1.0, mean + self.config.alpha * sd) - price
         if self.config.temperature == 0:
             best = utility >= utility.max(axis=1, keepdims=True) - 1e-12
             return (best / best.sum(axis=1, keepdims=True)).mean(axis=0), mean
         weights = np.exp((utility - utility.max(axis=1, keepdims=True)) / self.config.temperature)
         return (weights / weights.sum(axis=1, keepdims=True)).mean(axis=0), mean
+
+    def _first_tries(self, mean: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Which models are still valued at the best rating, 1: those rated fewer than `min_ratings` times, unless
+        rated `_TESTED` times and clearly worse than another (see above)."""
+        first = n < self.config.min_ratings - 1e-9
+        if not self.config.elimination:
+            return first
+        tested = n >= _TESTED
+        width = self.config.elimination * _RATING_SD / np.sqrt(np.maximum(n, 1.0))
+        return first & ~(tested & (mean + width < np.where(tested, mean - width, -np.inf).max()))

@@ -170,3 +170,22 @@ def test_state_round_trip_keeps_the_chosen_precisions() -> None:
     copy.load_state(policy.state())
     np.testing.assert_array_equal(copy.prompt_precision, policy.prompt_precision)
     np.testing.assert_allclose(copy.predict(X[0], [0, 1])[0], policy.predict(X[0], [0, 1])[0], atol=1e-12)
+
+
+@pytest.mark.parametrize("ratings, elimination, tried", [
+    ([0.0, 0.0, 0.0], 1.0, False),  # three zeros against a mean of 0.6: clearly worse, its first tries end
+    ([0.0, 0.0, 0.0], 0.0, True),  # ... unless elimination is off
+    ([0.0, 0.0], 1.0, True),  # two ratings are not enough to tell
+    ([0.7, 0.7, 0.7], 1.0, True),  # within reach of the leader: tried on
+])
+def test_first_tries_stop_early_for_a_clearly_worse_model(ratings: list[float], elimination: float,
+                                                          tried: bool) -> None:
+    policy = _policy(elimination=elimination, dial_spread=0.0)
+    x = np.zeros(6)
+    for _ in range(10):
+        policy.learn([Outcome(x, "strong", 0.6)])
+    for rating in ratings:
+        policy.learn([Outcome(x, "cheap", rating)])
+    probs, _ = policy.probabilities(x, [0, 1], np.array([0.5, 0.5]), 0.0)
+    assert probs[0] == (1.0 if tried else 0.0)
+
