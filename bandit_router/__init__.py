@@ -19,5 +19,5 @@ __all__ = ["AllModelsFailedError", "BanditRouterError", "Budget", "BudgetExceede
            "ConfigError", "DataFormatError", "Decision", "DecisionLog", "DuplicateFeedbackError", "Encoder",
            "ExpiredFeedbackTokenError", "FeedbackLimitError", "FeedbackSettings", "InvalidFeedbackTokenError",
            "InvalidPromptError", "Limits", "LogSettings", "Model", "NoEligibleModelError", "POLICIES", "Policy",
-           "RedisStateStore", "Router", "SQLiteDecisionLog", "SQLiteStateStore", "SpendTarget", "StateFormatError", "StateStore",
-           "StoreUnavailableError", "TaskHints", "UnknownRouteError", "make_policy", "sentence_encoder"]
+           "RedisStateStore", "Router", "SQLiteDecisionLog", "SQLiteStateStore", "SpendTarget", "StateFormatError",
+           "StateStore", "StoreUnavailableError", "TaskHints", "UnknownRouteError", "make_policy", "sentence_encoder"]

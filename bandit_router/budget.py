@@ -36,8 +36,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import BudgetExceededError, ConfigError, StateFormatError
 from .atomic import write_atomic
+from .checks import check_non_negative, check_positive
+from .errors import BudgetExceededError, ConfigError, StateFormatError
 
 __all__ = ["Budget", "Reservation", "zcl_threshold"]
 
@@ -120,12 +121,12 @@ class Budget:
                  bins: int = 20, ratio_range: tuple[float, float] | None = None,
                  expected_queries: int | None = None, key_limit: float | None = None,
                  origin: float | None = None, clock: Callable[[], float] = time.time) -> None:
-        self.limit = _positive(limit, "limit")
-        self.key_limit = None if key_limit is None else _positive(key_limit, "key_limit")
+        self.limit = check_positive(limit, "limit")
+        self.key_limit = None if key_limit is None else check_positive(key_limit, "key_limit")
         if unit not in UNITS:
             raise ConfigError(f"unit must be one of {UNITS}, got {unit!r}")
         if period is not None:
-            period = _positive(period, "period")
+            period = check_positive(period, "period")
             if unit == "queries" and not float(period).is_integer():
                 raise ConfigError(f"period must be a whole number of queries when unit='queries', got {period!r}")
         if pacer not in PACERS:
@@ -271,8 +272,8 @@ class Budget:
         """Hold `amount` USD (the call's worst case) for a call under `key`; BudgetExceededError if any of its
         accounts lacks it. `expected` is what the call is expected to cost (default `amount`; capped at it),
         which the pacers count until the call settles."""
-        amount = _non_negative(amount, "amount")
-        expected = amount if expected is None else min(_non_negative(expected, "expected"), amount)
+        amount = check_non_negative(amount, "amount", "USD")
+        expected = amount if expected is None else min(check_non_negative(expected, "expected", "USD"), amount)
         with self._lock:
             accounts = self._accounts(key)
             for account, name in zip(accounts, ("the budget", f"key {key!r}")):
@@ -289,7 +290,7 @@ class Budget:
 
     def settle(self, reservation: Reservation, cost: float) -> None:
         """Replace the hold of `reservation` by the call's real cost (USD, as LiteLLM reported it)."""
-        cost = _non_negative(cost, "cost")
+        cost = check_non_negative(cost, "cost", "USD")
         with self._lock:
             for account in self._holders(reservation):
                 del account.holds[reservation.id], account.expecting[reservation.id]
@@ -375,15 +376,3 @@ class Budget:
             self._keys = {} if self.key_limit is None else {key: _Account(self.key_limit, **values)
                                                             for key, values in ledger.items()}
             self._seen_ratio, self._cheapest = seen, cheapest
-
-
-def _positive(value: object, field_name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
-        raise ConfigError(f"{field_name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def _non_negative(value: object, field_name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (0 <= value < math.inf):
-        raise ConfigError(f"{field_name} must be a finite number >= 0 (USD), got {value!r}")
-    return float(value)

@@ -10,13 +10,29 @@ import numpy as np
 from .decision import messages_of, query_text
 from .errors import ConfigError, InvalidPromptError
 
-__all__ = ["check_cost_weight", "check_score", "check_prompt"]
+__all__ = ["check_cost_weight", "check_score", "check_prompt", "check_positive", "check_non_negative"]
 
 
 def check_cost_weight(value: Any, field: str = "cost_weight") -> float:
     """The dial as a float in [0, 1], or ConfigError naming `field`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         raise ConfigError(f"{field} must be a number in [0, 1] (0 = quality only), got {value!r}")
+    return float(value)
+
+
+def check_positive(value: Any, field: str, upper: float = math.inf) -> float:
+    """`value` as a float in (0, upper] (finite), or ConfigError naming `field`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            0 < value <= upper and math.isfinite(value)):
+        bound = "a finite number > 0" if upper == math.inf else f"a number in (0, {upper:g}]"
+        raise ConfigError(f"{field} must be {bound}, got {value!r}")
+    return float(value)
+
+
+def check_non_negative(value: Any, field: str, unit: str = "") -> float:
+    """`value` as a finite float >= 0, or ConfigError naming `field` (and the `unit` it is in, e.g. "USD")."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (0 <= value < math.inf):
+        raise ConfigError(f"{field} must be a finite number >= 0{f' ({unit})' if unit else ''}, got {value!r}")
     return float(value)
 
 

@@ -95,20 +95,24 @@ class Router:
         self.replica: Replica | None = None
         if state_store is not None:
             if not self.policy.shares_state:
-                raise ConfigError(f"state_store needs a linear policy that shares its state (shrunk-linucb, linucb, thompson, "
-                                  f"epsilon-greedy), got {self.policy.name!r}")
+                raise ConfigError(f"state_store needs a linear policy that shares its state (shrunk-linucb, linucb, "
+                                  f"thompson, epsilon-greedy), got {self.policy.name!r}")
             self.replica = Replica(state_store, self.policy, float(self.limits.sync_every), self.layout)
             self.replica.maybe_sync(self.lock)
 
     @property
     def cost_weight(self) -> float:
         """The default dial: the fixed one, or the spend target's current dial."""
-        return self._dial if self.spend_target is None else self.spend_target.dial
+        return self._default.dial if isinstance(self._default, SpendTarget) else self._default
 
     @cost_weight.setter
     def cost_weight(self, value: float | SpendTarget) -> None:
-        self.spend_target = value if isinstance(value, SpendTarget) else None
-        self._dial = 0.0 if self.spend_target else check_cost_weight(value)
+        self._default = value if isinstance(value, SpendTarget) else check_cost_weight(value)
+
+    @property
+    def spend_target(self) -> SpendTarget | None:
+        """The SpendTarget that sets the default dial (None: a fixed dial)."""
+        return self._default if isinstance(self._default, SpendTarget) else None
 
     # -- what the policy sees -------------------------------------------------------------------------------
     encoder = property(lambda self: self.context.encoder, doc="The prompt encoder.")

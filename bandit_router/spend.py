@@ -15,22 +15,13 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any
 
-from .errors import ConfigError
+from .checks import check_non_negative, check_positive
 
 __all__ = ["SpendTarget"]
 
 _FLOOR = 1e-4  # the smallest dial the target goes down to (quality only, in effect); log space needs a floor
 _MAX_ERROR = 30.0  # the largest relative error one request counts for
-
-
-def _positive(value: Any, field: str, upper: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            0 < value <= upper and math.isfinite(value)):
-        bound = "a finite number > 0" if upper == math.inf else f"a number in (0, {upper:g}]"
-        raise ConfigError(f"{field} must be {bound}, got {value!r}")
-    return float(value)
 
 
 class SpendTarget:
@@ -41,9 +32,9 @@ class SpendTarget:
     """
 
     def __init__(self, per_request: float, rate: float = 0.02, start: float = 0.1) -> None:
-        self.per_request = _positive(per_request, "per_request")
-        self.rate = _positive(rate, "rate", 1.0)
-        self._log_dial = math.log(max(_positive(start, "start", 1.0), _FLOOR))
+        self.per_request = check_positive(per_request, "per_request")
+        self.rate = check_positive(rate, "rate", 1.0)
+        self._log_dial = math.log(max(check_positive(start, "start", 1.0), _FLOOR))
         self.requests, self.spent = 0, 0.0
         self._lock = threading.Lock()
 
@@ -59,8 +50,7 @@ class SpendTarget:
 
     def record(self, cost: float) -> None:
         """Count one request routed at this target's dial and its chosen model's expected cost."""
-        if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not (cost >= 0 and math.isfinite(cost)):
-            raise ConfigError(f"cost must be a finite number >= 0, got {cost!r}")
+        cost = check_non_negative(cost, "cost")
         with self._lock:
             self.requests += 1
             self.spent += cost

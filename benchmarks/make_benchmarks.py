@@ -106,7 +106,8 @@ when routing beats every single model.
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data", help="folder of the three sets (relative to the repository)")
+    parser.add_argument("--data", default="../shared/data",
+                        help="folder of the three sets (relative to the repository)")
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--policies", default=POLICIES)
     parser.add_argument("--dials", default=DIALS)

@@ -256,7 +256,8 @@ def markdown(result: dict) -> str:
         check = (lambda ok: verdict(ok)) if judged else (lambda ok: "(" + ("yes" if ok else "no") + ")")
         share = cold["median_s"] / baseline if baseline else float("nan")
         lines += [
-            f"| decision p50, 10 models, cached embedding ({DEFAULT_POLICY}) | {short} | {ten['decision']['p50_ms']:.3f} ms | "
+            f"| decision p50, 10 models, cached embedding ({DEFAULT_POLICY}) | {short} | "
+            f"{ten['decision']['p50_ms']:.3f} ms | "
             f"{ten['decision']['cpu_p50_ms']:.3f} ms | <= 1 ms | "
             f"{check(ten['decision']['p50_ms'] <= TARGETS['decision_p50_ms'])} |",
             f"| encode + decide p50, new 50-word prompt, 10 models ({DEFAULT_POLICY}) | {short} | "
@@ -277,7 +278,8 @@ def markdown(result: dict) -> str:
             f"| cold start: `import` to first routed decision, median of {len(cold['runs_s'])} | {short} | "
             f"{cold['median_s']:.2f} s ({share:.0%} of MiniLM's) | | <= 50% of MiniLM's | "
             f"{check(share <= TARGETS['cold_start_share']) if name != DEFAULT_ENCODER else 'n/a'} |",
-            f"| feedback updates per second after {WARM:,} ratings, 10 models ({DEFAULT_POLICY}) | {short} | {ten['feedback_per_s']:,.0f} | "
+            f"| feedback updates per second after {WARM:,} ratings, 10 models ({DEFAULT_POLICY}) | {short} | "
+            f"{ten['feedback_per_s']:,.0f} | "
             f"{ten['feedback_per_cpu_s']:,.0f} | >= 5,000 | "
             f"{check(ten['feedback_per_s'] >= TARGETS['feedback_per_s'])} |"]
     lines += ["", "**Routing overhead per request** (ms). Decision: `Router.route` with the prompt's embedding "
@@ -296,7 +298,8 @@ def markdown(result: dict) -> str:
                              f"{row['decision']['p50_ms']:.3f} | {row['decision']['p99_ms']:.3f} | "
                              f"{row['decision']['cpu_p50_ms']:.3f} | {encode} | {row['feedback_per_s']:,.0f} | "
                              f"{row['feedback_per_cpu_s']:,.0f} |")
-    lines += ["", f"**Encoding alone** (one 50-word prompt per call) and **memory per model** ({DEFAULT_POLICY}, traced "
+    lines += ["", "**Encoding alone** (one 50-word prompt per call) and **memory per model** "
+              f"({DEFAULT_POLICY}, traced "
               "allocations of a 50- and a 10-model router: the per-model ridge statistics A, A^-1, b, theta):", "",
               "| encoder | new prompt p50 (CPU) | p99 | cached p50 | loading (first encode) | memory per model |",
               "|---|---:|---:|---:|---:|---:|"]
@@ -381,7 +384,8 @@ def main() -> None:
         encoding = bench_encoding(encoder, fresh, args.cold)
         encoder.encode(prompts)  # the timed "cached" requests below
         policies = [p for p in args.policies.split(",") if p]
-        routing = {policy: bench_routing(encoder, prompts, fresh if policy == DEFAULT_POLICY else None, args.cold, policy)
+        routing = {policy: bench_routing(encoder, prompts, fresh if policy == DEFAULT_POLICY else None, args.cold,
+                                         policy)
                    for policy in policies}
         result["encoders"][name] = {
             "encoding": encoding, "routing": routing, "memory": bench_memory(encoder),
