@@ -17,6 +17,15 @@ largest a rating in [0, 1] can have); quality alone, as cost in the test would e
 on a few unlucky ratings at the dials where it matters. With temperature > 0, a softmax over the utilities
 instead of the argmax.
 
+With exploration = c > 0 (off by default until the replays in docs are regenerated with it; measured in
+benchmarks/peers/attempts.md), a share min(0.2, c / sqrt(1 + ratings in all)) of each request's probability is
+spread evenly over the contenders: the models rated 3 times or more and not clearly worse at the request's
+trade-off (the same test on quality less dial x cost, so at a high dial a costly model is not explored; unrated
+models have their first tries). A model chosen only where the others are predicted to fail is rated on the
+hardest prompts, and its fit, shrunk toward its mean, reads them as its level (on llmrouter-9 such models were
+estimated 0.26-0.40 below their true means after 6,108 prompts); a few ratings on prompts drawn from the whole
+stream, most of them early, keep every contender's level in view.
+
 The dial is dithered: a request is routed at one of 16 trade-offs spread log-normally around it (cost_weight x
 exp(dial_spread x a standard normal quantile)), each as likely, and the probabilities are their average. When
 most prompts' quality gaps are alike, a fixed trade-off switches them all at once, so mean cost would drop in
@@ -45,6 +54,7 @@ _FIRST_REFIT = 256  # ratings before the first empirical Bayes choice; then at t
 _DITHER = np.array([NormalDist().inv_cdf((i + 0.5) / 16) for i in range(16)])  # the trade-offs' normal quantiles
 _TESTED = 3  # ratings before a model's first tries can stop early
 _RATING_SD = 0.5  # the largest standard deviation of a rating in [0, 1]
+_MAX_EXPLORATION = 0.2  # the largest share of a request's probability spread over the contenders
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,7 @@ class ShrunkLinUCBConfig(RidgeConfig):
     min_ratings: int = 10  # a model with fewer ratings is valued at the best rating, 1 (less its cost at the dial)
     elimination: float = 1.0  # z of the test that ends a clearly worse model's first tries early (0: never)
     dial_spread: float = 0.7  # sd of log(trade-off) around the dial over the 16 a request is routed at (0: none)
+    exploration: float = 0.0  # c in the share min(0.2, c / sqrt(1 + ratings)) spread over the contenders (0: none)
 
     def validate(self) -> None:
         super().validate()
@@ -69,7 +80,8 @@ class ShrunkLinUCBConfig(RidgeConfig):
             raise ConfigError(f"min_ratings must be an integer in [0, 1000000], got {self.min_ratings!r}")
         if self.bonus not in ("posterior", "count"):
             raise ConfigError(f"bonus must be 'posterior' or 'count', got {self.bonus!r}")
-        for name in ("prompt_regularization", "noise", "alpha", "temperature", "dial_spread", "elimination"):
+        for name in ("prompt_regularization", "noise", "alpha", "temperature", "dial_spread", "elimination",
+                     "exploration"):
             value, positive = getattr(self, name), name in ("prompt_regularization", "noise")
             if not ((value > 0 if positive else value >= 0) and np.isfinite(value)):
                 raise ConfigError(f"{name} must be a finite number {'>' if positive else '>='} 0, got {value!r}")
@@ -209,19 +221,26 @@ class ShrunkLinUCB(RidgePolicy):
         spread = self.config.dial_spread
         trade_offs = cost_weight * np.exp(spread * _DITHER) if spread else np.array([cost_weight])
         price = np.outer(trade_offs, np.asarray(cost, float))  # one row per trade-off
-        utility = np.where(self._first_tries(mean, n), 1.0, mean + self.config.alpha * sd) - price
+        first_tries = (n < self.config.min_ratings - 1e-9) & ~self._clearly_worse(mean, n)  # valued at 1
+        utility = np.where(first_tries, 1.0, mean + self.config.alpha * sd) - price
         if self.config.temperature == 0:
             best = utility >= utility.max(axis=1, keepdims=True) - 1e-12
-            return (best / best.sum(axis=1, keepdims=True)).mean(axis=0), mean
-        weights = np.exp((utility - utility.max(axis=1, keepdims=True)) / self.config.temperature)
-        return (weights / weights.sum(axis=1, keepdims=True)).mean(axis=0), mean
+            probs = (best / best.sum(axis=1, keepdims=True)).mean(axis=0)
+        else:
+            weights = np.exp((utility - utility.max(axis=1, keepdims=True)) / self.config.temperature)
+            probs = (weights / weights.sum(axis=1, keepdims=True)).mean(axis=0)
+        if self.config.exploration:
+            contenders = (n >= _TESTED) & ~self._clearly_worse(mean - cost_weight * np.asarray(cost, float), n)
+            if contenders.any():
+                share = min(_MAX_EXPLORATION, self.config.exploration / np.sqrt(1.0 + self.ratings.sum()))
+                probs = (1.0 - share) * probs + share * contenders / np.count_nonzero(contenders)
+        return probs, mean
 
-    def _first_tries(self, mean: np.ndarray, n: np.ndarray) -> np.ndarray:
-        """Which models are still valued at the best rating, 1: those rated fewer than `min_ratings` times, unless
-        rated `_TESTED` times and clearly worse than another (see above)."""
-        first = n < self.config.min_ratings - 1e-9
+    def _clearly_worse(self, value: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Models rated `_TESTED` times or more whose value + z sd/sqrt(ratings) is below another's
+        - z sd/sqrt(ratings) (z = `elimination`; none when it is 0)."""
         if not self.config.elimination:
-            return first
+            return np.zeros(len(n), dtype=bool)
         tested = n >= _TESTED
         width = self.config.elimination * _RATING_SD / np.sqrt(np.maximum(n, 1.0))
-        return first & ~(tested & (mean + width < np.where(tested, mean - width, -np.inf).max()))
+        return tested & (value + width < np.where(tested, value - width, -np.inf).max())

@@ -111,6 +111,26 @@ def test_dithered_dial_moves_the_choice_smoothly() -> None:
     assert probs.sum() == pytest.approx(1.0) and np.allclose(probs * 16, np.round(probs * 16))  # 16 trade-offs
 
 
+@pytest.mark.parametrize("exploration", [1.0, 0.0])
+def test_exploration_spreads_a_share_over_the_models_not_clearly_worse(exploration: float) -> None:
+    policy = make_policy("shrunk-linucb", 6, ["strong", "close", "poor"], seed=0, dial_spread=0.0,
+                         exploration=exploration)
+    x = np.zeros(6)
+    for arm, rating in (("strong", 0.8), ("close", 0.7), ("poor", 0.0)):
+        for _ in range(15):
+            policy.learn([Outcome(x, arm, rating)])
+    share = min(0.2, exploration / np.sqrt(1 + policy.ratings.sum()))  # 45 ratings: 1 / sqrt(46) = 0.147
+    probs, _ = policy.probabilities(x, [0, 1, 2], np.zeros(3), 0.0)
+    np.testing.assert_allclose(probs, [1 - share / 2, share / 2, 0.0])  # poor is clearly worse: not explored
+    for _ in range(300):
+        policy.learn([Outcome(x, "strong", 0.8)])
+    later, _ = policy.probabilities(x, [0, 1, 2], np.zeros(3), 0.0)
+    assert later[1] == pytest.approx(min(0.2, exploration / np.sqrt(346)) / 2)  # the share falls with the ratings
+    assert (later[1] < probs[1]) == bool(exploration)
+    dear, _ = policy.probabilities(x, [0, 1, 2], np.array([0.0, 1.0, 0.0]), 0.5)
+    assert dear.tolist() == [1.0, 0.0, 0.0]  # at dial 0.5 close is worth 0.5 less than strong: not explored
+
+
 def test_temperature_splits_near_ties_at_random() -> None:
     policy = _policy(temperature=0.05, min_ratings=0)
     probs, _ = policy.probabilities(np.zeros(6), [0, 1], np.array([0.0, 0.02]), 1.0)
