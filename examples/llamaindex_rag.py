@@ -133,8 +133,9 @@ def main(rounds: int = 4, cost_weight: float = 0.1, sample_rate: float = 1.0, se
         thrifty = BanditRouterLLM(router, cost_weight=1.0)  # same router and learning, another dial
         with thrifty.record_routes() as routes:
             answer = index.as_query_engine(llm=thrifty, similarity_top_k=1).query(QUESTIONS[0][0])
-        print(f"at dial 1.0: {answer}  [{routes[-1]['model']}]")
-        return {"rounds": history, "dial_1_model": routes[-1]["model"]}
+        route = routes[-1]
+        print(f"at dial 1.0: {answer}  [{route['model']}, chosen with probability {route['propensity']:.2f}]")
+        return {"rounds": history, "dial_1_model": route["model"], "dial_1_propensity": route["propensity"]}
 
 
 if __name__ == "__main__":

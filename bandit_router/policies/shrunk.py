@@ -17,9 +17,8 @@ largest a rating in [0, 1] can have); quality alone, as cost in the test would e
 on a few unlucky ratings at the dials where it matters. With temperature > 0, a softmax over the utilities
 instead of the argmax.
 
-With exploration = c > 0 (off by default until the replays in docs are regenerated with it; measured in
-benchmarks/peers/attempts.md), a share min(0.2, c / sqrt(1 + ratings in all)) of each request's probability is
-spread evenly over the contenders: the models rated 3 times or more and not clearly worse at the request's
+A share min(0.2, exploration / sqrt(1 + ratings in all)) of each request's probability is spread evenly over the
+contenders: the models rated 3 times or more and not clearly worse at the request's
 trade-off (the same test on quality less dial x cost, so at a high dial a costly model is not explored; unrated
 models have their first tries). A model chosen only where the others are predicted to fail is rated on the
 hardest prompts, and its fit, shrunk toward its mean, reads them as its level (on llmrouter-9 such models were
@@ -69,7 +68,7 @@ class ShrunkLinUCBConfig(RidgeConfig):
     min_ratings: int = 10  # a model with fewer ratings is valued at the best rating, 1 (less its cost at the dial)
     elimination: float = 1.0  # z of the test that ends a clearly worse model's first tries early (0: never)
     dial_spread: float = 0.7  # sd of log(trade-off) around the dial over the 16 a request is routed at (0: none)
-    exploration: float = 0.0  # c in the share min(0.2, c / sqrt(1 + ratings)) spread over the contenders (0: none)
+    exploration: float = 1.0  # c in the share min(0.2, c / sqrt(1 + ratings)) spread over the contenders (0: none)
 
     def validate(self) -> None:
         super().validate()

@@ -33,7 +33,8 @@ def test_replay_learns_which_model_suits_each_topic(table_dir: Path, topic_encod
 def test_warm_start_and_full_feedback(table_dir: Path, topic_encoder: Encoder) -> None:
     table = load_table(table_dir)
     cold = replay(table, Router(table.model_cards(), encoder=topic_encoder, seed=0), 0.0, seed=0)
-    warm = replay(table, Router(table.model_cards(), encoder=topic_encoder, seed=0), 0.0, seed=0, warm_start=0.5)
+    warm = replay(table, Router(table.model_cards(), encoder=topic_encoder, seed=0,
+                                policy_settings={"exploration": 0.0}), 0.0, seed=0, warm_start=0.5)
     full = replay(table, Router(table.model_cards(), encoder=topic_encoder, seed=0), 0.0, seed=0, feedback="full")
     assert len(warm.order) == 30 and warm.mean_score == pytest.approx(1.0) and cold.mean_score < 1.0
     assert full.mean_score >= cold.mean_score

@@ -87,7 +87,7 @@ def _learned(**settings) -> ShrunkLinUCB:
 
 
 def test_learns_the_context_and_the_dial_trades_quality_for_cost() -> None:
-    policy = _learned(dial_spread=0.0)
+    policy = _learned(dial_spread=0.0, exploration=0.0)
     cost = np.array([0.1, 1.0])
     x_cheap_wins = np.zeros(6)
     x_cheap_wins[0] = 2.0  # 0.4 + 0.6 > 0.7 - 0.6
@@ -100,7 +100,7 @@ def test_dithered_dial_moves_the_choice_smoothly() -> None:
     """At x = 0 strong is worth 0.3 more and costs 0.9 more: a fixed dial switches every request at 1/3."""
     cost, x = np.array([0.1, 1.0]), np.zeros(6)
     dials = np.linspace(0.0, 1.0, 21)
-    fixed, dithered = _learned(dial_spread=0.0), _learned()
+    fixed, dithered = _learned(dial_spread=0.0, exploration=0.0), _learned(exploration=0.0)
     strong = {name: np.array([p.probabilities(x, [0, 1], cost, d)[0][1] for d in dials])
               for name, p in (("fixed", fixed), ("dithered", dithered))}
     assert np.abs(np.diff(strong["fixed"])).max() == 1.0  # the cliff
@@ -200,7 +200,7 @@ def test_state_round_trip_keeps_the_chosen_precisions() -> None:
 ])
 def test_first_tries_stop_early_for_a_clearly_worse_model(ratings: list[float], elimination: float,
                                                           tried: bool) -> None:
-    policy = _policy(elimination=elimination, dial_spread=0.0)
+    policy = _policy(elimination=elimination, dial_spread=0.0, exploration=0.0)
     x = np.zeros(6)
     for _ in range(10):
         policy.learn([Outcome(x, "strong", 0.6)])
