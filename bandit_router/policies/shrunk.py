@@ -18,12 +18,12 @@ on a few unlucky ratings at the dials where it matters. With temperature > 0, a 
 instead of the argmax.
 
 A share min(0.2, exploration / sqrt(1 + ratings in all)) of each request's probability is spread evenly over the
-contenders: the models rated 3 times or more and not clearly worse at the request's
-trade-off (the same test on quality less dial x cost, so at a high dial a costly model is not explored; unrated
-models have their first tries). A model chosen only where the others are predicted to fail is rated on the
-hardest prompts, and its fit, shrunk toward its mean, reads them as its level (on llmrouter-9 such models were
-estimated 0.26-0.40 below their true means after 6,108 prompts); a few ratings on prompts drawn from the whole
-stream, most of them early, keep every contender's level in view.
+contenders: the models rated 3 times or more and not clearly worse at the request's trade-off (the same test on
+quality less dial x cost, so at a high dial a costly model is not explored; unrated models have their first
+tries). A model chosen only where the others are predicted to fail is rated on the hardest prompts, and its fit,
+shrunk toward its mean, reads them as its level (on llmrouter-9 such models were estimated 0.26-0.40 below their
+true means after 6,108 prompts); a few ratings on prompts drawn from the whole stream, most of them early, keep
+every contender's level in view.
 
 The dial is dithered: a request is routed at one of 16 trade-offs spread log-normally around it (cost_weight x
 exp(dial_spread x a standard normal quantile)), each as likely, and the probabilities are their average. When
