@@ -88,9 +88,9 @@ class ShrunkLinUCBConfig(RidgeConfig):
 
 @register
 class ShrunkLinUCB(RidgePolicy):
-    """argmax (or softmax) over mean + alpha sd - trade-off x cost, averaged over the dithered trade-offs, of a
-    ridge fit whose prompt weights are shrunk with precision `prompt_regularization` and whose intercept with
-    `regularization`."""
+    """argmax (or softmax) over mean + alpha sd - trade-off x cost, averaged over the dithered trade-offs, with a
+    falling share spread over the contenders, of a ridge fit whose prompt weights are shrunk with precision
+    `prompt_regularization` and whose intercept with `regularization`."""
 
     name = "shrunk-linucb"
     Config = ShrunkLinUCBConfig
