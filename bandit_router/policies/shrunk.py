@@ -41,6 +41,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.linalg import solve_triangular
 
+from ..checks import check_non_negative, check_positive
 from ..errors import ConfigError, StateFormatError
 from ..outcome import Outcome
 from .base import register
@@ -79,11 +80,10 @@ class ShrunkLinUCBConfig(RidgeConfig):
             raise ConfigError(f"min_ratings must be an integer in [0, 1000000], got {self.min_ratings!r}")
         if self.bonus not in ("posterior", "count"):
             raise ConfigError(f"bonus must be 'posterior' or 'count', got {self.bonus!r}")
-        for name in ("prompt_regularization", "noise", "alpha", "temperature", "dial_spread", "elimination",
-                     "exploration"):
-            value, positive = getattr(self, name), name in ("prompt_regularization", "noise")
-            if not ((value > 0 if positive else value >= 0) and np.isfinite(value)):
-                raise ConfigError(f"{name} must be a finite number {'>' if positive else '>='} 0, got {value!r}")
+        for name in ("prompt_regularization", "noise"):
+            check_positive(getattr(self, name), name)
+        for name in ("alpha", "temperature", "dial_spread", "elimination", "exploration"):
+            check_non_negative(getattr(self, name), name)
 
 
 @register
@@ -217,9 +217,10 @@ class ShrunkLinUCB(RidgePolicy):
             mean, sd = (self.theta @ self.features(x))[arms], 1.0 / np.sqrt(n + self.config.regularization)
         else:
             mean, sd = self.predict(x, arms)
+        cost = np.asarray(cost, float)
         spread = self.config.dial_spread
         trade_offs = cost_weight * np.exp(spread * _DITHER) if spread else np.array([cost_weight])
-        price = np.outer(trade_offs, np.asarray(cost, float))  # one row per trade-off
+        price = np.outer(trade_offs, cost)  # one row per trade-off
         first_tries = (n < self.config.min_ratings - 1e-9) & ~self._clearly_worse(mean, n)  # valued at 1
         utility = np.where(first_tries, 1.0, mean + self.config.alpha * sd) - price
         if self.config.temperature == 0:
@@ -229,7 +230,7 @@ class ShrunkLinUCB(RidgePolicy):
             weights = np.exp((utility - utility.max(axis=1, keepdims=True)) / self.config.temperature)
             probs = (weights / weights.sum(axis=1, keepdims=True)).mean(axis=0)
         if self.config.exploration:
-            contenders = (n >= _TESTED) & ~self._clearly_worse(mean - cost_weight * np.asarray(cost, float), n)
+            contenders = (n >= _TESTED) & ~self._clearly_worse(mean - cost_weight * cost, n)
             if contenders.any():
                 share = min(_MAX_EXPLORATION, self.config.exploration / np.sqrt(1.0 + self.ratings.sum()))
                 probs = (1.0 - share) * probs + share * contenders / np.count_nonzero(contenders)
