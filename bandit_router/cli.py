@@ -31,6 +31,17 @@ def _dials(text: str) -> list[float]:
     return sorted({check_cost_weight(v, "--dial") for v in values})
 
 
+def _spends(text: str) -> list[float]:
+    from .checks import check_positive
+
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--spend must be comma-separated shares in (0, 10] of the best model's cost, got {text!r}") \
+            from None
+    return sorted({check_positive(v, "--spend", 10.0) for v in values})
+
+
 def _policies(text: str) -> list[str]:
     from .policies import policy_names
 
@@ -63,14 +74,15 @@ def _replay(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be an integer >= 1, got {args.seeds}")
     spec = SweepSpec(_policies(args.policy), _dials(args.dial), list(range(args.seeds)), _settings(args.settings),
-                     warm_start=args.warm_start, feedback=args.feedback, task_hints=args.task_hints)
+                     warm_start=args.warm_start, feedback=args.feedback, task_hints=args.task_hints,
+                     spends=_spends(args.spend))
     table = load_table(args.data_dir, invalid_rows=args.invalid_rows)
     print(table.summary(), file=sys.stderr)
     encoder = encoder_by_name(args.encoder)
     vectors = table_vectors(table, encoder, progress=True)
     started = time.perf_counter()
     refs = [(run, None) for run in reference_runs(table, vectors, spec.dials, spec.seeds)]
-    n_runs = len(spec.policies) * len(spec.dials) * len(spec.seeds)
+    n_runs = len(spec.policies) * (len(spec.dials) + len(spec.spends)) * len(spec.seeds)
     with tqdm(total=n_runs * len(table), desc=f"replaying {n_runs} runs", unit="prompt", smoothing=0) as bar:
         runs = run_sweep(table, vectors, encoder.name, spec, workers=args.workers,
                          on_done=lambda run, seconds: bar.update(len(table)))
@@ -85,14 +97,17 @@ def _replay(args: argparse.Namespace) -> int:
 def _add_replay(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("replay", help="replay a routing-table folder through the router: policies x dials x seeds",
                        description="Replay DATA_DIR (prompts.csv, outcomes.csv, models.json) through the real Router, "
-                                   "once per policy x dial x seed with bandit feedback, beside each single model, the "
-                                   "oracle and a full-information ridge router; writes results.csv, summary.md and "
-                                   "PNG plots into --out.")
+                                   "once per policy x dial (and spend target) x seed with bandit feedback, beside each "
+                                   "single model, the oracle and a full-information ridge router; writes results.csv, "
+                                   "summary.md and PNG plots into --out.")
     p.add_argument("data_dir", help="routing-table folder")
     p.add_argument("--policy", default=DEFAULT_POLICIES,
                    help=f"comma-separated registered policy names (default {DEFAULT_POLICIES})")
     p.add_argument("--dial", default=DEFAULT_DIALS,
                    help=f"comma-separated cost weights in [0, 1] (default {DEFAULT_DIALS})")
+    p.add_argument("--spend", default="",
+                   help="comma-separated spend targets, each a share of the best single model's mean cost per prompt "
+                        "(e.g. 0.2,0.5): every policy is also replayed at a SpendTarget of each (default: none)")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds, 0..N-1 (default 3)")
     p.add_argument("--out", default="replay-output", help="output folder (default replay-output)")
     p.add_argument("--invalid-rows", choices=("raise", "drop"), default="raise",

@@ -2,9 +2,8 @@
 docs/spend_target_results.md (included in docs/BENCHMARKS.md).
 
 Each target is a share of the best single model's mean cost per prompt on the set. The Router (the default
-policy) routes every prompt at the target's moving dial, bandit feedback, the table's costs settled, 3 seeds.
-Reported per target: the mean cost over the whole stream and over its second half (as a share of the best model's),
-the mean score, the hull gain, and the dial the target ended at.
+policy) routes every prompt at the target's moving dial, bandit feedback, the table's costs settled, 3 seeds:
+the runs `bandit-router replay SET --spend 0.2,0.4,0.6,0.8` adds to its dial sweep, tabled the same way.
 
     LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/spend_target.py [--data DIR]
 """
@@ -13,41 +12,17 @@ from __future__ import annotations
 
 import argparse
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
-from bandit_router import Router, SpendTarget
 from bandit_router.encoders import sentence_encoder
 from bandit_router.evaluation import load_table, table_vectors
-from bandit_router.evaluation.embeddings import lookup_encoder
-from bandit_router.evaluation.metrics import hull_gain
-from bandit_router.evaluation.replay import replay
+from bandit_router.evaluation.report import spend_table
+from bandit_router.evaluation.sweep import SweepSpec, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 SETS = {"llmrouter-9": "raise", "routellm-mmlu-2": "raise", "routerarena-2": "drop"}  # set: invalid_rows
 SHARES = (0.2, 0.4, 0.6, 0.8)
-
-
-def _run(folder: str, invalid_rows: str, share: float, seed: int) -> tuple[str, float, int, dict[str, float]]:
-    from threadpoolctl import threadpool_limits
-
-    table = load_table(folder, invalid_rows=invalid_rows)
-    vectors = table_vectors(table, sentence_encoder(ENCODER))
-    singles = (table.costs.mean(axis=0), table.scores.mean(axis=0))
-    best_cost = singles[0][singles[1].argmax()]
-    target = SpendTarget(share * best_cost)
-    router = Router(table.model_cards(), encoder=lookup_encoder(table, vectors, ENCODER), seed=seed,
-                    cost_weight=target)
-    with threadpool_limits(1):
-        run = replay(table, router, None, seed)
-    half = len(run.cost) // 2
-    return table.name, share, seed, {
-        "cost": run.mean_cost / best_cost, "cost_late": float(run.cost[half:].mean()) / best_cost,
-        "score": run.mean_score, "gain": float(hull_gain(run.mean_cost, run.mean_score, *singles)),
-        "dial": router.cost_weight}
 
 
 def main() -> None:
@@ -57,35 +32,23 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "docs" / "spend_target_results.md"))
     args = parser.parse_args()
-    cheapest = {}
-    for name, invalid_rows in SETS.items():  # encode once, before the workers read the cache
-        table = load_table(f"{args.data}/{name}", invalid_rows=invalid_rows)
-        table_vectors(table, sentence_encoder(ENCODER))
-        means = table.costs.mean(axis=0)
-        cheapest[name] = means.min() / means[table.scores.mean(axis=0).argmax()]
-    jobs = [(f"{args.data}/{name}", rows, share, seed) for name, rows in SETS.items() for share in SHARES
-            for seed in range(args.seeds)]
-    started = time.perf_counter()
-    with ProcessPoolExecutor(args.workers) as pool:
-        results = list(pool.map(_run, *zip(*jobs)))
+    spec = SweepSpec(["shrunk-linucb"], dials=(), seeds=range(args.seeds), spends=SHARES)
     lines = ["# Spend targets: the dial set from a mean cost per request", "",
              f"`SpendTarget(share x the best single model's mean cost)` as the Router's `cost_weight`, the default "
-             f"policy, bandit feedback, seeds 0-{args.seeds - 1} (mean, and each seed). Cost is a share of the best "
-             f"model's mean cost; \"late\" is the second half of the stream. Made by:", "",
+             f"policy, bandit feedback, seeds 0-{args.seeds - 1}. Made by:", "",
              "    LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/spend_target.py", "",
-             "| set | target | cost | cost, late half | score | hull gain | dial at the end |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name in SETS:
-        for share in SHARES:
-            rows = [r for n, s, _, r in results if n == name and s == share]
-            cell = lambda key, fmt: f"{fmt.format(np.mean([r[key] for r in rows]))} (" + " ".join(  # noqa: E731
-                fmt.format(r[key]) for r in rows) + ")"
-            lines.append(f"| {name} | {share:.0%} | {cell('cost', '{:.0%}')} | {cell('cost_late', '{:.0%}')} | "
-                         f"{cell('score', '{:.3f}')} | {cell('gain', '{:+.4f}')} | {cell('dial', '{:.3f}')} |")
-    lines += ["", "The cheapest single model costs " + ", ".join(f"{share:.0%} of the best on {name}" for name, share
-                                                      in cheapest.items()) + ". A target below what the dial's end (1) "
-              "spends cannot be met: the target then holds the dial at 1, the cheapest routing the dial allows.",
-              "", f"{len(jobs)} replays in {time.perf_counter() - started:.0f} s on {args.workers} workers."]
+             "`bandit-router replay SET --spend 0.2,0.4,0.6,0.8` adds the same runs to a dial sweep's summary.md.", ""]
+    started, cheapest = time.perf_counter(), []
+    for name, invalid_rows in SETS.items():
+        table = load_table(f"{args.data}/{name}", invalid_rows=invalid_rows)
+        vectors = table_vectors(table, sentence_encoder(ENCODER))
+        runs = [run for run, _ in run_sweep(table, vectors, ENCODER, spec, workers=args.workers)]
+        lines += [f"## {name}", "", *spend_table(table, runs)]
+        means = table.costs.mean(axis=0)
+        cheapest.append(f"{means.min() / means[table.scores.mean(axis=0).argmax()]:.0%} of the best on {name}")
+    lines += ["The cheapest single model costs " + ", ".join(cheapest) + ".", "",
+              f"{len(SETS) * len(list(spec.tasks()))} replays in {time.perf_counter() - started:.0f} s on "
+              f"{args.workers} workers."]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -26,6 +26,8 @@ class ReplayRun:
     propensity: np.ndarray
     score: np.ndarray  # 0 for a prompt the router's budget refused (chosen -1)
     cost: np.ndarray
+    spend: float | None = None  # routed at a spend target of this share of the best single model's mean cost
+    # (cost_weight is then the dial the target ended at); None: routed at the fixed dial cost_weight
 
     @property
     def mean_score(self) -> float:

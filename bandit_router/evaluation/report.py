@@ -14,10 +14,10 @@ from .plots import plot_frontier, plot_learning, plot_regret
 from .replay import ReplayRun
 from .table import RoutingTable
 
-__all__ = ["RESULT_COLUMNS", "LEARNING_CHECKPOINTS", "result_row", "hull_table", "write_report"]
+__all__ = ["RESULT_COLUMNS", "LEARNING_CHECKPOINTS", "result_row", "hull_table", "spend_table", "write_report"]
 
 RESULT_COLUMNS = ("policy", "dial", "seed", "n", "mean_score", "mean_cost", "score_pct_best", "cost_pct_best",
-                  "hull_gain", "regret_vs_oracle", "regret_vs_best_fixed", "seconds")
+                  "hull_gain", "regret_vs_oracle", "regret_vs_best_fixed", "seconds", "spend")
 
 
 LEARNING_CHECKPOINTS = (250, 500, 1000, 2000)  # prompts after which the learning curve is tabled
@@ -37,7 +37,8 @@ def _is_reference(policy: str) -> bool:
 
 
 def result_row(table: RoutingTable, run: ReplayRun, seconds: float | None = None) -> dict[str, object]:
-    """One results.csv row: means, both as % of the best single model's, and total regret (utility at the dial)."""
+    """One results.csv row: means, both as % of the best single model's, and total regret (utility at the dial;
+    for a spend-target run, `dial` is where the target ended and `spend` its share of the best model's cost)."""
     best = _best_single(table)
     regret = cumulative_regret(table.scores[run.order], table.costs[run.order], run.cost_weight, run.chosen)
     return {"policy": run.policy, "dial": run.cost_weight, "seed": run.seed, "n": len(run.order),
@@ -46,7 +47,7 @@ def result_row(table: RoutingTable, run: ReplayRun, seconds: float | None = None
             "cost_pct_best": 100 * run.mean_cost / table.costs[:, best].mean(),
             "hull_gain": float(hull_gain(run.mean_cost, run.mean_score, *_singles(table))),
             "regret_vs_oracle": float(regret["oracle"][-1]), "regret_vs_best_fixed": float(regret["best_fixed"][-1]),
-            "seconds": "" if seconds is None else round(seconds, 2)}
+            "seconds": "" if seconds is None else round(seconds, 2), "spend": "" if run.spend is None else run.spend}
 
 
 def _by(runs: Sequence[ReplayRun]) -> dict[str, dict[float, list[ReplayRun]]]:
@@ -70,20 +71,50 @@ def _grid(title: str, grouped, dials: list[float], value, fmt: str) -> list[str]
 
 
 def hull_table(table: RoutingTable, runs: Sequence[ReplayRun]) -> list[str]:
-    """Plain-text lines, one per learned policy and dial: mean score, mean cost as % of the best single model's
-    and hull gain (mean ± sd over seeds)."""
+    """Plain-text lines, one per learned policy and dial, then per spend target: mean score, mean cost as % of the
+    best single model's and hull gain (mean ± sd over seeds)."""
     best_cost = table.costs[:, _best_single(table)].mean()
-    lines = [f"{'policy':<24} {'dial':>6} {'score':>7} {'cost %best':>11} {'hull gain':>16}"]
-    for policy, by_dial in _by(runs).items():
-        if _is_reference(policy):
-            continue
-        for dial in sorted(by_dial):
-            rs = by_dial[dial]
+    lines = [f"{'policy':<24} {'dial':>11} {'score':>7} {'cost %best':>11} {'hull gain':>16}"]
+    groups: dict[str, dict[tuple[bool, float], list[ReplayRun]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        if not _is_reference(run.policy):
+            key = (False, run.cost_weight) if run.spend is None else (True, run.spend)
+            groups[run.policy][key].append(run)
+    for policy, by_setting in groups.items():
+        for spend, value in sorted(by_setting):
+            rs = by_setting[spend, value]
             gains = [float(hull_gain(r.mean_cost, r.mean_score, *_singles(table))) for r in rs]
-            lines.append(f"{policy:<24} {dial:>6g} {np.mean([r.mean_score for r in rs]):>7.3f} "
+            setting = f"spend {value:.0%}" if spend else f"{value:g}"
+            lines.append(f"{policy:<24} {setting:>11} {np.mean([r.mean_score for r in rs]):>7.3f} "
                          f"{100 * np.mean([r.mean_cost for r in rs]) / best_cost:>10.1f}% "
                          f"{np.mean(gains):>+8.3f} ± {np.std(gains):.3f}")
     return lines
+
+
+def spend_table(table: RoutingTable, runs: Sequence[ReplayRun]) -> list[str]:
+    """The spend-target table: per policy and target, cost (whole stream and second half), score, hull gain and
+    the dial the target ended at (mean ± sd over seeds)."""
+    best = _best_single(table)
+    best_cost = table.costs[:, best].mean()
+    grouped: dict[str, dict[float, list[ReplayRun]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        grouped[run.policy][run.spend].append(run)
+    lines = [f"**Spend targets**: each policy routed at `SpendTarget(share x {best_cost:.3g})`, a share of the best "
+             f"single model's mean cost per prompt; the target moves the dial to hold the mean cost (mean ± sd over "
+             f"seeds; \"late\" is the second half of the stream)", "",
+             f"| policy | target | target per prompt ({table.cost_unit}) | cost, % of the best model's | late | "
+             f"mean score | hull gain | dial at the end |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for policy, by_share in grouped.items():
+        for share in sorted(by_share):
+            rs = by_share[share]
+            late = [100 * r.cost[len(r.cost) // 2:].mean() / best_cost for r in rs]
+            gains = [float(hull_gain(r.mean_cost, r.mean_score, *_singles(table))) for r in rs]
+            lines.append(f"| {policy} | {share:.0%} | {share * best_cost:.3g} | "
+                         f"{_cell([100 * r.mean_cost / best_cost for r in rs], '.1f')} | {_cell(late, '.1f')} | "
+                         f"{_cell([r.mean_score for r in rs], '.3f')} | {_cell(gains, '+.3f')} | "
+                         f"{_cell([r.cost_weight for r in rs], '.3f')} |")
+    return lines + ["", "A target below what the dial's end (1) spends cannot be met: the dial then stays at 1."
+                    " A target above what quality-only routing spends lets the dial fall toward 0.", ""]
 
 
 def _learning(table: RoutingTable, grouped, dials: list[float]) -> tuple[list[str], dict]:
@@ -114,7 +145,8 @@ def write_report(out: str | Path, table: RoutingTable, runs: Sequence[tuple[Repl
     """Write results.csv, summary.md, frontier.png, regret.png and learning.png into `out`; returns their paths.
 
     `runs` holds the replayed policies and the references (labelled single:<model>, oracle, full-info-ridge)
-    with the seconds each took. Regret curves are drawn at `regret_dial` (default: the lowest dial).
+    with the seconds each took. Regret curves are drawn at `regret_dial` (default: the lowest dial). Runs at a
+    spend target are in results.csv and a table of their own; the grids, curves and plots are by dial.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,8 +156,9 @@ def write_report(out: str | Path, table: RoutingTable, runs: Sequence[tuple[Repl
         writer.writeheader()
         writer.writerows(result_row(table, run, seconds) for run, seconds in runs)
 
-    grouped = _by([run for run, _ in runs])
-    dials = sorted({run.cost_weight for run, _ in runs})
+    spend_runs = [run for run, _ in runs if run.spend is not None]
+    grouped = _by([run for run, _ in runs if run.spend is None])
+    dials = sorted({run.cost_weight for run, _ in runs if run.spend is None})
     learned = {p: g for p, g in grouped.items() if not _is_reference(p)}
     best = _best_single(table)
     best_score, best_cost = table.scores[:, best].mean(), table.costs[:, best].mean()
@@ -166,6 +199,8 @@ def write_report(out: str | Path, table: RoutingTable, runs: Sequence[tuple[Repl
                    "(flat beyond the best model's cost and below the cheapest's; > 0: better than any fixed choice "
                    "or fixed split of models)", grouped, dials,
                    lambda r: float(hull_gain(r.mean_cost, r.mean_score, *_singles(table))), "+.3f")
+    if spend_runs:
+        lines += spend_table(table, spend_runs)
     learning_lines, learning_curves = _learning(table, grouped, dials)
     lines += learning_lines
     plot_learning(paths["learning.png"], f"{table.name}: hull gain of the running mean (mean over seeds)",

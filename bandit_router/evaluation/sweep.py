@@ -1,15 +1,17 @@
-"""Sweeps: replay every policy x dial x seed through a fresh Router, in worker processes; and the references."""
+"""Sweeps: replay every policy x dial (or spend target) x seed through a fresh Router, in worker processes; and the
+references."""
 
 from __future__ import annotations
 
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ..router import Router
+from ..spend import SpendTarget
 from ..tasks import TEXT_WEIGHT, TaskHints
 from .embeddings import lookup_encoder
 from .references import full_info_ridge_run, oracle_run, single_model_runs
@@ -21,8 +23,10 @@ __all__ = ["SweepSpec", "run_sweep", "reference_runs"]
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """What to replay: registered policy names (with optional settings per name), dials and seeds; with
-    `task_hints`, each Router declares the table's task labels (with `text_weight`) and is told each prompt's task."""
+    """What to replay: registered policy names (with optional settings per name), dials and seeds; `spends`,
+    shares of the best single model's mean cost, add a run per policy, share and seed routed at a SpendTarget of
+    that mean cost per prompt. With `task_hints`, each Router declares the table's task labels (with
+    `text_weight`) and is told each prompt's task."""
 
     policies: Sequence[str]
     dials: Sequence[float]
@@ -32,12 +36,18 @@ class SweepSpec:
     feedback: str = "bandit"
     task_hints: bool = False
     text_weight: float = TEXT_WEIGHT
+    spends: Sequence[float] = ()
 
-    def tasks(self) -> Iterator[tuple[str, float, int]]:
+    def tasks(self) -> Iterator[tuple[str, float | None, int, float | None]]:
+        """(policy, dial, seed, spend) per run: each policy's dial runs (spend None), then its spend-target runs
+        (dial None)."""
         for policy in self.policies:
             for dial in self.dials:
                 for seed in self.seeds:
-                    yield policy, float(dial), int(seed)
+                    yield policy, float(dial), int(seed), None
+            for spend in self.spends:
+                for seed in self.seeds:
+                    yield policy, None, int(seed), float(spend)
 
 
 _worker: dict[str, Any] = {}
@@ -50,20 +60,23 @@ def _init_worker(table: RoutingTable, vectors: np.ndarray, encoder_name: str, sp
     _worker.update(table=table, vectors=vectors, encoder_name=encoder_name, spec=spec)
 
 
-def _run_task(policy: str, dial: float, seed: int) -> tuple[ReplayRun, float]:
+def _run_task(policy: str, dial: float | None, seed: int, spend: float | None) -> tuple[ReplayRun, float]:
     table, vectors, spec = _worker["table"], _worker["vectors"], _worker["spec"]
     started = time.perf_counter()
+    best_cost = table.costs[:, table.scores.mean(axis=0).argmax()].mean()
     router = Router(table.model_cards(), policy=policy, policy_settings=spec.settings.get(policy),
                     encoder=lookup_encoder(table, vectors, _worker["encoder_name"]), seed=seed,
-                    tasks=TaskHints(sorted(set(table.tasks)), spec.text_weight) if spec.task_hints else ())
+                    tasks=TaskHints(sorted(set(table.tasks)), spec.text_weight) if spec.task_hints else (),
+                    cost_weight=0.0 if spend is None else SpendTarget(spend * best_cost))
     run = replay(table, router, dial, seed, policy_label=policy, warm_start=spec.warm_start, feedback=spec.feedback)
-    return run, time.perf_counter() - started
+    return replace(run, spend=spend), time.perf_counter() - started
 
 
 def run_sweep(table: RoutingTable, vectors: np.ndarray, encoder_name: str, spec: SweepSpec, workers: int = 2,
               on_done: Callable[[ReplayRun, float], None] | None = None) -> list[tuple[ReplayRun, float]]:
-    """Replay `table` once per policy x dial x seed, each through a new Router; returns (run, seconds) pairs
-    in task order. `workers` > 1 runs them in that many processes; `on_done` is called as each run ends."""
+    """Replay `table` once per task of `spec` (policy x dial x seed, then policy x spend x seed), each through a
+    new Router; returns (run, seconds) pairs in task order. `workers` > 1 runs them in that many processes;
+    `on_done` is called as each run ends."""
     tasks = list(spec.tasks())
     results: dict[int, tuple[ReplayRun, float]] = {}
     if workers <= 1:

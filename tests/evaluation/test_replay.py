@@ -57,7 +57,7 @@ def test_sweep_in_two_processes_and_report(table_dir: Path, tmp_path: Path) -> N
     vectors = np.stack([topic_vector(p) for p in table.prompts]).astype(np.float32)
     spec = SweepSpec(["linucb", "random"], [0.0, 0.5], [0, 1])
     runs = run_sweep(table, vectors, "topic", spec, workers=2)
-    assert [(r.policy, r.cost_weight, r.seed) for r, _ in runs] == list(spec.tasks())
+    assert [(r.policy, r.cost_weight, r.seed, r.spend) for r, _ in runs] == list(spec.tasks())
     same = replay(table, Router(table.model_cards(), policy="linucb", encoder=lookup_encoder(table, vectors, "topic"),
                                 seed=1), 0.5, seed=1)  # a run in a worker equals the same run in this process
     np.testing.assert_array_equal(runs[3][0].chosen, same.chosen)
@@ -96,6 +96,26 @@ def test_cli_replay_writes_results_summary_and_plots(table_dir: Path, tmp_path: 
     assert list((tmp_path / "cache").glob("tiny-*.safetensors"))  # the prompt vectors were cached
 
 
+def test_cli_replay_with_spend_targets(table_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("BANDIT_ROUTER_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    status = main(["replay", str(table_dir), "--policy", "linucb", "--dial", "0", "--spend", "0.5,0.05",
+                   "--seeds", "2", "--out", str(out), "--workers", "1"])
+    assert status == 0
+    rows = [r for r in _results(out / "results.csv") if r["policy"] == "linucb"]
+    assert [(r["dial"], r["spend"], r["seed"]) for r in rows][:1] == [("0.0", "", "0")]  # the dial run first
+    spent = {(float(r["spend"]), r["seed"]): r for r in rows if r["spend"]}
+    assert sorted(spent) == [(0.05, "0"), (0.05, "1"), (0.5, "0"), (0.5, "1")]
+    assert all(1e-4 <= float(r["dial"]) <= 1 for r in spent.values())  # where each target ended
+    # 5% of the large model's cost is below the small model's: the target pushes the dial up and cost down
+    assert float(spent[0.05, "0"]["mean_cost"]) < float(spent[0.5, "0"]["mean_cost"]) < float(rows[0]["mean_cost"])
+    summary = (out / "summary.md").read_text()
+    assert "**Spend targets**" in summary and "| linucb | 5% |" in summary and "| linucb | 50% |" in summary
+    printed = capsys.readouterr().out
+    assert "spend 5%" in printed and "spend 50%" in printed
+
+
 def test_cli_replay_passes_task_hints(table_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import bandit_router.evaluation.sweep as sweep
 
@@ -113,6 +133,8 @@ def test_cli_replay_passes_task_hints(table_dir: Path, tmp_path: Path, monkeypat
     (["--policy", "linucb,nope"], "--policy must name registered policies"),
     (["--dial", "0,1.5"], r"--dial must be a number in \[0, 1\]"),
     (["--seeds", "0"], "--seeds must be an integer >= 1"),
+    (["--spend", "0.2,0"], r"--spend must be a number in \(0, 10\]"),
+    (["--spend", "half"], "--spend must be comma-separated shares"),
     (["--settings", "{oops"], "--settings must be JSON"),
 ])
 def test_cli_rejects_bad_arguments(table_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
