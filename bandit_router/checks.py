@@ -10,7 +10,10 @@ import numpy as np
 from .decision import messages_of, query_text
 from .errors import ConfigError, InvalidPromptError
 
-__all__ = ["check_cost_weight", "check_score", "check_prompt", "check_positive", "check_non_negative"]
+__all__ = ["check_cost_weight", "check_score", "check_prompt", "check_positive", "check_non_negative",
+           "check_integer"]
+
+_NUMBER = (int, float, np.integer, np.floating)  # bool is excluded separately
 
 
 def check_cost_weight(value: Any, field: str = "cost_weight") -> float:
@@ -20,20 +23,32 @@ def check_cost_weight(value: Any, field: str = "cost_weight") -> float:
     return float(value)
 
 
-def check_positive(value: Any, field: str, upper: float = math.inf) -> float:
-    """`value` as a float in (0, upper] (finite), or ConfigError naming `field`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            0 < value <= upper and math.isfinite(value)):
+def _unit(unit: str) -> str:
+    return f" ({unit})" if unit else ""
+
+
+def check_positive(value: Any, field: str, upper: float = math.inf, *, unit: str = "") -> float:
+    """`value` as a float in (0, upper] (finite), or ConfigError naming `field` (and the `unit` it is in)."""
+    if isinstance(value, bool) or not isinstance(value, _NUMBER) or not (0 < value <= upper and math.isfinite(value)):
         bound = "a finite number > 0" if upper == math.inf else f"a number in (0, {upper:g}]"
-        raise ConfigError(f"{field} must be {bound}, got {value!r}")
+        raise ConfigError(f"{field} must be {bound}{_unit(unit)}, got {value!r}")
     return float(value)
 
 
-def check_non_negative(value: Any, field: str, unit: str = "") -> float:
-    """`value` as a finite float >= 0, or ConfigError naming `field` (and the `unit` it is in, e.g. "USD")."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (0 <= value < math.inf):
-        raise ConfigError(f"{field} must be a finite number >= 0{f' ({unit})' if unit else ''}, got {value!r}")
+def check_non_negative(value: Any, field: str, unit: str = "", *, upper: float = math.inf) -> float:
+    """`value` as a float in [0, upper] (finite), or ConfigError naming `field` (and the `unit` it is in, e.g.
+    "USD")."""
+    if isinstance(value, bool) or not isinstance(value, _NUMBER) or not (0 <= value <= upper and math.isfinite(value)):
+        bound = "a finite number >= 0" if upper == math.inf else f"a number in [0, {upper:g}]"
+        raise ConfigError(f"{field} must be {bound}{_unit(unit)}, got {value!r}")
     return float(value)
+
+
+def check_integer(value: Any, field: str, low: int, high: int) -> int:
+    """`value` as an int in [low, high] (not a bool), or ConfigError naming `field`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{field} must be an integer in [{low}, {high}], got {value!r}")
+    return value
 
 
 def check_score(value: Any) -> float:

@@ -28,7 +28,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ConfigError, StateFormatError
+from .checks import check_non_negative
+from .errors import StateFormatError
 from .models import Model
 
 __all__ = ["CostModel", "BUCKETS", "call_cost", "cost_errors"]
@@ -67,8 +68,7 @@ class CostModel:
                  model_weight: float = 5.0, bucket_weight: float = 5.0, max_open: int = 100_000) -> None:
         for name, value in (("prior_weight", prior_weight), ("model_weight", model_weight),
                             ("bucket_weight", bucket_weight)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-                raise ConfigError(f"{name} must be a finite number >= 0 (calls), got {value!r}")
+            check_non_negative(value, name, "calls")
         self.expected_output_tokens = expected_output_tokens
         self.prior_weight = float(prior_weight)
         self.model_weight = float(model_weight)
@@ -160,9 +160,8 @@ class CostModel:
 
     def settle(self, route_id: str, cost: float | None) -> None:
         """Learn the real cost of the call routed as `route_id` (None: unknown, nothing is learned)."""
-        if cost is not None and (isinstance(cost, bool) or not isinstance(cost, (int, float, np.floating))
-                                 or not 0 <= cost < math.inf):
-            raise ConfigError(f"cost must be a finite number >= 0, got {cost!r}")
+        if cost is not None:
+            check_non_negative(cost, "cost")
         opened = self._open.pop(route_id, None)
         if opened is not None and cost is not None:
             self.observe(opened[0], opened[1], float(cost))

@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .checks import check_positive
 from .errors import ConfigError
 from .models import Model
 from .outcome import Outcome
@@ -32,9 +33,7 @@ MIX_STRENGTH = 3000.0  # observations a mix prior is worth (chosen on llmrouter-
 
 
 def _strength(value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < np.inf:
-        raise ConfigError(f"strength must be a finite number > 0 (online observations per offline one), got {value!r}")
-    return float(value)
+    return check_positive(value, "strength", unit="online observations per offline one")
 
 
 def absorb(router: Router, vectors: np.ndarray, scores: np.ndarray, models: Sequence[str],
@@ -109,8 +108,7 @@ def preference_prior(router: Router, comparisons: Iterable[tuple[str, str, str, 
 
 
 def _softmax(values: np.ndarray, temperature: float) -> np.ndarray:
-    if not (isinstance(temperature, (int, float)) and 0 < temperature < np.inf):
-        raise ConfigError(f"temperature must be a finite number > 0, got {temperature!r}")
+    check_positive(temperature, "temperature")
     w = np.exp((values - values.max()) / temperature)
     return w / w.sum()
 

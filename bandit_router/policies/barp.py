@@ -21,6 +21,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from ..checks import check_integer, check_non_negative, check_positive
 from ..errors import ConfigError
 from ..outcome import Outcome
 from .base import Policy, PolicyConfig, one_hot_argmax, register
@@ -53,13 +54,9 @@ class BaRPConfig(PolicyConfig):
         for field, low, high in (("hidden", 1, 4096), ("preference_dim", 1, 1024), ("batch_size", 1, 65_536),
                                  ("steps", 1, 1000), ("dials", 1, 1024),
                                  ("buffer", 1, 10_000_000)):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ConfigError(f"{field} must be an integer in [{low}, {high}], got {value!r}")
-        if not (isinstance(self.entropy, (int, float)) and 0.0 <= self.entropy < np.inf):
-            raise ConfigError(f"entropy must be a finite number >= 0, got {self.entropy!r}")
-        if not (isinstance(self.learning_rate, (int, float)) and 0.0 < self.learning_rate <= 1.0):
-            raise ConfigError(f"learning_rate must be a number in (0, 1], got {self.learning_rate!r}")
+            check_integer(getattr(self, field), field, low, high)
+        check_non_negative(self.entropy, "entropy")
+        check_positive(self.learning_rate, "learning_rate", 1.0)
         if not (isinstance(self.clip, (int, float)) and 1.0 <= self.clip < np.inf):
             raise ConfigError(f"clip must be a finite number >= 1, got {self.clip!r}")
         if not isinstance(self.learn, bool):

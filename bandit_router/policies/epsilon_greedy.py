@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..checks import check_non_negative
 from .base import one_hot_argmax, register
 from .ridge import RidgeConfig, RidgePolicy
 
@@ -18,8 +18,7 @@ class EpsilonGreedyConfig(RidgeConfig):
 
     def validate(self) -> None:
         super().validate()
-        if not 0.0 <= self.epsilon <= 1.0:
-            raise ConfigError(f"epsilon must be in [0, 1], got {self.epsilon!r}")
+        check_non_negative(self.epsilon, "epsilon", upper=1.0)
 
 
 @register

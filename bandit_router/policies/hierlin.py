@@ -29,6 +29,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from ..checks import check_integer, check_non_negative, check_positive
 from ..errors import ConfigError
 from ..outcome import Outcome
 from .base import Policy, PolicyConfig, UpperConfidence, register
@@ -59,19 +60,14 @@ class HierLinConfig(PolicyConfig):
     def validate(self) -> None:
         for name, low, high in (("pca_dims", 0, 1024), ("clusters", 0, 1024), ("refit_start", 2, 10**9),
                                 ("refit_every", 1, 10**9)):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
-                raise ConfigError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-        if not (self.alpha >= 0 and np.isfinite(self.alpha)):
-            raise ConfigError(f"alpha must be a finite number >= 0, got {self.alpha!r}")
+            check_integer(getattr(self, name), name, low, high)
+        check_non_negative(self.alpha, "alpha")
         for name in ("new_cluster_similarity", "prior_quality"):
             if not np.isfinite(getattr(self, name)):
                 raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)!r}")
         for f in fields(self):
             if f.name in ("pca_scale", "noise") or f.name.endswith("_var"):
-                value = getattr(self, f.name)
-                if not (value > 0 and np.isfinite(value)):
-                    raise ConfigError(f"{f.name} must be a finite number > 0, got {value!r}")
+                check_positive(getattr(self, f.name), f.name)
 
 
 @register

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from ..errors import ConfigError
+from ..checks import check_non_negative
 from .base import UpperConfidence, register
 from .ridge import RidgeConfig, RidgePolicy
 
@@ -17,8 +15,7 @@ class LinUCBConfig(RidgeConfig):
 
     def validate(self) -> None:
         super().validate()
-        if not (self.alpha >= 0 and np.isfinite(self.alpha)):
-            raise ConfigError(f"alpha must be a finite number >= 0, got {self.alpha!r}")
+        check_non_negative(self.alpha, "alpha")
 
 
 @register

@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..checks import check_positive
 from ..errors import ConfigError, StateFormatError
 from ..outcome import Outcome, by_model
 from .base import Policy, PolicyConfig
@@ -25,8 +26,7 @@ class RidgeConfig(PolicyConfig):
     intercept: bool = True  # append a constant feature so each model learns its base rate
 
     def validate(self) -> None:
-        if not (self.regularization > 0 and np.isfinite(self.regularization)):
-            raise ConfigError(f"regularization must be a finite number > 0, got {self.regularization!r}")
+        check_positive(self.regularization, "regularization")
 
 
 class RidgePolicy(Policy):

@@ -20,6 +20,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..checks import check_integer, check_non_negative, check_positive
 from ..errors import ConfigError
 from ..models import Model
 from ..outcome import Outcome, by_model
@@ -36,8 +37,8 @@ def model_features(card: Model, encoder, size: float | None = None) -> np.ndarra
     (`size`, optional)."""
     if not card.description.strip():
         raise ConfigError(f"Model {card.name!r} has no description to embed; give Model(description=...)")
-    if size is not None and not (isinstance(size, (int, float)) and 0 < size < math.inf):
-        raise ConfigError(f"size must be a number of billions of parameters > 0, got {size!r}")
+    if size is not None:
+        check_positive(size, "size", unit="billions of parameters")
     price = (card.input_cost_per_token + card.output_cost_per_token) / 2 * 1e6
     extra = [math.log10(max(price, 1e-3)), math.log10(size) if size else 0.0, 1.0 if size else 0.0]
     return np.concatenate([np.asarray(encoder(card.description), dtype=float), extra])
@@ -54,16 +55,11 @@ class SharedLinUCBConfig(PolicyConfig):
     feature_scale: float = 0.25  # weight of model features against the shared intercept (lower: closer to the average model)
 
     def validate(self) -> None:
-        for key in ("alpha",):
-            if not (getattr(self, key) >= 0 and np.isfinite(getattr(self, key))):
-                raise ConfigError(f"{key} must be a finite number >= 0, got {getattr(self, key)!r}")
+        check_non_negative(self.alpha, "alpha")
         for key in ("regularization", "model_regularization", "feature_scale"):
-            if not (getattr(self, key) > 0 and np.isfinite(getattr(self, key))):
-                raise ConfigError(f"{key} must be a finite number > 0, got {getattr(self, key)!r}")
+            check_positive(getattr(self, key), key)
         for key in ("prompt_dim", "model_dim"):
-            value = getattr(self, key)
-            if not (isinstance(value, int) and 1 <= value <= 256):
-                raise ConfigError(f"{key} must be an integer in [1, 256], got {value!r}")
+            check_integer(getattr(self, key), key, 1, 256)
 
 
 def _projection(rows: int, cols: int, rng: np.random.Generator) -> np.ndarray:

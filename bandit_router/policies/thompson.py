@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..checks import check_integer, check_non_negative
 from .base import register
 from .ridge import RidgeConfig, RidgePolicy
 
@@ -19,10 +19,8 @@ class ThompsonConfig(RidgeConfig):
 
     def validate(self) -> None:
         super().validate()
-        if not (self.scale >= 0 and np.isfinite(self.scale)):
-            raise ConfigError(f"scale must be a finite number >= 0, got {self.scale!r}")
-        if not (isinstance(self.draws, int) and 1 <= self.draws <= 100_000):
-            raise ConfigError(f"draws must be an integer in [1, 100000], got {self.draws!r}")
+        check_non_negative(self.scale, "scale")
+        check_integer(self.draws, "draws", 1, 100_000)
 
 
 @register

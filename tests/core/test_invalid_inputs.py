@@ -135,7 +135,7 @@ CASES: list[tuple[str, Callable[[Ctx], Any], type[Exception], str]] = [
      "intercept must be a bool"),
     ("draws as a float", lambda c: make_policy("thompson", 4, ["a"], draws=2.5), ConfigError, "draws must be a int"),
     ("epsilon 2", lambda c: make_policy("epsilon-greedy", 4, ["a"], epsilon=2), ConfigError,
-     r"epsilon must be in \[0, 1\]"),
+     r"epsilon must be a number in \[0, 1\]"),
     ("regularization 0", lambda c: make_policy("thompson", 4, ["a"], regularization=0), ConfigError,
      "regularization must be a finite number > 0"),
     ("thompson draws 0", lambda c: make_policy("thompson", 4, ["a"], draws=0), ConfigError, "draws"),
