@@ -313,7 +313,10 @@ class Router:
     @classmethod
     def load(cls, path: str | Path, encoder: Encoder | Callable | str | None = None,
              api_keys: Mapping[str, str] | None = None, credentials: Mapping[str, Mapping[str, Any]] | None = None,
-             **settings: Any) -> "Router":
+             policy_settings: Mapping[str, Any] | None = None, **settings: Any) -> "Router":
         """Rebuild a saved router. API keys and credentials are never saved: pass them per model name in `api_keys`
-        and `credentials`; `settings` are the operational arguments a file never sets (log=..., feedback=...)."""
-        return load_router(cls, path, encoder=encoder, api_keys=api_keys, credentials=credentials, **settings)
+        and `credentials`. `policy_settings` change the saved policy's settings that its learned state does not
+        depend on (e.g. {"exploration": 0.0}; ConfigError for one it does, such as `regularization`). `settings`
+        are the operational arguments a file never sets (log=..., feedback=...)."""
+        return load_router(cls, path, encoder=encoder, api_keys=api_keys, credentials=credentials,
+                           policy_settings=policy_settings, **settings)

@@ -20,7 +20,7 @@ from .costs import CostModel
 from .encoders import Encoder, as_encoder
 from .errors import ConfigError, StateFormatError
 from .models import Model, split_credentials
-from .policies import Policy, make_policy
+from .policies import Policy, make_policy, policy_class
 from .settings import FeedbackSettings, Limits, LogSettings
 from .tasks import TEXT_WEIGHT, TaskHints
 
@@ -283,10 +283,11 @@ def _arguments(saved: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[s
 
 def load_router(build: Callable[..., T], path: str | Path, encoder: Encoder | Callable | None = None,
                 api_keys: Mapping[str, str] | None = None, credentials: Mapping[str, Mapping[str, Any]] | None = None,
-                **settings: Any) -> T:
+                policy_settings: Mapping[str, Any] | None = None, **settings: Any) -> T:
     """Rebuild with `build` (the Router class) a router saved from `encode_router`. Keys and credentials are never
-    saved: pass them again per model name. `settings` are the operational constructor arguments (log=...,
-    feedback=..., limits=...), which a file never sets."""
+    saved: pass them again per model name. `policy_settings` change saved policy settings that its learned state
+    does not depend on (see PolicyConfig.STATE_SETTINGS). `settings` are the operational constructor arguments
+    (log=..., feedback=..., limits=...), which a file never sets."""
     config, arrays = read_state(path)
     check_state(config, arrays, settings)
     try:
@@ -294,8 +295,9 @@ def load_router(build: Callable[..., T], path: str | Path, encoder: Encoder | Ca
                                     credentials=(credentials or {}).get(m["name"])) for m in config["models"]]
         policy_config = config["policy"]
         enc = as_encoder(hub_name(config["encoder"]) if encoder is None else encoder)
-        policy = make_policy(policy_config["name"], config["dim"], [m.name for m in models],
-                             **policy_config["settings"])
+        name = policy_config["name"]
+        policy = make_policy(name, config["dim"], [m.name for m in models],
+                             **policy_class(name).Config.reloaded(policy_config["settings"], policy_settings or {}))
         policy.rng.bit_generator.state = policy_config["rng"]
         policy.load_state({k.removeprefix("policy."): v for k, v in arrays.items() if k.startswith("policy.")})
         router = build(models, policy=policy, encoder=enc, **_arguments(config["router"], settings))

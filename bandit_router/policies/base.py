@@ -19,6 +19,22 @@ __all__ = ["Policy", "PolicyConfig", "POLICIES", "register", "make_policy", "one
 class PolicyConfig:
     """Base of the frozen, validated configs; subclasses add fields and override `validate`."""
 
+    # the settings a learned state depends on, which a loaded router keeps (None: every setting)
+    STATE_SETTINGS: ClassVar[frozenset[str] | None] = None
+
+    @classmethod
+    def reloaded(cls, saved: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+        """The settings a saved policy is rebuilt with: `saved`, with `changes` to the settings its state does not
+        depend on (ConfigError for a change to one it does)."""
+        defaults = cls().to_dict()
+        changed = sorted(k for k, v in changes.items() if k in defaults and {**defaults, **saved}[k] != v)
+        refused = [k for k in changed if cls.STATE_SETTINGS is None or k in cls.STATE_SETTINGS]
+        if refused:
+            free = sorted(set(defaults) - cls.STATE_SETTINGS) if cls.STATE_SETTINGS is not None else []
+            raise ConfigError(f"{cls.__name__}: {refused} cannot change when a router is loaded: its learned state "
+                              f"depends on them; settings that can: {free or 'none'}")
+        return {**saved, **changes}
+
     def validate(self) -> None:
         """Raise ConfigError naming any field outside its allowed range."""
 

@@ -25,6 +25,8 @@ class RidgeConfig(PolicyConfig):
     regularization: float = 1.0  # lambda: prior precision of each model's weights
     intercept: bool = True  # append a constant feature so each model learns its base rate
 
+    STATE_SETTINGS = frozenset({"regularization", "intercept"})  # in A and the vectors' size: fixed once learned
+
     def validate(self) -> None:
         check_positive(self.regularization, "regularization")
 

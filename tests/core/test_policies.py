@@ -98,6 +98,36 @@ def test_save_then_load_gives_identical_decisions(policy, make_router, tmp_path)
     assert drive(loaded, 40, offset=30) == drive(router, 40, offset=30)
 
 
+def test_load_changes_the_settings_the_learned_state_does_not_depend_on(make_router, tmp_path):
+    router = make_router("shrunk-linucb", cost_weight=0.3)
+    drive(router, 30)
+    router.save(tmp_path / "r.safetensors")
+    kept = Router.load(tmp_path / "r.safetensors", encoder=hashed_bow)
+    changed = Router.load(tmp_path / "r.safetensors", encoder=hashed_bow,
+                          policy_settings={"exploration": 0.0, "dial_spread": 0.0})
+    assert (changed.policy.config.exploration, changed.policy.config.dial_spread) == (0.0, 0.0)
+    assert kept.policy.config.exploration == router.policy.config.exploration > 0
+    for key, value in router.policy.state().items():  # the same learned state, routed by the new settings
+        np.testing.assert_array_equal(changed.policy.state()[key], value)
+    prompt = PROMPTS[1] + " (case 99)"
+    assert sorted(changed.route(prompt).probabilities.values())[-1] == 1.0  # no dithering, no exploration share
+    assert max(kept.route(prompt).probabilities.values()) < 1.0
+    with pytest.raises(ConfigError, match=r"\['regularization'\] cannot change when a router is loaded.*exploration"):
+        Router.load(tmp_path / "r.safetensors", encoder=hashed_bow, policy_settings={"regularization": 3.0})
+    with pytest.raises(ConfigError, match="unknown settings"):
+        Router.load(tmp_path / "r.safetensors", encoder=hashed_bow, policy_settings={"explore": 0.0})
+    same = Router.load(tmp_path / "r.safetensors", encoder=hashed_bow,  # the saved value is no change
+                       policy_settings={"regularization": router.policy.config.regularization})
+    assert same.policy.config == router.policy.config
+
+
+def test_load_keeps_every_setting_of_a_policy_that_declares_none_changeable(make_router, tmp_path):
+    router = make_router("hierlin")
+    router.save(tmp_path / "r.safetensors")
+    with pytest.raises(ConfigError, match="cannot change when a router is loaded.*settings that can: none"):
+        Router.load(tmp_path / "r.safetensors", encoder=hashed_bow, policy_settings={"alpha": 0.1})
+
+
 @pytest.mark.parametrize("policy", ALL_POLICIES)
 def test_a_fixed_seed_gives_identical_runs(policy, make_router):
     assert drive(make_router(policy, seed=7), 60) == drive(make_router(policy, seed=7), 60)
