@@ -41,7 +41,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from ..checks import check_non_negative, check_positive
+from ..checks import check_integer, check_non_negative, check_positive
 from ..errors import ConfigError, StateFormatError
 from ..outcome import Outcome
 from .base import register
@@ -75,9 +75,7 @@ class ShrunkLinUCBConfig(RidgeConfig):
         super().validate()
         if not self.intercept:
             raise ConfigError("intercept must be True: the intercept is the part shrunk least")
-        if not (isinstance(self.min_ratings, int) and not isinstance(self.min_ratings, bool)
-                and 0 <= self.min_ratings <= 10**6):
-            raise ConfigError(f"min_ratings must be an integer in [0, 1000000], got {self.min_ratings!r}")
+        check_integer(self.min_ratings, "min_ratings", 0, 10**6)
         if self.bonus not in ("posterior", "count"):
             raise ConfigError(f"bonus must be 'posterior' or 'count', got {self.bonus!r}")
         for name in ("prompt_regularization", "noise"):
