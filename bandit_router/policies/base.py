@@ -52,7 +52,8 @@ class PolicyConfig:
             kind = type(getattr(defaults, key))
             if kind in (bool, int, float, str) and (isinstance(value, bool) is not (kind is bool) or not isinstance(
                     value, (int, float) if kind is float else kind)):
-                raise ConfigError(f"{cls.__name__}: {key} must be a {kind.__name__}, got {value!r}")
+                article = "an" if kind is int else "a"
+                raise ConfigError(f"{cls.__name__}: {key} must be {article} {kind.__name__}, got {value!r}")
         config = cls(**data)
         config.validate()
         return config

@@ -133,7 +133,7 @@ CASES: list[tuple[str, Callable[[Ctx], Any], type[Exception], str]] = [
     ("alpha as text", lambda c: make_policy("linucb", 4, ["a"], alpha="0.5"), ConfigError, "alpha must be a float"),
     ("intercept as text", lambda c: make_policy("linucb", 4, ["a"], intercept="yes"), ConfigError,
      "intercept must be a bool"),
-    ("draws as a float", lambda c: make_policy("thompson", 4, ["a"], draws=2.5), ConfigError, "draws must be a int"),
+    ("draws as a float", lambda c: make_policy("thompson", 4, ["a"], draws=2.5), ConfigError, "draws must be an int"),
     ("epsilon 2", lambda c: make_policy("epsilon-greedy", 4, ["a"], epsilon=2), ConfigError,
      r"epsilon must be a number in \[0, 1\]"),
     ("regularization 0", lambda c: make_policy("thompson", 4, ["a"], regularization=0), ConfigError,

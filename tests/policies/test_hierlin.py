@@ -205,7 +205,7 @@ def test_a_model_added_to_the_router_is_routed_to_and_learned():
 @pytest.mark.parametrize("field, value, message", [
     ("alpha", -0.1, "alpha must be a finite number >= 0"),
     ("pca_dims", -1, r"pca_dims must be an integer in \[0, 1024\]"),
-    ("clusters", 2.5, "clusters must be a int"),
+    ("clusters", 2.5, "clusters must be an int"),
     ("refit_start", 1, r"refit_start must be an integer in \[2, "),
     ("noise", 0.0, "noise must be a finite number > 0"),
     ("model_pca_var", float("inf"), "model_pca_var must be a finite number > 0"),
