@@ -46,6 +46,8 @@ class BaRPConfig(PolicyConfig):
     inference: str = "sample"  # "sample" from pi (explores; needed to learn online) or "argmax"
     learn: bool = True  # False freezes the policy: feedback is ignored
 
+    STATE_SETTINGS = frozenset({"head", "hidden", "preference_dim", "buffer"})  # the network's and buffer's shapes
+
     def validate(self) -> None:
         if self.head not in ("linear", "mlp"):
             raise ConfigError(f"head must be 'linear' or 'mlp', got {self.head!r}")

@@ -26,6 +26,8 @@ class RandomPolicy(Policy):
 class FixedConfig(PolicyConfig):
     model: str = ""  # the one model to route to
 
+    STATE_SETTINGS = frozenset()  # nothing is learned
+
     def validate(self) -> None:
         if not self.model:
             raise ConfigError("policy 'fixed' needs model=<name of one of the router's models>")

@@ -57,6 +57,11 @@ class HierLinConfig(PolicyConfig):
     model_pca_var: float = 0.5
     model_cluster_var: float = 0.05
 
+    STATE_SETTINGS = frozenset({  # all but alpha shape the code, the clusters or the posterior
+        "pca_dims", "pca_scale", "clusters", "new_cluster_similarity", "refit_start", "refit_every", "noise",
+        "prior_quality", "shared_intercept_var", "shared_pca_var", "shared_cluster_var", "model_intercept_var",
+        "model_pca_var", "model_cluster_var"})
+
     def validate(self) -> None:
         for name, low, high in (("pca_dims", 0, 1024), ("clusters", 0, 1024), ("refit_start", 2, 10**9),
                                 ("refit_every", 1, 10**9)):

@@ -54,6 +54,9 @@ class SharedLinUCBConfig(PolicyConfig):
     projection_seed: int = 0  # seed of the fixed random projections
     feature_scale: float = 0.25  # weight of model features against the shared intercept (lower: closer to the average model)
 
+    STATE_SETTINGS = frozenset({"regularization", "model_regularization", "prompt_dim", "model_dim",
+                                "projection_seed", "feature_scale"})  # all but alpha shape the learned statistics
+
     def validate(self) -> None:
         check_non_negative(self.alpha, "alpha")
         for key in ("regularization", "model_regularization", "feature_scale"):

@@ -121,11 +121,38 @@ def test_load_changes_the_settings_the_learned_state_does_not_depend_on(make_rou
     assert same.policy.config == router.policy.config
 
 
-def test_load_keeps_every_setting_of_a_policy_that_declares_none_changeable(make_router, tmp_path):
-    router = make_router("hierlin")
-    router.save(tmp_path / "r.safetensors")
-    with pytest.raises(ConfigError, match="cannot change when a router is loaded.*settings that can: none"):
-        Router.load(tmp_path / "r.safetensors", encoder=hashed_bow, policy_settings={"alpha": 0.1})
+@pytest.mark.parametrize("policy, free, fixed", [("hierlin", {"alpha": 0.1}, {"clusters": 8}),
+                                                ("barp", {"learn": False, "inference": "argmax"}, {"hidden": 8})])
+def test_load_changes_only_what_each_policy_declares_free(make_router, tmp_path, policy, free, fixed):
+    make_router(policy).save(tmp_path / "r.safetensors")
+    loaded = Router.load(tmp_path / "r.safetensors", encoder=hashed_bow, policy_settings=free)
+    assert {k: getattr(loaded.policy.config, k) for k in free} == free
+    with pytest.raises(ConfigError, match=f"\\['{next(iter(fixed))}'\\] cannot change when a router is loaded"):
+        Router.load(tmp_path / "r.safetensors", encoder=hashed_bow, policy_settings=fixed)
+
+
+@pytest.mark.parametrize("policy", ALL_POLICIES)
+def test_state_settings_name_fields(policy):
+    from dataclasses import fields
+
+    from bandit_router.policies import policy_class
+
+    config = policy_class(policy).Config
+    assert config.STATE_SETTINGS is None or config.STATE_SETTINGS <= {f.name for f in fields(config)}
+
+
+def test_a_config_that_declares_no_state_settings_keeps_every_setting():
+    from dataclasses import dataclass
+
+    from bandit_router.policies import PolicyConfig
+
+    @dataclass(frozen=True)
+    class Toy(PolicyConfig):
+        rate: float = 1.0
+
+    assert Toy.reloaded({"rate": 2.0}, {"rate": 2.0}) == {"rate": 2.0}  # the saved value is no change
+    with pytest.raises(ConfigError, match=r"\['rate'\] cannot change .*settings that can: none"):
+        Toy.reloaded({"rate": 2.0}, {"rate": 3.0})
 
 
 @pytest.mark.parametrize("policy", ALL_POLICIES)
