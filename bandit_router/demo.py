@@ -29,7 +29,7 @@ def run_demo(seed: int = 0, out: str | Path = "demo-output", dials: Sequence[flo
     encoder = sentence_encoder()
     print(f"{table.summary()}; encoding prompts with {encoder.name} (cached on disk after the first run)")
     vectors = table_vectors(table, encoder, progress=True)
-    best = int(table.scores.mean(axis=0).argmax())
+    best = table.best
     best_score, best_cost = table.scores[:, best].mean(), table.costs[:, best].mean()
     rows = []
     with tqdm(total=len(table) * len(dials), desc=f"replaying with {policy}", unit="prompt") as bar:

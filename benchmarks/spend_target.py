@@ -45,7 +45,7 @@ def main() -> None:
         runs = [run for run, _ in run_sweep(table, vectors, ENCODER, spec, workers=args.workers)]
         lines += [f"## {name}", "", *spend_table(table, runs)]
         means = table.costs.mean(axis=0)
-        cheapest.append(f"{means.min() / means[table.scores.mean(axis=0).argmax()]:.0%} of the best on {name}")
+        cheapest.append(f"{means.min() / means[table.best]:.0%} of the best on {name}")
     lines += ["The cheapest single model costs " + ", ".join(cheapest) + ".", "",
               f"{len(SETS) * len(list(spec.tasks()))} replays in {time.perf_counter() - started:.0f} s on "
               f"{args.workers} workers."]

@@ -23,10 +23,6 @@ RESULT_COLUMNS = ("policy", "dial", "seed", "n", "mean_score", "mean_cost", "sco
 LEARNING_CHECKPOINTS = (250, 500, 1000, 2000)  # prompts after which the learning curve is tabled
 
 
-def _best_single(table: RoutingTable) -> int:
-    return int(table.scores.mean(axis=0).argmax())
-
-
 def _singles(table: RoutingTable) -> tuple[np.ndarray, np.ndarray]:
     """Each single model's mean cost and mean score over the table."""
     return table.costs.mean(axis=0), table.scores.mean(axis=0)
@@ -39,7 +35,7 @@ def _is_reference(policy: str) -> bool:
 def result_row(table: RoutingTable, run: ReplayRun, seconds: float | None = None) -> dict[str, object]:
     """One results.csv row: means, both as % of the best single model's, and total regret (utility at the dial;
     for a spend-target run, `dial` is where the target ended and `spend` its share of the best model's cost)."""
-    best = _best_single(table)
+    best = table.best
     regret = cumulative_regret(table.scores[run.order], table.costs[run.order], run.cost_weight, run.chosen)
     return {"policy": run.policy, "dial": run.cost_weight, "seed": run.seed, "n": len(run.order),
             "mean_score": run.mean_score, "mean_cost": run.mean_cost,
@@ -73,7 +69,7 @@ def _grid(title: str, grouped, dials: list[float], value, fmt: str) -> list[str]
 def hull_table(table: RoutingTable, runs: Sequence[ReplayRun]) -> list[str]:
     """Plain-text lines, one per learned policy and dial, then per spend target: mean score, mean cost as % of the
     best single model's and hull gain (mean ± sd over seeds)."""
-    best_cost = table.costs[:, _best_single(table)].mean()
+    best_cost = table.costs[:, table.best].mean()
     lines = [f"{'policy':<24} {'dial':>11} {'score':>7} {'cost %best':>11} {'hull gain':>16}"]
     groups: dict[str, dict[tuple[bool, float], list[ReplayRun]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
@@ -94,8 +90,7 @@ def hull_table(table: RoutingTable, runs: Sequence[ReplayRun]) -> list[str]:
 def spend_table(table: RoutingTable, runs: Sequence[ReplayRun]) -> list[str]:
     """The spend-target table: per policy and target, cost (whole stream and second half), score, hull gain and
     the dial the target ended at (mean ± sd over seeds)."""
-    best = _best_single(table)
-    best_cost = table.costs[:, best].mean()
+    best_cost = table.costs[:, table.best].mean()
     grouped: dict[str, dict[float, list[ReplayRun]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         grouped[run.policy][run.spend].append(run)
@@ -160,7 +155,7 @@ def write_report(out: str | Path, table: RoutingTable, runs: Sequence[tuple[Repl
     grouped = _by([run for run, _ in runs if run.spend is None])
     dials = sorted({run.cost_weight for run, _ in runs if run.spend is None})
     learned = {p: g for p, g in grouped.items() if not _is_reference(p)}
-    best = _best_single(table)
+    best = table.best
     best_score, best_cost = table.scores[:, best].mean(), table.costs[:, best].mean()
     means = {p: (np.array([np.mean([r.mean_cost for r in g[d]]) for d in sorted(g)]),
                  np.array([np.mean([r.mean_score for r in g[d]]) for d in sorted(g)])) for p, g in grouped.items()}

@@ -63,11 +63,10 @@ def _init_worker(table: RoutingTable, vectors: np.ndarray, encoder_name: str, sp
 def _run_task(policy: str, dial: float | None, seed: int, spend: float | None) -> tuple[ReplayRun, float]:
     table, vectors, spec = _worker["table"], _worker["vectors"], _worker["spec"]
     started = time.perf_counter()
-    best_cost = table.costs[:, table.scores.mean(axis=0).argmax()].mean()
     router = Router(table.model_cards(), policy=policy, policy_settings=spec.settings.get(policy),
                     encoder=lookup_encoder(table, vectors, _worker["encoder_name"]), seed=seed,
                     tasks=TaskHints(sorted(set(table.tasks)), spec.text_weight) if spec.task_hints else (),
-                    cost_weight=0.0 if spend is None else SpendTarget(spend * best_cost))
+                    cost_weight=0.0 if spend is None else SpendTarget(spend * table.costs[:, table.best].mean()))
     run = replay(table, router, dial, seed, policy_label=policy, warm_start=spec.warm_start, feedback=spec.feedback)
     return replace(run, spend=spend), time.perf_counter() - started
 

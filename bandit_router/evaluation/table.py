@@ -49,6 +49,11 @@ class RoutingTable:
     def __len__(self) -> int:
         return len(self.prompts)
 
+    @property
+    def best(self) -> int:
+        """Column of the best single model: the highest mean score."""
+        return int(self.scores.mean(axis=0).argmax())
+
     def model_cards(self) -> list[Model]:
         """Model cards with this table's prices (per Mtok in models.json, per token on the card).
 
