@@ -115,7 +115,7 @@ def run_set(table: RoutingTable, ours: list[str], dials: list[float], seeds: lis
     """Every router's curve on `table` (ours, LiteLLM's, the full-information ridge router), each single model's
     (score, cost %), the best single model's mean cost and its name."""
     vectors = vectors_of(table)
-    best = int(table.scores.mean(axis=0).argmax())
+    best = table.best
     ref = float(table.costs[:, best].mean())
     curves = []
     for spec in ours:

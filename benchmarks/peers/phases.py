@@ -19,7 +19,7 @@ from bandit_router.evaluation.replay import replay
 
 def main(dial: float, policy: str = "hierlin", settings: str = "{}", seed: int = 0, feedback: str = "bandit") -> None:
     table = load_table("/work/shared/data/llmrouter-9")
-    ref = table.costs[:, table.scores.mean(axis=0).argmax()].mean()
+    ref = table.costs[:, table.best].mean()
     router = Router(table.model_cards(), policy=policy, policy_settings=json.loads(settings),
                     encoder=lookup_encoder(table, vectors_of(table), DEFAULT_ENCODER), seed=seed)
     with threadpool_limits(1):

@@ -22,7 +22,7 @@ TARGETS = {"llmrouter-9": [17, 34, 44, 65, 82], "routerarena-2": [103, 109, 117,
 def main(name: str, dials: list[float], specs: list[str], data: str = "/work/shared/data") -> None:
     table = load_table(f"{data}/{name}", invalid_rows=SETS[name])
     vectors = vectors_of(table)
-    ref = table.costs[:, table.scores.mean(axis=0).argmax()].mean()
+    ref = table.costs[:, table.best].mean()
     for spec in specs:
         label, sweep = parse_ours(spec)
         started = time.time()
