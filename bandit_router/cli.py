@@ -19,13 +19,18 @@ DEFAULT_POLICIES = "shrunk-linucb,linucb,thompson,epsilon-greedy,random,cheapest
 DEFAULT_DIALS = "0,0.1,0.3,0.5,0.8"
 
 
+def _numbers(text: str, option: str, expected: str) -> list[float]:
+    """The comma-separated numbers of `option`, or ConfigError saying which `expected`."""
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} must be comma-separated {expected}, got {text!r}") from None
+
+
 def _dials(text: str) -> list[float]:
     from .router import check_cost_weight
 
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"--dial must be comma-separated numbers in [0, 1], got {text!r}") from None
+    values = _numbers(text, "--dial", "numbers in [0, 1]")
     if not values:
         raise ConfigError("--dial needs at least one value in [0, 1]")
     return sorted({check_cost_weight(v, "--dial") for v in values})
@@ -34,11 +39,7 @@ def _dials(text: str) -> list[float]:
 def _spends(text: str) -> list[float]:
     from .checks import check_positive
 
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"--spend must be comma-separated shares in (0, 10] of the best model's cost, got {text!r}") \
-            from None
+    values = _numbers(text, "--spend", "shares in (0, 10] of the best model's cost")
     return sorted({check_positive(v, "--spend", 10.0) for v in values})
 
 
