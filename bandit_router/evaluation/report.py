@@ -54,7 +54,8 @@ def _by(runs: Sequence[ReplayRun]) -> dict[str, dict[float, list[ReplayRun]]]:
 
 
 def _cell(values: list[float], fmt: str) -> str:
-    return format(np.mean(values), fmt) + (f" ± {np.std(values):{fmt}}" if len(values) > 1 else "")
+    """mean ± sd; `fmt` signs the mean only (an sd is never below 0)."""
+    return format(np.mean(values), fmt) + (f" ± {np.std(values):{fmt.replace('+', '')}}" if len(values) > 1 else "")
 
 
 def _grid(title: str, grouped, dials: list[float], value, fmt: str) -> list[str]:

@@ -88,6 +88,7 @@ def test_cli_replay_writes_results_summary_and_plots(table_dir: Path, tmp_path: 
     summary = (out / "summary.md").read_text()
     assert "full-info-ridge" in summary and "AIQ" in summary and "--seeds 2" in summary
     assert "Hull gain" in summary and "Learning curve" in summary
+    assert "± +" not in summary and "± -" not in summary  # a signed mean, an unsigned sd
     single = [r for r in rows if r["policy"].startswith("single:")]
     assert max(float(r["hull_gain"]) for r in single) == pytest.approx(0.0, abs=1e-12)  # singles lie on or under
     assert "hull gain" in capsys.readouterr().out  # the printed table
