@@ -117,6 +117,20 @@ def test_cli_replay_with_spend_targets(table_dir: Path, tmp_path: Path, monkeypa
     assert "spend 5%" in printed and "spend 50%" in printed
 
 
+def test_cli_replay_with_a_warm_start_says_what_it_routed(table_dir: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BANDIT_ROUTER_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    status = main(["replay", str(table_dir), "--policy", "linucb", "--dial", "0", "--seeds", "1", "--warm-start",
+                   "0.5", "--out", str(out), "--workers", "1"])
+    assert status == 0
+    rows = [r for r in _results(out / "results.csv") if r["policy"] == "linucb"]
+    assert [int(r["n"]) for r in rows] == [30]  # half of the 60 prompts taught every score first
+    summary = (out / "summary.md").read_text()
+    assert "routed 30 of the 60 prompts: the first 30 of each seed's stream taught them every model's score" in summary
+    assert "| N=30 |" in summary  # the learning curve ends with the routed stream
+
+
 def test_cli_replay_passes_task_hints(table_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import bandit_router.evaluation.sweep as sweep
 
