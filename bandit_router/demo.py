@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 from .encoders import sentence_encoder
 from .evaluation import bundled_table_path, load_table, lookup_encoder, replay, table_vectors
-from .evaluation.metrics import hull_gain
+from .evaluation.report import run_hull_gain
 from .router import Router
 
 __all__ = ["DEMO_DIALS", "run_demo"]
@@ -39,8 +39,7 @@ def run_demo(seed: int = 0, out: str | Path = "demo-output", dials: Sequence[flo
             run = replay(table, router, dial, seed=seed, progress=bar.update)
             rows.append({"cost_weight": dial, "mean_score": run.mean_score, "mean_cost": run.mean_cost,
                          "score_pct": 100 * run.mean_score / best_score, "cost_pct": 100 * run.mean_cost / best_cost,
-                         "hull_gain": float(hull_gain(run.mean_cost, run.mean_score, table.costs.mean(axis=0),
-                                                      table.scores.mean(axis=0)))})
+                         "hull_gain": run_hull_gain(table, run)})
     lines = [f"Router ({policy}, seed {seed}) on {table.name}, bandit feedback only; "
              f"best single model: {table.models[best]} {best_score:.3f} @ ${best_cost:.2e}/query", "",
              "| cost_weight | mean score | mean cost (USD) | score % of best | cost % of best | hull gain |",

@@ -14,7 +14,8 @@ from .plots import plot_frontier, plot_learning, plot_regret
 from .replay import ReplayRun
 from .table import RoutingTable
 
-__all__ = ["RESULT_COLUMNS", "LEARNING_CHECKPOINTS", "result_row", "hull_table", "spend_table", "write_report"]
+__all__ = ["RESULT_COLUMNS", "LEARNING_CHECKPOINTS", "result_row", "run_hull_gain", "hull_table", "spend_table",
+           "write_report"]
 
 RESULT_COLUMNS = ("policy", "dial", "seed", "n", "mean_score", "mean_cost", "score_pct_best", "cost_pct_best",
                   "hull_gain", "regret_vs_oracle", "regret_vs_best_fixed", "seconds", "spend")
@@ -23,9 +24,16 @@ RESULT_COLUMNS = ("policy", "dial", "seed", "n", "mean_score", "mean_cost", "sco
 LEARNING_CHECKPOINTS = (250, 500, 1000, 2000)  # prompts after which the learning curve is tabled
 
 
-def _singles(table: RoutingTable) -> tuple[np.ndarray, np.ndarray]:
-    """Each single model's mean cost and mean score over the table."""
-    return table.costs.mean(axis=0), table.scores.mean(axis=0)
+def _singles(table: RoutingTable, run: ReplayRun | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each single model's mean cost and mean score over the prompts `run` routed (without a run: the table's)."""
+    rows = slice(None) if run is None else run.order
+    return table.costs[rows].mean(axis=0), table.scores[rows].mean(axis=0)
+
+
+def run_hull_gain(table: RoutingTable, run: ReplayRun) -> float:
+    """The run's mean score less the single models' hull at its mean cost, both over the prompts it routed (a
+    warm start's or the full-information router's held-out prompts are compared with the models on those)."""
+    return float(hull_gain(run.mean_cost, run.mean_score, *_singles(table, run)))
 
 
 def _is_reference(policy: str) -> bool:
@@ -41,7 +49,7 @@ def result_row(table: RoutingTable, run: ReplayRun, seconds: float | None = None
             "mean_score": run.mean_score, "mean_cost": run.mean_cost,
             "score_pct_best": 100 * run.mean_score / table.scores[:, best].mean(),
             "cost_pct_best": 100 * run.mean_cost / table.costs[:, best].mean(),
-            "hull_gain": float(hull_gain(run.mean_cost, run.mean_score, *_singles(table))),
+            "hull_gain": run_hull_gain(table, run),
             "regret_vs_oracle": float(regret["oracle"][-1]), "regret_vs_best_fixed": float(regret["best_fixed"][-1]),
             "seconds": "" if seconds is None else round(seconds, 2), "spend": "" if run.spend is None else run.spend}
 
@@ -80,7 +88,7 @@ def hull_table(table: RoutingTable, runs: Sequence[ReplayRun]) -> list[str]:
     for policy, by_setting in groups.items():
         for spend, value in sorted(by_setting):
             rs = by_setting[spend, value]
-            gains = [float(hull_gain(r.mean_cost, r.mean_score, *_singles(table))) for r in rs]
+            gains = [run_hull_gain(table, r) for r in rs]
             setting = f"spend {value:.0%}" if spend else f"{value:g}"
             lines.append(f"{policy:<24} {setting:>11} {np.mean([r.mean_score for r in rs]):>7.3f} "
                          f"{100 * np.mean([r.mean_cost for r in rs]) / best_cost:>10.1f}% "
@@ -104,7 +112,7 @@ def spend_table(table: RoutingTable, runs: Sequence[ReplayRun]) -> list[str]:
         for share in sorted(by_share):
             rs = by_share[share]
             late = [100 * r.cost[len(r.cost) // 2:].mean() / best_cost for r in rs]
-            gains = [float(hull_gain(r.mean_cost, r.mean_score, *_singles(table))) for r in rs]
+            gains = [run_hull_gain(table, r) for r in rs]
             lines.append(f"| {policy} | {share:.0%} | {share * best_cost:.3g} | "
                          f"{_cell([100 * r.mean_cost / best_cost for r in rs], '.1f')} | {_cell(late, '.1f')} | "
                          f"{_cell([r.mean_score for r in rs], '.3f')} | {_cell(gains, '+.3f')} | "
@@ -130,7 +138,7 @@ def _learning(table: RoutingTable, grouped, dials: list[float]) -> tuple[list[st
         for dial in dials:
             if not by_dial.get(dial):
                 continue
-            per_seed = [learning_curve(r.score, r.cost, every, *_singles(table)) for r in by_dial[dial]]
+            per_seed = [learning_curve(r.score, r.cost, every, *_singles(table, r)) for r in by_dial[dial]]
             curve = np.mean(per_seed, axis=0)
             curves.setdefault(policy, {})[dial] = curve
             lines.append(f"| {policy} | {dial:g} | " + " | ".join(f"{curve[c - 1]:+.3f}" for c in checkpoints) + " |")
@@ -200,7 +208,7 @@ def write_report(out: str | Path, table: RoutingTable, runs: Sequence[tuple[Repl
     lines += _grid("Hull gain: mean score minus the single models' upper concave hull at the same mean cost "
                    "(flat beyond the best model's cost and below the cheapest's; > 0: better than any fixed choice "
                    "or fixed split of models)", grouped, dials,
-                   lambda r: float(hull_gain(r.mean_cost, r.mean_score, *_singles(table))), "+.3f")
+                   lambda r: run_hull_gain(table, r), "+.3f")
     if spend_runs:
         lines += spend_table(table, spend_runs)
     learning_lines, learning_curves = _learning(table, grouped, dials)

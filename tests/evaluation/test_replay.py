@@ -13,8 +13,10 @@ from bandit_router import Router
 from bandit_router.cli import main
 from bandit_router.encoders import Encoder
 from bandit_router.evaluation import load_table, lookup_encoder, replay
+from bandit_router.evaluation.metrics import hull_gain
+from bandit_router.evaluation.replay import ReplayRun
 from bandit_router.evaluation.references import full_info_ridge_run, oracle_run, single_model_runs
-from bandit_router.evaluation.report import RESULT_COLUMNS, write_report
+from bandit_router.evaluation.report import RESULT_COLUMNS, run_hull_gain, write_report
 from bandit_router.evaluation.sweep import SweepSpec, reference_runs, run_sweep
 
 from .conftest import topic_vector
@@ -69,6 +71,19 @@ def test_sweep_in_two_processes_and_report(table_dir: Path, tmp_path: Path) -> N
 def _results(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as f:
         return list(csv.DictReader(f))
+
+
+def test_hull_gain_compares_a_run_with_the_models_on_the_prompts_it_routed(table_dir: Path) -> None:
+    table = load_table(table_dir)
+    against_the_table = []
+    for model in range(len(table.models)):
+        easy = np.argsort(-table.scores[:, model], kind="stable")[:20]  # its best prompts: above its mean
+        sub = ReplayRun("one model", 0.0, 0, easy, np.full(20, model), np.ones(20), table.scores[easy, model],
+                        table.costs[easy, model])
+        assert run_hull_gain(table, sub) <= 1e-12  # a single model is on or under the hull of the same prompts
+        assert run_hull_gain(table, single_model_runs(table)[model]) <= 1e-12
+        against_the_table.append(hull_gain(sub.mean_cost, sub.mean_score, table.costs.mean(0), table.scores.mean(0)))
+    assert max(against_the_table) > 0.1  # the hull of every prompt would have read easy prompts as routing gain
 
 
 def test_cli_replay_writes_results_summary_and_plots(table_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
