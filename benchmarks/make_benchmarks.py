@@ -58,7 +58,7 @@ def section(name: str, command: list[str]) -> str:
 
 
 INCLUDED = ("encoder_quality_results.md", "barp_results.md", "budgets_priors_results.md", "spend_target_results.md",
-            "PEERS.md")  # pages written by other benchmarks
+            "warm_start_results.md", "PEERS.md")  # pages written by other benchmarks
 
 
 def included(page: Path) -> str:
@@ -83,8 +83,8 @@ LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/m
 (add `--policies linucb,thompson,...,<yours>` to put another registered policy beside these; `--sets` and
 `--skip-perf` narrow it). Each set's section says how long its runs took on this 2-core machine.
 
-The demo's table is in [RESULTS.md](RESULTS.md). BaRP, budgets and priors, spend targets and the peers comparison are
-measured by their own scripts (each section names its command) and included at the end of this page.
+The demo's table is in [RESULTS.md](RESULTS.md). BaRP, budgets and priors, spend targets, warm starts and the peers
+comparison are measured by their own scripts (each section names its command) and included at the end of this page.
 
 ## Replays of the shared routing sets
 
