@@ -43,6 +43,22 @@ def _spends(text: str) -> list[float]:
     return sorted({check_positive(v, "--spend", 10.0) for v in values})
 
 
+def _warm_start(text: str, n: int) -> float:
+    """--warm-start: a whole number of prompts (e.g. 200) or a share of them (e.g. 0.05), checked against `n`."""
+    from .evaluation.replay import warm_rows
+
+    try:
+        value: float = int(text) if text.strip().lstrip("+-").isdigit() else float(text)
+    except ValueError:
+        raise ConfigError(f"--warm-start must be a number of prompts (e.g. 200) or a share of them (e.g. 0.05), "
+                          f"got {text!r}") from None
+    try:
+        warm_rows(value, n)
+    except ConfigError as error:
+        raise ConfigError(str(error).replace("warm_start", "--warm-start", 1)) from None
+    return value
+
+
 def _policies(text: str) -> list[str]:
     from .policies import policy_names
 
@@ -74,10 +90,10 @@ def _replay(args: argparse.Namespace) -> int:
 
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be an integer >= 1, got {args.seeds}")
-    spec = SweepSpec(_policies(args.policy), _dials(args.dial), list(range(args.seeds)), _settings(args.settings),
-                     warm_start=args.warm_start, feedback=args.feedback, task_hints=args.task_hints,
-                     spends=_spends(args.spend))
     table = load_table(args.data_dir, invalid_rows=args.invalid_rows)
+    spec = SweepSpec(_policies(args.policy), _dials(args.dial), list(range(args.seeds)), _settings(args.settings),
+                     warm_start=_warm_start(args.warm_start, len(table)), feedback=args.feedback,
+                     task_hints=args.task_hints, spends=_spends(args.spend))
     print(table.summary(), file=sys.stderr)
     encoder = encoder_by_name(args.encoder)
     vectors = table_vectors(table, encoder, progress=True)
@@ -113,8 +129,9 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="replay-output", help="output folder (default replay-output)")
     p.add_argument("--invalid-rows", choices=("raise", "drop"), default="raise",
                    help="what to do with outcome rows whose score is outside [0, 1] or cost negative")
-    p.add_argument("--warm-start", type=float, default=0.0,
-                   help="share of the shuffled prompts first learned with every model's score (default 0)")
+    p.add_argument("--warm-start", default="0",
+                   help="prompts of each shuffled stream first learned with every model's score, then not routed: "
+                        "a number (e.g. 200) or a share (e.g. 0.05; default 0)")
     p.add_argument("--feedback", choices=("bandit", "full"), default="bandit",
                    help="bandit: only the chosen model's score is learned (default); full: every model's")
     p.add_argument("--task-hints", action="store_true",

@@ -4,7 +4,7 @@ docs/BENCHMARKS.md).
 
 For each seed the table's prompts are shuffled; with a warm start of W prompts, the first W teach the Router
 every model's score (full information, as a logged table or a one-off evaluation would) and the rest are routed
-with bandit feedback: the runs of `bandit-router replay SET --warm-start W/len(SET)`. Hull gain is over the routed
+with bandit feedback: the runs of `bandit-router replay SET --warm-start W`. Hull gain is over the routed
 prompts, against the single models' hull on the same prompts.
 
     LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/warm_start.py [--data DIR]
@@ -44,7 +44,7 @@ def main() -> None:
              "routed. Cells: hull gain over the routed prompts, against the single models on the same prompts "
              "(mean ± sd over seeds) @ mean cost as % of the best single model's. Made by:", "",
              "    LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/warm_start.py", "",
-             "`bandit-router replay SET --warm-start W/len(SET)` makes the same runs, with the full summary.md.", ""]
+             "`bandit-router replay SET --warm-start W` makes the same runs, with the full summary.md.", ""]
     started, runs_done = time.perf_counter(), 0
     for name, invalid_rows in SETS.items():
         table = load_table(f"{args.data}/{name}", invalid_rows=invalid_rows)
@@ -52,7 +52,7 @@ def main() -> None:
         best_cost = table.costs[:, table.best].mean()
         columns = []
         for warm in WARM:
-            spec = SweepSpec(["shrunk-linucb"], DIALS, range(args.seeds), warm_start=warm / len(table))
+            spec = SweepSpec(["shrunk-linucb"], DIALS, range(args.seeds), warm_start=warm)
             runs = [run for run, _ in run_sweep(table, vectors, ENCODER, spec, workers=args.workers)]
             runs_done += len(runs)
             cells = []

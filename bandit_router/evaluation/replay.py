@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..errors import BudgetExceededError
+from ..errors import BudgetExceededError, ConfigError
 from ..router import Router
 from .table import RoutingTable
 
-__all__ = ["ReplayRun", "replay"]
+__all__ = ["ReplayRun", "replay", "warm_rows"]
 
 
 @dataclass
@@ -38,6 +39,22 @@ class ReplayRun:
         return float(self.cost.mean())
 
 
+def warm_rows(warm_start: float, n: int) -> int:
+    """How many of a stream's `n` prompts a warm start takes: an int is a number of prompts (0 to n - 1), a float
+    a share of them in [0, 1) (as scikit-learn's test_size)."""
+    if isinstance(warm_start, bool) or not isinstance(warm_start, (numbers.Integral, float)):
+        raise ConfigError(f"warm_start must be a number of prompts or a share of them, got {warm_start!r}")
+    if isinstance(warm_start, numbers.Integral):
+        if not 0 <= warm_start < n:
+            raise ConfigError(f"warm_start must be a number of prompts in [0, {n - 1}] (the table has {n}), "
+                              f"got {warm_start}")
+        return int(warm_start)
+    if not 0.0 <= warm_start < 1.0:
+        raise ConfigError(f"warm_start must be a share in [0, 1) of the prompts, or a whole number of them, "
+                          f"got {warm_start!r}")
+    return int(round(warm_start * n))
+
+
 def replay(table: RoutingTable, router: Router, cost_weight: float | None, seed: int, policy_label: str | None = None,
            warm_start: float = 0.0, feedback: str = "bandit", progress: Any = None) -> ReplayRun:
     """Stream the table's prompts in a seeded random order through `router` at dial `cost_weight` (None: at the
@@ -45,17 +62,15 @@ def replay(table: RoutingTable, router: Router, cost_weight: float | None, seed:
 
     `router` must know the table's models and encode its prompts (see `lookup_encoder`); a router that declares
     tasks is given each prompt's task from the table (None for a task it does not declare). With `warm_start`
-    > 0, that share of the shuffled rows first teaches the router every model's score (full information) and
-    the rest are routed. `feedback="bandit"` rewards only the chosen model; `"full"` teaches every model.
+    > 0 (a number of prompts, or a share of them: `warm_rows`), the first shuffled rows teach the router every
+    model's score (full information) and the rest are routed. `feedback="bandit"` rewards only the chosen model; `"full"` teaches every model.
     `progress` is an optional callable receiving the number of rows just processed.
     """
     if feedback not in ("bandit", "full"):
-        raise ValueError(f"feedback must be 'bandit' or 'full', got {feedback!r}")
-    if not 0.0 <= warm_start < 1.0:
-        raise ValueError(f"warm_start must be in [0, 1), got {warm_start!r}")
+        raise ConfigError(f"feedback must be 'bandit' or 'full', got {feedback!r}")
+    n_warm = warm_rows(warm_start, len(table))
     rows = np.random.default_rng(seed).permutation(len(table))
     tasks = [t if t in router.tasks else None for t in table.tasks]
-    n_warm = int(round(warm_start * len(rows)))
     for i in rows[:n_warm]:
         for k, model in enumerate(table.models):
             router.observe(table.prompts[i], model, table.scores[i, k], task=tasks[i])

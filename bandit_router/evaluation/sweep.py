@@ -26,7 +26,8 @@ class SweepSpec:
     """What to replay: registered policy names (with optional settings per name), dials and seeds; `spends`,
     shares of the best single model's mean cost, add a run per policy, share and seed routed at a SpendTarget of
     that mean cost per prompt. With `task_hints`, each Router declares the table's task labels (with
-    `text_weight`) and is told each prompt's task."""
+    `text_weight`) and is told each prompt's task. `warm_start` (prompts, or a share of them) and `feedback` are
+    `replay`'s."""
 
     policies: Sequence[str]
     dials: Sequence[float]

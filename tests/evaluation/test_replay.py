@@ -12,9 +12,10 @@ import pytest
 from bandit_router import Router
 from bandit_router.cli import main
 from bandit_router.encoders import Encoder
+from bandit_router.errors import ConfigError
 from bandit_router.evaluation import load_table, lookup_encoder, replay
 from bandit_router.evaluation.metrics import hull_gain
-from bandit_router.evaluation.replay import ReplayRun
+from bandit_router.evaluation.replay import ReplayRun, warm_rows
 from bandit_router.evaluation.references import full_info_ridge_run, oracle_run, single_model_runs
 from bandit_router.evaluation.report import RESULT_COLUMNS, run_hull_gain, write_report
 from bandit_router.evaluation.sweep import SweepSpec, reference_runs, run_sweep
@@ -39,6 +40,8 @@ def test_warm_start_and_full_feedback(table_dir: Path, topic_encoder: Encoder) -
                                 policy_settings={"exploration": 0.0}), 0.0, seed=0, warm_start=0.5)
     full = replay(table, Router(table.model_cards(), encoder=topic_encoder, seed=0), 0.0, seed=0, feedback="full")
     assert len(warm.order) == 30 and warm.mean_score == pytest.approx(1.0) and cold.mean_score < 1.0
+    counted = replay(table, Router(table.model_cards(), encoder=topic_encoder, seed=0), 0.0, seed=0, warm_start=30)
+    assert counted.order.tolist() == warm.order.tolist()  # 30 prompts, or half of the 60: the same rows routed
     assert full.mean_score >= cold.mean_score
 
 
@@ -137,13 +140,37 @@ def test_cli_replay_with_a_warm_start_says_what_it_routed(table_dir: Path, tmp_p
     monkeypatch.setenv("BANDIT_ROUTER_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "out"
     status = main(["replay", str(table_dir), "--policy", "linucb", "--dial", "0", "--seeds", "1", "--warm-start",
-                   "0.5", "--out", str(out), "--workers", "1"])
+                   "30", "--out", str(out), "--workers", "1"])
     assert status == 0
     rows = [r for r in _results(out / "results.csv") if r["policy"] == "linucb"]
     assert [int(r["n"]) for r in rows] == [30]  # half of the 60 prompts taught every score first
     summary = (out / "summary.md").read_text()
     assert "routed 30 of the 60 prompts: the first 30 of each seed's stream taught them every model's score" in summary
     assert "| N=30 |" in summary  # the learning curve ends with the routed stream
+
+
+@pytest.mark.parametrize("value, expected", [(0, 0), (0.25, 15), (59, 59), (np.int64(7), 7)])
+def test_warm_rows_takes_a_number_of_prompts_or_a_share(value: float, expected: int) -> None:
+    assert warm_rows(value, 60) == expected
+
+
+@pytest.mark.parametrize("value, message", [(60, r"number of prompts in \[0, 59\] \(the table has 60\), got 60"),
+                                            (-1, r"in \[0, 59\]"), (1.0, r"share in \[0, 1\)"),
+                                            (True, "a number of prompts or a share"), ("10", "got '10'")])
+def test_warm_rows_names_the_allowed_range(value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        warm_rows(value, 60)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value, message", [("60", "--warm-start must be a number of prompts in [0, 59]"),
+                                            ("1.5", "--warm-start must be a share in [0, 1)"),
+                                            ("half", "--warm-start must be a number of prompts (e.g. 200)")])
+def test_cli_replay_refuses_a_warm_start_out_of_range(table_dir: Path, tmp_path: Path, value: str, message: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["replay", str(table_dir), "--policy", "linucb", "--dial", "0", "--seeds", "1", "--warm-start",
+                   value, "--out", str(tmp_path / "out"), "--workers", "1"])
+    assert status == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before any run
 
 
 def test_cli_replay_passes_task_hints(table_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
