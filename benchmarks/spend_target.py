@@ -10,28 +10,19 @@ the runs `bandit-router replay SET --spend 0.2,0.4,0.6,0.8` adds to its dial swe
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
-from bandit_router.encoders import sentence_encoder
-from bandit_router.evaluation import load_table, table_vectors
 from bandit_router.evaluation.report import spend_table
 from bandit_router.evaluation.sweep import SweepSpec, run_sweep
 
-ROOT = Path(__file__).resolve().parents[1]
-ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
-SETS = {"llmrouter-9": "raise", "routellm-mmlu-2": "raise", "routerarena-2": "drop"}  # set: invalid_rows
+from shared_sets import ENCODER, SETS, arguments, load
+
 SHARES = (0.2, 0.4, 0.6, 0.8)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="folder of the shared sets")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", default=str(ROOT / "docs" / "spend_target_results.md"))
-    args = parser.parse_args()
+    args = arguments(__doc__.splitlines()[0], "spend_target_results.md")
     spec = SweepSpec(["shrunk-linucb"], dials=(), seeds=range(args.seeds), spends=SHARES)
     lines = ["# Spend targets: the dial set from a mean cost per request", "",
              f"`SpendTarget(share x the best single model's mean cost)` as the Router's `cost_weight`, the default "
@@ -39,9 +30,8 @@ def main() -> None:
              "    LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/spend_target.py", "",
              "`bandit-router replay SET --spend 0.2,0.4,0.6,0.8` adds the same runs to a dial sweep's summary.md.", ""]
     started, cheapest = time.perf_counter(), []
-    for name, invalid_rows in SETS.items():
-        table = load_table(f"{args.data}/{name}", invalid_rows=invalid_rows)
-        vectors = table_vectors(table, sentence_encoder(ENCODER))
+    for name in SETS:
+        table, vectors = load(args.data, name)
         runs = [run for run, _ in run_sweep(table, vectors, ENCODER, spec, workers=args.workers)]
         lines += [f"## {name}", "", *spend_table(table, runs)]
         means = table.costs.mean(axis=0)

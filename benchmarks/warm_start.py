@@ -12,31 +12,22 @@ prompts, against the single models' hull on the same prompts.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bandit_router.encoders import sentence_encoder
-from bandit_router.evaluation import load_table, table_vectors
 from bandit_router.evaluation.report import run_hull_gain
 from bandit_router.evaluation.sweep import SweepSpec, run_sweep
 
-ROOT = Path(__file__).resolve().parents[1]
-ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
-SETS = {"llmrouter-9": "raise", "routellm-mmlu-2": "raise", "routerarena-2": "drop"}  # set: invalid_rows
+from shared_sets import ENCODER, SETS, arguments, load
+
 DIALS = (0.0, 0.03, 0.06, 0.1, 0.2, 0.5)
 WARM = (0, 50, 200)  # prompts scored by every model before routing
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="folder of the shared sets")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", default=str(ROOT / "docs" / "warm_start_results.md"))
-    args = parser.parse_args()
+    args = arguments(__doc__.splitlines()[0], "warm_start_results.md")
     lines = ["# Warm starts: what a few prompts scored by every model buy", "",
              f"The default policy, bandit feedback, seeds 0-{args.seeds - 1}. With a warm start of W prompts, the first "
              "W of each seed's shuffled stream teach the Router every model's score (full information: what "
@@ -46,9 +37,8 @@ def main() -> None:
              "    LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/warm_start.py", "",
              "`bandit-router replay SET --warm-start W` makes the same runs, with the full summary.md.", ""]
     started, runs_done = time.perf_counter(), 0
-    for name, invalid_rows in SETS.items():
-        table = load_table(f"{args.data}/{name}", invalid_rows=invalid_rows)
-        vectors = table_vectors(table, sentence_encoder(ENCODER))
+    for name in SETS:
+        table, vectors = load(args.data, name)
         best_cost = table.costs[:, table.best].mean()
         columns = []
         for warm in WARM:
