@@ -63,8 +63,8 @@ def replay(table: RoutingTable, router: Router, cost_weight: float | None, seed:
     `router` must know the table's models and encode its prompts (see `lookup_encoder`); a router that declares
     tasks is given each prompt's task from the table (None for a task it does not declare). With `warm_start`
     > 0 (a number of prompts, or a share of them: `warm_rows`), the first shuffled rows teach the router every
-    model's score (full information) and the rest are routed. `feedback="bandit"` rewards only the chosen model; `"full"` teaches every model.
-    `progress` is an optional callable receiving the number of rows just processed.
+    model's score (full information) and the rest are routed. `feedback="bandit"` rewards only the chosen model;
+    `"full"` teaches every model. `progress` is an optional callable receiving the number of rows just processed.
     """
     if feedback not in ("bandit", "full"):
         raise ConfigError(f"feedback must be 'bandit' or 'full', got {feedback!r}")

@@ -40,6 +40,13 @@ def _is_reference(policy: str) -> bool:
     return policy.startswith("single:") or policy == "oracle"
 
 
+def _routed(table: RoutingTable, grouped: dict[str, dict[float, list[ReplayRun]]]) -> int:
+    """Prompts the learned policies routed: the table's, or fewer after a warm start (the full-information router
+    routes its own held-out half)."""
+    return max((len(r.order) for p, g in grouped.items() if not (_is_reference(p) or p == "full-info-ridge")
+                for rs in g.values() for r in rs), default=len(table))
+
+
 def result_row(table: RoutingTable, run: ReplayRun, seconds: float | None = None) -> dict[str, object]:
     """One results.csv row: means, both as % of the best single model's, and total regret (utility at the dial;
     for a spend-target run, `dial` is where the target ended and `spend` its share of the best model's cost)."""
@@ -124,8 +131,7 @@ def spend_table(table: RoutingTable, runs: Sequence[ReplayRun]) -> list[str]:
 def _learning(table: RoutingTable, grouped, dials: list[float]) -> tuple[list[str], dict]:
     """The learning-curve table (hull gain of the running mean after each checkpoint, mean over seeds) and the
     curves for the plot (hull gain after every prompt from the 50th on, mean over seeds)."""
-    n = max((len(r.order) for p, g in grouped.items() if not _is_reference(p) for rs in g.values() for r in rs),
-            default=len(table))  # the prompts routed (fewer than the table's after a warm start)
+    n = _routed(table, grouped)
     checkpoints = [c for c in LEARNING_CHECKPOINTS if c < n] + [n]
     lines = ["**Learning curve: hull gain of the running mean after the first N prompts** (mean over seeds; "
              f"the last column is the whole stream)", "",
@@ -192,7 +198,7 @@ def write_report(out: str | Path, table: RoutingTable, runs: Sequence[tuple[Repl
              f"cost {best_cost:.3g} {table.cost_unit}). "
              f"Seeds {seeds}; cells are mean ± sd over seeds. The dial w trades score for cost: a run at w values "
              f"model k on prompt i at score - w * cost / (highest cost on prompt i).", ""]
-    routed = max(len(r.order) for p, g in learned.items() for rs in g.values() for r in rs) if learned else len(table)
+    routed = _routed(table, grouped)
     if routed < len(table):
         lines[-2] += (f" The learned policies routed {routed} of the {len(table)} prompts: the first "
                       f"{len(table) - routed} of each seed's stream taught them every model's score first (a warm "

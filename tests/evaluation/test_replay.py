@@ -140,13 +140,13 @@ def test_cli_replay_with_a_warm_start_says_what_it_routed(table_dir: Path, tmp_p
     monkeypatch.setenv("BANDIT_ROUTER_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "out"
     status = main(["replay", str(table_dir), "--policy", "linucb", "--dial", "0", "--seeds", "1", "--warm-start",
-                   "30", "--out", str(out), "--workers", "1"])
+                   "40", "--out", str(out), "--workers", "1"])
     assert status == 0
     rows = [r for r in _results(out / "results.csv") if r["policy"] == "linucb"]
-    assert [int(r["n"]) for r in rows] == [30]  # half of the 60 prompts taught every score first
+    assert [int(r["n"]) for r in rows] == [20]  # 40 of the 60 prompts taught every score first
     summary = (out / "summary.md").read_text()
-    assert "routed 30 of the 60 prompts: the first 30 of each seed's stream taught them every model's score" in summary
-    assert "| N=30 |" in summary  # the learning curve ends with the routed stream
+    assert "routed 20 of the 60 prompts: the first 40 of each seed's stream taught them every model's score" in summary
+    assert "| N=20 |" in summary  # the learning curve ends with the routed stream (not the ridge router's half, 30)
 
 
 @pytest.mark.parametrize("value, expected", [(0, 0), (0.25, 15), (59, 59), (np.int64(7), 7)])
