@@ -138,7 +138,8 @@ class RidgePolicy(Policy):
 
     def learn(self, outcomes: Sequence[Outcome]) -> None:
         """One outcome of weight 1 is a rank-1 update (recorded for sharing); several, or weighted ones (a
-        prior), are added as sufficient statistics at once, one inverse per model, and are not shared."""
+        prior), are added as sufficient statistics at once, one inverse per model, and are not shared: while
+        sharing, they join this replica's own base (see `share`)."""
         if len(outcomes) == 1 and outcomes[0].weight == 1.0:
             self._update(outcomes[0].vector, outcomes[0].model, outcomes[0].reward)
             return
@@ -148,16 +149,27 @@ class RidgePolicy(Policy):
             raise StateFormatError(f"policy {self.name!r}: outcomes hold NaN or infinite values")
         A = self.A  # sums the deferred outer products first
         for a, Z, rewards, w in groups:
-            A[a] += w * Z.T @ Z
-            self.b[a] += w * Z.T @ rewards
+            gram, moment = w * Z.T @ Z, w * Z.T @ rewards
+            A[a] += gram
+            self.b[a] += moment
             self.A_inv[a] = np.linalg.inv(A[a])
             self.theta[a] = self.A_inv[a] @ self.b[a]
+            self._keep_local(self.arms[a], gram, moment)
+
+    def _keep_local(self, arm: str, gram: np.ndarray, moment: np.ndarray) -> None:
+        """While sharing, add a prior's sum z z^T and sum r z for `arm` to this replica's base: never pushed, and
+        kept under the merged totals by `install_totals` (which would otherwise drop it)."""
+        if self._delta is not None:
+            base = self._base.setdefault(arm, {"A": np.zeros((self.p, self.p)), "b": np.zeros(self.p)})
+            base["A"] += gram
+            base["b"] += moment
 
     def _update(self, x: np.ndarray, arm: str, reward: float) -> None:
         self._add(arm, self.features(x), reward)
 
-    def _add(self, arm: str, z: np.ndarray, reward: float) -> None:
-        """A += z z^T, b += reward z for `arm` (A^-1 by Sherman-Morrison), recorded for sharing."""
+    def _add(self, arm: str, z: np.ndarray, reward: float, shared: bool = True) -> None:
+        """A += z z^T, b += reward z for `arm` (A^-1 by Sherman-Morrison), recorded for sharing (`shared`) or
+        kept in this replica's base (a prior)."""
         k = self.index(arm)
         A_inv = self.A_inv[k]
         Az = A_inv @ z
@@ -167,7 +179,9 @@ class RidgePolicy(Policy):
             self._sum_outer(k)
         self.b[k] += reward * z
         self._stale.add(k)
-        if self._delta is not None:
+        if not shared:
+            self._keep_local(arm, np.outer(z, z), reward * z)
+        elif self._delta is not None:
             self._delta.setdefault(arm, _Delta(self.p)).add(z, reward)
 
     def state(self) -> dict[str, np.ndarray]:

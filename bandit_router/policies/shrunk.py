@@ -193,16 +193,18 @@ class ShrunkLinUCB(RidgePolicy):
 
     # -- learning ------------------------------------------------------------------------------------------
     def learn(self, outcomes: Sequence[Outcome]) -> None:
-        """Add each outcome's rating to its model's statistics, counted `weight` times."""
+        """Add each outcome's rating to its model's statistics, counted `weight` times. As in RidgePolicy, one
+        outcome of weight 1 is shared with other replicas; several, or weighted ones (a prior), are not."""
+        shared = len(outcomes) == 1 and outcomes[0].weight == 1.0
         for outcome in outcomes:
             if not (outcome.weight > 0 and np.isfinite(outcome.weight)):
                 raise ConfigError(f"outcome weight must be a finite number > 0, got {outcome.weight!r}")
             root = np.sqrt(outcome.weight)
-            self._rank_one(outcome.model, root * self.features(outcome.vector), root * float(outcome.reward))
+            self._rank_one(outcome.model, root * self.features(outcome.vector), root * float(outcome.reward), shared)
 
-    def _rank_one(self, arm: str, z: np.ndarray, reward: float) -> None:
+    def _rank_one(self, arm: str, z: np.ndarray, reward: float, shared: bool) -> None:
         """RidgePolicy's rank-one update, counting the rating and re-choosing precisions when one is due."""
-        self._add(arm, z, reward)
+        self._add(arm, z, reward, shared)
         self.ratings[self.index(arm)] += z[-1] ** 2
         self._maybe_refit()
 

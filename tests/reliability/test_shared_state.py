@@ -120,6 +120,31 @@ def test_prior_stays_local_and_is_not_counted_twice(tmp_path: Path) -> None:
             np.testing.assert_allclose(router.policy.A[k], prior_A[k] + totals[model]["A"])
 
 
+@pytest.mark.parametrize("policy", ["shrunk-linucb", "linucb"])
+def test_a_prior_given_to_routers_that_share_state_is_kept_once_by_each(policy: str, tmp_path: Path) -> None:
+    """`table_prior` on routers already sharing a store (the documented order): each keeps the prior as its own
+    base under the merged totals; the store holds only the feedback."""
+    from bandit_router.priors import table_prior
+
+    store = SQLiteStateStore(tmp_path / "state.db")
+    routers = [Router(model_cards(), policy=policy, encoder=fake_encoder, seed=s, state_store=store,
+                      limits=Limits(sync_every=3600)) for s in (0, 1)]
+    prompts = [f"prior {i}" for i in range(20)]
+    for router in routers:
+        table_prior(router, prompts, np.full((20, len(MODELS)), 0.9), list(MODELS))
+    prior_b = routers[0].policy.b.copy()
+    for i, router in enumerate(routers * 30):
+        decision = router.route(f"request {i}")
+        router.feedback(decision.route_id, 0.5)
+    for router in routers + routers[:1]:
+        router.sync()
+    totals = store.totals()
+    assert sum(int(totals[m]["n"]) for m in totals) == 60  # the feedback only, not 2 x 20 x models prior rows
+    for router in routers:  # prior + every replica's feedback, the prior counted once
+        for k, model in enumerate(router.policy.arms):
+            np.testing.assert_allclose(router.policy.b[k], prior_b[k] + totals[model]["b"])
+
+
 @pytest.mark.parametrize("policy", ["thompson", "epsilon-greedy"])
 def test_every_linear_policy_shares_its_state(policy: str, tmp_path: Path) -> None:
     store = SQLiteStateStore(tmp_path / "state.db")
