@@ -1,4 +1,5 @@
-"""The service's config file (JSON or TOML): models, policy, dial, stores, budget, feedback rules and tenants.
+"""The service's config file (JSON or TOML): models, policy, dial, stores, budget, feedback rules, tenants and a
+prior (a routing table every replica warm-starts from).
 
 Secrets never live in the file: model API keys and the feedback secret are read from environment variables
 the file names, and tenants' API keys are stored as salted SHA-256 digests (see `bandit_router.service.auth`).
@@ -17,8 +18,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..budget import Budget
+from ..checks import check_positive
 from ..encoders import Encoder, sentence_encoder
-from ..errors import ConfigError
+from ..errors import ConfigError, DataFormatError
 from ..models import Model
 from ..router import Router
 from ..settings import FeedbackSettings, Limits
@@ -30,11 +32,12 @@ __all__ = ["ServiceConfig", "load_config", "hashing_encoder"]
 
 _TOP = {"models", "policy", "policy_settings", "cost_weight", "spend_target", "encoder", "seed", "tasks",
         "pending_ttl", "max_pending", "max_attempts", "expected_output_tokens", "log", "state", "budget", "feedback",
-        "tenants", "server"}
+        "tenants", "server", "prior"}
 _STATE = {"redis", "sqlite", "namespace", "sync_every"}
 _BUDGET = {"limit", "period", "key_limit", "pacer", "bins"}
 _FEEDBACK = {"secret_env", "limit_per_tenant", "window", "token_ttl"}
 _SERVER = {"host", "port", "max_body_bytes"}
+_PRIOR = {"table", "strength", "invalid_rows"}
 
 
 def hashing_encoder(dim: int) -> Encoder:
@@ -104,6 +107,7 @@ class ServiceConfig:
     state: dict[str, Any] = field(default_factory=dict)
     budget: dict[str, Any] = field(default_factory=dict)
     feedback: dict[str, Any] = field(default_factory=dict)
+    prior: dict[str, Any] = field(default_factory=dict)
     tenants: list[Tenant] = field(default_factory=list)
     host: str = "127.0.0.1"
     port: int = 8000
@@ -150,8 +154,25 @@ class ServiceConfig:
                                     feedback_token_ttl=self.feedback.get("token_ttl"),
                                     source_limit=self.feedback.get("limit_per_tenant"),
                                     source_window=self.feedback.get("window", 3600.0))
-        return Router(self.models, encoder=_encoder(self.encoder), budget=self.make_budget(), state_store=store,
-                      feedback=feedback, limits=Limits(**limits, sync_every=self.state.get("sync_every", 1.0)), **top)
+        router = Router(self.models, encoder=_encoder(self.encoder), budget=self.make_budget(), state_store=store,
+                        feedback=feedback, limits=Limits(**limits, sync_every=self.state.get("sync_every", 1.0)),
+                        **top)
+        if self.prior:
+            self.warm_start(router)
+        return router
+
+    def warm_start(self, router: Router) -> None:
+        """Teach `router` the [prior] table's scores (`table_prior`): each replica keeps them as its own base,
+        so replicas that read the same table do not count it twice."""
+        from ..evaluation import load_table
+        from ..priors import table_prior
+
+        path = self.prior["table"]
+        try:
+            table = load_table(path, invalid_rows=self.prior.get("invalid_rows", "raise"))
+            table_prior(router, table.prompts, table.scores, table.models, self.prior.get("strength", 1.0))
+        except (ConfigError, DataFormatError, OSError) as error:
+            raise ConfigError(f"prior.table {path!r}: {error}") from None
 
     def keyring(self) -> KeyRing:
         return KeyRing(self.tenants)
@@ -185,6 +206,14 @@ def parse_config(config: Mapping[str, Any], env: Mapping[str, str] | None = None
     if not isinstance(tenants, list):
         raise ConfigError("tenants must be a list of {name, salt, key_sha256[, budget_key]} tables")
     server = _section(config, "server", _SERVER)
+    prior = _section(config, "prior", _PRIOR)
+    if prior and not isinstance(prior.get("table"), str):
+        raise ConfigError("prior needs table: the path of a routing-table folder (prompts.csv, outcomes.csv) with "
+                          "the models' scores")
+    if prior.get("invalid_rows", "raise") not in ("raise", "drop"):
+        raise ConfigError(f"prior.invalid_rows must be 'raise' or 'drop', got {prior['invalid_rows']!r}")
+    if "strength" in prior:
+        check_positive(prior["strength"], "prior.strength", unit="online observations per offline one")
     router = {k: config[k] for k in ("policy", "policy_settings", "cost_weight", "seed", "tasks", "pending_ttl",
                                      "max_pending", "max_attempts", "expected_output_tokens", "log") if k in config}
     if "spend_target" in config:
@@ -197,7 +226,7 @@ def parse_config(config: Mapping[str, Any], env: Mapping[str, str] | None = None
         router["spend_target"] = config["spend_target"]
     parsed = ServiceConfig(router=router, models=[_model(m, i, env) for i, m in enumerate(models)],
                            encoder=config.get("encoder", "sentence-transformers/all-MiniLM-L6-v2"), state=state,
-                           budget=budget, feedback=feedback,
+                           budget=budget, feedback=feedback, prior=prior,
                            tenants=[Tenant.from_config(t, i) for i, t in enumerate(tenants)],
                            host=server.get("host", "127.0.0.1"), port=server.get("port", 8000),
                            max_body_bytes=server.get("max_body_bytes", 4_000_000), feedback_secret=secret)

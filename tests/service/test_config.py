@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from bandit_router.errors import ConfigError
 from bandit_router.service import hashing_encoder, load_config, parse_config
 from bandit_router.service.auth import KeyRing, Tenant
 
-from .conftest import KEYS, UPSTREAM_KEY, config_dict
+from .conftest import CHEAP, DEAR, KEYS, UPSTREAM_KEY, config_dict
 
 ENV = {"UPSTREAM_KEY": UPSTREAM_KEY}
 
@@ -36,10 +37,37 @@ def test_a_full_config_builds_its_router() -> None:
     ({"tenants": [{"name": "a", "salt": "zz", "key_sha256": "00"}]}, r"tenants\[0\]"),
     ({"spend_target": -1, "cost_weight": None}, "spend_target: per_request must be a finite number > 0"),
     ({"spend_target": 1e-4, "cost_weight": 0.2}, "not both"),
+    ({"prior": {"strength": 1}}, "prior needs table"),
+    ({"prior": {"table": "t", "strength": 0}}, "prior.strength must be a finite number > 0"),
+    ({"prior": {"table": "t", "invalid_rows": "keep"}}, "prior.invalid_rows"),
+    ({"prior": {"table": "/nonexistent/scores"}}, "prior.table '/nonexistent/scores': .* is not a folder"),
 ])
 def test_invalid_configs_name_the_field(change, field) -> None:
     with pytest.raises(ConfigError, match=field):
         parse_config(config_dict("http://127.0.0.1:9/v1", **change), env=ENV).build_router()
+
+
+def _scored(folder: Path, models: list[str]) -> str:
+    """A routing-table folder: `models` scored on 30 prompts, the first model right on every one."""
+    folder.mkdir()
+    (folder / "prompts.csv").write_text("prompt_id,task,split,prompt\n" +
+                                        "".join(f"p{i},chat,,question {i}\n" for i in range(30)))
+    (folder / "outcomes.csv").write_text("prompt_id,model,score,cost\n" + "".join(
+        f"p{i},{m},{1.0 if k == 0 else 0.0},0.001\n" for i in range(30) for k, m in enumerate(models)))
+    (folder / "models.json").write_text(json.dumps({"cost_unit": "usd", "models": {m: {} for m in models}}))
+    return str(folder)
+
+
+def test_a_prior_table_warm_starts_every_router_the_config_builds(tmp_path: Path) -> None:
+    table = _scored(tmp_path / "scored", [CHEAP, DEAR])
+    config = parse_config(config_dict("http://127.0.0.1:9/v1", prior={"table": table, "strength": 0.5}), env=ENV)
+    for router in (config.build_router(), config.build_router()):
+        counts = router.policy.A[:, -1, -1] - router.policy.config.regularization
+        np.testing.assert_allclose(counts, [15.0, 15.0])  # 30 prompts per model, each worth half a rating
+        assert router.route("question 7").model == CHEAP  # what the table taught
+    with pytest.raises(ConfigError, match=r"prior.table .*unknown names \['openai/model-c'\]"):
+        parse_config(config_dict("http://127.0.0.1:9/v1", prior={"table": _scored(tmp_path / "other", [
+            CHEAP, "openai/model-c"])}), env=ENV).build_router()
 
 
 def test_a_spend_target_sets_each_routers_dial() -> None:
