@@ -95,6 +95,19 @@ def test_retried_push_is_counted_once(make_store: str, tmp_path: Path, request: 
     np.testing.assert_array_equal(store.totals()["m"]["A"], 3 * np.eye(2))
 
 
+def rate_and_sync(routers: list[Router], store: StateStore, n: int) -> dict[str, dict[str, np.ndarray]]:
+    """`n` route + feedback calls spread over `routers`, then every router synced; the store's totals, checked to
+    hold those `n` ratings and nothing else."""
+    for i, router in enumerate(routers * (n // len(routers))):
+        decision = router.route(f"request {i}")
+        router.feedback(decision.route_id, 0.5)
+    for router in routers + routers[:1]:
+        router.sync()
+    totals = store.totals()
+    assert sum(int(totals[m]["n"]) for m in totals) == n
+    return totals
+
+
 def test_prior_stays_local_and_is_not_counted_twice(tmp_path: Path) -> None:
     """Replicas starting from the same prior serve prior + merged totals; the store holds only what they learned."""
     from bandit_router.policies import make_policy
@@ -108,13 +121,7 @@ def test_prior_stays_local_and_is_not_counted_twice(tmp_path: Path) -> None:
         routers.append(Router(model_cards(), policy=policy, encoder=fake_encoder, state_store=store,
                               limits=Limits(sync_every=3600)))
     prior_A = routers[0].policy.A.copy()
-    for i, router in enumerate(routers * 50):
-        decision = router.route(f"request {i}")
-        router.feedback(decision.route_id, 0.5)
-    for router in routers + routers[:1]:
-        router.sync()
-    totals = store.totals()
-    assert sum(int(totals[m]["n"]) for m in totals) == 100  # the 2 x 60 prior observations were never pushed
+    totals = rate_and_sync(routers, store, 100)  # the 2 x 60 prior observations were never pushed
     for router in routers:
         for k, model in enumerate(router.policy.arms):
             np.testing.assert_allclose(router.policy.A[k], prior_A[k] + totals[model]["A"])
@@ -133,13 +140,7 @@ def test_a_prior_given_to_routers_that_share_state_is_kept_once_by_each(policy: 
     for router in routers:
         table_prior(router, prompts, np.full((20, len(MODELS)), 0.9), list(MODELS))
     prior_b = routers[0].policy.b.copy()
-    for i, router in enumerate(routers * 30):
-        decision = router.route(f"request {i}")
-        router.feedback(decision.route_id, 0.5)
-    for router in routers + routers[:1]:
-        router.sync()
-    totals = store.totals()
-    assert sum(int(totals[m]["n"]) for m in totals) == 60  # the feedback only, not 2 x 20 x models prior rows
+    totals = rate_and_sync(routers, store, 60)  # not the 2 x 20 x models prior rows
     for router in routers:  # prior + every replica's feedback, the prior counted once
         for k, model in enumerate(router.policy.arms):
             np.testing.assert_allclose(router.policy.b[k], prior_b[k] + totals[model]["b"])
