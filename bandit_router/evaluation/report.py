@@ -211,9 +211,9 @@ def write_report(out: str | Path, table: RoutingTable, runs: Sequence[tuple[Repl
     lines += _grid(f"Mean cost per prompt ({table.cost_unit})", grouped, dials, lambda r: r.mean_cost, ".3g")
     lines += _grid("Mean cost, % of the best single model's", grouped, dials, lambda r: 100 * r.mean_cost / best_cost,
                    ".1f")
-    lines += _grid("Hull gain: mean score minus the single models' upper concave hull at the same mean cost "
-                   "(flat beyond the best model's cost and below the cheapest's; > 0: better than any fixed choice "
-                   "or fixed split of models)", grouped, dials,
+    lines += _grid("Hull gain: mean score minus the single models' upper concave hull at the same mean cost, both "
+                   "over the prompts the run routed (flat beyond the best model's cost and below the cheapest's; "
+                   "> 0: better than any fixed choice or fixed split of models)", grouped, dials,
                    lambda r: run_hull_gain(table, r), "+.3f")
     if spend_runs:
         lines += spend_table(table, spend_runs)
