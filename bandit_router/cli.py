@@ -52,10 +52,7 @@ def _warm_start(text: str, n: int) -> float:
     except ValueError:
         raise ConfigError(f"--warm-start must be a number of prompts (e.g. 200) or a share of them (e.g. 0.05), "
                           f"got {text!r}") from None
-    try:
-        warm_rows(value, n)
-    except ConfigError as error:
-        raise ConfigError(str(error).replace("warm_start", "--warm-start", 1)) from None
+    warm_rows(value, n, "--warm-start")
     return value
 
 

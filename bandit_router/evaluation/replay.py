@@ -39,18 +39,18 @@ class ReplayRun:
         return float(self.cost.mean())
 
 
-def warm_rows(warm_start: float, n: int) -> int:
+def warm_rows(warm_start: float, n: int, field: str = "warm_start") -> int:
     """How many of a stream's `n` prompts a warm start takes: an int is a number of prompts (0 to n - 1), a float
-    a share of them in [0, 1) (as scikit-learn's test_size)."""
+    a share of them in [0, 1) (as scikit-learn's test_size); ConfigError naming `field` otherwise."""
     if isinstance(warm_start, bool) or not isinstance(warm_start, (numbers.Integral, float)):
-        raise ConfigError(f"warm_start must be a number of prompts or a share of them, got {warm_start!r}")
+        raise ConfigError(f"{field} must be a number of prompts or a share of them, got {warm_start!r}")
     if isinstance(warm_start, numbers.Integral):
         if not 0 <= warm_start < n:
-            raise ConfigError(f"warm_start must be a number of prompts in [0, {n - 1}] (the table has {n}), "
+            raise ConfigError(f"{field} must be a number of prompts in [0, {n - 1}] (the table has {n}), "
                               f"got {warm_start}")
         return int(warm_start)
     if not 0.0 <= warm_start < 1.0:
-        raise ConfigError(f"warm_start must be a share in [0, 1) of the prompts, or a whole number of them, "
+        raise ConfigError(f"{field} must be a share in [0, 1) of the prompts, or a whole number of them, "
                           f"got {warm_start!r}")
     return int(round(warm_start * n))
 
