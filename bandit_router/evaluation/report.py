@@ -40,11 +40,16 @@ def _is_reference(policy: str) -> bool:
     return policy.startswith("single:") or policy == "oracle"
 
 
+def _is_bandit(policy: str) -> bool:
+    """A replayed policy: neither a reference nor the full-information router."""
+    return not (_is_reference(policy) or policy == "full-info-ridge")
+
+
 def _routed(table: RoutingTable, grouped: dict[str, dict[float, list[ReplayRun]]]) -> int:
     """Prompts the learned policies routed: the table's, or fewer after a warm start (the full-information router
     routes its own held-out half)."""
-    return max((len(r.order) for p, g in grouped.items() if not (_is_reference(p) or p == "full-info-ridge")
-                for rs in g.values() for r in rs), default=len(table))
+    return max((len(r.order) for p, g in grouped.items() if _is_bandit(p) for rs in g.values() for r in rs),
+               default=len(table))
 
 
 def result_row(table: RoutingTable, run: ReplayRun, seconds: float | None = None) -> dict[str, object]:
@@ -139,7 +144,7 @@ def _learning(table: RoutingTable, grouped, dials: list[float]) -> tuple[list[st
     curves: dict[str, dict[float, np.ndarray]] = {}
     every = np.arange(1, n + 1)
     for policy, by_dial in grouped.items():
-        if _is_reference(policy) or policy == "full-info-ridge":
+        if not _is_bandit(policy):
             continue
         for dial in dials:
             if not by_dial.get(dial):
@@ -184,7 +189,7 @@ def write_report(out: str | Path, table: RoutingTable, runs: Sequence[tuple[Repl
     regret_dial = dials[0] if regret_dial is None else regret_dial
     curves = {}
     for policy, by_dial in grouped.items():
-        if policy.startswith("single:") or policy in ("oracle", "full-info-ridge") or regret_dial not in by_dial:
+        if not _is_bandit(policy) or regret_dial not in by_dial:
             continue
         per_seed = [cumulative_regret(table.scores[r.order], table.costs[r.order], r.cost_weight, r.chosen)
                     for r in by_dial[regret_dial]]
