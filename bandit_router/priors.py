@@ -192,7 +192,9 @@ def onboard(router: Router, model: Model | str, prompts: Sequence[str],
     `evaluator(prompt, model_name)` returns the model's score in [0, 1] on the prompt, e.g. by calling the model
     and grading the answer. With `known` (the router's models' scores on the same prompts, e.g. from the table
     the quiz was drawn from), the model first gets a `mix_prior` of the models it answers like (`quiz_mix`),
-    worth `strength` observations. Returns the scores.
+    worth `strength` observations. The answers are then learned in one batch, so under a shared state store they
+    stay this replica's own, like a prior (onboard the model on each replica that serves it; the answers are
+    never counted once per replica). Returns the scores.
     """
     name = model.name if isinstance(model, Model) else model
     if name not in router.models:
@@ -201,6 +203,5 @@ def onboard(router: Router, model: Model | str, prompts: Sequence[str],
     if known is not None:
         weights, offset = quiz_mix(scores, known)
         mix_prior(router, name, weights, strength, offset)
-    for prompt, score in zip(prompts, scores):
-        router.observe(prompt, name, score)
+    table_prior(router, prompts, np.array(scores)[:, None], [name])
     return scores

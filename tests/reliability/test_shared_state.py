@@ -146,6 +146,25 @@ def test_a_prior_given_to_routers_that_share_state_is_kept_once_by_each(policy: 
             np.testing.assert_allclose(router.policy.b[k], prior_b[k] + totals[model]["b"])
 
 
+def test_a_model_onboarded_on_every_replica_counts_its_quiz_once_in_each(tmp_path: Path) -> None:
+    """`onboard` on each replica sharing a store: the quiz answers are each replica's own, never pushed."""
+    from bandit_router.priors import onboard
+
+    store = SQLiteStateStore(tmp_path / "state.db")
+    routers = [Router(model_cards(), encoder=fake_encoder, seed=s, state_store=store,
+                      limits=Limits(sync_every=3600)) for s in (0, 1)]
+    k = routers[0].policy.index(MODELS[0])
+    quiz_b = []
+    for router in routers:
+        before = router.policy.b[k].copy()
+        onboard(router, MODELS[0], [f"quiz {i}" for i in range(10)], lambda prompt, model: 0.8)
+        quiz_b.append(router.policy.b[k] - before)
+    np.testing.assert_allclose(quiz_b[0][-1], 8.0)  # ten answers of 0.8 on the intercept
+    totals = rate_and_sync(routers, store, 60)  # not 60 + 2 x 10 quiz answers
+    for router, quiz in zip(routers, quiz_b):
+        np.testing.assert_allclose(router.policy.b[k], quiz + totals[MODELS[0]]["b"])
+
+
 @pytest.mark.parametrize("policy", ["thompson", "epsilon-greedy"])
 def test_every_linear_policy_shares_its_state(policy: str, tmp_path: Path) -> None:
     store = SQLiteStateStore(tmp_path / "state.db")
