@@ -95,8 +95,8 @@ policy x dial x seed. Scores and costs are means over every routed prompt, learn
 - `single:<model>`: always that model;
 - `oracle`: the best model for each prompt in hindsight (highest utility at the dial, cheapest among ties);
 - `full-info-ridge`: the supervised upper reference, a ridge regression per model on the same prompt vectors,
-  trained on a seeded random half of the prompts with every model's score and routing the other half (its hull
-  gain is against the single models on that half).
+  fitted with every model's score on a seeded random half of the prompts to route the other half, and the other
+  way round (cross-fitted), so it routes every prompt.
 
 `random` and `cheapest` ignore the dial (the same run at every dial). Regret is counted in the utility a run
 optimises, score - w * cost / (highest cost on that prompt); regret against the best fixed model is negative

@@ -12,7 +12,7 @@ from .metrics import oracle_choice
 from .replay import ReplayRun
 from .table import RoutingTable
 
-__all__ = ["predicted_costs", "single_model_runs", "oracle_run", "full_info_ridge_run"]
+__all__ = ["predicted_costs", "single_model_runs", "oracle_run", "cross_fit_folds", "full_info_ridge_run"]
 
 
 def predicted_costs(table: RoutingTable, expected_output_tokens: int = 256) -> np.ndarray:
@@ -43,17 +43,28 @@ def oracle_run(table: RoutingTable, cost_weight: float) -> ReplayRun:
     return _run(table, "oracle", cost_weight, 0, rows, oracle_choice(table.scores, table.costs, cost_weight))
 
 
+def cross_fit_folds(n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Two (train, test) folds of a seeded random split of n prompts into halves: each half is routed by what
+    was fitted on the other, so a full-information router routes every prompt, as a replay does."""
+    rows = np.random.default_rng(seed).permutation(n)
+    first, second = rows[: n // 2], rows[n // 2:]
+    return [(first, second), (second, first)]
+
+
 def full_info_ridge_run(table: RoutingTable, vectors: np.ndarray, cost_weight: float, seed: int,
                         regularization: float = 1.0, expected_output_tokens: int = 256) -> ReplayRun:
     """The supervised upper reference: per-model ridge regression of score on the prompt vector (with an
-    intercept), fitted on a seeded random half of the prompts with every model's score, then routing the other
-    half by predicted score less the dial times the Router's normalised predicted cost."""
-    rows = np.random.default_rng(seed).permutation(len(table))
-    train, test = rows[: len(rows) // 2], rows[len(rows) // 2:]
+    intercept), fitted with every model's score on one half of the prompts, routing the other half by predicted
+    score less the dial times the Router's normalised predicted cost; cross-fitted (`cross_fit_folds`), so it
+    routes every prompt."""
     Z = np.hstack([vectors.astype(np.float64), np.ones((len(vectors), 1))])
-    gram = Z[train].T @ Z[train] + regularization * np.eye(Z.shape[1])
-    theta = np.linalg.solve(gram, Z[train].T @ table.scores[train])  # (p, K): one column per model
-    cost = predicted_costs(table, expected_output_tokens)[test]
+    cost = predicted_costs(table, expected_output_tokens)
     tau = cost.max(axis=1, keepdims=True)
-    value = Z[test] @ theta - cost_weight * cost / np.where(tau > 0, tau, 1.0)
-    return _run(table, "full-info-ridge", cost_weight, seed, test, value.argmax(axis=1))
+    price = cost / np.where(tau > 0, tau, 1.0)
+    chosen = np.empty(len(table), dtype=int)
+    for train, test in cross_fit_folds(len(table), seed):
+        gram = Z[train].T @ Z[train] + regularization * np.eye(Z.shape[1])
+        theta = np.linalg.solve(gram, Z[train].T @ table.scores[train])  # (p, K): one column per model
+        chosen[test] = (Z[test] @ theta - cost_weight * price[test]).argmax(axis=1)
+    rows = np.arange(len(table))
+    return _run(table, "full-info-ridge", cost_weight, seed, rows, chosen)

@@ -46,8 +46,8 @@ def _is_bandit(policy: str) -> bool:
 
 
 def _routed(table: RoutingTable, grouped: dict[str, dict[float, list[ReplayRun]]]) -> int:
-    """Prompts the learned policies routed: the table's, or fewer after a warm start (the full-information router
-    routes its own held-out half)."""
+    """Prompts the learned policies routed: the table's, or fewer after a warm start (which the full-information
+    router, routing every prompt, does not have)."""
     return max((len(r.order) for p, g in grouped.items() if _is_bandit(p) for rs in g.values() for r in rs),
                default=len(table))
 

@@ -17,8 +17,8 @@ Data
     uses everywhere; the library would use Longformer), ``routing_data_train`` = one row (query, embedding_id,
     model_name, performance = score) per train prompt and model, and ``llm_data`` = each model's ``size`` from
     models.json (for HybridLLM; where a set gives no sizes, models are ranked by mean cost instead).
-    Train/test split: the full-information ridge router's (``np.random.default_rng(seed).permutation``, first
-    half trains, second half is routed).
+    Train/test split: the full-information ridge router's cross-fitted halves (``cross_fit_folds``): each router is
+    trained on one half and routes the other, then the other way round, so it routes every prompt.
 
 Labels (the library's code, in each router's ``__init__``)
     KNN, MLP, SVM: a classifier over the best model per query, ``groupby("query")["performance"].idxmax()``
@@ -119,8 +119,9 @@ def _train(trainer: Any) -> None:
         trainer.train()
 
 
-def ulab_runs(table: RoutingTable, vectors: np.ndarray, seed: int) -> dict[str, dict[str, tuple[float, float]]]:
-    """Router label -> point -> (mean score, mean cost) on the test half of the full-info ridge router's split."""
+def _choices(table: RoutingTable, vectors: np.ndarray, train: np.ndarray, test: np.ndarray,
+             seed: int) -> dict[tuple[str, str], list[str]]:
+    """(router label, point) -> the model each router trained on the `train` prompts picks for each `test` one."""
     from llmrouter.models.hybrid_llm.router import HybridLLMRouter
     from llmrouter.models.hybrid_llm.trainer import HybridLLMTrainer
     from llmrouter.models.knnrouter.router import KNNRouter
@@ -131,66 +132,78 @@ def ulab_runs(table: RoutingTable, vectors: np.ndarray, seed: int) -> dict[str, 
     from llmrouter.models.svmrouter.trainer import SVMRouterTrainer
     import pandas as pd
     import torch
-    from threadpoolctl import threadpool_limits
 
-    rows = np.random.default_rng(seed).permutation(len(table))
-    train, test = rows[: len(rows) // 2], rows[len(rows) // 2:]
     order = np.argsort(table.costs.mean(axis=0), kind="stable")  # a tie labels the cheapest tied model
     routing = pd.DataFrame([{"query": table.prompts[i], "embedding_id": int(i), "model_name": table.models[k],
                              "performance": float(table.scores[i, k])} for i in train for k in order])
     data = {"routing_data_train": routing, "query_embedding_data": torch.from_numpy(np.ascontiguousarray(vectors)),
             "llm_data": _sizes(table), "query_data_train": None, "query_data_test": None,
             "routing_data_test": None, "llm_embedding_data": None}
-    column = {m: k for k, m in enumerate(table.models)}
     X = np.asarray(vectors[test])
+    out: dict[tuple[str, str], list[str]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        paths = {"ini_model_path": "", "save_model_path": str(folder / "unused" / "model.pkl")}
 
-    def result(names: list[str]) -> tuple[float, float]:
-        chosen = np.array([column[n] for n in names])
-        return float(table.scores[test, chosen].mean()), float(table.costs[test, chosen].mean())
+        knn = _build(KNNRouter, {"hparam": HPARAMS["knn"], "model_path": paths}, data, folder)
+        _train(KNNRouterTrainer(knn, device="cpu"))
+        out["LLMRouter KNN (ulab)", "default"] = list(knn.knn_model.predict(X))
 
-    out: dict[str, dict[str, tuple[float, float]]] = {}
+        svm = _build(SVMRouter, {"hparam": {**HPARAMS["svm"], "random_state": seed}, "model_path": paths},
+                     data, folder)
+        _train(SVMRouterTrainer(svm, device="cpu"))
+        out["LLMRouter SVM (ulab)", "default"] = list(svm.svm_model.predict(X))
+
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            mlp = _build(MLPRouter, {"hparam": HPARAMS["mlp"], "model_path": paths}, data, folder)
+            trainer = MLPTrainer(mlp, device="cpu")
+            _train(trainer)
+        picked = trainer.model.predict(torch.from_numpy(X).float()).tolist()
+        out["LLMRouter MLP (ulab)", "default"] = [mlp.idx_to_model[i] for i in picked]
+
+        hybrid = _build(HybridLLMRouter, {"router_mode": "probabilistic", "router_tau": 0.1,
+                                          "router_threshold": 0.5, "model_path": paths,
+                                          "hparam": {**HPARAMS["hybrid"], "random_state": seed}}, data, folder)
+        _train(HybridLLMTrainer(hybrid, device="cpu"))
+        prob_small = np.clip(hybrid.mlp_model.predict(X), 0.0, 1.0)
+        for t in THRESHOLDS:
+            out["LLMRouter HybridLLM (ulab)", f"threshold {t:g}"] = [
+                hybrid.small_model_name if p >= t else hybrid.large_model_name for p in prob_small]
+    return out
+
+
+def ulab_runs(table: RoutingTable, vectors: np.ndarray, seed: int) -> dict[str, dict[str, tuple[float, float]]]:
+    """Router label -> point -> (mean score, mean cost) over every prompt, each half routed by the router trained
+    on the other (the full-info ridge router's folds, `cross_fit_folds`)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from bandit_router.evaluation.references import cross_fit_folds
+
+    column = {m: k for k, m in enumerate(table.models)}
+    chosen: dict[tuple[str, str], np.ndarray] = {}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small models: threads only contend on a shared machine (6x slower at 2)
     try:
-        with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()), \
-                threadpool_limits(1), warnings.catch_warnings():
+        with contextlib.redirect_stdout(io.StringIO()), threadpool_limits(1), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # scikit-learn 1.9 deprecates SVC(probability=True)
-            folder = Path(tmp)
-            paths = {"ini_model_path": "", "save_model_path": str(folder / "unused" / "model.pkl")}
-
-            knn = _build(KNNRouter, {"hparam": HPARAMS["knn"], "model_path": paths}, data, folder)
-            _train(KNNRouterTrainer(knn, device="cpu"))
-            out["LLMRouter KNN (ulab)"] = {"default": result(list(knn.knn_model.predict(X)))}
-
-            svm = _build(SVMRouter, {"hparam": {**HPARAMS["svm"], "random_state": seed}, "model_path": paths},
-                         data, folder)
-            _train(SVMRouterTrainer(svm, device="cpu"))
-            out["LLMRouter SVM (ulab)"] = {"default": result(list(svm.svm_model.predict(X)))}
-
-            with torch.random.fork_rng():
-                torch.manual_seed(seed)
-                mlp = _build(MLPRouter, {"hparam": HPARAMS["mlp"], "model_path": paths}, data, folder)
-                trainer = MLPTrainer(mlp, device="cpu")
-                _train(trainer)
-            picked = trainer.model.predict(torch.from_numpy(X).float()).tolist()
-            out["LLMRouter MLP (ulab)"] = {"default": result([mlp.idx_to_model[i] for i in picked])}
-
-            hybrid = _build(HybridLLMRouter, {"router_mode": "probabilistic", "router_tau": 0.1,
-                                              "router_threshold": 0.5, "model_path": paths,
-                                              "hparam": {**HPARAMS["hybrid"], "random_state": seed}}, data, folder)
-            _train(HybridLLMTrainer(hybrid, device="cpu"))
-            prob_small = np.clip(hybrid.mlp_model.predict(X), 0.0, 1.0)
-            out["LLMRouter HybridLLM (ulab)"] = {
-                f"threshold {t:g}": result([hybrid.small_model_name if p >= t else hybrid.large_model_name
-                                            for p in prob_small]) for t in THRESHOLDS}
+            for train, test in cross_fit_folds(len(table), seed):
+                for key, names in _choices(table, vectors, train, test, seed).items():
+                    chosen.setdefault(key, np.empty(len(table), dtype=int))[test] = [column[n] for n in names]
     finally:
         torch.set_num_threads(threads)
+    rows = np.arange(len(table))
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for (label, point), picks in chosen.items():
+        out.setdefault(label, {})[point] = (float(table.scores[rows, picks].mean()),
+                                            float(table.costs[rows, picks].mean()))
     return out
 
 
 def main() -> None:
     """Print every point per set and seed as score @ cost % of the best single model, beside the full-info ridge
-    router at dial 0 on the same split."""
+    router at dial 0 on the same folds."""
     import argparse
 
     from bandit_router.evaluation.references import full_info_ridge_run

@@ -18,18 +18,28 @@ from tests.evaluation.conftest import topic_vector, write_table
 pytestmark = pytest.mark.skipif(not ulab_llmrouter.available(), reason="llmrouter-lib not installed")
 
 
-def test_ulab_runs_route_the_test_half_reproducibly_without_pickle(tmp_path) -> None:
+def test_ulab_runs_route_every_prompt_cross_fitted_reproducibly_without_pickle(tmp_path) -> None:
     table = load_table(write_table(tmp_path / "t", n=40))
     vectors = np.stack([topic_vector(p) for p in table.prompts]).astype(np.float32)
     no_pickle = [mock.patch(name, side_effect=AssertionError(name))
                  for name in ("pickle.dump", "pickle.load", "torch.save", "torch.load")]
     for patch in no_pickle:
         patch.start()
+    folds = []
+    choices = ulab_llmrouter._choices
+
+    def spy(table, vectors, train, test, seed):
+        folds.append((set(train.tolist()), set(test.tolist())))
+        return choices(table, vectors, train, test, seed)
+
     try:
-        runs = ulab_llmrouter.ulab_runs(table, vectors, seed=1)
+        with mock.patch.object(ulab_llmrouter, "_choices", spy):
+            runs = ulab_llmrouter.ulab_runs(table, vectors, seed=1)
     finally:
         for patch in no_pickle:
             patch.stop()
+    assert [(len(train), len(test)) for train, test in folds] == [(20, 20), (20, 20)]
+    assert folds[0][1] | folds[1][1] == set(range(40)) and all(not (a & b) for a, b in folds)  # each half routed
     assert set(runs) == {"LLMRouter KNN (ulab)", "LLMRouter SVM (ulab)", "LLMRouter MLP (ulab)",
                          "LLMRouter HybridLLM (ulab)"}
     assert list(runs["LLMRouter HybridLLM (ulab)"]) == [f"threshold {t:g}" for t in ulab_llmrouter.THRESHOLDS]
