@@ -192,9 +192,9 @@ def onboard(router: Router, model: Model | str, prompts: Sequence[str],
     `evaluator(prompt, model_name)` returns the model's score in [0, 1] on the prompt, e.g. by calling the model
     and grading the answer. With `known` (the router's models' scores on the same prompts, e.g. from the table
     the quiz was drawn from), the model first gets a `mix_prior` of the models it answers like (`quiz_mix`),
-    worth `strength` observations. The answers are then learned in one batch, so under a shared state store they
-    stay this replica's own, like a prior (onboard the model on each replica that serves it; the answers are
-    never counted once per replica). Returns the scores.
+    worth `strength` observations. The answers are then learned in one batch, like a prior: under a shared state
+    store each replica that onboards the model keeps them as its own (so onboard it on every replica that serves
+    it). Returns the scores.
     """
     name = model.name if isinstance(model, Model) else model
     if name not in router.models:
