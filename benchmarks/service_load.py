@@ -206,7 +206,7 @@ def main() -> int:
         run_upstream(args.upstream_port)
         return 0
 
-    from bandit_router.service.ledger import SharedBudget
+    from bandit_router.service.ledger import RedisBudget
     from bandit_router.store import RedisStateStore
 
     folder = Path(tempfile.mkdtemp(prefix="service-load-"))
@@ -241,7 +241,7 @@ def main() -> int:
                         "model": "router", "stream": stream, "messages": [{"role": "user", "content": "warm up"}]})
         overhead = sequential_overhead(urls[1], upstream, args.sequential)
         print(f"sequential: {overhead}", file=sys.stderr)
-        budget = SharedBudget(redis_url, LIMIT, namespace="load")
+        budget = RedisBudget(redis_url, LIMIT, namespace="load")
         spent_before = budget.spent()
         learned = lambda: sum(int(s["n"]) for s in RedisStateStore(redis_url, namespace="load").totals().values())
         learned_before = learned()

@@ -116,7 +116,7 @@ class ServiceConfig:
 
     @property
     def shared(self) -> bool:
-        """Whether learned state (and budget) are shared with other replicas through Redis."""
+        """Whether the replicas share state through Redis (so they may be on other machines)."""
         return "redis" in self.state
 
     def state_store(self) -> StateStore | None:
@@ -128,18 +128,22 @@ class ServiceConfig:
         return None
 
     def make_budget(self) -> Budget | None:
-        """The budget: a Redis ledger shared by the replicas when the state is in Redis, else this process's own.
-        Periods start at Unix time 0, so daily periods are UTC days on every replica."""
+        """The budget: a ledger shared by the replicas when the state is shared (in Redis, or in the SQLite file),
+        else this process's own. Periods start at Unix time 0, so daily periods are UTC days on every replica."""
         if not self.budget:
             return None
         settings = {k: v for k, v in self.budget.items() if k != "limit"}
         if "period" in settings:
             settings["origin"] = 0.0
-        if self.shared:  # SharedBudget: hard cap only (pacer "none")
-            from .ledger import SharedBudget
+        namespace = self.state.get("namespace", "default")
+        if "redis" in self.state:  # shared ledgers: hard cap only (pacer "none")
+            from .ledger import RedisBudget
 
-            return SharedBudget(self.state["redis"], self.budget["limit"], namespace=self.state.get("namespace",
-                                "default"), **settings)
+            return RedisBudget(self.state["redis"], self.budget["limit"], namespace=namespace, **settings)
+        if "sqlite" in self.state:
+            from .ledger import SQLiteBudget
+
+            return SQLiteBudget(self.state["sqlite"], self.budget["limit"], namespace=namespace, **settings)
         return Budget(self.budget["limit"], **settings)
 
     def build_router(self) -> Router:

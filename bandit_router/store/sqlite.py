@@ -14,6 +14,7 @@ import random
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -29,13 +30,13 @@ __all__ = ["SQLiteDecisionLog", "SQLiteStateStore"]
 T = TypeVar("T")
 
 
-def _connect(path: str, busy_timeout: float, synchronous: str = "FULL") -> sqlite3.Connection:
+def connect(path: str, busy_timeout: float, synchronous: str = "FULL") -> sqlite3.Connection:
     """A WAL-mode connection in autocommit mode (transactions are explicit), retrying a busy database.
 
     synchronous=FULL makes each commit survive a power loss; NORMAL survives any process crash, and after a
     power loss keeps the file intact but may lose the last commits, at a small fraction of the cost.
     """
-    def connect() -> sqlite3.Connection:
+    def attempt() -> sqlite3.Connection:
         conn = sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False, isolation_level=None)
         try:
             conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
@@ -46,10 +47,24 @@ def _connect(path: str, busy_timeout: float, synchronous: str = "FULL") -> sqlit
             raise
         return conn
 
-    return _retry(connect, path, busy_timeout)
+    return retry_busy(attempt, path, busy_timeout)
 
 
-def _retry(call: Callable[[], T], path: str, busy_timeout: float) -> T:
+@contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One `BEGIN IMMEDIATE` transaction (the file's single writer until it ends): committed, or rolled back on
+    any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def retry_busy(call: Callable[[], T], path: str, busy_timeout: float) -> T:
     """`call()`, retried with jittered backoff while SQLite reports the database busy or locked."""
     deadline = time.monotonic() + busy_timeout
     pause = 0.001
@@ -99,10 +114,10 @@ class SQLiteDecisionLog(DecisionLog):
     def __init__(self, path: str | Path, busy_timeout: float = 30.0) -> None:
         self.path = str(path)
         self.busy_timeout = busy_timeout
-        self._conn = _connect(self.path, busy_timeout, synchronous="NORMAL")
+        self._conn = connect(self.path, busy_timeout, synchronous="NORMAL")
         self._lock = threading.Lock()
         with self._lock:
-            _retry(self._create, self.path, busy_timeout)
+            retry_busy(self._create, self.path, busy_timeout)
 
     def _create(self) -> None:
         self._conn.executescript(_SCHEMA)
@@ -114,7 +129,7 @@ class SQLiteDecisionLog(DecisionLog):
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
         with self._lock:
-            _retry(lambda: self._conn.execute(sql, params), self.path, self.busy_timeout)
+            retry_busy(lambda: self._conn.execute(sql, params), self.path, self.busy_timeout)
 
     def record_decision(self, decision: Decision, prompt: str | None = None, vector: np.ndarray | None = None) -> None:
         predictions = {"quality": dict(decision.predicted_quality), "cost": dict(decision.predicted_cost),
@@ -193,10 +208,10 @@ class SQLiteStateStore(StateStore):
         self.path = str(path)
         self.namespace = namespace
         self.busy_timeout = busy_timeout
-        self._conn = _connect(self.path, busy_timeout)
+        self._conn = connect(self.path, busy_timeout)
         self._lock = threading.Lock()
         with self._lock:
-            _retry(lambda: self._conn.executescript(_STATE_SCHEMA), self.path, busy_timeout)
+            retry_busy(lambda: self._conn.executescript(_STATE_SCHEMA), self.path, busy_timeout)
 
     def __repr__(self) -> str:
         return f"SQLiteStateStore({self.path!r}, namespace={self.namespace!r})"
@@ -211,9 +226,7 @@ class SQLiteStateStore(StateStore):
         return stats
 
     def _merge_once(self, replica: str, seq: int, delta: Stats) -> Stats:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(self._conn) as conn:
             row = conn.execute("SELECT seq FROM learned_batches WHERE namespace=? AND replica=?",
                                (self.namespace, replica)).fetchone()
             totals = self._read()
@@ -225,11 +238,6 @@ class SQLiteStateStore(StateStore):
                       totals[arm]["b"].astype(np.float64).tobytes(), int(totals[arm]["n"])) for arm in delta])
                 conn.execute("INSERT OR REPLACE INTO learned_batches (namespace, replica, seq) VALUES (?, ?, ?)",
                              (self.namespace, replica, seq))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         return totals
 
     def _claim_once(self, layout: str) -> str:
@@ -240,15 +248,15 @@ class SQLiteStateStore(StateStore):
 
     def claim_layout(self, layout: str) -> str:
         with self._lock:
-            return _retry(lambda: self._claim_once(layout), self.path, self.busy_timeout)
+            return retry_busy(lambda: self._claim_once(layout), self.path, self.busy_timeout)
 
     def merge(self, replica: str, seq: int, delta: Stats) -> Stats:
         with self._lock:
-            return _retry(lambda: self._merge_once(replica, seq, delta), self.path, self.busy_timeout)
+            return retry_busy(lambda: self._merge_once(replica, seq, delta), self.path, self.busy_timeout)
 
     def totals(self) -> Stats:
         with self._lock:
-            return _retry(self._read, self.path, self.busy_timeout)
+            return retry_busy(self._read, self.path, self.busy_timeout)
 
     def close(self) -> None:
         with self._lock:
@@ -262,21 +270,15 @@ class SQLiteStateStore(StateStore):
                          "PRIMARY KEY (namespace, period, window, slot))")
             self._counters_ready = True
         if add:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(conn):
                 conn.execute("INSERT INTO source_counts VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
                              " count = count + excluded.count", (self.namespace, period, window, slot, add))
                 conn.execute("DELETE FROM source_counts WHERE namespace=? AND period=? AND window < ?",
                              (self.namespace, period, window - 1))
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
         counts = dict(conn.execute("SELECT window, count FROM source_counts WHERE namespace=? AND period=? AND "
                                    "window IN (?, ?) AND slot=?", (self.namespace, period, window, window - 1, slot)))
         return counts.get(window, 0), counts.get(window - 1, 0)
 
     def count_source(self, slot: int, period: float, window: int, add: int) -> tuple[int, int]:
         with self._lock:
-            return _retry(lambda: self._count_once(slot, period, window, add), self.path, self.busy_timeout)
+            return retry_busy(lambda: self._count_once(slot, period, window, add), self.path, self.busy_timeout)

@@ -10,8 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bandit_router.errors import BudgetExceededError
-from bandit_router.service.ledger import SharedBudget
+from bandit_router.service.ledger import RedisBudget
 from bandit_router.store import RedisStateStore
 
 from .conftest import CHEAP, DEAR, KEYS, RedisServer, ServeProcess, config_dict, write_config
@@ -64,7 +63,7 @@ def test_two_replicas_share_learning_and_budget_and_survive_a_kill(tmp_path: Pat
         assert "bandit_router_feedback_forwarded_total 2" in httpx.get(second.url + "/metrics").text
 
         # budget: slow answers keep many holds open at once; worst cases add up to far more than the limit
-        spent_before = SharedBudget(redis_server.url, 0.1).spent()
+        spent_before = RedisBudget(redis_server.url, 0.1).spent()
         upstream.set_behavior("model-b", delay=0.5)
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             replies = list(pool.map(lambda i: ask((first, second)[i % 2].url, f"spend {i}", max_tokens=1000,
@@ -73,7 +72,7 @@ def test_two_replicas_share_learning_and_budget_and_survive_a_kill(tmp_path: Pat
         refused = [r.json() for r in replies if r.status_code == 429]
         assert len(served) + len(refused) == 40 and refused and served
         assert {r["error"]["code"] for r in refused} == {"budget_exceeded"}
-        ledger = SharedBudget(redis_server.url, 0.1)
+        ledger = RedisBudget(redis_server.url, 0.1)
         spent = sum(r["bandit_router"]["cost"] for r in served)
         assert ledger.spent() - spent_before == pytest.approx(spent, abs=1e-9) and ledger.reserved() == 0
         assert ledger.spent() <= 0.1
@@ -96,18 +95,3 @@ def test_two_replicas_share_learning_and_budget_and_survive_a_kill(tmp_path: Pat
     finally:
         first.stop()
         second.stop()
-
-
-def test_shared_budget_ledger(redis_server: RedisServer) -> None:
-    one, two = (SharedBudget(redis_server.url, 1.0, key_limit=0.5, namespace="t") for _ in range(2))
-    hold = one.reserve(0.4, "k")
-    with pytest.raises(BudgetExceededError, match="key 'k'"):
-        two.reserve(0.2, "k")  # the other replica sees the hold
-    assert not two.fits(0.2, "k") and two.fits(0.2, "other")
-    one.settle(hold, 0.1)
-    assert two.spent("k") == pytest.approx(0.1) and two.remaining("k") == pytest.approx(0.4)
-    other = two.reserve(0.45, "other")
-    two.release(other)
-    assert one.spent() == pytest.approx(0.1) and one.total_spent() == pytest.approx(0.1) and one.reserved() == 0
-    with pytest.raises(Exception, match="not held"):
-        one.release(other)

@@ -1,0 +1,108 @@
+"""Shared budget ledgers (Redis, SQLite): replicas spend from the same accounts and never reserve past a limit."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from bandit_router.errors import BudgetExceededError, ConfigError
+from bandit_router.service import parse_config
+from bandit_router.service.ledger import RedisBudget, SharedBudget, SQLiteBudget
+
+from .conftest import UPSTREAM_KEY, config_dict
+
+
+ENV = {"UPSTREAM_KEY": UPSTREAM_KEY}
+
+
+@pytest.fixture(params=["redis", "sqlite"])
+def ledger(request, tmp_path: Path) -> Callable[..., SharedBudget]:
+    """Builds replicas' budgets over one shared ledger (a Redis server, or a SQLite file)."""
+    if request.param == "redis":
+        server = request.getfixturevalue("redis_server")
+        return lambda limit, **settings: RedisBudget(server.url, limit, namespace="t", **settings)
+    return lambda limit, **settings: SQLiteBudget(tmp_path / "state.db", limit, namespace="t", **settings)
+
+
+def test_replicas_share_holds_spend_and_key_accounts(ledger) -> None:
+    one, two = ledger(1.0, key_limit=0.5), ledger(1.0, key_limit=0.5)
+    hold = one.reserve(0.4, "k")
+    with pytest.raises(BudgetExceededError, match="key 'k'"):
+        two.reserve(0.2, "k")  # the other replica sees the hold
+    assert not two.fits(0.2, "k") and two.fits(0.2, "other")
+    one.settle(hold, 0.1)
+    assert two.spent("k") == pytest.approx(0.1) and two.remaining("k") == pytest.approx(0.4)
+    other = two.reserve(0.45, "other")
+    two.release(other)
+    assert one.spent() == pytest.approx(0.1) and one.total_spent() == pytest.approx(0.1) and one.reserved() == 0
+    with pytest.raises(ConfigError, match="not held"):
+        one.release(other)
+
+
+def test_a_period_starts_afresh_and_the_lifetime_spend_goes_on(ledger) -> None:
+    now = [3600.0 * 24 * 365]
+    budget = ledger(500.0, period=60.0, clock=lambda: now[0])
+    budget.settle(budget.reserve(300.0), 300.0)
+    with pytest.raises(BudgetExceededError, match=r"\$200 of \$500 left this period"):  # exact at > $100
+        budget.reserve(250.0)
+    now[0] += 60.0
+    assert budget.spent() == 0.0 and budget.remaining() == 500.0 and budget.total_spent() == pytest.approx(300.0)
+    budget.settle(budget.reserve(250.0), 250.0)
+    assert budget.total_spent() == pytest.approx(550.0)
+
+
+def test_a_shared_ledger_enforces_the_hard_cap_only(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="budget.pacer must be 'none'"):
+        SQLiteBudget(tmp_path / "s.db", 1.0, pacer="knapsack")
+
+
+def _spend(path: str, seed: int, start, results) -> None:
+    """One replica's loop, begun with the others: reserve $0.03 worst cases and settle them at $0.01-0.03 after a
+    2 ms call until the $10 budget is spent; puts what it spent on `results`."""
+    import random
+    import time
+
+    budget, rng, spent = SQLiteBudget(path, 10.0), random.Random(seed), 0.0
+    start.wait()
+    while True:
+        try:
+            hold = budget.reserve(0.03)
+        except BudgetExceededError:
+            break
+        time.sleep(0.002)  # the call
+        cost = rng.choice([0.01, 0.02, 0.03])
+        budget.settle(hold, cost)
+        spent += cost
+    results.put(spent)
+
+
+def test_four_processes_sharing_a_sqlite_ledger_never_overspend(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.db")
+    SQLiteBudget(path, 10.0)  # the tables, before the processes race to create them
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(4), context.Queue()
+    processes = [context.Process(target=_spend, args=(path, seed, start, results)) for seed in range(4)]
+    for process in processes:
+        process.start()
+    spent = [results.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=30)
+    ledger = SQLiteBudget(path, 10.0)
+    assert all(s > 0 for s in spent), spent  # every process spent some of it
+    assert ledger.spent() == pytest.approx(sum(spent)) and ledger.reserved() == 0
+    assert 10.0 - 0.03 < ledger.spent() <= 10.0  # spent down to less than one worst case, never past the limit
+
+
+def test_the_service_shares_its_budget_through_the_sqlite_state(tmp_path: Path) -> None:
+    state = {"sqlite": str(tmp_path / "state.db")}
+    budget = {"limit": 1.0, "pacer": "none"}
+    one, two = (parse_config(config_dict("http://127.0.0.1:9/v1", state=state, budget=budget), env=ENV).make_budget()
+                for _ in range(2))
+    assert isinstance(one, SQLiteBudget)
+    one.reserve(0.75)
+    assert two.remaining() == pytest.approx(0.25)
+    with pytest.raises(ConfigError, match="budget.pacer must be 'none'"):
+        parse_config(config_dict("http://127.0.0.1:9/v1", state=state, budget={"limit": 1.0, "pacer": "knapsack"}), env=ENV).make_budget()
