@@ -31,8 +31,8 @@ def _singles(table: RoutingTable, run: ReplayRun | None = None) -> tuple[np.ndar
 
 
 def run_hull_gain(table: RoutingTable, run: ReplayRun) -> float:
-    """The run's mean score less the single models' hull at its mean cost, both over the prompts it routed (a
-    warm start's or the full-information router's held-out prompts are compared with the models on those)."""
+    """The run's mean score less the single models' hull at its mean cost, both over the prompts it routed (after
+    a warm start, only the prompts after it)."""
     return float(hull_gain(run.mean_cost, run.mean_score, *_singles(table, run)))
 
 
@@ -133,10 +133,10 @@ def spend_table(table: RoutingTable, runs: Sequence[ReplayRun]) -> list[str]:
                     " A target above what quality-only routing spends lets the dial fall toward 0.", ""]
 
 
-def _learning(table: RoutingTable, grouped, dials: list[float]) -> tuple[list[str], dict]:
+def _learning(table: RoutingTable, grouped, dials: list[float], n: int) -> tuple[list[str], dict]:
     """The learning-curve table (hull gain of the running mean after each checkpoint, mean over seeds) and the
-    curves for the plot (hull gain after every prompt from the 50th on, mean over seeds)."""
-    n = _routed(table, grouped)
+    curves for the plot (hull gain after every prompt from the 50th on, mean over seeds), over the `n` prompts
+    the learned policies routed."""
     checkpoints = [c for c in LEARNING_CHECKPOINTS if c < n] + [n]
     lines = ["**Learning curve: hull gain of the running mean after the first N prompts** (mean over seeds; "
              f"the last column is the whole stream)", "",
@@ -222,7 +222,7 @@ def write_report(out: str | Path, table: RoutingTable, runs: Sequence[tuple[Repl
                    lambda r: run_hull_gain(table, r), "+.3f")
     if spend_runs:
         lines += spend_table(table, spend_runs)
-    learning_lines, learning_curves = _learning(table, grouped, dials)
+    learning_lines, learning_curves = _learning(table, grouped, dials, routed)
     lines += learning_lines
     plot_learning(paths["learning.png"], f"{table.name}: hull gain of the running mean (mean over seeds)",
                   learning_curves)

@@ -123,10 +123,13 @@ class SharedBudget(Budget, ABC):
         spent, held = (v / PICO for v in self._balance(self._period(), account))
         return spent, held, self.key_limit if account else self.limit
 
+    def _draws_on(self, key: str | None) -> list[tuple[float, float, float]]:
+        """`_read` of every account a call under `key` draws on: the global one, and the key's."""
+        return [self._read(None)] + ([self._read(key)] if self._account(key) else [])
+
     # -- the ledger -----------------------------------------------------------------------------------------
     def fits(self, amount: float, key: str | None = None) -> bool:
-        accounts = [None] if not self._account(key) else [None, key]
-        return all(amount <= limit - spent - held for spent, held, limit in map(self._read, accounts))
+        return all(amount <= limit - spent - held for spent, held, limit in self._draws_on(key))
 
     def reserve(self, amount: float, key: str | None = None, expected: float | None = None) -> Reservation:
         """Hold `amount` in the shared ledger (`expected` is kept on the reservation; pacing is per process)."""
@@ -158,8 +161,7 @@ class SharedBudget(Budget, ABC):
         return self._read(key)[1]
 
     def remaining(self, key: str | None = None) -> float:
-        accounts = [None] if not self._account(key) else [None, key]
-        return min(limit - spent - held for spent, held, limit in map(self._read, accounts))
+        return min(limit - spent - held for spent, held, limit in self._draws_on(key))
 
     def total_spent(self, key: str | None = None) -> float:
         return self._lifetime(self._account(key)) / PICO
