@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,7 +35,36 @@ def trained(updates: int) -> Router:
     return router
 
 
+def hold_at(point: str, signal_fd: int) -> None:
+    """In a forked child: make the next save stop at `point` (after the temporary file is created, after it is
+    written, or after it replaced the old file), tell the parent, and wait there to be killed."""
+    def hold() -> None:
+        os.write(signal_fd, b"1")
+        time.sleep(60)
+
+    mkstemp, replace = tempfile.mkstemp, os.replace
+
+    def created(*args, **kwargs):
+        handle = mkstemp(*args, **kwargs)
+        hold()
+        return handle
+
+    def written(*args, **kwargs) -> None:
+        hold()
+        replace(*args, **kwargs)
+
+    def renamed(*args, **kwargs) -> None:
+        replace(*args, **kwargs)
+        hold()
+
+    if point == "created":
+        tempfile.mkstemp = created
+    else:
+        os.replace = written if point == "written" else renamed
+
+
 def test_sigkill_during_save_200_times_leaves_old_or_new(tmp_path: Path) -> None:
+    """Half the kills land at random times; the other half at fixed points inside a save, by construction."""
     old, new = trained(10), trained(20)
     states = {policy_hash(old): "old", policy_hash(new): "new"}
     assert len(states) == 2
@@ -44,13 +74,17 @@ def test_sigkill_during_save_200_times_leaves_old_or_new(tmp_path: Path) -> None
         old.save(path)
     save_time = (time.perf_counter() - started) / 5
     rng = np.random.default_rng(0)
-    seen = []
-    for _ in range(200):
+    points = ["random", "created", "random", "written", "random", "renamed"] * 34
+    for point in points[:200]:
+        before = states[policy_hash(Router.load(path, encoder=fake_encoder))]
         ready, started_saving = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child saves new and old states in turn until it is killed
             try:
-                os.write(started_saving, b"1")  # the parent's clock starts once the child is up and saving
+                if point == "random":
+                    os.write(started_saving, b"1")  # the parent's clock starts once the child is up and saving
+                else:
+                    hold_at(point, started_saving)  # the first save (of new) signals from inside and waits
                 while True:
                     new.save(path)
                     old.save(path)
@@ -58,13 +92,14 @@ def test_sigkill_during_save_200_times_leaves_old_or_new(tmp_path: Path) -> None
                 os._exit(0)
         os.read(ready, 1)
         os.close(ready), os.close(started_saving)
-        time.sleep(rng.uniform(0, 3 * save_time))
+        if point == "random":
+            time.sleep(rng.uniform(0, 3 * save_time))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-        seen.append(states[policy_hash(Router.load(path, encoder=fake_encoder))])  # loads, and is old or new
+        after = states[policy_hash(Router.load(path, encoder=fake_encoder))]  # loads, and is old or new
+        assert after == {"created": before, "written": before, "renamed": "new"}.get(point, after), point
     interrupted = list(tmp_path.glob(".router.safetensors.*.tmp"))  # temporary files of saves killed midway
-    assert len(interrupted) >= 20, "the kills should land inside saves, not only between them"
-    assert set(seen) <= {"old", "new"}
+    assert len(interrupted) >= points[:200].count("created") + points[:200].count("written")
 
 
 class LosesReplies(StateStore):
