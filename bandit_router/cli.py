@@ -203,8 +203,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=None, help="port (default: the config's server.port, 8000)")
     p.add_argument("--access-log", action="store_true", help="log one line per request (method, path, status)")
     p.add_argument("--advertise-url", default=None,
-                   help="URL the other replicas reach this one at, to pass on ratings of its answers (with Redis "
-                        "state; default http://HOST:PORT unless HOST is a wildcard address)")
+                   help="URL the other replicas reach this one at, to pass on ratings of its answers (with shared "
+                        "state, Redis or SQLite; default http://HOST:PORT unless HOST is a wildcard address)")
     p.add_argument("--hash-key", metavar="TENANT",
                    help="read an API key on stdin and print the tenant's config entry (salted SHA-256), then exit")
     p.set_defaults(run=_serve)

@@ -29,8 +29,9 @@ def serve(config: ServiceConfig, host: str | None = None, port: int | None = Non
           advertise_url: str | None = None) -> None:
     """Run the service on uvicorn until interrupted (host and port default to the config's server section).
 
-    With Redis state, `advertise_url` (how the other replicas reach this one; default http://HOST:PORT unless
-    HOST is a wildcard address) lets a rating sent to any replica be passed on to the one that served the answer.
+    With shared state (Redis, or SQLite on one machine), `advertise_url` (how the other replicas reach this one;
+    default http://HOST:PORT unless HOST is a wildcard address) lets a rating sent to any replica be passed on to
+    the one that served the answer.
     """
     import uvicorn
 

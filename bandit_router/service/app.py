@@ -21,7 +21,7 @@ from ..router import Router
 from .auth import Tenant
 from .config import ServiceConfig
 from .metrics import Metrics
-from .directory import FORWARDED, RouteDirectory
+from .directory import FORWARDED, route_directory
 from .openai_api import (ROUTER_MODEL, APIError, ChatRequest, api_error, chunk_body, completion_body, parse_chat,
                          parse_feedback, usage_chunk)
 
@@ -36,7 +36,7 @@ class Service:
     def __init__(self, config: ServiceConfig, router: Router | None = None, advertise_url: str | None = None) -> None:
         self.config = config
         self.router = router if router is not None else config.build_router()
-        self.directory = RouteDirectory(config, advertise_url) if config.shared and advertise_url else None
+        self.directory = route_directory(config, advertise_url)
         self.keys = config.keyring()
         self.metrics = Metrics()
         self._routes: OrderedDict[str, list] = OrderedDict()  # route_id -> [tenant, created_at, rated]

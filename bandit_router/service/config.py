@@ -114,11 +114,6 @@ class ServiceConfig:
     max_body_bytes: int = 4_000_000
     feedback_secret: str | None = field(default=None, repr=False)
 
-    @property
-    def shared(self) -> bool:
-        """Whether the replicas share state through Redis (so they may be on other machines)."""
-        return "redis" in self.state
-
     def state_store(self) -> StateStore | None:
         namespace = self.state.get("namespace", "default")
         if "redis" in self.state:

@@ -1,4 +1,5 @@
-"""Several `bandit-router serve` processes sharing learned state and budget through one Redis server."""
+"""Several `bandit-router serve` processes sharing learned state and budget through one Redis server, or through
+one SQLite file on one machine."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bandit_router.service.directory import SQLiteDirectory
 from bandit_router.service.ledger import RedisBudget
-from bandit_router.store import RedisStateStore
+from bandit_router.store import RedisStateStore, SQLiteStateStore
 
 from .conftest import CHEAP, DEAR, KEYS, RedisServer, ServeProcess, config_dict, write_config
 
@@ -32,8 +34,8 @@ def learned(redis_url: str) -> int:
     return sum(int(parts["n"]) for parts in RedisStateStore(redis_url).totals().values())
 
 
-def start(tmp_path: Path, name: str, upstream, redis_url: str, **overrides) -> ServeProcess:
-    config = config_dict(upstream.base_url, state={"redis": redis_url, "sync_every": 0.2}, **overrides)
+def start(tmp_path: Path, name: str, upstream, state: dict, **overrides) -> ServeProcess:
+    config = config_dict(upstream.base_url, state={**state, "sync_every": 0.2}, **overrides)
     return ServeProcess(write_config(tmp_path / f"{name}.json", config), tmp_path / f"{name}.log")
 
 
@@ -42,7 +44,8 @@ def test_two_replicas_share_learning_and_budget_and_survive_a_kill(tmp_path: Pat
     """One pair of `serve` processes (starting one takes seconds): what one learns the other uses; together they
     never overspend the shared budget; killing one loses no acknowledged rating and the other keeps serving."""
     budget = {"limit": 0.1, "pacer": "none"}
-    first, second = (start(tmp_path, name, upstream, redis_server.url, budget=budget) for name in ("a", "b"))
+    first, second = (start(tmp_path, name, upstream, {"redis": redis_server.url}, budget=budget)
+                     for name in ("a", "b"))
     try:
         # learning: 30 ratings on the first replica, each acknowledged once merged into Redis
         for step in range(30):
@@ -95,3 +98,35 @@ def test_two_replicas_share_learning_and_budget_and_survive_a_kill(tmp_path: Pat
     finally:
         first.stop()
         second.stop()
+
+
+def test_processes_sharing_a_sqlite_file_pass_ratings_on(tmp_path: Path, upstream) -> None:
+    """With `[state] sqlite`, a rating sent to the process that did not answer reaches the one that did, once."""
+    path = tmp_path / "state.db"
+    first, second = (start(tmp_path, name, upstream, {"sqlite": str(path)}) for name in ("a", "b"))
+    try:
+        answers = [ask(first.url, f"question {step}").json() for step in range(3)]
+        for answer in answers:
+            passed_on = rate(second.url, answer["id"], 1.0)
+            assert passed_on.status_code == 200 and passed_on.json()["persisted"] is True
+        assert rate(first.url, answers[0]["id"], 0.0).status_code == 409  # applied once, whoever is asked
+        assert sum(int(parts["n"]) for parts in SQLiteStateStore(path).totals().values()) == 3
+        assert "bandit_router_feedback_forwarded_total 3" in httpx.get(second.url + "/metrics").text
+        assert "bandit_router_feedback_applied_total 3" in httpx.get(first.url + "/metrics").text
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_the_sqlite_directory_names_the_owner_until_the_route_expires(tmp_path: Path) -> None:
+    now = [1000.0]
+    a, b = (SQLiteDirectory(str(tmp_path / "state.db"), "ns", url, clock=lambda: now[0])
+            for url in ("http://127.0.0.1:1", "http://127.0.0.1:2/"))
+    a.claim("r1", ttl=60)
+    assert b.owner("r1") == "http://127.0.0.1:1" and a.owner("r1") is None  # the owner itself is not "another"
+    assert SQLiteDirectory(str(tmp_path / "state.db"), "other", "http://x", clock=lambda: now[0]).owner("r1") is None
+    now[0] += 61
+    assert b.owner("r1") is None
+    b.claim("r2", ttl=60)  # writing drops the expired rows
+    rows = b._conn.execute("SELECT route_id FROM route_owners").fetchall()
+    assert rows == [("r2",)] and a.owner("r2") == "http://127.0.0.1:2"
