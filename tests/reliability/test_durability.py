@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import select
 import signal
 import tempfile
 import time
@@ -90,8 +91,12 @@ def test_sigkill_during_save_200_times_leaves_old_or_new(tmp_path: Path) -> None
                     old.save(path)
             finally:
                 os._exit(0)
-        os.read(ready, 1)
+        signalled = select.select([ready], [], [], 30)[0]
         os.close(ready), os.close(started_saving)
+        if not signalled:  # the save no longer passes the point it should stop at
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"the child did not reach the {point!r} point of a save within 30 s")
         if point == "random":
             time.sleep(rng.uniform(0, 3 * save_time))
         os.kill(pid, signal.SIGKILL)
