@@ -58,7 +58,7 @@ def section(name: str, command: list[str]) -> str:
 
 
 INCLUDED = ("encoder_quality_results.md", "barp_results.md", "budgets_priors_results.md", "spend_target_results.md",
-            "warm_start_results.md", "PEERS.md")  # pages written by other benchmarks
+            "warm_start_results.md", "sqlite_ledger_results.md", "PEERS.md")  # pages written by other benchmarks
 
 
 def included(page: Path) -> str:
