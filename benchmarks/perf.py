@@ -1,6 +1,7 @@
 """Routing overhead on this machine, per prompt encoder: encoding (new, cached), the decision, feedback updates,
-memory per model, the latency the router adds to a LiteLLM call (mock_response, so no network), 50 concurrent
-`acomplete` calls against one (with the event loop's longest stall), and the cold start (import to first decision).
+memory per model and per decision waiting for feedback, the latency the router adds to a LiteLLM call
+(mock_response, so no network), 50 concurrent `acomplete` calls against one (with the event loop's longest stall),
+and the cold start (import to first decision).
 
     LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/perf.py \
         --out benchmarks/results
@@ -37,6 +38,7 @@ TARGETS = {"decision_p50_ms": 1.0, "encode_decide_p50_ms": 3.0, "added_p50_ms": 
            "concurrent_ratio": 2.0, "stall_ms": 50.0, "cold_start_share": 0.5}
 CALL_DELAY_S = 0.5  # mock_delay of each call in the concurrency test: a short real LLM call
 CONCURRENT = 50
+WAITING = 20_000  # decisions routed to measure the memory of one waiting for feedback
 SHORT = {DEFAULT_ENCODER: "MiniLM", STATIC_ENCODER: "static"}
 
 
@@ -121,7 +123,9 @@ def bench_routing(encoder, prompts: list[str], fresh: Fresh | None, n: int, poli
 
 
 def bench_memory(encoder) -> dict[str, float]:
-    """Bytes a router holds per model (policy state), from the traced allocations of a 10- and a 50-model router."""
+    """Bytes a router holds per model (policy state), from the traced allocations of a 10- and a 50-model router;
+    and per decision waiting for feedback (10 models), from those of routing WAITING new prompts once the
+    encoder's cache is full (random vectors of the encoder's length stand in for its encoding)."""
     sizes = {}
     for k in (10, 50):
         tracemalloc.start()
@@ -129,7 +133,19 @@ def bench_memory(encoder) -> dict[str, float]:
         sizes[k] = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
         del router
-    return {"bytes_per_model": (sizes[50] - sizes[10]) / 40, "dim": encoder.dim}
+    rng = np.random.default_rng(0)
+    router = Router(cards(10), policy=DEFAULT_POLICY, seed=0,
+                    encoder=lambda text: rng.standard_normal(encoder.dim).astype(np.float32))
+    for i in range(router.context.encoder.cache_size):
+        router.route(f"warm-up prompt {i}")
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(WAITING):
+        router.route(f"new prompt {i}")
+    per_decision = (tracemalloc.get_traced_memory()[0] - before) / WAITING
+    tracemalloc.stop()
+    return {"bytes_per_model": (sizes[50] - sizes[10]) / 40, "bytes_per_waiting": per_decision, "dim": encoder.dim,
+            "max_pending": router.feedback_settings.max_pending}
 
 
 def bench_litellm(encoder, prompts: list[str], fresh: Fresh, calls: int) -> dict[str, object]:
@@ -298,16 +314,23 @@ def markdown(result: dict) -> str:
                              f"{row['decision']['p50_ms']:.3f} | {row['decision']['p99_ms']:.3f} | "
                              f"{row['decision']['cpu_p50_ms']:.3f} | {encode} | {row['feedback_per_s']:,.0f} | "
                              f"{row['feedback_per_cpu_s']:,.0f} |")
-    lines += ["", "**Encoding alone** (one 50-word prompt per call) and **memory per model** "
+    lines += ["", "**Encoding alone** (one 50-word prompt per call), **memory per model** "
               f"({DEFAULT_POLICY}, traced "
-              "allocations of a 50- and a 10-model router: the per-model ridge statistics A, A^-1, b, theta):", "",
-              "| encoder | new prompt p50 (CPU) | p99 | cached p50 | loading (first encode) | memory per model |",
-              "|---|---:|---:|---:|---:|---:|"]
+              "allocations of a 50- and a 10-model router: the per-model ridge statistics A, A^-1, b, theta) and "
+              f"**memory per decision waiting for feedback** (10 models, traced allocations of {WAITING:,} more routed "
+              "prompts once the encoder's cache is full: the prompt vector and the decision; the last column is "
+              "that times the default `FeedbackSettings.max_pending`, the most a router holds when answers go "
+              "unrated):", "",
+              "| encoder | new prompt p50 (CPU) | p99 | cached p50 | loading (first encode) | memory per model | "
+              "per waiting decision | at max_pending |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name in encoders:
         enc, mem = result["encoders"][name]["encoding"], result["encoders"][name]["memory"]
         lines.append(f"| {SHORT.get(name, name)} | {enc['cold']['p50_ms']:.3f} ms ({enc['cold']['cpu_p50_ms']:.3f}"
                      f" ms) | {enc['cold']['p99_ms']:.3f} ms | {enc['cached']['p50_ms'] * 1e3:.1f} us | "
-                     f"{enc['load_s']:.2f} s | {mem['bytes_per_model'] / 2**20:.2f} MiB |")
+                     f"{enc['load_s']:.2f} s | {mem['bytes_per_model'] / 2**20:.2f} MiB | "
+                     f"{mem['bytes_per_waiting'] / 2**10:.1f} KiB | "
+                     f"{mem['bytes_per_waiting'] * mem['max_pending'] / 2**20:,.0f} MiB |")
     lines += ["", "**Latency added to a LiteLLM call**: the same `litellm.completion(..., mock_response=\"ok\")` made "
               "directly and through `Router.complete` (10 models, linucb), interleaved in one run (ms):", "",
               "| encoder | path | p50 | p99 | CPU p50 |", "|---|---|---:|---:|---:|"]
