@@ -136,9 +136,9 @@ def bench_memory(encoder) -> dict[str, float]:
     rng = np.random.default_rng(0)
     router = Router(cards(10), policy=DEFAULT_POLICY, seed=0,
                     encoder=lambda text: rng.standard_normal(encoder.dim).astype(np.float32))
+    tracemalloc.start()  # before the warm-up, so that the cache entries evicted below were traced too
     for i in range(router.context.encoder.cache_size):
         router.route(f"warm-up prompt {i}")
-    tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for i in range(WAITING):
         router.route(f"new prompt {i}")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 
 import numpy as np
 import pytest
 
 from bandit_router import FeedbackSettings
 from bandit_router.errors import UnknownRouteError
+from bandit_router.outcome import normalised_costs
 
 
 def state_copy(router) -> dict[str, np.ndarray]:
@@ -102,3 +105,25 @@ def test_removing_a_model_with_pending_feedback_keeps_learning_state_consistent(
     assert not any(router.pending(d.route_id) for d in decisions)
     decision = router.route("question 4")
     router.feedback(decision.route_id, 1.0)
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_feedback_learns_the_routing_context_without_the_buffer_keeping_the_decision(make_router, fallback):
+    router = make_router("shrunk-linucb")
+    decision = router.route("What is 2+2?", cost_weight=0.3)
+    served = next(m for m in decision.probabilities if m != decision.model) if fallback else decision.model
+    names = list(decision.predicted_cost)
+    expected_cost = normalised_costs(decision.predicted_cost.values())[names.index(served)]
+    expected_propensity = decision.probabilities[served]
+    route_id, alive = decision.route_id, weakref.ref(decision)
+    del decision
+    gc.collect()
+    assert alive() is None  # the buffer keeps what learning needs, not the Decision and its three dicts
+    if fallback:
+        router.ledger.serve(route_id, served)
+    learned = []
+    router.policy.learn = learned.extend
+    router.feedback(route_id, 0.8)
+    (outcome,) = learned
+    assert (outcome.model, outcome.reward, outcome.cost_weight) == (served, 0.8, 0.3)
+    assert outcome.cost == pytest.approx(expected_cost) and outcome.propensity == pytest.approx(expected_propensity)
