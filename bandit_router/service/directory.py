@@ -9,7 +9,6 @@ rows are dropped as new ones are written).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from abc import ABC, abstractmethod
 from typing import Any, Callable
@@ -18,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..errors import StoreUnavailableError
-from ..store.sqlite import connect, immediate, retry_busy
+from ..store.sqlite import SharedFile, immediate
 from .config import ServiceConfig
 from .openai_api import APIError
 
@@ -134,27 +133,22 @@ class SQLiteDirectory(RouteDirectory):
     def __init__(self, path: str, namespace: str, advertise_url: str, clock: Callable[[], float] = time.time) -> None:
         super().__init__(advertise_url)
         self.path, self.namespace, self._clock = str(path), namespace, clock
-        self._conn = connect(self.path, TIMEOUT, synchronous="NORMAL")  # a lost row costs one rating's forwarding
-        self._conn_lock = threading.Lock()
-        self._run(lambda: self._conn.executescript(_SQLITE_SCHEMA))
-
-    def _run(self, call: Callable[[], Any]) -> Any:
-        with self._conn_lock:
-            return retry_busy(call, self.path, TIMEOUT)
+        # synchronous NORMAL: a row lost to a power cut costs one rating's forwarding
+        self._file = SharedFile(self.path, TIMEOUT, _SQLITE_SCHEMA, synchronous="NORMAL")
 
     def _record(self, route_id: str, ttl: float) -> None:
         now = self._clock()
 
         def record() -> None:
-            with immediate(self._conn) as conn:
+            with immediate(self._file.conn) as conn:
                 conn.execute("DELETE FROM route_owners WHERE expires < ?", (now,))
                 conn.execute("INSERT OR REPLACE INTO route_owners VALUES (?, ?, ?, ?)",
                              (self.namespace, route_id, self.url, now + max(ttl, 1.0)))
 
-        self._run(record)
+        self._file.run(record)
 
     def _lookup(self, route_id: str) -> str | None:
-        row = self._run(lambda: self._conn.execute(
+        row = self._file.run(lambda: self._file.conn.execute(
             "SELECT url FROM route_owners WHERE namespace=? AND route_id=? AND expires >= ?",
             (self.namespace, route_id, self._clock())).fetchone())
         return None if row is None else str(row[0])

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import sqlite3
-import threading
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any, Callable
 
 from ..budget import Budget, Reservation
 from ..errors import BudgetExceededError, ConfigError, StoreUnavailableError
-from ..store.sqlite import connect, immediate, retry_busy
+from ..store.sqlite import SharedFile, immediate
 
 __all__ = ["SharedBudget", "RedisBudget", "SQLiteBudget"]
 
@@ -249,17 +248,11 @@ class SQLiteBudget(SharedBudget):
         super().__init__(limit, period=period, key_limit=key_limit, pacer=pacer, bins=bins, origin=origin,
                          clock=clock)
         self.path, self.namespace, self.busy_timeout = str(path), namespace, busy_timeout
-        self._conn = connect(self.path, busy_timeout)
-        self._conn_lock = threading.Lock()
-        self._run(lambda: self._conn.executescript(_SQLITE_SCHEMA))
-
-    def _run(self, call: Callable[[], Any]) -> Any:
-        with self._conn_lock:
-            return retry_busy(call, self.path, self.busy_timeout)
+        self._file = SharedFile(self.path, busy_timeout, _SQLITE_SCHEMA)
 
     def _hold(self, period: int, account: str, amount: int, limit: int, key_limit: int) -> tuple[int, str, int]:
         def hold() -> tuple[int, str, int]:
-            with immediate(self._conn) as conn:
+            with immediate(self._file.conn) as conn:
                 for name, which, cap in [("", "g", limit)] + ([(account, "k", key_limit)] if account else []):
                     spent, held = self._row(conn, period, name)
                     if amount > cap - spent - held:
@@ -273,11 +266,11 @@ class SQLiteBudget(SharedBudget):
                                       " VALUES (?, ?, ?, ?)", (self.namespace, period, account, amount))
                 return int(cursor.lastrowid), "", 0
 
-        return self._run(hold)
+        return self._file.run(hold)
 
     def _close(self, hold: int, cost: int) -> bool:
         def close() -> bool:
-            with immediate(self._conn) as conn:
+            with immediate(self._file.conn) as conn:
                 row = conn.execute("SELECT period, account, amount FROM budget_holds WHERE id=? AND namespace=?",
                                    (hold, self.namespace)).fetchone()
                 if row is None:
@@ -292,7 +285,7 @@ class SQLiteBudget(SharedBudget):
                                      " spent = spent + excluded.spent", (self.namespace, name, cost))
                 return True
 
-        return self._run(close)
+        return self._file.run(close)
 
     def _row(self, conn: sqlite3.Connection, period: int, account: str) -> tuple[int, int]:
         row = conn.execute("SELECT spent, held FROM budget_ledger WHERE namespace=? AND period=? AND account=?",
@@ -300,13 +293,12 @@ class SQLiteBudget(SharedBudget):
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
     def _balance(self, period: int, account: str) -> tuple[int, int]:
-        return self._run(lambda: self._row(self._conn, period, account))
+        return self._file.run(lambda: self._row(self._file.conn, period, account))
 
     def _lifetime(self, account: str) -> int:
-        row = self._run(lambda: self._conn.execute("SELECT spent FROM budget_total WHERE namespace=? AND account=?",
-                                                   (self.namespace, account)).fetchone())
+        row = self._file.run(lambda: self._file.conn.execute(
+            "SELECT spent FROM budget_total WHERE namespace=? AND account=?", (self.namespace, account)).fetchone())
         return 0 if row is None else int(row[0])
 
     def close(self) -> None:
-        with self._conn_lock:
-            self._conn.close()
+        self._file.close()

@@ -25,7 +25,7 @@ from ..errors import StoreUnavailableError
 from .base import StateStore, Stats, add_stats
 from .log import DecisionLog
 
-__all__ = ["SQLiteDecisionLog", "SQLiteStateStore"]
+__all__ = ["SQLiteDecisionLog", "SQLiteStateStore", "SharedFile"]
 
 T = TypeVar("T")
 
@@ -79,6 +79,26 @@ def retry_busy(call: Callable[[], T], path: str, busy_timeout: float) -> T:
                 raise StoreUnavailableError(f"SQLite file {path!r} stayed busy for {busy_timeout:g} s") from None
             time.sleep(pause * (1 + random.random()))
             pause = min(pause * 2, 0.1)
+
+
+class SharedFile:
+    """One connection to a SQLite file that processes share, used by one thread at a time: `run(call)` runs
+    `call` under a lock, retried while the file is busy (for up to `busy_timeout` seconds). `schema` is created
+    on opening."""
+
+    def __init__(self, path: str | Path, busy_timeout: float, schema: str, synchronous: str = "FULL") -> None:
+        self.path, self.busy_timeout = str(path), busy_timeout
+        self.conn = connect(self.path, busy_timeout, synchronous)
+        self._lock = threading.Lock()
+        self.run(lambda: self.conn.executescript(schema))
+
+    def run(self, call: Callable[[], T]) -> T:
+        with self._lock:
+            return retry_busy(call, self.path, self.busy_timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -208,16 +228,14 @@ class SQLiteStateStore(StateStore):
         self.path = str(path)
         self.namespace = namespace
         self.busy_timeout = busy_timeout
-        self._conn = connect(self.path, busy_timeout)
-        self._lock = threading.Lock()
-        with self._lock:
-            retry_busy(lambda: self._conn.executescript(_STATE_SCHEMA), self.path, busy_timeout)
+        self._file = SharedFile(self.path, busy_timeout, _STATE_SCHEMA)
 
     def __repr__(self) -> str:
         return f"SQLiteStateStore({self.path!r}, namespace={self.namespace!r})"
 
     def _read(self) -> Stats:
-        rows = self._conn.execute("SELECT model, A, b, n FROM learned_state WHERE namespace=?", (self.namespace,))
+        rows = self._file.conn.execute("SELECT model, A, b, n FROM learned_state WHERE namespace=?",
+                                       (self.namespace,))
         stats: Stats = {}
         for model, A, b, n in rows:
             b = np.frombuffer(b, dtype=np.float64).copy()
@@ -226,7 +244,7 @@ class SQLiteStateStore(StateStore):
         return stats
 
     def _merge_once(self, replica: str, seq: int, delta: Stats) -> Stats:
-        with immediate(self._conn) as conn:
+        with immediate(self._file.conn) as conn:
             row = conn.execute("SELECT seq FROM learned_batches WHERE namespace=? AND replica=?",
                                (self.namespace, replica)).fetchone()
             totals = self._read()
@@ -241,29 +259,24 @@ class SQLiteStateStore(StateStore):
         return totals
 
     def _claim_once(self, layout: str) -> str:
-        self._conn.execute("INSERT OR IGNORE INTO learned_layout (namespace, layout) VALUES (?, ?)",
-                           (self.namespace, layout))
-        row = self._conn.execute("SELECT layout FROM learned_layout WHERE namespace=?", (self.namespace,)).fetchone()
-        return row[0]
+        conn = self._file.conn
+        conn.execute("INSERT OR IGNORE INTO learned_layout (namespace, layout) VALUES (?, ?)", (self.namespace, layout))
+        return conn.execute("SELECT layout FROM learned_layout WHERE namespace=?", (self.namespace,)).fetchone()[0]
 
     def claim_layout(self, layout: str) -> str:
-        with self._lock:
-            return retry_busy(lambda: self._claim_once(layout), self.path, self.busy_timeout)
+        return self._file.run(lambda: self._claim_once(layout))
 
     def merge(self, replica: str, seq: int, delta: Stats) -> Stats:
-        with self._lock:
-            return retry_busy(lambda: self._merge_once(replica, seq, delta), self.path, self.busy_timeout)
+        return self._file.run(lambda: self._merge_once(replica, seq, delta))
 
     def totals(self) -> Stats:
-        with self._lock:
-            return retry_busy(self._read, self.path, self.busy_timeout)
+        return self._file.run(self._read)
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._file.close()
 
     def _count_once(self, slot: int, period: float, window: int, add: int) -> tuple[int, int]:
-        conn = self._conn
+        conn = self._file.conn
         if not getattr(self, "_counters_ready", False):  # created on first use
             conn.execute("CREATE TABLE IF NOT EXISTS source_counts (namespace TEXT NOT NULL, period REAL NOT NULL, "
                          "window INTEGER NOT NULL, slot INTEGER NOT NULL, count INTEGER NOT NULL, "
@@ -280,5 +293,4 @@ class SQLiteStateStore(StateStore):
         return counts.get(window, 0), counts.get(window - 1, 0)
 
     def count_source(self, slot: int, period: float, window: int, add: int) -> tuple[int, int]:
-        with self._lock:
-            return retry_busy(lambda: self._count_once(slot, period, window, add), self.path, self.busy_timeout)
+        return self._file.run(lambda: self._count_once(slot, period, window, add))

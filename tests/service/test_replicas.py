@@ -128,5 +128,5 @@ def test_the_sqlite_directory_names_the_owner_until_the_route_expires(tmp_path: 
     now[0] += 61
     assert b.owner("r1") is None
     b.claim("r2", ttl=60)  # writing drops the expired rows
-    rows = b._conn.execute("SELECT route_id FROM route_owners").fetchall()
+    rows = b._file.conn.execute("SELECT route_id FROM route_owners").fetchall()
     assert rows == [("r2",)] and a.owner("r2") == "http://127.0.0.1:2"
