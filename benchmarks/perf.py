@@ -318,7 +318,7 @@ def markdown(result: dict) -> str:
               f"({DEFAULT_POLICY}, traced "
               "allocations of a 50- and a 10-model router: the per-model ridge statistics A, A^-1, b, theta) and "
               f"**memory per decision waiting for feedback** (10 models, traced allocations of {WAITING:,} more routed "
-              "prompts once the encoder's cache is full: the prompt vector and the decision; the last column is "
+              "prompts once the encoder's cache is full: the prompt vector and its routing context; the last column is "
               "that times the default `FeedbackSettings.max_pending`, the most a router holds when answers go "
               "unrated):", "",
               "| encoder | new prompt p50 (CPU) | p99 | cached p50 | loading (first encode) | memory per model | "
