@@ -5,8 +5,8 @@ from .decision import Completion, Decision
 from .encoders import Encoder, sentence_encoder
 from .errors import (AllModelsFailedError, BanditRouterError, BudgetExceededError, ConfigError,
                      DataFormatError, DuplicateFeedbackError, ExpiredFeedbackTokenError, FeedbackLimitError,
-                     InvalidFeedbackTokenError, InvalidPromptError, NoEligibleModelError, StateFormatError,
-                     StoreUnavailableError, UnknownRouteError)
+                     InvalidFeedbackTokenError, InvalidPromptError, NoEligibleModelError, ScoringError,
+                     StateFormatError, StoreUnavailableError, UnknownRouteError)
 from .models import Model
 from .policies import POLICIES, Policy, make_policy
 from .router import Router
@@ -19,5 +19,5 @@ __all__ = ["AllModelsFailedError", "BanditRouterError", "Budget", "BudgetExceede
            "ConfigError", "DataFormatError", "Decision", "DecisionLog", "DuplicateFeedbackError", "Encoder",
            "ExpiredFeedbackTokenError", "FeedbackLimitError", "FeedbackSettings", "InvalidFeedbackTokenError",
            "InvalidPromptError", "Limits", "LogSettings", "Model", "NoEligibleModelError", "POLICIES", "Policy",
-           "RedisStateStore", "Router", "SQLiteDecisionLog", "SQLiteStateStore", "SpendTarget", "StateFormatError",
-           "StateStore", "StoreUnavailableError", "TaskHints", "UnknownRouteError", "make_policy", "sentence_encoder"]
+           "RedisStateStore", "Router", "SQLiteDecisionLog", "SQLiteStateStore", "ScoringError", "SpendTarget",
+           "StateFormatError", "StateStore", "StoreUnavailableError", "TaskHints", "UnknownRouteError", "make_policy", "sentence_encoder"]

@@ -165,6 +165,73 @@ def _add_costs(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_costs)
 
 
+def _prompts_file(path: str) -> tuple[list[str], list[str]]:
+    """(prompts, tasks) of a .txt file (a prompt per line) or a .jsonl file (a JSON string, or an object with
+    "prompt" and an optional "task", per line); blank lines are skipped."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"prompts file {path!r} is not a file")
+    prompts, tasks = [], []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        if file.suffix != ".jsonl":
+            prompts.append(line)
+            tasks.append("")
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError as error:
+            raise ConfigError(f"{path} line {number} is not JSON: {error}") from None
+        item = {"prompt": item} if isinstance(item, str) else item
+        if not isinstance(item, dict) or not isinstance(item.get("prompt"), str):
+            raise ConfigError(f"{path} line {number} must be a JSON string or an object with a \"prompt\" string")
+        prompts.append(item["prompt"])
+        tasks.append(str(item.get("task") or ""))
+    return prompts, tasks
+
+
+def _score_table(args: argparse.Namespace) -> int:
+    from .evaluation.scoring import score_table
+    from .feedback import LLMJudge
+    from .service import load_config
+
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise ConfigError(f"--max-tokens must be an integer >= 1, got {args.max_tokens}")
+    models = load_config(args.config).models
+    prompts, tasks = _prompts_file(args.prompts)
+    judge = next((m for m in models if m.name == args.judge), args.judge)
+    extra = {} if args.max_tokens is None else {"max_tokens": args.max_tokens}
+    table = score_table(models, prompts, LLMJudge(judge, temperature=0), args.out, tasks=tasks,
+                        max_workers=args.workers, **extra)
+    print(table.summary(), file=sys.stderr)
+    means = table.scores.mean(axis=0)
+    costs = table.costs.mean(axis=0)
+    print("| model | mean score | mean cost |\n|---|---:|---:|")
+    for k, model in enumerate(table.models):
+        print(f"| {model} | {means[k]:.3f} | {costs[k]:.4g} |")
+    return 0
+
+
+def _add_score_table(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score-table", help="ask every model of a config your prompts, grade the answers with a "
+                                           "judge, and write a routing table",
+                       description="Ask each model of the service config each prompt of PROMPTS (.txt: a prompt per "
+                                   "line; .jsonl: a JSON string or {\"prompt\", \"task\"} per line), grade each "
+                                   "answer 0-10 with the judge model, and write prompts.csv, outcomes.csv and "
+                                   "models.json into --out: the [prior] table a service warm-starts from, and a table "
+                                   "`bandit-router replay` replays. Run it again with the same --out to retry the "
+                                   "pairs that failed; the ones scored are kept.")
+    p.add_argument("prompts", help="prompts file (.txt or .jsonl)")
+    p.add_argument("--config", required=True, help="service config (JSON or TOML) whose [[models]] are asked")
+    p.add_argument("--judge", required=True,
+                   help="the grading model: a model of the config (its api_base and key), or a LiteLLM model name")
+    p.add_argument("--out", default="scored", help="output folder (default scored)")
+    p.add_argument("--workers", type=int, default=4, help="calls at once (default 4)")
+    p.add_argument("--max-tokens", type=int, default=None, help="max_tokens of each answer (default: the model's)")
+    p.set_defaults(run=_score_table)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -234,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="bandit-router", description="Bandit-routed LLM calls.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_replay, _add_costs, _add_demo, _add_serve, _add_report):
+    for add in (_add_replay, _add_costs, _add_demo, _add_serve, _add_report, _add_score_table):
         add(sub)
     args = parser.parse_args(argv)
     args.argv = argv

@@ -64,3 +64,11 @@ class FeedbackLimitError(BanditRouterError):
 
 class StoreUnavailableError(BanditRouterError, ConnectionError):
     """The shared state store (SQLite file or Redis server) could not be reached or stayed busy too long."""
+
+
+class ScoringError(BanditRouterError):
+    """Some (prompt, model) pairs of a scoring run were left unscored; `failures` maps each pair to its cause."""
+
+    def __init__(self, message: str, failures: dict[tuple[str, str], str]) -> None:
+        super().__init__(message)
+        self.failures = failures

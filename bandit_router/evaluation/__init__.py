@@ -2,7 +2,8 @@
 
 from .embeddings import lookup_encoder, table_vectors
 from .replay import ReplayRun, replay
+from .scoring import score_table
 from .table import RoutingTable, bundled_table_path, load_table
 
 __all__ = ["ReplayRun", "RoutingTable", "bundled_table_path", "load_table", "lookup_encoder", "replay",
-           "table_vectors"]
+           "score_table", "table_vectors"]

@@ -1,0 +1,144 @@
+"""A routing table of your own: every model asked every prompt through LiteLLM, each answer graded.
+
+`score_table(models, prompts, score, out)` writes the folder `load_table` reads (README "Data"): what
+`table_prior` warm-starts a router from, what `bandit-router replay` replays to show whether routing beats every
+fixed choice of models on your prompts, and what the service's `[prior] table` reads. Each call's cost is
+LiteLLM's response cost, else the model card's prices x the tokens used.
+
+Rows are appended to outcomes.csv as they finish, so a run that stops (or whose calls failed) can be run again
+with the same `out`: the (prompt, model) pairs already scored are kept and only the others are called.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..costs import call_cost
+from ..decision import usage_of
+from ..errors import ConfigError, ScoringError
+from ..models import Model
+from ..redaction import redact
+from ..router import check_score
+from .table import OUTCOME_COLUMNS, PROMPT_COLUMNS, RoutingTable, load_table
+
+__all__ = ["prompt_id", "score_table"]
+
+log = logging.getLogger(__name__)
+
+
+def prompt_id(prompt: str) -> str:
+    """A prompt's id in a scored table: the first 16 hex digits of its text's SHA-256 (the same on every run)."""
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16]
+
+
+def _text(value: Any, field: str) -> str:
+    """`value` if it is non-empty text that UTF-8 can encode, else ConfigError naming `field`."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{field} must be non-empty text, got {value!r:.80}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ConfigError(f"{field} is not valid UTF-8 text (character {error.start} cannot be encoded)") from None
+    return value
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _append(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, columns)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def _prices(card: Model) -> dict[str, float]:
+    """models.json's entry for `card`: its prices per million tokens, or none (costs then come from the calls)."""
+    if not (card.input_cost_per_token or card.output_cost_per_token):
+        return {}
+    return {"input_price_per_mtok": card.input_cost_per_token * 1e6,
+            "output_price_per_mtok": card.output_cost_per_token * 1e6}
+
+
+def score_table(models: Sequence[Model | str], prompts: Sequence[str], score: Callable[[str, str], float],
+                out: str | Path, tasks: Sequence[str] | None = None, max_workers: int = 4,
+                **litellm_kwargs: Any) -> RoutingTable:
+    """Ask each of `models` each of `prompts` (one user message), grade every answer with `score(prompt, answer)`
+    (in [0, 1]: an `LLMJudge`, or a check against the prompt's reference answer), write the table to `out` and
+    return it loaded.
+
+    `tasks` (one per prompt) are written as the prompts' task labels. `litellm_kwargs` pass through to every
+    call (e.g. temperature=0, max_tokens=512, timeout=60, num_retries=2). A call or grade that fails leaves its
+    pair unscored; after every other pair is written, ScoringError names the failures (run again to retry them).
+    Prompt text is written to prompts.csv: the table is your eval set.
+    """
+    cards = [m if isinstance(m, Model) else Model(m) for m in models]
+    if not cards or len({c.name for c in cards}) != len(cards):
+        raise ConfigError(f"models must name at least one model, each once; got {[c.name for c in cards]}")
+    prompts = [_text(p, f"prompts[{i}]") for i, p in enumerate(prompts)]
+    if not prompts:
+        raise ConfigError("prompts must hold at least one prompt")
+    tasks = [""] * len(prompts) if tasks is None else [str(t) for t in tasks]
+    if len(tasks) != len(prompts):
+        raise ConfigError(f"tasks must give one task per prompt: {len(tasks)} tasks for {len(prompts)} prompts")
+    if not (isinstance(max_workers, int) and max_workers >= 1):
+        raise ConfigError(f"max_workers must be an integer >= 1, got {max_workers!r}")
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    known = {row["prompt_id"] for row in _read(folder / "prompts.csv")}
+    fresh = {prompt_id(p): {"prompt_id": prompt_id(p), "task": t, "split": "", "prompt": p}
+             for p, t in zip(prompts, tasks)}
+    _append(folder / "prompts.csv", PROMPT_COLUMNS, [row for pid, row in fresh.items() if pid not in known])
+    meta_path = folder / "models.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"cost_unit": "usd", "models": {}}
+    meta["models"].update({c.name: _prices(c) for c in cards})
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+
+    done = {(row["prompt_id"], row["model"]) for row in _read(folder / "outcomes.csv")
+            if row.get("score", "").strip() and row.get("cost", "").strip()}
+    todo = [(pid, row["prompt"], card) for pid, row in fresh.items() for card in cards if (pid, card.name) not in done]
+    lock = threading.Lock()
+    failures: dict[tuple[str, str], str] = {}
+
+    def run(pid: str, prompt: str, card: Model) -> None:
+        import litellm
+
+        try:
+            response = litellm.completion(messages=[{"role": "user", "content": prompt}], **card.call_kwargs(),
+                                          **litellm_kwargs)
+            answer = response.choices[0].message.content or ""
+            cost = call_cost(response, card, usage_of(response))
+            grade = check_score(score(prompt, answer))
+        except Exception as error:  # one pair's failure must not stop the others
+            cause = f"{type(error).__name__}: {redact(str(error))[:300]}"
+            log.warning("prompt %s, model %s left unscored: %s", pid, card.name, cause)
+            with lock:
+                failures[(pid, card.name)] = cause
+            return
+        with lock:
+            _append(folder / "outcomes.csv", OUTCOME_COLUMNS,
+                    [{"prompt_id": pid, "model": card.name, "score": grade, "cost": cost}])
+
+    with ThreadPoolExecutor(max_workers, thread_name_prefix="bandit-router-scoring") as pool:
+        for _ in pool.map(lambda job: run(*job), todo):
+            pass
+    if failures:
+        (pid, model), cause = next(iter(failures.items()))
+        raise ScoringError(f"{len(failures)} of {len(todo)} (prompt, model) pairs failed and were left unscored "
+                           f"(first: prompt {pid}, model {model}: {cause}); the others are in {folder}: run "
+                           "score_table again with the same out to retry the failed ones", failures)
+    return load_table(folder)
