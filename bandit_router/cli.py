@@ -192,15 +192,27 @@ def _prompts_file(path: str) -> tuple[list[str], list[str]]:
 
 
 def _score_table(args: argparse.Namespace) -> int:
-    from .evaluation.scoring import score_table
+    from .evaluation.scoring import expected_cost, score_table
     from .feedback import LLMJudge
+    from .models import Model
     from .service import load_config
 
     if args.max_tokens is not None and args.max_tokens < 1:
         raise ConfigError(f"--max-tokens must be an integer >= 1, got {args.max_tokens}")
     models = load_config(args.config).models
     prompts, tasks = _prompts_file(args.prompts)
-    judge = next((m for m in models if m.name == args.judge), args.judge)
+    judge: Model | str = next((m for m in models if m.name == args.judge), args.judge)
+    try:
+        priced = judge if isinstance(judge, Model) else Model(judge)
+    except ConfigError:
+        priced = None  # a judge LiteLLM has no price for: its calls are left out of the estimate
+    expected = expected_cost(models, prompts, priced, args.max_tokens or 256)
+    print(f"{len(models)} models x {len(prompts)} prompts, graded by {args.judge}: about "
+          f"${sum(expected.values()):.4g} (" + ", ".join(f"{k} ${v:.3g}" for k, v in expected.items())
+          + f"{'' if priced else ', the judge not counted: LiteLLM has no price for it'}; "
+          f"{args.max_tokens or 256} tokens an answer, at the cards' prices)", file=sys.stderr)
+    if args.dry_run:
+        return 0
     extra = {} if args.max_tokens is None else {"max_tokens": args.max_tokens}
     table = score_table(models, prompts, LLMJudge(judge, temperature=0), args.out, tasks=tasks,
                         max_workers=args.workers, **extra)
@@ -229,6 +241,7 @@ def _add_score_table(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="scored", help="output folder (default scored)")
     p.add_argument("--workers", type=int, default=4, help="calls at once (default 4)")
     p.add_argument("--max-tokens", type=int, default=None, help="max_tokens of each answer (default: the model's)")
+    p.add_argument("--dry-run", action="store_true", help="print the expected cost and exit, calling no model")
     p.set_defaults(run=_score_table)
 
 

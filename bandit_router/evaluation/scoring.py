@@ -23,12 +23,12 @@ from typing import Any, Callable, Sequence
 from ..costs import call_cost
 from ..decision import usage_of
 from ..errors import ConfigError, ScoringError
-from ..models import Model
+from ..models import Model, estimate_tokens
 from ..redaction import redact
 from ..router import check_score
 from .table import OUTCOME_COLUMNS, PROMPT_COLUMNS, RoutingTable, load_table
 
-__all__ = ["prompt_id", "score_table"]
+__all__ = ["expected_cost", "prompt_id", "score_table"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,18 @@ def _prices(card: Model) -> dict[str, float]:
         return {}
     return {"input_price_per_mtok": card.input_cost_per_token * 1e6,
             "output_price_per_mtok": card.output_cost_per_token * 1e6}
+
+
+def expected_cost(models: Sequence[Model], prompts: Sequence[str], judge: Model | None = None,
+                  output_tokens: int = 256) -> dict[str, float]:
+    """What scoring every pair is expected to cost, per model and, under "judge", for the grading: each prompt's
+    estimated tokens in and `output_tokens` out at the cards' prices; the judge reads each prompt and answer (and
+    its instructions, about 60 tokens) and writes a few tokens."""
+    tokens = [estimate_tokens(p) for p in prompts]
+    costs = {card.name: sum(card.cost(t, output_tokens) for t in tokens) for card in models}
+    if judge is not None:
+        costs["judge"] = len(models) * sum(judge.cost(t + output_tokens + 60, 4) for t in tokens)
+    return costs
 
 
 def score_table(models: Sequence[Model | str], prompts: Sequence[str], score: Callable[[str, str], float],

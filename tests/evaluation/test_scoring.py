@@ -139,6 +139,25 @@ def test_the_command_scores_with_a_judge_and_the_service_warm_starts_from_the_ta
     np.testing.assert_allclose(counts, [2.0, 2.0, 2.0])  # two prompts, each model's score on both
 
 
+def test_a_dry_run_prints_the_expected_cost_and_calls_nothing(server, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("UPSTREAM_KEY", "sk-test")
+    prices = {"api_base": server.base_url, "api_key_env": "UPSTREAM_KEY"}
+    config = {"models": [{"name": "openai/small", "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6, **prices},
+                         {"name": "openai/large", "input_cost_per_token": 1e-5, "output_cost_per_token": 3e-5, **prices}]}
+    (tmp_path / "service.json").write_text(json.dumps(config))
+    (tmp_path / "prompts.txt").write_text("a" * 400 + "\n" + "b" * 40 + "\n")  # 100 and 10 estimated tokens
+    status = main(["score-table", str(tmp_path / "prompts.txt"), "--config", str(tmp_path / "service.json"),
+                   "--judge", "gpt-4o-mini", "--max-tokens", "100", "--dry-run", "--out", str(tmp_path / "scored")])
+    assert status == 0 and server.requests == [] and not (tmp_path / "scored").exists()
+    small = 110 * 1e-6 + 2 * 100 * 2e-6
+    large = 110 * 1e-5 + 2 * 100 * 3e-5
+    judge = Model("gpt-4o-mini")
+    grading = 2 * (judge.cost(100 + 100 + 60, 4) + judge.cost(10 + 100 + 60, 4))
+    err = capsys.readouterr().err
+    assert f"about ${small + large + grading:.4g} (openai/small ${small:.3g}, openai/large ${large:.3g}, " \
+           f"judge ${grading:.3g}; 100 tokens an answer" in err
+
+
 def test_the_command_names_a_bad_prompts_file(tmp_path: Path, capsys) -> None:
     (tmp_path / "service.json").write_text(json.dumps({"models": ["openai/gpt-4o-mini"]}))
     (tmp_path / "prompts.jsonl").write_text('{"text": "no prompt field"}\n')
