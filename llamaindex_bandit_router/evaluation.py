@@ -46,8 +46,9 @@ class EvaluatorFeedback:
     Pass the routes of an answer (from `llm.record_routes()`, or `[response.additional_kwargs]` for one chat
     call); every call that went into the answer gets the same reward. A streaming response is read to its end
     first; LlamaIndex's streaming synthesizers call the LLM only then, so evaluate it inside the
-    `record_routes()` block that made it. In async code, run `aevaluate` as a task to keep evaluation off the request path. An evaluator that
-    fails (e.g. a judge reply it cannot parse) raises EvaluationError naming the routes left unrated.
+    `record_routes()` block that made it. In async code, run `aevaluate` as a task to keep evaluation off the
+    request path. An evaluator that fails, or whose result has neither a score nor a verdict (e.g. a judge reply
+    it cannot parse), raises EvaluationError naming the routes left unrated.
     """
 
     def __init__(self, llm: BanditRouterLLM, evaluator: BaseEvaluator, sample_rate: float = 1.0,
@@ -70,17 +71,21 @@ class EvaluatorFeedback:
         return EvaluationError(f"{type(self.evaluator).__name__} could not grade the answer of route(s) {ids}, "
                                f"left unrated: {type(error).__name__}: {error}")
 
-    def _reward(self, routes: Sequence[Mapping[str, Any]], result: EvaluationResult) -> float | None:
+    def _reward(self, routes: Sequence[Mapping[str, Any]], result: EvaluationResult) -> float:
         score = evaluation_score(result, self.score_range)
-        if score is not None:
-            for route in routes:
-                token = route.get("feedback_token")
-                self.llm.feedback(route["route_id"], score, **({} if token is None else {"token": token}))
+        if score is None:  # e.g. a judge reply whose grade the evaluator could not read
+            why = (f"is invalid: {result.invalid_reason}" if result.invalid_result
+                   else f"has neither a score nor a verdict (feedback: {str(result.feedback)[:200]!r})")
+            raise self._failed(routes, ValueError(f"the evaluation {why}"))
+        for route in routes:
+            token = route.get("feedback_token")
+            self.llm.feedback(route["route_id"], score, **({} if token is None else {"token": token}))
         return score
 
     def evaluate(self, routes: Sequence[Mapping[str, Any]], query: str, response: Answer,
                  **kwargs: Any) -> float | None:
-        """Evaluate `response` to `query` if sampled and reward `routes`; returns the reward given, or None.
+        """Evaluate `response` to `query` if sampled and reward `routes`; returns the reward given, or None if
+        not sampled (EvaluationError if the evaluator fails or grades without a score or a verdict).
 
         `response` is a query engine's Response or StreamingResponse (its source nodes become the contexts) or
         the answer text; kwargs go to the evaluator (e.g. `reference=` for correctness, `contexts=` for a text

@@ -65,12 +65,14 @@ def _append(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]]) 
         writer.writerows(rows)
 
 
-def _prices(card: Model) -> dict[str, float]:
-    """models.json's entry for `card`: its prices per million tokens, or none (costs then come from the calls)."""
-    if not (card.input_cost_per_token or card.output_cost_per_token):
-        return {}
-    return {"input_price_per_mtok": card.input_cost_per_token * 1e6,
-            "output_price_per_mtok": card.output_cost_per_token * 1e6}
+def _entry(card: Model) -> dict[str, Any]:
+    """models.json's entry for `card`: its prices per million tokens (none if it has none: costs then come from
+    the calls) and its description."""
+    entry: dict[str, Any] = {"description": card.description} if card.description else {}
+    if card.input_cost_per_token or card.output_cost_per_token:
+        entry.update(input_price_per_mtok=card.input_cost_per_token * 1e6,
+                     output_price_per_mtok=card.output_cost_per_token * 1e6)
+    return entry
 
 
 def expected_cost(models: Sequence[Model], prompts: Sequence[str], judge: Model | None = None,
@@ -117,7 +119,7 @@ def score_table(models: Sequence[Model | str], prompts: Sequence[str], score: Ca
     _append(folder / "prompts.csv", PROMPT_COLUMNS, [row for pid, row in fresh.items() if pid not in known])
     meta_path = folder / "models.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"cost_unit": "usd", "models": {}}
-    meta["models"].update({c.name: _prices(c) for c in cards})
+    meta["models"].update({c.name: _entry(c) for c in cards})
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
 
     done = {(row["prompt_id"], row["model"]) for row in _read(folder / "outcomes.csv")

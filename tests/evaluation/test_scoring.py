@@ -47,7 +47,7 @@ def server():
 
 def cards(server) -> list[Model]:
     return [Model("openai/small", input_cost_per_token=1e-7, output_cost_per_token=2e-7, api_base=server.base_url,
-                  api_key="sk-test"),
+                  api_key="sk-test", description="fast, for arithmetic"),
             Model("openai/large", input_cost_per_token=1e-5, output_cost_per_token=3e-5, api_base=server.base_url,
                   api_key="sk-test")]
 
@@ -67,6 +67,7 @@ def test_every_model_is_asked_every_prompt_and_graded(server, tmp_path: Path) ->
     meta = json.loads((tmp_path / "scored" / "models.json").read_text())
     assert meta["models"]["openai/large"] == {"input_price_per_mtok": pytest.approx(10.0),
                                               "output_price_per_mtok": pytest.approx(30.0)}
+    assert table.model_cards()[0].description == "fast, for arithmetic"
     assert table.prompt_ids == [prompt_id(p) for p in ANSWERS]
     assert len(server.requests) == 6 and {r.params.get("temperature") for r in server.requests} == {None}
 

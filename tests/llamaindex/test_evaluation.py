@@ -10,6 +10,7 @@ from llama_index.core.evaluation import CorrectnessEvaluator, EvaluationResult, 
 
 from bandit_router import ConfigError, FeedbackSettings, Model, Router
 from bandit_router.encoders import as_encoder
+from bandit_router.feedback import EvaluationError
 from bandit_router.testing import FakeLLMServer, last_user_text
 from llamaindex_bandit_router import BanditRouterLLM, EncoderEmbedding, EvaluatorFeedback, evaluation_score
 
@@ -94,12 +95,15 @@ def test_nothing_is_evaluated_without_routes_or_at_rate_zero(llm: BanditRouterLL
     assert not any(r.model == "judge" for r in server.requests)
 
 
-def test_a_grade_without_a_score_gives_no_reward(llm: BanditRouterLLM, server: FakeLLMServer) -> None:
+def test_a_grade_without_a_score_is_an_error_and_rewards_nothing(llm: BanditRouterLLM, server: FakeLLMServer) -> None:
     grader = judge(server, lambda messages: "unsure\nI cannot grade this.")
     response = llm.complete("hello")
     feedback = EvaluatorFeedback(llm, CorrectnessEvaluator(llm=grader))
-    assert feedback.evaluate([response.additional_kwargs], "hello", response.text) is None
-    assert llm.router.pending(response.additional_kwargs["route_id"])
+    route_id = response.additional_kwargs["route_id"]
+    with pytest.raises(EvaluationError, match=rf"CorrectnessEvaluator could not grade .*{route_id}.* left unrated: "
+                                               r"ValueError: the evaluation has neither a score nor a verdict"):
+        feedback.evaluate([response.additional_kwargs], "hello", response.text)
+    assert llm.router.pending(route_id)
 
 
 def test_an_evaluator_error_reaches_the_caller_and_rewards_nothing(llm: BanditRouterLLM,
