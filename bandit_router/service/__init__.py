@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .auth import hash_key
-from .config import ServiceConfig, hashing_encoder, load_config, parse_config
+from .config import ServiceConfig, load_config, parse_config
 
 if TYPE_CHECKING:
     from .app import Service
 
-__all__ = ["Service", "ServiceConfig", "hash_key", "hashing_encoder", "load_config", "parse_config", "serve"]
+__all__ = ["Service", "ServiceConfig", "hash_key", "load_config", "parse_config", "serve"]
 
 
 def __getattr__(name: str) -> Any:

@@ -7,19 +7,15 @@ the file names, and tenants' API keys are stored as salted SHA-256 digests (see 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
-
 from ..budget import Budget
 from ..checks import check_positive
-from ..encoders import Encoder, sentence_encoder
+from ..encoders import Encoder, encoder_by_name
 from ..errors import ConfigError, DataFormatError
 from ..models import Model
 from ..router import Router
@@ -28,7 +24,7 @@ from ..spend import SpendTarget
 from ..store import RedisStateStore, SQLiteStateStore, StateStore
 from .auth import KeyRing, Tenant
 
-__all__ = ["ServiceConfig", "load_config", "hashing_encoder"]
+__all__ = ["ServiceConfig", "load_config"]
 
 _TOP = {"models", "policy", "policy_settings", "cost_weight", "spend_target", "encoder", "seed", "tasks",
         "pending_ttl", "max_pending", "max_attempts", "expected_output_tokens", "log", "state", "budget", "feedback",
@@ -40,33 +36,10 @@ _SERVER = {"host", "port", "max_body_bytes"}
 _PRIOR = {"table", "strength", "invalid_rows"}
 
 
-def hashing_encoder(dim: int) -> Encoder:
-    """A hashed bag of words (normalised, `dim` long): no model to load, microseconds per prompt; for tests,
-    load tests and deployments whose prompts are routed well enough by their words."""
-    if isinstance(dim, bool) or not isinstance(dim, int) or not 2 <= dim <= 4096:
-        raise ConfigError(f"encoder 'hashing:<dim>' needs dim in [2, 4096], got {dim!r}")
-
-    def embed(texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in re.findall(r"\w+", text.lower()):
-                digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
-                out[row, int.from_bytes(digest[:3], "little") % (dim - 1)] += 1.0 if digest[3] % 2 else -1.0
-            out[row, -1] = 1.0
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-    return Encoder(embed, name=f"hashing:{dim}", dim=dim)
-
-
 def _encoder(spec: Any) -> Encoder:
     if not isinstance(spec, str) or not spec:
         raise ConfigError(f"encoder must be 'hashing:<dim>' or a sentence-transformers model name, got {spec!r}")
-    if spec.startswith("hashing:"):
-        try:
-            return hashing_encoder(int(spec.removeprefix("hashing:")))
-        except ValueError:
-            raise ConfigError(f"encoder {spec!r}: the dimension after 'hashing:' must be an integer") from None
-    return sentence_encoder(spec)
+    return encoder_by_name(spec)
 
 
 def _section(config: Mapping[str, Any], name: str, allowed: set[str]) -> dict[str, Any]:

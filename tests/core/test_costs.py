@@ -163,5 +163,5 @@ def test_cli_prints_the_cost_models_error_from_a_decision_log(make_router, tmp_p
     out = capsys.readouterr().out
     errors = cost_errors(list(router.log.rows()))
     for model in {d.decision.model for d in done}:
-        assert f"| {model} | {errors[model]['calls']} |" in out and f"{errors[model]['mape']:.3f} |" in out
+        assert f"| {model} | {errors[model]['calls']} |" in out and f"{100 * errors[model]['mape']:.1f}% |" in out
     assert main(["costs", str(tmp_path / "missing.sqlite")]) == 2

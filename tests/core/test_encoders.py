@@ -97,3 +97,27 @@ def test_sentence_encoder_loads_offline_and_gives_normalised_384d_vectors():
     router = Router(make_cards(), encoder=encoder, seed=0)
     decision = router.route(texts[0])
     router.feedback(decision.route_id, 1.0)
+
+
+def test_the_hashing_encoder_is_named_in_python_as_in_the_service_and_rebuilt_from_a_saved_router(tmp_path):
+    encoder = as_encoder("hashing:16")
+    a, b, c = encoder.encode(["route this prompt", "route this prompt please", "zebra"])
+    assert a.shape == (16,) and np.isclose(np.linalg.norm(a), 1.0) and encoder.name == "hashing:16"
+    assert a @ b > a @ c
+    router = Router(make_cards(), encoder="hashing:16", seed=0)
+    router.save(tmp_path / "r.safetensors")
+    loaded = Router.load(tmp_path / "r.safetensors")  # no encoder given: rebuilt from its recorded name
+    np.testing.assert_array_equal(loaded.encoder("route this prompt"), a)
+
+
+@pytest.mark.parametrize("name, match", [("hashing:x", "dimension after 'hashing:' must be an integer"),
+                                         ("hashing:1", r"dim in \[2, 4096\]")])
+def test_bad_hashing_encoder_names(name, match):
+    with pytest.raises(ConfigError, match=match):
+        as_encoder(name)
+
+
+def test_an_encoder_that_cannot_be_loaded_says_why_and_what_to_do():
+    with pytest.raises(ConfigError, match=r"'sentence-transformers/no-such-model-here' could not be loaded: OSError: "
+                                          r".*fetched from Hugging Face on first use.*'hashing:256'"):
+        Router(make_cards(), encoder="sentence-transformers/no-such-model-here", seed=0)  # HF_HUB_OFFLINE=1

@@ -24,4 +24,4 @@ def test_make_install_has_the_extras_and_make_test_provisions_redis() -> None:
     test = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert "apt-get install -y -qq redis-server" in test and test.index("redis-server") < test.index("pytest")
     readme = (ROOT / "README.md").read_text()
-    assert 'pip install "bandit-router[langchain]"' in readme and 'pip install "bandit-router[llamaindex]"' in readme
+    assert 'pip install "./bandit-router[langchain]"' in readme and 'pip install "./bandit-router[llamaindex]"' in readme

@@ -353,7 +353,7 @@ def test_a_full_disk_leaves_no_pending_decision_or_hold(tmp_path: Path) -> None:
 
 def test_a_file_cannot_name_a_local_path_as_its_encoder(tmp_path: Path) -> None:
     crafted = rewrite(saved(tmp_path), lambda config, arrays: config.update(encoder="../../tmp/evil-model"))
-    with pytest.raises(StateFormatError, match="not a Hugging Face model name"):
+    with pytest.raises(StateFormatError, match="not a Hugging Face model name or 'hashing:<dim>'"):
         Router.load(crafted)
     assert Router.load(crafted, encoder=fake_encoder)  # with the encoder given, the saved name is only a label
 

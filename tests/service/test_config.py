@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bandit_router.errors import ConfigError
-from bandit_router.service import hashing_encoder, load_config, parse_config
+from bandit_router.service import load_config, parse_config
 from bandit_router.service.auth import KeyRing, Tenant
 
 from .conftest import CHEAP, DEAR, KEYS, UPSTREAM_KEY, config_dict
@@ -107,8 +107,3 @@ def test_tenant_lookup() -> None:
         KeyRing([Tenant("a", "00" * 8, "0" * 64, "a")] * 2)
 
 
-def test_hashing_encoder() -> None:
-    encoder = hashing_encoder(16)
-    a, b, c = encoder.encode(["route this prompt", "route this prompt please", "zebra"])
-    assert a.shape == (16,) and np.isclose(np.linalg.norm(a), 1.0)
-    assert a @ b > a @ c

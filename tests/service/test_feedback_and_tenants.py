@@ -3,12 +3,16 @@ what the service keeps out of its logs."""
 
 from __future__ import annotations
 
+import io
+import json
 import logging
+import tomllib
 
 import httpx
 import openai
 import pytest
 
+from bandit_router.cli import main
 from bandit_router.service import Service, hash_key, parse_config
 
 from .conftest import CHEAP, DEAR, KEYS, UPSTREAM_KEY, LiveServer, config_dict, metric, start_service
@@ -154,3 +158,17 @@ def test_hash_key_entries() -> None:
     assert len(entry["salt"]) == 32 and len(entry["key_sha256"]) == 64
     assert hash_key("sk-some-key-0123456789", entry["salt"]) == entry
     assert "sk-some-key" not in str(entry)
+
+
+def test_the_hash_key_command_prints_a_tenants_block_for_toml_and_json_configs(monkeypatch, capsys) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("sk-some-key-0123456789\n"))
+    assert main(["serve", "--hash-key", "team-a"]) == 0
+    printed = capsys.readouterr().out
+    [tenant] = tomllib.loads(printed)["tenants"]
+    assert tenant["name"] == "team-a" and hash_key("sk-some-key-0123456789", tenant["salt"]) == {
+        k: tenant[k] for k in ("salt", "key_sha256")}
+    assert json.loads(printed.split("# in a JSON config: ")[1]) == tenant
+    assert "sk-some-key" not in printed
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["serve", "--hash-key", "team-a"]) == 2
+    assert "at least 16 characters" in capsys.readouterr().err
