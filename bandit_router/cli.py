@@ -81,13 +81,15 @@ def _replay(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .encoders import encoder_by_name
-    from .evaluation import load_table, table_vectors
+    from .evaluation import bundled_table_path, load_table, table_vectors
     from .evaluation.report import hull_table, write_report
     from .evaluation.sweep import SweepSpec, reference_runs, run_sweep
 
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be an integer >= 1, got {args.seeds}")
-    table = load_table(args.data_dir, invalid_rows=args.invalid_rows)
+    bundled = bundled_table_path()
+    folder = bundled if args.data_dir == bundled.name and not Path(args.data_dir).exists() else args.data_dir
+    table = load_table(folder, invalid_rows=args.invalid_rows)
     spec = SweepSpec(_policies(args.policy), _dials(args.dial), list(range(args.seeds)), _settings(args.settings),
                      warm_start=_warm_start(args.warm_start, len(table)), feedback=args.feedback,
                      task_hints=args.task_hints, spends=_spends(args.spend))
@@ -114,7 +116,7 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
                                    "once per policy x dial (and spend target) x seed with bandit feedback, beside each "
                                    "single model, the oracle and a full-information ridge router; writes results.csv, "
                                    "summary.md and PNG plots into --out.")
-    p.add_argument("data_dir", help="routing-table folder")
+    p.add_argument("data_dir", help="routing-table folder, or llmrouter-9 for the bundled set")
     p.add_argument("--policy", default=DEFAULT_POLICIES,
                    help=f"comma-separated registered policy names (default {DEFAULT_POLICIES})")
     p.add_argument("--dial", default=DEFAULT_DIALS,

@@ -489,3 +489,26 @@ class FakeLLMServer:
             if current.fail_times is not None:
                 self._behaviors[model] = replace(current, fail_times=current.fail_times - 1)
             return current.fail_status
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m bandit_router.testing [--port N] [MODEL ...]`: serve echoing fake models until interrupted, e.g.
+    as the upstream of `bandit-router serve` (model cards `openai/MODEL` with `api_base` the printed URL)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bandit_router.testing",
+                                     description="An offline OpenAI-compatible server whose models echo the prompt.")
+    parser.add_argument("models", nargs="*", default=["fake-model"], help="model names to serve (default fake-model)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8001, help="port (default 8001; 0 picks a free one)")
+    args = parser.parse_args(argv)
+    with FakeLLMServer(args.models, host=args.host, port=args.port) as server:
+        print(f"serving {', '.join(args.models)} at {server.base_url} (Ctrl-C to stop)", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

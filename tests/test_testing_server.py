@@ -419,3 +419,22 @@ def test_failing_respond_is_a_500_with_its_error(server: FakeLLMServer) -> None:
     server.set_behavior("echo", respond=lambda m: 1 / 0)
     with pytest.raises(litellm.InternalServerError, match="ZeroDivisionError"):
         call(server, "echo", "hi")
+
+
+def test_the_module_runs_a_server_until_interrupted() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "bandit_router.testing", "--port", "0", "model-x", "model-y"],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("serving model-x, model-y at http://127.0.0.1:")
+        base_url = line.split(" at ")[1].split(" ")[0]
+        reply = litellm.completion(model="openai/model-y", api_base=base_url, api_key="sk-test",
+                                   messages=[{"role": "user", "content": "ping"}])
+        assert reply.choices[0].message.content == "Echo: ping"
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0

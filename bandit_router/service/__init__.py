@@ -6,6 +6,7 @@ The core library never imports this package.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from .auth import hash_key
@@ -40,6 +41,8 @@ def serve(config: ServiceConfig, host: str | None = None, port: int | None = Non
     host, port = host or config.host, config.port if port is None else port
     if advertise_url is None and host not in ("0.0.0.0", "::", ""):
         advertise_url = f"http://{host}:{port}"
+    print(f"bandit-router serve: building the router ({len(config.models)} models, encoder {config.encoder}); "
+          f"loading the encoder can take a while", file=sys.stderr)
     service = Service(config, advertise_url=advertise_url)
-    uvicorn.run(service.app, host=host, port=port,
-                log_level="warning", access_log=access_log, timeout_graceful_shutdown=5)
+    uvicorn.run(service.app, host=host, port=port,  # "info": uvicorn says where it listens once it does
+                log_level="info", access_log=access_log, timeout_graceful_shutdown=5)

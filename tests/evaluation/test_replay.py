@@ -218,3 +218,12 @@ def test_task_hints_reach_the_router_in_replays_and_sweeps(table_dir: Path) -> N
     spec = SweepSpec(["linucb"], [0.0], [0], task_hints=True)
     (swept, _), = run_sweep(table, vectors, "blind", spec, workers=1)
     assert swept.mean_score > without.mean_score + 0.1
+
+
+def test_cli_replay_takes_the_bundled_set_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)  # no folder called llmrouter-9 here
+    monkeypatch.setenv("BANDIT_ROUTER_CACHE", str(tmp_path / "cache"))
+    status = main(["replay", "llmrouter-9", "--policy", "cheapest", "--dial", "0", "--seeds", "1", "--encoder",
+                   "hashing:16", "--workers", "1", "--out", str(tmp_path / "out")])
+    assert status == 0 and "llmrouter-9: 6108 prompts x 9 models" in capsys.readouterr().err

@@ -116,6 +116,9 @@ def test_processes_sharing_a_sqlite_file_pass_ratings_on(tmp_path: Path, upstrea
     finally:
         first.stop()
         second.stop()
+    said = (tmp_path / "a.log").read_text()  # what a user starting `serve` sees: what loads, then where it listens
+    assert said.index("bandit-router serve: building the router (2 models") < said.index(
+        f"Uvicorn running on http://127.0.0.1:{first.port}")
 
 
 def test_the_sqlite_directory_names_the_owner_until_the_route_expires(tmp_path: Path) -> None:
