@@ -14,7 +14,7 @@ from .decision import Completion, Decision, Messages, query_text, usage_of
 from .errors import AllModelsFailedError
 from .gate import BudgetGate
 from .ledger import OutcomeLedger
-from .models import Model
+from .models import Model, quiet_litellm
 from .redaction import hidden, redact
 from .store import DecisionLog
 from .streaming import AsyncRoutedStream, RoutedStream
@@ -130,7 +130,7 @@ class ModelCaller:
                           usage=usage)
 
     def complete(self, messages: list[dict[str, Any]], decision: Decision, kwargs: Mapping[str, Any]) -> Completion:
-        import litellm
+        litellm = quiet_litellm()
 
         failures: dict[str, BaseException] = {}
         for model in self.order(decision):
@@ -145,7 +145,7 @@ class ModelCaller:
 
     async def acomplete(self, messages: list[dict[str, Any]], decision: Decision,
                         kwargs: Mapping[str, Any]) -> Completion:
-        import litellm
+        litellm = quiet_litellm()
 
         failures: dict[str, BaseException] = {}
         for model in self.order(decision):

@@ -20,11 +20,11 @@ import numpy as np
 
 from .decision import Decision
 from .errors import BanditRouterError, ConfigError, NoEligibleModelError, UnknownRouteError
-from .models import Model
+from .models import Model, quiet_litellm
 from .router import Router, check_score
 
 __all__ = ["EvaluationError", "Evaluator", "LLMJudge", "RouteRecorder", "RunRoutes", "Sampler", "check_call_kwargs",
-           "quiet_litellm", "route_metadata", "vision_models"]
+           "route_metadata", "vision_models"]
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +94,6 @@ def vision_models(router: Router, messages: Sequence[Mapping[str, Any]],
                                    f"(allowed={list(models) if models is not None else 'all'}); give a card "
                                    f"supports_vision=True")
     return allowed
-
-
-def quiet_litellm() -> None:
-    """Stop LiteLLM printing its "Give Feedback / Get Help" banner on every failure the router recovers from."""
-    import litellm
-
-    litellm.suppress_debug_info = True
 
 
 class RouteRecorder:
@@ -302,8 +295,7 @@ class LLMJudge:
         self.litellm_kwargs = litellm_kwargs
 
     def __call__(self, prompt: str, answer: str) -> float:
-        import litellm
-
+        litellm = quiet_litellm()
         messages = [{"role": "system", "content": self.instructions},
                     {"role": "user", "content": f"Question:\n{prompt}\n\nAnswer:\n{answer}\n\nGrade (0-10):"}]
         response = litellm.completion(messages=messages, **self.call_kwargs, **self.litellm_kwargs)

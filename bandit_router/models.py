@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 from .redaction import hide
 
-__all__ = ["Model", "estimate_tokens", "check_usd", "check_tokens", "is_credential", "split_credentials", "merge_params"]
+__all__ = ["Model", "estimate_tokens", "check_usd", "check_tokens", "is_credential", "split_credentials", "merge_params",
+           "quiet_litellm"]
 
 # A param or header whose name matches is a credential: "api-key", "Authorization", "aws_secret_access_key",
 # "aws_session_token", "vertex_credentials", "azure_ad_token", "password"... but not "max_tokens".
@@ -105,6 +106,15 @@ def check_tokens(value: Any, field: str) -> None:
     """ConfigError naming `field` unless `value` is None or an integer >= 1 (a token count)."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
         raise ConfigError(f"{field} must be an integer >= 1 or None, got {value!r}")
+
+
+def quiet_litellm() -> Any:
+    """LiteLLM, imported on first use and told not to print its "Give Feedback / Get Help" banner on every failure
+    (the router reports the failures it recovers from itself)."""
+    import litellm
+
+    litellm.suppress_debug_info = True
+    return litellm
 
 
 def _litellm_info(name: str) -> Mapping[str, Any]:

@@ -6,6 +6,7 @@ from contextlib import AbstractContextManager
 from typing import Any, AsyncIterator, Iterator, Mapping, Protocol
 
 from .decision import Decision, Messages, usage_of
+from .models import quiet_litellm
 
 __all__ = ["Attempts", "RoutedStream", "AsyncRoutedStream"]
 
@@ -61,7 +62,7 @@ class _StreamBase:
 
 class RoutedStream(_StreamBase):
     def __iter__(self) -> Iterator[Any]:
-        import litellm
+        litellm = quiet_litellm()
 
         for model in self._order:
             try:
@@ -89,7 +90,7 @@ class RoutedStream(_StreamBase):
 
 class AsyncRoutedStream(_StreamBase):
     async def __aiter__(self) -> AsyncIterator[Any]:
-        import litellm
+        litellm = quiet_litellm()
 
         for model in self._order:
             try:

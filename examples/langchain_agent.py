@@ -19,7 +19,6 @@ import uuid
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # LiteLLM's bundled prices, no download
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import litellm
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langchain_core.tools import tool
@@ -53,7 +52,6 @@ def agent(llm: ChatBanditRouter, max_steps: int = 4):
 
 
 def main(runs: int = 12, pin: bool = False, cost_weight: float = 0.3, seed: int = 0) -> None:
-    litellm.suppress_debug_info = True  # the router reports provider failures itself
     with contextlib.ExitStack() as stack:
         models, server = offline_agent.backend(stack)
         router = Router(models, encoder=sentence_encoder(), seed=seed)

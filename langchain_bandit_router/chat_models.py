@@ -22,7 +22,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_vali
 
 from bandit_router import AllModelsFailedError, Completion, ConfigError, Decision, Router
 from bandit_router.decision import query_text
-from bandit_router.feedback import Evaluator, check_call_kwargs, quiet_litellm, vision_models
+from bandit_router.feedback import Evaluator, check_call_kwargs, vision_models
 from bandit_router.router import check_cost_weight
 
 from .messages import route_metadata, to_chunk, to_message, to_openai, usage_metadata
@@ -112,7 +112,6 @@ class ChatBanditRouter(BaseChatModel):
             raise ConfigError(f"models contains unknown names {unknown}; known: {list(self.router.models)}")
         self.router.check_task(self.task)
         check_call_kwargs(self.model_kwargs)
-        quiet_litellm()
         return self
 
     def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> ChatBanditRouter:

@@ -19,7 +19,7 @@ from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.tools.types import BaseTool
 
 from bandit_router import Completion, ConfigError, Decision, Router
-from bandit_router.feedback import RouteRecorder, check_call_kwargs, quiet_litellm, route_metadata, vision_models
+from bandit_router.feedback import RouteRecorder, check_call_kwargs, route_metadata, vision_models
 from bandit_router.router import check_cost_weight
 from bandit_router.streaming import AsyncRoutedStream, RoutedStream
 
@@ -81,7 +81,6 @@ class BanditRouterLLM(FunctionCallingLLM):
                          **kwargs)
         self._router = router
         self._recorder = recorder
-        quiet_litellm()
 
     def with_options(self, **options: Any) -> BanditRouterLLM:
         """A sibling over the same router (and the same `record_routes` blocks) with some of cost_weight, models,

@@ -139,8 +139,9 @@ def _learning(table: RoutingTable, grouped, dials: list[float], n: int) -> tuple
     the learned policies routed."""
     checkpoints = [c for c in LEARNING_CHECKPOINTS if c < n] + [n]
     lines = ["**Learning curve: hull gain of the running mean after the first N prompts** (mean over seeds; "
-             f"the last column is the whole stream)", "",
-             "| policy | dial | " + " | ".join(f"N={c}" for c in checkpoints) + " |", "|---|---:|" + "---:|" * len(checkpoints)]
+             "the last column is the whole stream)", "",
+             "| policy | dial | " + " | ".join(f"N={c}" for c in checkpoints) + " |",
+             "|---|---:|" + "---:|" * len(checkpoints)]
     curves: dict[str, dict[float, np.ndarray]] = {}
     every = np.arange(1, n + 1)
     for policy, by_dial in grouped.items():

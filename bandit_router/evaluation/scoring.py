@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 from ..costs import call_cost
 from ..decision import usage_of
 from ..errors import ConfigError, ScoringError
-from ..models import Model, estimate_tokens
+from ..models import Model, estimate_tokens, quiet_litellm
 from ..redaction import redact
 from ..router import check_score
 from .table import OUTCOME_COLUMNS, PROMPT_COLUMNS, RoutingTable, load_table
@@ -128,9 +128,9 @@ def score_table(models: Sequence[Model | str], prompts: Sequence[str], score: Ca
     lock = threading.Lock()
     failures: dict[tuple[str, str], str] = {}
 
-    def run(pid: str, prompt: str, card: Model) -> None:
-        import litellm
+    litellm = quiet_litellm()
 
+    def run(pid: str, prompt: str, card: Model) -> None:
         try:
             response = litellm.completion(messages=[{"role": "user", "content": prompt}], **card.call_kwargs(),
                                           **litellm_kwargs)

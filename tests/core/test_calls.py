@@ -177,3 +177,11 @@ def test_a_call_no_model_could_serve_teaches_nothing_even_with_expired_reward(tm
     assert row["status"] == "failed"
     with pytest.raises(UnknownRouteError, match="call failed"):
         router.feedback(row["route_id"], 1.0)
+
+
+def test_a_call_stops_litellm_printing_its_banner_on_failures(make_router, monkeypatch):
+    import litellm
+
+    monkeypatch.setattr(litellm, "suppress_debug_info", False)
+    make_router().complete("hello", mock_response="hi")
+    assert litellm.suppress_debug_info is True  # the router reports the failures it recovers from itself

@@ -137,9 +137,3 @@ def test_cached_replies_are_reported_as_cached(router: Router, server: FakeLLMSe
 def test_get_num_tokens_counts(llm: ChatBanditRouter) -> None:
     assert llm.get_num_tokens("hello world how are you") == 5
     assert llm.get_num_tokens_from_messages([HumanMessage("hello world how are you")]) > 5
-
-
-def test_litellm_banner_is_suppressed(llm: ChatBanditRouter) -> None:
-    import litellm
-
-    assert litellm.suppress_debug_info is True
