@@ -192,9 +192,9 @@ def _check_arrays(config: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -
 def encoder_name(name: str) -> str:
     """`name` if it can name a Hugging Face model (org/name) or the hashing encoder ("hashing:<dim>"), so that a
     file naming its encoder cannot make the loader read a local path; StateFormatError otherwise."""
-    if not (_ENCODER_NAME.fullmatch(name) and ".." not in name):
-        raise _fail("config['encoder']", f"{name!r} is not a Hugging Face model name or 'hashing:<dim>'; pass the "
-                    "encoder the file was saved with to Router.load(path, encoder=...)")
+    if not (_ENCODER_NAME.fullmatch(name) and ".." not in name) or Path(name).exists():
+        raise _fail("config['encoder']", f"{name!r} is not a Hugging Face model name or 'hashing:<dim>' (or it is "
+                    "also a local path); pass the encoder the file was saved with to Router.load(path, encoder=...)")
     return name
 
 

@@ -351,11 +351,16 @@ def test_a_full_disk_leaves_no_pending_decision_or_hold(tmp_path: Path) -> None:
     assert isinstance(StoreUnavailableError("x"), BanditRouterError)
 
 
-def test_a_file_cannot_name_a_local_path_as_its_encoder(tmp_path: Path) -> None:
+def test_a_file_cannot_name_a_local_path_as_its_encoder(tmp_path: Path, monkeypatch) -> None:
     crafted = rewrite(saved(tmp_path), lambda config, arrays: config.update(encoder="../../tmp/evil-model"))
     with pytest.raises(StateFormatError, match="not a Hugging Face model name or 'hashing:<dim>'"):
         Router.load(crafted)
     assert Router.load(crafted, encoder=fake_encoder)  # with the encoder given, the saved name is only a label
+    (tmp_path / "local-model").mkdir()  # a name that passes as a hub name but is a folder where the loader runs
+    monkeypatch.chdir(tmp_path)
+    crafted = rewrite(saved(tmp_path), lambda config, arrays: config.update(encoder="local-model"))
+    with pytest.raises(StateFormatError, match="also a local path"):
+        Router.load(crafted)
 
 
 def test_a_router_with_a_lambda_encoder_saves_and_loads(tmp_path: Path) -> None:
