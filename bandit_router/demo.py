@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 
 from .encoders import sentence_encoder
 from .evaluation import bundled_table_path, load_table, lookup_encoder, replay, table_vectors
+from .evaluation.metrics import frontier
 from .evaluation.report import run_hull_gain
 from .router import Router
 
@@ -65,20 +66,24 @@ def _plot(table, rows: list[dict[str, float]], path: Path, policy: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 5))
     costs, scores = table.costs.mean(axis=0), table.scores.mean(axis=0)
+    hull_c, hull_s = frontier(costs, scores)
+    ax.plot(hull_c, hull_s, color="grey", linewidth=2, alpha=0.4, label="single-model hull (fixed splits)")
     ax.scatter(costs, scores, color="grey", label="single models")
     for name, c, s in zip(table.models, costs, scores):
-        ax.annotate(name, (c, s), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(name, (c, s), fontsize=7, xytext=(5, -3), textcoords="offset points", color="dimgrey")
     ax.plot([r["mean_cost"] for r in rows], [r["mean_score"] for r in rows], "o-", color="tab:blue",
             label=f"router ({policy}), one point per cost_weight")
-    for r in rows:
+    for rank, r in enumerate(sorted(rows, key=lambda r: r["mean_cost"])):  # neighbours' labels above and below
         ax.annotate(f"{r['cost_weight']:g}", (r["mean_cost"], r["mean_score"]), fontsize=7, color="tab:blue",
-                    xytext=(3, -9), textcoords="offset points")
+                    xytext=(0, 7 if rank % 2 else -12), textcoords="offset points", ha="center")
+    ax.set_xlim(right=costs.max() * 1.45)  # room for the names of the dearest models
     ax.set_xlabel("mean cost per query (USD)")
     ax.set_ylabel("mean score")
     ax.set_title(f"{table.name}: quality vs cost, bandit feedback only")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
