@@ -169,13 +169,13 @@ def _add_costs(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_costs)
 
 
-def _prompts_file(path: str) -> tuple[list[str], list[str]]:
-    """(prompts, tasks) of a .txt file (a prompt per line) or a .jsonl file (a JSON string, or an object with
-    "prompt" and an optional "task", per line); blank lines are skipped."""
+def _prompts_file(path: str) -> tuple[list[str], list[str], dict[str, str]]:
+    """(prompts, tasks, references) of a .txt file (a prompt per line) or a .jsonl file (a JSON string, or an
+    object with "prompt" and an optional "task" and "reference", per line); blank lines are skipped."""
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"prompts file {path!r} is not a file")
-    prompts, tasks = [], []
+    prompts, tasks, references = [], [], {}
     for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -192,7 +192,9 @@ def _prompts_file(path: str) -> tuple[list[str], list[str]]:
             raise ConfigError(f"{path} line {number} must be a JSON string or an object with a \"prompt\" string")
         prompts.append(item["prompt"])
         tasks.append(str(item.get("task") or ""))
-    return prompts, tasks
+        if item.get("reference") is not None:
+            references[item["prompt"]] = str(item["reference"])
+    return prompts, tasks, references
 
 
 def _score_table(args: argparse.Namespace) -> int:
@@ -204,7 +206,7 @@ def _score_table(args: argparse.Namespace) -> int:
     if args.max_tokens is not None and args.max_tokens < 1:
         raise ConfigError(f"--max-tokens must be an integer >= 1, got {args.max_tokens}")
     models = load_config(args.config).models
-    prompts, tasks = _prompts_file(args.prompts)
+    prompts, tasks, references = _prompts_file(args.prompts)
     judge: Model | str = next((m for m in models if m.name == args.judge), args.judge)
     try:
         priced = judge if isinstance(judge, Model) else Model(judge)
@@ -218,8 +220,8 @@ def _score_table(args: argparse.Namespace) -> int:
     if args.dry_run:
         return 0
     extra = {} if args.max_tokens is None else {"max_tokens": args.max_tokens}
-    table = score_table(models, prompts, LLMJudge(judge, temperature=0), args.out, tasks=tasks,
-                        max_workers=args.workers, **extra)
+    grade = LLMJudge(judge, references=references, temperature=0)
+    table = score_table(models, prompts, grade, args.out, tasks=tasks, max_workers=args.workers, **extra)
     print(table.summary(), file=sys.stderr)
     means = table.scores.mean(axis=0)
     costs = table.costs.mean(axis=0)
@@ -233,8 +235,8 @@ def _add_score_table(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score-table", help="ask every model of a config your prompts, grade the answers with a "
                                            "judge, and write a routing table",
                        description="Ask each model of the service config each prompt of PROMPTS (.txt: a prompt per "
-                                   "line; .jsonl: a JSON string or {\"prompt\", \"task\"} per line), grade each "
-                                   "answer 0-10 with the judge model, and write prompts.csv, outcomes.csv and "
+                                   "line; .jsonl: a JSON string or {\"prompt\", \"task\", \"reference\"} per line), "
+                                   "grade each answer 0-10 with the judge model (shown the reference answer if any), and write prompts.csv, outcomes.csv and "
                                    "models.json into --out: the [prior] table a service warm-starts from, and a table "
                                    "`bandit-router replay` replays. Run it again with the same --out to retry the "
                                    "pairs that failed; the ones scored are kept.")

@@ -277,27 +277,34 @@ class Evaluator:
 
 
 JUDGE_INSTRUCTIONS = (
-    "You grade answers. Given a question and an answer, rate how correct, complete and helpful the answer is "
-    "on a scale from 0 (useless or wrong) to 10 (perfect). Reply with the number only.")
+    "You grade answers. Given a question and an answer (and, when there is one, a reference answer known to be "
+    "right), rate how correct, complete and helpful the answer is on a scale from 0 (useless or wrong) to 10 "
+    "(perfect). Reply with the number only.")
 _GRADE = re.compile(r"\d+(?:\.\d+)?")
 
 
 class LLMJudge:
     """An LLM-as-judge called through LiteLLM: asks `model` for a 0-10 grade and returns grade / 10.
 
-    `model` is a Model card (its api_base and api_key are used) or a LiteLLM model name; `litellm_kwargs`
-    pass through to litellm.completion (e.g. temperature=0, timeout=30).
+    `model` is a Model card (its api_base and api_key are used) or a LiteLLM model name; `references` maps a
+    prompt to its reference answer, shown to the judge with that prompt's answers; `litellm_kwargs` pass through
+    to litellm.completion (e.g. temperature=0, timeout=30).
     """
 
-    def __init__(self, model: Model | str, instructions: str = JUDGE_INSTRUCTIONS, **litellm_kwargs: Any) -> None:
+    def __init__(self, model: Model | str, instructions: str = JUDGE_INSTRUCTIONS,
+                 references: Mapping[str, str] | None = None, **litellm_kwargs: Any) -> None:
         self.call_kwargs = model.call_kwargs() if isinstance(model, Model) else {"model": model}
         self.instructions = instructions
+        self.references = dict(references or {})
         self.litellm_kwargs = litellm_kwargs
 
     def __call__(self, prompt: str, answer: str) -> float:
         litellm = quiet_litellm()
+        reference = self.references.get(prompt)
+        known = "" if reference is None else f"Reference answer:\n{reference}\n\n"
         messages = [{"role": "system", "content": self.instructions},
-                    {"role": "user", "content": f"Question:\n{prompt}\n\nAnswer:\n{answer}\n\nGrade (0-10):"}]
+                    {"role": "user",
+                     "content": f"Question:\n{prompt}\n\n{known}Answer:\n{answer}\n\nGrade (0-10):"}]
         response = litellm.completion(messages=messages, **self.call_kwargs, **self.litellm_kwargs)
         reply = response.choices[0].message.content or ""
         match = _GRADE.search(reply)

@@ -126,7 +126,8 @@ def test_the_command_scores_with_a_judge_and_the_service_warm_starts_from_the_ta
                                                   {"name": "openai/judge", **model}],
               "prior": {"table": str(tmp_path / "scored")}}
     (tmp_path / "service.json").write_text(json.dumps(config))
-    (tmp_path / "prompts.jsonl").write_text('"What is 6 x 7?"\n\n{"prompt": "Capital of France?", "task": "geo"}\n')
+    (tmp_path / "prompts.jsonl").write_text('"What is 6 x 7?"\n\n{"prompt": "Capital of France?", "task": "geo", '
+                                            '"reference": "Paris"}\n')
     status = main(["score-table", str(tmp_path / "prompts.jsonl"), "--config", str(tmp_path / "service.json"),
                    "--judge", "openai/judge", "--out", str(tmp_path / "scored"), "--workers", "2"])
     assert status == 0
@@ -135,6 +136,9 @@ def test_the_command_scores_with_a_judge_and_the_service_warm_starts_from_the_ta
     assert (table.scores == 0.8).all()  # the judge's 8 of 10
     grading = [r for r in server.requests if r.model == "judge" and "Grade (0-10)" in str(r.messages)]
     assert len(grading) == 6 and all(r.params.get("temperature") == 0 for r in grading)
+    shown = ["Reference answer:\nParis" in r.messages[-1]["content"] for r in grading]
+    assert shown.count(True) == 3 and all("Capital of France?" in r.messages[-1]["content"]
+                                          for r, seen in zip(grading, shown) if seen)
     router = load_config(tmp_path / "service.json").build_router()  # [prior] table reads what the command wrote
     counts = router.policy.A[:, -1, -1] - router.policy.config.regularization
     np.testing.assert_allclose(counts, [2.0, 2.0, 2.0])  # two prompts, each model's score on both
