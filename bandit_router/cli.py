@@ -212,11 +212,14 @@ def _score_table(args: argparse.Namespace) -> int:
         priced = judge if isinstance(judge, Model) else Model(judge)
     except ConfigError:
         priced = None  # a judge LiteLLM has no price for: its calls are left out of the estimate
-    expected = expected_cost(models, prompts, priced, args.max_tokens or 256)
+    answer_tokens = args.max_tokens or 256
+    expected = expected_cost(models, prompts, priced, answer_tokens)
+    parts = [f"{name} ${usd:.3g}" for name, usd in expected.items()]
+    if priced is None:
+        parts.append("the judge not counted: LiteLLM has no price for it")
     print(f"{len(models)} models x {len(prompts)} prompts, graded by {args.judge}: about "
-          f"${sum(expected.values()):.4g} (" + ", ".join(f"{k} ${v:.3g}" for k, v in expected.items())
-          + f"{'' if priced else ', the judge not counted: LiteLLM has no price for it'}; "
-          f"{args.max_tokens or 256} tokens an answer, at the cards' prices)", file=sys.stderr)
+          f"${sum(expected.values()):.4g} ({', '.join(parts)}; {answer_tokens} tokens an answer, at the cards' "
+          "prices)", file=sys.stderr)
     if args.dry_run:
         return 0
     extra = {} if args.max_tokens is None else {"max_tokens": args.max_tokens}
@@ -236,10 +239,11 @@ def _add_score_table(sub: argparse._SubParsersAction) -> None:
                                            "judge, and write a routing table",
                        description="Ask each model of the service config each prompt of PROMPTS (.txt: a prompt per "
                                    "line; .jsonl: a JSON string or {\"prompt\", \"task\", \"reference\"} per line), "
-                                   "grade each answer 0-10 with the judge model (shown the reference answer if any), and write prompts.csv, outcomes.csv and "
-                                   "models.json into --out: the [prior] table a service warm-starts from, and a table "
-                                   "`bandit-router replay` replays. Run it again with the same --out to retry the "
-                                   "pairs that failed; the ones scored are kept.")
+                                   "grade each answer 0-10 with the judge model (shown the reference answer if any), "
+                                   "and write prompts.csv, outcomes.csv and models.json into --out: the [prior] table "
+                                   "a service warm-starts from, and a table `bandit-router replay` replays. Run it "
+                                   "again with the same --out to retry the pairs that failed; the ones scored are "
+                                   "kept.")
     p.add_argument("prompts", help="prompts file (.txt or .jsonl)")
     p.add_argument("--config", required=True, help="service config (JSON or TOML) whose [[models]] are asked")
     p.add_argument("--judge", required=True,

@@ -127,7 +127,6 @@ def score_table(models: Sequence[Model | str], prompts: Sequence[str], score: Ca
     todo = [(pid, row["prompt"], card) for pid, row in fresh.items() for card in cards if (pid, card.name) not in done]
     lock = threading.Lock()
     failures: dict[tuple[str, str], str] = {}
-
     litellm = quiet_litellm()
 
     def run(pid: str, prompt: str, card: Model) -> None:
@@ -148,8 +147,7 @@ def score_table(models: Sequence[Model | str], prompts: Sequence[str], score: Ca
                     [{"prompt_id": pid, "model": card.name, "score": grade, "cost": cost}])
 
     with ThreadPoolExecutor(max_workers, thread_name_prefix="bandit-router-scoring") as pool:
-        for _ in pool.map(lambda job: run(*job), todo):
-            pass
+        list(pool.map(lambda job: run(*job), todo))  # a failure to write the table is raised here
     if failures:
         (pid, model), cause = next(iter(failures.items()))
         raise ScoringError(f"{len(failures)} of {len(todo)} (prompt, model) pairs failed and were left unscored "
