@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .errors import BanditRouterError, ConfigError
+
+if TYPE_CHECKING:
+    from .models import Model
 
 __all__ = ["main"]
 
@@ -197,6 +201,20 @@ def _prompts_file(path: str) -> tuple[list[str], list[str], dict[str, str]]:
     return prompts, tasks, references
 
 
+class _KeysNotRead(dict):
+    """The environment for a config read without calling any model: an API key variable that is not set reads as
+    a placeholder instead of being an error."""
+
+    def get(self, key: str, default: str | None = None) -> str:
+        return os.environ.get(key) or "not-read"
+
+
+def _judge(name: str, models: list[Model]) -> Model | str:
+    """--judge: the config's model of that name, or whose name is `provider/<name>`; else the LiteLLM name."""
+    return next((m for m in models if m.name == name), None) or next(
+        (m for m in models if m.name.split("/", 1)[-1] == name), None) or name
+
+
 def _score_table(args: argparse.Namespace) -> int:
     from .evaluation.scoring import expected_cost, score_table
     from .feedback import LLMJudge
@@ -205,21 +223,25 @@ def _score_table(args: argparse.Namespace) -> int:
 
     if args.max_tokens is not None and args.max_tokens < 1:
         raise ConfigError(f"--max-tokens must be an integer >= 1, got {args.max_tokens}")
-    models = load_config(args.config).models
+    env = _KeysNotRead() if args.dry_run else None  # a dry run calls no model, so needs no key
+    models = load_config(args.config, env=env).models
     prompts, tasks, references = _prompts_file(args.prompts)
-    judge: Model | str = next((m for m in models if m.name == args.judge), args.judge)
+    judge = _judge(args.judge, models)
     try:
         priced = judge if isinstance(judge, Model) else Model(judge)
     except ConfigError:
         priced = None  # a judge LiteLLM has no price for: its calls are left out of the estimate
     answer_tokens = args.max_tokens or 256
-    expected = expected_cost(models, prompts, priced, answer_tokens)
+    expected = expected_cost(models, prompts, priced, answer_tokens, out=args.out)
     parts = [f"{name} ${usd:.3g}" for name, usd in expected.items()]
     if priced is None:
         parts.append("the judge not counted: LiteLLM has no price for it")
-    print(f"{len(models)} models x {len(prompts)} prompts, graded by {args.judge}: about "
-          f"${sum(expected.values()):.4g} ({', '.join(parts)}; {answer_tokens} tokens an answer, at the cards' "
-          "prices)", file=sys.stderr)
+    print(f"{len(models)} models x {len(prompts)} prompts, graded by "
+          + (f"{judge.name} (a model of the config)" if isinstance(judge, Model) else
+             f"{judge} (not a model of the config: LiteLLM calls it with the provider's key and endpoint from the "
+             "environment)")
+          + f". Left to do in {args.out}: about ${sum(expected.values()):.4g} ({', '.join(parts)}; "
+          f"{answer_tokens} tokens an answer, at the cards' prices)", file=sys.stderr)
     if args.dry_run:
         return 0
     extra = {} if args.max_tokens is None else {"max_tokens": args.max_tokens}

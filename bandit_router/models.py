@@ -225,4 +225,6 @@ class Model:
         unknown = set(config) - known
         if unknown:
             raise ConfigError(f"model config has unknown fields {sorted(unknown)}; allowed: {sorted(known)}")
+        if "name" not in config:
+            raise ConfigError(f"model config needs a name (its LiteLLM model name); got the fields {sorted(config)}")
         return cls(**config, api_key=api_key, credentials=credentials or {})

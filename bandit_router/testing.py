@@ -29,6 +29,7 @@ passed; without it, add ``_skip_mcp_handler=True`` to the call.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
@@ -39,8 +40,8 @@ from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["FakeLLMServer", "ModelBehavior", "RecordedRequest", "echo", "example_from_schema", "last_user_text",
-           "message_text"]
+__all__ = ["FakeLLMServer", "ModelBehavior", "RecordedRequest", "echo", "example_from_schema", "grade",
+           "last_user_text", "message_text"]
 
 Message = dict[str, Any]
 Responder = Callable[[list[Message]], str]
@@ -491,19 +492,30 @@ class FakeLLMServer:
             return current.fail_status
 
 
+def grade(messages: list[Message]) -> str:
+    """A fake judge's reply: a grade from 0 to 10, the same for the same request (a hash of its last message)."""
+    digest = hashlib.blake2b(message_text(messages[-1]).encode("utf-8", "surrogatepass"), digest_size=2).digest()
+    return str(int.from_bytes(digest, "little") % 11)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """`python -m bandit_router.testing [--port N] [MODEL ...]`: serve echoing fake models until interrupted, e.g.
-    as the upstream of `bandit-router serve` (model cards `openai/MODEL` with `api_base` the printed URL)."""
+    """`python -m bandit_router.testing [--port N] [--judge NAME] [MODEL ...]`: serve echoing fake models (and a
+    judge that replies with a grade) until interrupted, e.g. as the upstream of `bandit-router serve` or
+    `bandit-router score-table` (model cards `openai/MODEL` with `api_base` the printed URL)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m bandit_router.testing",
                                      description="An offline OpenAI-compatible server whose models echo the prompt.")
     parser.add_argument("models", nargs="*", default=["fake-model"], help="model names to serve (default fake-model)")
+    parser.add_argument("--judge", action="append", default=[],
+                        help="also serve a model of this name that answers with a grade from 0 to 10 (repeatable)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8001, help="port (default 8001; 0 picks a free one)")
     args = parser.parse_args(argv)
-    with FakeLLMServer(args.models, host=args.host, port=args.port) as server:
-        print(f"serving {', '.join(args.models)} at {server.base_url} (Ctrl-C to stop)", flush=True)
+    behaviors = {**{name: ModelBehavior() for name in args.models},
+                 **{name: ModelBehavior(respond=grade) for name in args.judge}}
+    with FakeLLMServer(behaviors, host=args.host, port=args.port) as server:
+        print(f"serving {', '.join(behaviors)} at {server.base_url} (Ctrl-C to stop)", flush=True)
         try:
             threading.Event().wait()
         except KeyboardInterrupt:

@@ -19,6 +19,8 @@ from langchain_core.tools import tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel
 
+from bandit_router.feedback import LLMJudge
+from bandit_router.models import Model
 from bandit_router.testing import FakeLLMServer, ModelBehavior, example_from_schema, last_user_text
 
 litellm.suppress_debug_info = True
@@ -426,15 +428,19 @@ def test_the_module_runs_a_server_until_interrupted() -> None:
     import subprocess
     import sys
 
-    process = subprocess.Popen([sys.executable, "-m", "bandit_router.testing", "--port", "0", "model-x", "model-y"],
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "bandit_router.testing", "--port", "0", "model-x", "model-y",
+                                "--judge", "grader"], stdout=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()
-        assert line.startswith("serving model-x, model-y at http://127.0.0.1:")
+        assert line.startswith("serving model-x, model-y, grader at http://127.0.0.1:")
         base_url = line.split(" at ")[1].split(" ")[0]
         reply = litellm.completion(model="openai/model-y", api_base=base_url, api_key="sk-test",
                                    messages=[{"role": "user", "content": "ping"}])
         assert reply.choices[0].message.content == "Echo: ping"
+        judge = LLMJudge(Model("openai/grader", input_cost_per_token=0, output_cost_per_token=0, api_base=base_url,
+                               api_key="sk-test"))
+        grades = {judge("What is 2 + 3?", answer) for answer in ("5", "five", "4", "no idea", "2 + 3 = 5")}
+        assert len(grades) > 1 and all(0 <= g <= 1 for g in grades)  # a grade alone, varying with the answer
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 0

@@ -5,8 +5,10 @@
 fixed choice of models on your prompts, and what the service's `[prior] table` reads. Each call's cost is
 LiteLLM's response cost, else the model card's prices x the tokens used.
 
-Rows are appended to outcomes.csv as they finish, so a run that stops (or whose calls failed) can be run again
-with the same `out`: the (prompt, model) pairs already scored are kept and only the others are called.
+Rows are appended to outcomes.csv as they finish, and each answer with its cost to answers.jsonl as it arrives,
+so a run that stops (or whose calls or grades failed) can be run again with the same `out`: the (prompt, model)
+pairs already scored are kept, an answer already received is graded again without a new call, and only the
+other pairs are asked.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from ..router import check_score
 from .table import OUTCOME_COLUMNS, PROMPT_COLUMNS, RoutingTable, load_table
 
 __all__ = ["expected_cost", "prompt_id", "score_table"]
+
+ANSWERS = "answers.jsonl"  # {"prompt_id", "model", "answer", "cost"} per answer received
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +79,40 @@ def _entry(card: Model) -> dict[str, Any]:
     return entry
 
 
+def _answers(folder: Path) -> dict[tuple[str, str], tuple[str, float]]:
+    """The answers received by earlier runs into `folder`: (prompt id, model) -> (answer, cost)."""
+    path = folder / ANSWERS
+    if not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {(row["prompt_id"], row["model"]): (row["answer"], float(row["cost"])) for row in rows}
+
+
+def _pending(folder: Path, prompts: Sequence[str], models: Sequence[Model]) -> list[tuple[str, str, Model]]:
+    """The (prompt id, prompt, model) triples that `folder` does not hold a score for yet."""
+    done = {(row["prompt_id"], row["model"]) for row in _read(folder / "outcomes.csv")
+            if row.get("score", "").strip() and row.get("cost", "").strip()}
+    ids = {prompt_id(p): p for p in prompts}
+    return [(pid, prompt, card) for pid, prompt in ids.items() for card in models if (pid, card.name) not in done]
+
+
 def expected_cost(models: Sequence[Model], prompts: Sequence[str], judge: Model | None = None,
-                  output_tokens: int = 256) -> dict[str, float]:
-    """What scoring every pair is expected to cost, per model and, under "judge", for the grading: each prompt's
-    estimated tokens in and `output_tokens` out at the cards' prices; the judge reads each prompt and answer (and
-    its instructions, about 60 tokens) and writes a few tokens."""
-    tokens = [estimate_tokens(p) for p in prompts]
-    costs = {card.name: sum(card.cost(t, output_tokens) for t in tokens) for card in models}
-    if judge is not None:
-        costs["judge"] = len(models) * sum(judge.cost(t + output_tokens + 60, 4) for t in tokens)
-    return costs
+                  output_tokens: int = 256, out: str | Path | None = None) -> dict[str, float]:
+    """What scoring is expected to cost, per model and, under "judge", for the grading: each prompt's estimated
+    tokens in and `output_tokens` out at the cards' prices; the judge reads each prompt and answer (and its
+    instructions, about 60 tokens) and writes a few tokens. With `out`, only what a run into that folder has
+    left to do: pairs scored there cost nothing, answers received there only their grading."""
+    folder = None if out is None else Path(out)
+    pending = _pending(folder, prompts, models) if folder else [(prompt_id(p), p, m) for p in prompts for m in models]
+    answered = _answers(folder) if folder else {}
+    costs = {card.name: 0.0 for card in models}
+    grading = 0.0
+    for pid, prompt, card in pending:
+        tokens = estimate_tokens(prompt)
+        if (pid, card.name) not in answered:
+            costs[card.name] += card.cost(tokens, output_tokens)
+        grading += 0.0 if judge is None else judge.cost(tokens + output_tokens + 60, 4)
+    return costs if judge is None else {**costs, "judge": grading}
 
 
 def score_table(models: Sequence[Model | str], prompts: Sequence[str], score: Callable[[str, str], float],
@@ -96,8 +124,9 @@ def score_table(models: Sequence[Model | str], prompts: Sequence[str], score: Ca
 
     `tasks` (one per prompt) are written as the prompts' task labels. `litellm_kwargs` pass through to every
     call (e.g. temperature=0, max_tokens=512, timeout=60, num_retries=2). A call or grade that fails leaves its
-    pair unscored; after every other pair is written, ScoringError names the failures (run again to retry them).
-    Prompt text is written to prompts.csv: the table is your eval set.
+    pair unscored; after every other pair is written, ScoringError names the failures and whether the call or the
+    grade failed (run again to retry them). Prompt text is written to prompts.csv and the answers to
+    answers.jsonl: the folder is your eval set.
     """
     cards = [m if isinstance(m, Model) else Model(m) for m in models]
     if not cards or len({c.name for c in cards}) != len(cards):
@@ -122,22 +151,30 @@ def score_table(models: Sequence[Model | str], prompts: Sequence[str], score: Ca
     meta["models"].update({c.name: _entry(c) for c in cards})
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
 
-    done = {(row["prompt_id"], row["model"]) for row in _read(folder / "outcomes.csv")
-            if row.get("score", "").strip() and row.get("cost", "").strip()}
-    todo = [(pid, row["prompt"], card) for pid, row in fresh.items() for card in cards if (pid, card.name) not in done]
+    todo = _pending(folder, prompts, cards)
+    answered = _answers(folder)
     lock = threading.Lock()
     failures: dict[tuple[str, str], str] = {}
     litellm = quiet_litellm()
 
     def run(pid: str, prompt: str, card: Model) -> None:
+        stage = "the call"
         try:
-            response = litellm.completion(messages=[{"role": "user", "content": prompt}], **card.call_kwargs(),
-                                          **litellm_kwargs)
-            answer = response.choices[0].message.content or ""
-            cost = call_cost(response, card, usage_of(response))
+            if (pid, card.name) in answered:  # received by an earlier run, whose grade failed
+                answer, cost = answered[(pid, card.name)]
+            else:
+                response = litellm.completion(messages=[{"role": "user", "content": prompt}], **card.call_kwargs(),
+                                              **litellm_kwargs)
+                answer = response.choices[0].message.content or ""
+                cost = call_cost(response, card, usage_of(response))
+                with lock:
+                    with (folder / ANSWERS).open("a", encoding="utf-8") as f:
+                        f.write(json.dumps({"prompt_id": pid, "model": card.name, "answer": answer,
+                                            "cost": cost}) + "\n")
+            stage = "the grade"
             grade = check_score(score(prompt, answer))
         except Exception as error:  # one pair's failure must not stop the others
-            cause = f"{type(error).__name__}: {redact(str(error))[:300]}"
+            cause = f"{stage} failed: {type(error).__name__}: {redact(str(error))[:300]}"
             log.warning("prompt %s, model %s left unscored: %s", pid, card.name, cause)
             with lock:
                 failures[(pid, card.name)] = cause
@@ -150,7 +187,8 @@ def score_table(models: Sequence[Model | str], prompts: Sequence[str], score: Ca
         list(pool.map(lambda job: run(*job), todo))  # a failure to write the table is raised here
     if failures:
         (pid, model), cause = next(iter(failures.items()))
-        raise ScoringError(f"{len(failures)} of {len(todo)} (prompt, model) pairs failed and were left unscored "
-                           f"(first: prompt {pid}, model {model}: {cause}); the others are in {folder}: run "
-                           "score_table again with the same out to retry the failed ones", failures)
+        raise ScoringError(f"{len(failures)} of {len(todo)} (prompt, model) pairs were left unscored (first: prompt "
+                           f"{pid}, model {model}: {cause}); {len(todo) - len(failures)} were scored into {folder}. "
+                           "Run again with the same output folder to retry the rest: answers already received "
+                           "are graded again, not asked again", failures)
     return load_table(folder)

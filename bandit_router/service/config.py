@@ -8,6 +8,7 @@ the file names, and tenants' API keys are stored as salted SHA-256 digests (see 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +23,12 @@ from ..router import Router
 from ..settings import FeedbackSettings, Limits
 from ..spend import SpendTarget
 from ..store import RedisStateStore, SQLiteStateStore, StateStore
+from ..evaluation.table import RoutingTable
 from .auth import KeyRing, Tenant
 
 __all__ = ["ServiceConfig", "load_config"]
+
+log = logging.getLogger(__name__)
 
 _TOP = {"models", "policy", "policy_settings", "cost_weight", "spend_target", "encoder", "seed", "tasks",
         "pending_ttl", "max_pending", "max_attempts", "expected_output_tokens", "log", "state", "budget", "feedback",
@@ -67,7 +71,10 @@ def _model(entry: Any, index: int, env: Mapping[str, str]) -> Model:
         api_key = env.get(key_env)
         if not api_key:
             raise ConfigError(f"models[{index}].api_key_env names {key_env!r}, which is not set in the environment")
-    return Model.from_config(entry, api_key=api_key)
+    try:
+        return Model.from_config(entry, api_key=api_key)
+    except ConfigError as error:
+        raise ConfigError(f"models[{index}]: {error}") from None
 
 
 @dataclass
@@ -115,7 +122,8 @@ class ServiceConfig:
         return Budget(self.budget["limit"], **settings)
 
     def build_router(self) -> Router:
-        """The Router this config describes (with its stores connected)."""
+        """The Router this config describes (with its stores connected, warm-started from the [prior] table)."""
+        prior = self.prior_table() if self.prior else None  # read first: a bad table fails before the encoder loads
         store = self.state_store()
         top = dict(self.router)
         waiting = {k: top.pop(k) for k in ("pending_ttl", "max_pending") if k in top}
@@ -129,21 +137,38 @@ class ServiceConfig:
         router = Router(self.models, encoder=_encoder(self.encoder), budget=self.make_budget(), state_store=store,
                         feedback=feedback, limits=Limits(**limits, sync_every=self.state.get("sync_every", 1.0)),
                         **top)
-        if self.prior:
-            self.warm_start(router)
+        if prior is not None:
+            self.warm_start(router, prior)
         return router
 
-    def warm_start(self, router: Router) -> None:
-        """Teach `router` the [prior] table's scores (`table_prior`): each replica keeps them as its own base,
-        so replicas that read the same table do not count it twice."""
+    def prior_table(self) -> RoutingTable:
+        """The [prior] table (README "Data"; `bandit-router score-table` writes one)."""
         from ..evaluation import load_table
+
+        try:
+            return load_table(self.prior["table"], invalid_rows=self.prior.get("invalid_rows", "raise"))
+        except (DataFormatError, OSError) as error:
+            raise ConfigError(f"prior.table {self.prior['table']!r}: {error}") from None
+
+    def warm_start(self, router: Router, table: RoutingTable) -> None:
+        """Teach `router` the table's scores of the models it routes (`table_prior`; a table may score more, which
+        are left out with a warning): each replica keeps them as its own base, so replicas that read the same
+        table do not count it twice."""
         from ..priors import table_prior
 
         path = self.prior["table"]
+        keep = [k for k, name in enumerate(table.models) if name in router.models]
+        if not keep:
+            raise ConfigError(f"prior.table {path!r} scores none of the config's models {list(router.models)}; "
+                              f"it scores {table.models}")
+        left_out = [name for name in table.models if name not in router.models]
+        if left_out:
+            log.warning("prior.table %r: the scores of %s are left out: the config does not route them", path,
+                        left_out)
         try:
-            table = load_table(path, invalid_rows=self.prior.get("invalid_rows", "raise"))
-            table_prior(router, table.prompts, table.scores, table.models, self.prior.get("strength", 1.0))
-        except (ConfigError, DataFormatError, OSError) as error:
+            table_prior(router, table.prompts, table.scores[:, keep], [table.models[k] for k in keep],
+                        self.prior.get("strength", 1.0))
+        except ConfigError as error:
             raise ConfigError(f"prior.table {path!r}: {error}") from None
 
     def keyring(self) -> KeyRing:

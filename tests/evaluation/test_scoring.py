@@ -15,7 +15,7 @@ import pytest
 from bandit_router.cli import main
 from bandit_router.errors import ConfigError, ScoringError
 from bandit_router.evaluation import load_table, score_table
-from bandit_router.evaluation.scoring import prompt_id
+from bandit_router.evaluation.scoring import expected_cost, prompt_id
 from bandit_router.models import Model
 from bandit_router.priors import table_prior
 from bandit_router.router import Router
@@ -75,7 +75,8 @@ def test_every_model_is_asked_every_prompt_and_graded(server, tmp_path: Path) ->
 def test_a_second_run_calls_only_the_pairs_left(server, tmp_path: Path) -> None:
     out = tmp_path / "scored"
     server.set_behavior("large", fail_status=500)
-    with pytest.raises(ScoringError, match=r"3 of 6 .* model openai/large: InternalServerError") as caught:
+    with pytest.raises(ScoringError, match=r"3 of 6 .* model openai/large: the call failed: InternalServerError.*"
+                                           r"3 were scored") as caught:
         score_table(cards(server), list(ANSWERS), exact, out, **QUICK)
     assert set(caught.value.failures) == {(prompt_id(p), "openai/large") for p in ANSWERS}
     with (out / "outcomes.csv").open() as f:
@@ -102,9 +103,15 @@ def test_a_grade_that_fails_or_is_out_of_range_leaves_its_pair_unscored(server, 
     assert failures.keys() == {(prompt_id("Largest planet?"), "openai/small"),
                                (prompt_id("Largest planet?"), "openai/large"),
                                (prompt_id("Capital of France?"), "openai/large")}
-    assert "judge unreachable" in failures[(prompt_id("Largest planet?"), "openai/small")]
+    assert "the grade failed: RuntimeError: judge unreachable" in failures[(prompt_id("Largest planet?"),
+                                                                           "openai/small")]
     assert "[0, 1]" in failures[(prompt_id("Capital of France?"), "openai/large")]
     assert load_table(tmp_path / "scored").prompts == ["What is 6 x 7?"]  # the only prompt every model answered
+
+    server.clear_requests()  # the answers were received: a second run grades them again without asking again
+    table = score_table(cards(server), list(ANSWERS), exact, tmp_path / "scored", **QUICK)
+    assert server.requests == [] and table.scores.tolist() == [[1.0, 1.0], [0.0, 1.0], [0.0, 1.0]]
+    np.testing.assert_allclose(table.costs[:, 1], [cards(server)[1].cost(len(p.split()), 1) for p in ANSWERS])
 
 
 @pytest.mark.parametrize("kwargs, field", [({"prompts": []}, "prompts"), ({"prompts": ["ok", ""]}, r"prompts\[1\]"),
@@ -118,7 +125,7 @@ def test_invalid_arguments_name_the_field(kwargs, field, tmp_path: Path) -> None
 
 
 def test_the_command_scores_with_a_judge_and_the_service_warm_starts_from_the_table(server, tmp_path: Path,
-                                                                                   monkeypatch) -> None:
+                                                                                   monkeypatch, capsys) -> None:
     monkeypatch.setenv("UPSTREAM_KEY", "sk-test")
     model = {"api_base": server.base_url, "api_key_env": "UPSTREAM_KEY", "input_cost_per_token": 1e-6,
              "output_cost_per_token": 1e-6}
@@ -129,8 +136,8 @@ def test_the_command_scores_with_a_judge_and_the_service_warm_starts_from_the_ta
     (tmp_path / "prompts.jsonl").write_text('"What is 6 x 7?"\n\n{"prompt": "Capital of France?", "task": "geo", '
                                             '"reference": "Paris"}\n')
     status = main(["score-table", str(tmp_path / "prompts.jsonl"), "--config", str(tmp_path / "service.json"),
-                   "--judge", "openai/judge", "--out", str(tmp_path / "scored"), "--workers", "2"])
-    assert status == 0
+                   "--judge", "judge", "--out", str(tmp_path / "scored"), "--workers", "2"])
+    assert status == 0 and "graded by openai/judge (a model of the config)" in capsys.readouterr().err
     table = load_table(tmp_path / "scored")
     assert table.models == ["openai/small", "openai/large", "openai/judge"] and table.tasks == ["", "geo"]
     assert (table.scores == 0.8).all()  # the judge's 8 of 10
@@ -145,7 +152,7 @@ def test_the_command_scores_with_a_judge_and_the_service_warm_starts_from_the_ta
 
 
 def test_a_dry_run_prints_the_expected_cost_and_calls_nothing(server, tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setenv("UPSTREAM_KEY", "sk-test")
+    monkeypatch.delenv("UPSTREAM_KEY", raising=False)  # a dry run reads no key
     prices = {"api_base": server.base_url, "api_key_env": "UPSTREAM_KEY"}
     config = {"models": [{"name": "openai/small", "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6, **prices},
                          {"name": "openai/large", "input_cost_per_token": 1e-5, "output_cost_per_token": 3e-5, **prices}]}
@@ -159,8 +166,22 @@ def test_a_dry_run_prints_the_expected_cost_and_calls_nothing(server, tmp_path: 
     judge = Model("gpt-4o-mini")
     grading = 2 * (judge.cost(100 + 100 + 60, 4) + judge.cost(10 + 100 + 60, 4))
     err = capsys.readouterr().err
+    assert "graded by gpt-4o-mini (not a model of the config" in err
     assert f"about ${small + large + grading:.4g} (openai/small ${small:.3g}, openai/large ${large:.3g}, " \
            f"judge ${grading:.3g}; 100 tokens an answer" in err
+
+
+def test_the_expected_cost_counts_only_what_a_run_into_the_folder_has_left(server, tmp_path: Path) -> None:
+    small, large = cards(server)
+    prompts = list(ANSWERS)
+    everything = expected_cost([small, large], prompts, judge=large, out=tmp_path / "scored")
+    assert everything == expected_cost([small, large], prompts, judge=large)  # nothing done yet
+    server.set_behavior("large", fail_status=500)
+    with pytest.raises(ScoringError):
+        score_table([small, large], prompts, exact, tmp_path / "scored", **QUICK)
+    left = expected_cost([small, large], prompts, judge=large, out=tmp_path / "scored")
+    assert left["openai/small"] == 0.0 and left["openai/large"] == everything["openai/large"]
+    assert left["judge"] == pytest.approx(everything["judge"] / 2)  # only large's three answers to grade
 
 
 def test_the_command_names_a_bad_prompts_file(tmp_path: Path, capsys) -> None:

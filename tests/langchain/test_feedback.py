@@ -149,9 +149,13 @@ def test_llm_judge_through_litellm(router: Router, server: FakeLLMServer) -> Non
     reply = ChatBanditRouter(router=router, evaluator=evaluator, models=[SMALL]).invoke("judge me")
     evaluator.wait(timeout=10)
     assert evaluator.scored == 1 and not router.pending(reply.response_metadata["route_id"])
-    server.set_behavior("judge", respond=lambda messages: "no idea")
-    with pytest.raises(ValueError, match="no grade"):
-        judge("q", "a")
+    for reply, grade in (("7/10", 0.7), ("Grade: 6.5 out of 10.", 0.65), (" 10 ", 1.0)):
+        server.set_behavior("judge", respond=lambda messages, reply=reply: reply)
+        assert judge("q", "a") == grade
+    for reply in ("no idea", "Echo: what is 2 + 3?", "Out of 10, 7", "11"):  # a number elsewhere is not a grade
+        server.set_behavior("judge", respond=lambda messages, reply=reply: reply)
+        with pytest.raises(ValueError, match="not a grade in \\[0, 10\\] alone"):
+            judge("q", "a")
     evaluator.close()
 
 

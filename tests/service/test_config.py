@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ def test_a_full_config_builds_its_router() -> None:
 @pytest.mark.parametrize("change, field", [
     ({"colour": "red"}, "colour"),
     ({"models": []}, "models"),
+    ({"models": [{"api_base": "http://127.0.0.1:9/v1"}]}, r"models\[0\]: model config needs a name"),
     ({"state": {"redis": "redis://x", "sqlite": "y"}}, "both redis and sqlite"),
     ({"budget": {"key_limit": 1}}, "budget needs a limit"),
     ({"budget": {"limit": 1, "colour": 1}}, "colour"),
@@ -58,16 +60,22 @@ def _scored(folder: Path, models: list[str]) -> str:
     return str(folder)
 
 
-def test_a_prior_table_warm_starts_every_router_the_config_builds(tmp_path: Path) -> None:
+def test_a_prior_table_warm_starts_every_router_the_config_builds(tmp_path: Path, caplog) -> None:
     table = _scored(tmp_path / "scored", [CHEAP, DEAR])
     config = parse_config(config_dict("http://127.0.0.1:9/v1", prior={"table": table, "strength": 0.5}), env=ENV)
     for router in (config.build_router(), config.build_router()):
         counts = router.policy.A[:, -1, -1] - router.policy.config.regularization
         np.testing.assert_allclose(counts, [15.0, 15.0])  # 30 prompts per model, each worth half a rating
         assert router.route("question 7").model == CHEAP  # what the table taught
-    with pytest.raises(ConfigError, match=r"prior.table .*unknown names \['openai/model-c'\]"):
+    wider = _scored(tmp_path / "wider", [CHEAP, "openai/model-c", DEAR])  # scored on a model not deployed
+    with caplog.at_level(logging.WARNING, logger="bandit_router.service.config"):
+        router = parse_config(config_dict("http://127.0.0.1:9/v1", prior={"table": wider}), env=ENV).build_router()
+    assert "the scores of ['openai/model-c'] are left out" in caplog.text
+    np.testing.assert_allclose(router.policy.A[:, -1, -1] - router.policy.config.regularization, [30.0, 30.0])
+    assert router.route("question 7").model == CHEAP
+    with pytest.raises(ConfigError, match=r"prior.table .* scores none of the config's models"):
         parse_config(config_dict("http://127.0.0.1:9/v1", prior={"table": _scored(tmp_path / "other", [
-            CHEAP, "openai/model-c"])}), env=ENV).build_router()
+            "openai/model-c"])}), env=ENV).build_router()
 
 
 def test_a_spend_target_sets_each_routers_dial() -> None:
