@@ -41,8 +41,9 @@ def serve(config: ServiceConfig, host: str | None = None, port: int | None = Non
     host, port = host or config.host, config.port if port is None else port
     if advertise_url is None and host not in ("0.0.0.0", "::", ""):
         advertise_url = f"http://{host}:{port}"
-    print(f"bandit-router serve: building the router ({len(config.models)} models, encoder {config.encoder}); "
-          f"loading the encoder can take a while", file=sys.stderr)
+    prior = f", warm-started from the table {config.prior['table']!r}" if config.prior else ""
+    print(f"bandit-router serve: building the router ({len(config.models)} models, encoder {config.encoder}"
+          f"{prior}); loading the encoder can take a while", file=sys.stderr)
     service = Service(config, advertise_url=advertise_url)
     uvicorn.run(service.app, host=host, port=port,  # "info": uvicorn says where it listens once it does
                 log_level="info", access_log=access_log, timeout_graceful_shutdown=5)

@@ -72,6 +72,9 @@ def test_cost_weight_per_instance_per_call_and_from_config(router: Router) -> No
     assert list(llm.stream("hi", config=config))[0].response_metadata["cost_weight"] == 0.7  # the route comes first
     chain = ChatPromptTemplate.from_template("{q}") | llm
     assert chain.invoke({"q": "hi"}, config=config).response_metadata["cost_weight"] == 0.7
+    assert llm.invoke("hi", config=config, cost_weight=0.2).response_metadata["cost_weight"] == 0.2  # call beats run
+    steps = {"easy": llm.bind(cost_weight=1.0), "hard": llm.bind(cost_weight=0.0)}  # one dial per step of a graph
+    assert [steps[s].invoke("hi").response_metadata["cost_weight"] for s in ("easy", "hard")] == [1.0, 0.0]
 
 
 def test_without_a_dial_the_routers_spend_target_sets_it(router: Router) -> None:
