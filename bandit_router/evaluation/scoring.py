@@ -79,18 +79,18 @@ def _entry(card: Model) -> dict[str, Any]:
     return entry
 
 
-def _answers(folder: Path) -> dict[tuple[str, str], tuple[str, float]]:
+def _answers(folder: Path | None) -> dict[tuple[str, str], tuple[str, float]]:
     """The answers received by earlier runs into `folder`: (prompt id, model) -> (answer, cost)."""
-    path = folder / ANSWERS
-    if not path.exists():
+    if folder is None or not (path := folder / ANSWERS).exists():
         return {}
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return {(row["prompt_id"], row["model"]): (row["answer"], float(row["cost"])) for row in rows}
 
 
-def _pending(folder: Path, prompts: Sequence[str], models: Sequence[Model]) -> list[tuple[str, str, Model]]:
-    """The (prompt id, prompt, model) triples that `folder` does not hold a score for yet."""
-    done = {(row["prompt_id"], row["model"]) for row in _read(folder / "outcomes.csv")
+def _pending(folder: Path | None, prompts: Sequence[str], models: Sequence[Model]) -> list[tuple[str, str, Model]]:
+    """The (prompt id, prompt, model) triples that `folder` does not hold a score for yet (all without one)."""
+    rows = [] if folder is None else _read(folder / "outcomes.csv")
+    done = {(row["prompt_id"], row["model"]) for row in rows
             if row.get("score", "").strip() and row.get("cost", "").strip()}
     ids = {prompt_id(p): p for p in prompts}
     return [(pid, prompt, card) for pid, prompt in ids.items() for card in models if (pid, card.name) not in done]
@@ -103,11 +103,10 @@ def expected_cost(models: Sequence[Model], prompts: Sequence[str], judge: Model 
     instructions, about 60 tokens) and writes a few tokens. With `out`, only what a run into that folder has
     left to do: pairs scored there cost nothing, answers received there only their grading."""
     folder = None if out is None else Path(out)
-    pending = _pending(folder, prompts, models) if folder else [(prompt_id(p), p, m) for p in prompts for m in models]
-    answered = _answers(folder) if folder else {}
+    answered = _answers(folder)
     costs = {card.name: 0.0 for card in models}
     grading = 0.0
-    for pid, prompt, card in pending:
+    for pid, prompt, card in _pending(folder, prompts, models):
         tokens = estimate_tokens(prompt)
         if (pid, card.name) not in answered:
             costs[card.name] += card.cost(tokens, output_tokens)
