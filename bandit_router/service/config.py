@@ -23,7 +23,7 @@ from ..router import Router
 from ..settings import FeedbackSettings, Limits
 from ..spend import SpendTarget
 from ..store import RedisStateStore, SQLiteStateStore, StateStore
-from ..evaluation.table import RoutingTable
+from ..evaluation.table import RoutingTable, load_table
 from .auth import KeyRing, Tenant
 
 __all__ = ["ServiceConfig", "load_config"]
@@ -143,8 +143,6 @@ class ServiceConfig:
 
     def prior_table(self) -> RoutingTable:
         """The [prior] table (README "Data"; `bandit-router score-table` writes one)."""
-        from ..evaluation import load_table
-
         try:
             return load_table(self.prior["table"], invalid_rows=self.prior.get("invalid_rows", "raise"))
         except (DataFormatError, OSError) as error:
