@@ -1,10 +1,11 @@
-"""LangGraph's prebuilt ReAct agent over a routed chat model: every step of the graph is routed on its own (only
-tool-capable models are eligible while tools are bound), and one rating of the run reaches every step by the
-run's id.
+"""LangChain's agent (`langchain.agents.create_agent`, a LangGraph graph) over a routed chat model: every step of
+the graph is routed on its own (only tool-capable models are eligible while tools are bound), and one rating of
+the run reaches every step by the run's id.
 
 Without OPENAI_API_KEY it runs offline against a local OpenAI-compatible server playing two models: both call
 the tool, but the cheap one garbles the final answer, so the router learns to pay for the other. With
-OPENAI_API_KEY set it routes between openai/gpt-4o-mini and openai/gpt-4o. Needs `pip install langgraph`.
+OPENAI_API_KEY set it routes between openai/gpt-4o-mini and openai/gpt-4o. Needs `pip install langchain`
+(which brings LangGraph).
 
     python examples/langgraph_agent.py [--runs 12]
 """
@@ -15,17 +16,13 @@ import argparse
 import contextlib
 import os
 import uuid
-import warnings
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # LiteLLM's bundled prices, no download
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from langchain.agents import create_agent
 from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
-
-from langgraph.prebuilt import create_react_agent
-
-warnings.filterwarnings("ignore", message="create_react_agent has been moved")  # to langchain.agents.create_agent
 
 import offline_agent
 from bandit_router import Router, sentence_encoder
@@ -43,7 +40,7 @@ def main(runs: int = 12, cost_weight: float = 0.3, seed: int = 0) -> list[bool]:
         # linucb learns from a few dozen ratings; the default, shrunk-linucb, tries each model 10 times
         # and trusts the prompt only after a few hundred (docs/BENCHMARKS.md)
         llm = ChatBanditRouter(router=router, cost_weight=cost_weight, temperature=0)
-        graph = create_react_agent(llm, [celsius_to_fahrenheit])
+        graph = create_agent(llm, [celsius_to_fahrenheit])
         ratings = FeedbackHandler(router)
         for i in range(runs):
             celsius = 5 * i
