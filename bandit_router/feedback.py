@@ -280,8 +280,8 @@ JUDGE_INSTRUCTIONS = (
     "You grade answers. Given a question and an answer (and, when there is one, a reference answer known to be "
     "right), rate how correct, complete and helpful the answer is on a scale from 0 (useless or wrong) to 10 "
     "(perfect). Reply with the number only.")
-# A reply that is a grade and nothing else: "7", "7.5", "7/10", "Grade: 7 out of 10." (a number found anywhere
-# else in a reply, e.g. one quoted from the question, is not taken for the grade)
+# A reply's first line that is a grade and nothing else: "7", "7.5", "7/10", "Grade: 7 out of 10." (a number found
+# anywhere else in a reply, e.g. one quoted from the question, is not taken for the grade)
 _GRADE = re.compile(r"\s*(?:(?:grade|score)\s*[:=]?\s*)?(\d+(?:\.\d+)?)\s*(?:/\s*10|out of 10)?\s*\.?\s*",
                     re.IGNORECASE)
 
@@ -310,7 +310,8 @@ class LLMJudge:
                      "content": f"Question:\n{prompt}\n\n{known}Answer:\n{answer}\n\nGrade (0-10):"}]
         response = litellm.completion(messages=messages, **self.call_kwargs, **self.litellm_kwargs)
         reply = response.choices[0].message.content or ""
-        match = _GRADE.fullmatch(reply)
+        match = _GRADE.fullmatch(reply.strip().split("\n", 1)[0])
         if match is None or not 0 <= float(match.group(1)) <= 10:
-            raise EvaluationError(f"the judge's reply is not a grade in [0, 10] alone: {reply[:200]!r}")
+            raise EvaluationError(f"the judge's reply does not start with a line that is a grade in [0, 10]: "
+                                  f"{reply[:200]!r}")
         return float(match.group(1)) / 10

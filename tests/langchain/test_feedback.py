@@ -149,12 +149,12 @@ def test_llm_judge_through_litellm(router: Router, server: FakeLLMServer) -> Non
     reply = ChatBanditRouter(router=router, evaluator=evaluator, models=[SMALL]).invoke("judge me")
     evaluator.wait(timeout=10)
     assert evaluator.scored == 1 and not router.pending(reply.response_metadata["route_id"])
-    for reply, grade in (("7/10", 0.7), ("Grade: 6.5 out of 10.", 0.65), (" 10 ", 1.0)):
+    for reply, grade in (("7/10", 0.7), ("Grade: 6.5 out of 10.", 0.65), (" 10 ", 1.0), ("3\nIt misses 2.", 0.3)):
         server.set_behavior("judge", respond=lambda messages, reply=reply: reply)
         assert judge("q", "a") == grade
     for reply in ("no idea", "Echo: what is 2 + 3?", "Out of 10, 7", "11"):  # a number elsewhere is not a grade
         server.set_behavior("judge", respond=lambda messages, reply=reply: reply)
-        with pytest.raises(ValueError, match="not a grade in \\[0, 10\\] alone"):
+        with pytest.raises(ValueError, match="does not start with a line that is a grade in \\[0, 10\\]"):
             judge("q", "a")
     evaluator.close()
 
