@@ -142,9 +142,9 @@ def score_table(models: Sequence[Model | str], prompts: Sequence[str], score: Ca
     folder.mkdir(parents=True, exist_ok=True)
 
     known = {row["prompt_id"] for row in _read(folder / "prompts.csv")}
-    fresh = {prompt_id(p): {"prompt_id": prompt_id(p), "task": t, "split": "", "prompt": p}
-             for p, t in zip(prompts, tasks)}
-    _append(folder / "prompts.csv", PROMPT_COLUMNS, [row for pid, row in fresh.items() if pid not in known])
+    fresh = {pid: {"prompt_id": pid, "task": t, "split": "", "prompt": p}
+             for p, t in zip(prompts, tasks) if (pid := prompt_id(p)) not in known}
+    _append(folder / "prompts.csv", PROMPT_COLUMNS, list(fresh.values()))
     meta_path = folder / "models.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"cost_unit": "usd", "models": {}}
     meta["models"].update({c.name: _entry(c) for c in cards})

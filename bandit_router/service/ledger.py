@@ -247,7 +247,7 @@ class SQLiteBudget(SharedBudget):
                  busy_timeout: float = 30.0, clock: Callable[[], float] = time.time) -> None:
         super().__init__(limit, period=period, key_limit=key_limit, pacer=pacer, bins=bins, origin=origin,
                          clock=clock)
-        self.path, self.namespace, self.busy_timeout = str(path), namespace, busy_timeout
+        self.path, self.namespace = str(path), namespace
         self._file = SharedFile(self.path, busy_timeout, _SQLITE_SCHEMA)
 
     def _hold(self, period: int, account: str, amount: int, limit: int, key_limit: int) -> tuple[int, str, int]:

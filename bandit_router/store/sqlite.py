@@ -100,6 +100,7 @@ class SharedFile:
         with self._lock:
             self.conn.close()
 
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
     route_id TEXT PRIMARY KEY,
@@ -227,7 +228,6 @@ class SQLiteStateStore(StateStore):
     def __init__(self, path: str | Path, namespace: str = "default", busy_timeout: float = 60.0) -> None:
         self.path = str(path)
         self.namespace = namespace
-        self.busy_timeout = busy_timeout
         self._file = SharedFile(self.path, busy_timeout, _STATE_SCHEMA)
 
     def __repr__(self) -> str:

@@ -118,7 +118,8 @@ def test_a_grade_that_fails_or_is_out_of_range_leaves_its_pair_unscored(server, 
                                            ({"tasks": ["a"]}, "tasks"), ({"max_workers": 0}, "max_workers"),
                                            ({"models": ["openai/gpt-4o", "openai/gpt-4o"]}, "models")])
 def test_invalid_arguments_name_the_field(kwargs, field, tmp_path: Path) -> None:
-    args = {"models": ["openai/gpt-4o-mini", "openai/gpt-4o"], "prompts": ["one", "two"], "score": exact, "out": tmp_path / "x", **kwargs}
+    args = {"models": ["openai/gpt-4o-mini", "openai/gpt-4o"], "prompts": ["one", "two"], "score": exact,
+            "out": tmp_path / "x", **kwargs}
     with pytest.raises(ConfigError, match=field):
         score_table(**args)
     assert not (tmp_path / "x").exists()
@@ -153,9 +154,11 @@ def test_the_command_scores_with_a_judge_and_the_service_warm_starts_from_the_ta
 
 def test_a_dry_run_prints_the_expected_cost_and_calls_nothing(server, tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.delenv("UPSTREAM_KEY", raising=False)  # a dry run reads no key
-    prices = {"api_base": server.base_url, "api_key_env": "UPSTREAM_KEY"}
-    config = {"models": [{"name": "openai/small", "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6, **prices},
-                         {"name": "openai/large", "input_cost_per_token": 1e-5, "output_cost_per_token": 3e-5, **prices}]}
+    upstream = {"api_base": server.base_url, "api_key_env": "UPSTREAM_KEY"}
+    config = {"models": [{"name": "openai/small", "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6,
+                          **upstream},
+                         {"name": "openai/large", "input_cost_per_token": 1e-5, "output_cost_per_token": 3e-5,
+                          **upstream}]}
     (tmp_path / "service.json").write_text(json.dumps(config))
     (tmp_path / "prompts.txt").write_text("a" * 400 + "\n" + "b" * 40 + "\n")  # 100 and 10 estimated tokens
     status = main(["score-table", str(tmp_path / "prompts.txt"), "--config", str(tmp_path / "service.json"),
