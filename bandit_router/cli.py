@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 import time
@@ -201,14 +200,6 @@ def _prompts_file(path: str) -> tuple[list[str], list[str], dict[str, str]]:
     return prompts, tasks, references
 
 
-class _KeysNotRead(dict):
-    """The environment for a config read without calling any model: an API key variable that is not set reads as
-    a placeholder instead of being an error."""
-
-    def get(self, key: str, default: str | None = None) -> str:
-        return os.environ.get(key) or "not-read"
-
-
 def _judge(name: str, models: list[Model]) -> Model | str:
     """--judge: the config's model of that name, or whose name is `provider/<name>`; else the LiteLLM name."""
     return next((m for m in models if m.name == name), None) or next(
@@ -223,8 +214,7 @@ def _score_table(args: argparse.Namespace) -> int:
 
     if args.max_tokens is not None and args.max_tokens < 1:
         raise ConfigError(f"--max-tokens must be an integer >= 1, got {args.max_tokens}")
-    env = _KeysNotRead() if args.dry_run else None  # a dry run calls no model, so needs no key
-    models = load_config(args.config, env=env).models
+    models = load_config(args.config, keys=not args.dry_run).models  # a dry run calls no model: it needs no key
     prompts, tasks, references = _prompts_file(args.prompts)
     judge = _judge(args.judge, models)
     try:

@@ -56,7 +56,7 @@ def _section(config: Mapping[str, Any], name: str, allowed: set[str]) -> dict[st
     return dict(value)
 
 
-def _model(entry: Any, index: int, env: Mapping[str, str]) -> Model:
+def _model(entry: Any, index: int, env: Mapping[str, str], keys: bool = True) -> Model:
     if isinstance(entry, str):
         return Model(entry)
     if not isinstance(entry, Mapping):
@@ -69,7 +69,7 @@ def _model(entry: Any, index: int, env: Mapping[str, str]) -> Model:
     api_key = None
     if key_env is not None:
         api_key = env.get(key_env)
-        if not api_key:
+        if not api_key and keys:
             raise ConfigError(f"models[{index}].api_key_env names {key_env!r}, which is not set in the environment")
     try:
         return Model.from_config(entry, api_key=api_key)
@@ -173,8 +173,11 @@ class ServiceConfig:
         return KeyRing(self.tenants)
 
 
-def parse_config(config: Mapping[str, Any], env: Mapping[str, str] | None = None) -> ServiceConfig:
-    """A ServiceConfig from a parsed JSON/TOML document; ConfigError naming the field on anything invalid."""
+def parse_config(config: Mapping[str, Any], env: Mapping[str, str] | None = None, keys: bool = True) -> ServiceConfig:
+    """A ServiceConfig from a parsed JSON/TOML document; ConfigError naming the field on anything invalid.
+
+    With `keys=False` (a config read to call no model, e.g. a dry run), an API key or feedback secret variable
+    that is not set is not an error: that model's card has no key, the config no secret."""
     env = os.environ if env is None else env
     if not isinstance(config, Mapping):
         raise ConfigError("the config must be a JSON object or a TOML document")
@@ -194,7 +197,7 @@ def parse_config(config: Mapping[str, Any], env: Mapping[str, str] | None = None
     secret = None
     if "secret_env" in feedback:
         secret = env.get(feedback["secret_env"])
-        if not secret:
+        if not secret and keys:
             raise ConfigError(f"feedback.secret_env names {feedback['secret_env']!r}, which is not set in the "
                               "environment")
     tenants = config.get("tenants") or []
@@ -219,7 +222,7 @@ def parse_config(config: Mapping[str, Any], env: Mapping[str, str] | None = None
         except ConfigError as error:
             raise ConfigError(f"spend_target: {error}") from None
         router["spend_target"] = config["spend_target"]
-    parsed = ServiceConfig(router=router, models=[_model(m, i, env) for i, m in enumerate(models)],
+    parsed = ServiceConfig(router=router, models=[_model(m, i, env, keys) for i, m in enumerate(models)],
                            encoder=config.get("encoder", "sentence-transformers/all-MiniLM-L6-v2"), state=state,
                            budget=budget, feedback=feedback, prior=prior,
                            tenants=[Tenant.from_config(t, i) for i, t in enumerate(tenants)],
@@ -231,8 +234,8 @@ def parse_config(config: Mapping[str, Any], env: Mapping[str, str] | None = None
     return parsed
 
 
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> ServiceConfig:
-    """Read a config file: TOML when it ends in .toml, else JSON."""
+def load_config(path: str | Path, env: Mapping[str, str] | None = None, keys: bool = True) -> ServiceConfig:
+    """Read a config file: TOML when it ends in .toml, else JSON (`keys`: see `parse_config`)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -250,4 +253,4 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Servi
     except ValueError as error:  # tomllib.TOMLDecodeError is a ValueError
         raise ConfigError(f"config file {str(path)!r} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: "
                           f"{error}") from None
-    return parse_config(document, env)
+    return parse_config(document, env, keys)

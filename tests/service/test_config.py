@@ -115,3 +115,13 @@ def test_tenant_lookup() -> None:
         KeyRing([Tenant("a", "00" * 8, "0" * 64, "a")] * 2)
 
 
+
+
+def test_a_config_read_to_call_nothing_needs_no_keys() -> None:
+    config = config_dict("http://127.0.0.1:9/v1", feedback={"secret_env": "NOT_SET_ANYWHERE"})
+    with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE"):
+        parse_config(config, env={})
+    with pytest.raises(ConfigError, match="UPSTREAM_KEY"):
+        parse_config(config_dict("http://127.0.0.1:9/v1"), env={})
+    parsed = parse_config(config, env={}, keys=False)
+    assert [m.api_key for m in parsed.models] == [None, None] and parsed.feedback_secret is None
