@@ -15,6 +15,7 @@ from .errors import BanditRouterError, ConfigError
 
 if TYPE_CHECKING:
     from .models import Model
+    from .service import ServiceConfig
 
 __all__ = ["main"]
 
@@ -200,10 +201,17 @@ def _prompts_file(path: str) -> tuple[list[str], list[str], dict[str, str]]:
     return prompts, tasks, references
 
 
-def _judge(name: str, models: list[Model]) -> Model | str:
-    """--judge: the config's model of that name, or whose name is `provider/<name>`; else the LiteLLM name."""
-    return next((m for m in models if m.name == name), None) or next(
-        (m for m in models if m.name.split("/", 1)[-1] == name), None) or name
+def _judge(name: str | None, config: ServiceConfig) -> Model | str:
+    """--judge: the config's judge or model of that name, or whose name is `provider/<name>`, else the LiteLLM name;
+    without --judge, the config's judge."""
+    if name is None:
+        if config.judge is None:
+            raise ConfigError("name the grading model: --judge NAME, or a judge entry in the config (a model name or "
+                              "a table like a [[models]] entry, with its api_base and api_key_env)")
+        return config.judge
+    cards = ([] if config.judge is None else [config.judge]) + config.models
+    return next((m for m in cards if m.name == name), None) or next(
+        (m for m in cards if m.name.split("/", 1)[-1] == name), None) or name
 
 
 def _score_table(args: argparse.Namespace) -> int:
@@ -214,9 +222,10 @@ def _score_table(args: argparse.Namespace) -> int:
 
     if args.max_tokens is not None and args.max_tokens < 1:
         raise ConfigError(f"--max-tokens must be an integer >= 1, got {args.max_tokens}")
-    models = load_config(args.config, keys=not args.dry_run).models  # a dry run calls no model: it needs no key
+    config = load_config(args.config, keys=not args.dry_run)  # a dry run calls no model: it needs no key
+    models = config.models
     prompts, tasks, references = _prompts_file(args.prompts)
-    judge = _judge(args.judge, models)
+    judge = _judge(args.judge, config)
     try:
         priced = judge if isinstance(judge, Model) else Model(judge)
     except ConfigError:
@@ -226,10 +235,12 @@ def _score_table(args: argparse.Namespace) -> int:
     parts = [f"{name} ${usd:.3g}" for name, usd in expected.items()]
     if priced is None:
         parts.append("the judge not counted: LiteLLM has no price for it")
-    print(f"{len(models)} models x {len(prompts)} prompts, graded by "
-          + (f"{judge.name} (a model of the config)" if isinstance(judge, Model) else
-             f"{judge} (not a model of the config: LiteLLM calls it with the provider's key and endpoint from the "
-             "environment)")
+    if isinstance(judge, Model):
+        grader = f"{judge.name} (the config's {'judge' if judge is config.judge else 'model'})"
+    else:
+        grader = (f"{judge} (not in the config: LiteLLM calls it with the provider's key and endpoint from the "
+                  "environment)")
+    print(f"{len(models)} models x {len(prompts)} prompts, graded by {grader}"
           + f". Left to do in {args.out}: about ${sum(expected.values()):.4g} ({', '.join(parts)}; "
           f"{answer_tokens} tokens an answer, at the cards' prices)", file=sys.stderr)
     if args.dry_run:
@@ -258,8 +269,9 @@ def _add_score_table(sub: argparse._SubParsersAction) -> None:
                                    "kept.")
     p.add_argument("prompts", help="prompts file (.txt or .jsonl)")
     p.add_argument("--config", required=True, help="service config (JSON or TOML) whose [[models]] are asked")
-    p.add_argument("--judge", required=True,
-                   help="the grading model: a model of the config (its api_base and key), or a LiteLLM model name")
+    p.add_argument("--judge", default=None,
+                   help="the grading model: the config's judge or one of its models (called at its api_base with its "
+                        "key), or a LiteLLM model name (default: the config's judge)")
     p.add_argument("--out", default="scored", help="output folder (default scored)")
     p.add_argument("--workers", type=int, default=4, help="calls at once (default 4)")
     p.add_argument("--max-tokens", type=int, default=None, help="max_tokens of each answer (default: the model's)")

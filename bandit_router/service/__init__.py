@@ -6,6 +6,7 @@ The core library never imports this package.
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,11 @@ def serve(config: ServiceConfig, host: str | None = None, port: int | None = Non
     host, port = host or config.host, config.port if port is None else port
     if advertise_url is None and host not in ("0.0.0.0", "::", ""):
         advertise_url = f"http://{host}:{port}"
-    prior = f", warm-started from the table {config.prior['table']!r}" if config.prior else ""
+    said = logging.StreamHandler(sys.stderr)  # what building the router says (the warm start's size, warnings)
+    said.setFormatter(logging.Formatter("bandit-router serve: %(message)s"))
+    logging.getLogger("bandit_router").addHandler(said)
+    logging.getLogger("bandit_router").setLevel(logging.INFO)
+    prior = f", warm-starting from the table {config.prior['table']!r}" if config.prior else ""
     print(f"bandit-router serve: building the router ({len(config.models)} models, encoder {config.encoder}"
           f"{prior}); loading the encoder can take a while", file=sys.stderr)
     service = Service(config, advertise_url=advertise_url)

@@ -1,5 +1,5 @@
-"""The service's config file (JSON or TOML): models, policy, dial, stores, budget, feedback rules, tenants and a
-prior (a routing table every replica warm-starts from).
+"""The service's config file (JSON or TOML): models, policy, dial, stores, budget, feedback rules, tenants, a
+prior (a routing table every replica warm-starts from) and the judge `bandit-router score-table` grades with.
 
 Secrets never live in the file: model API keys and the feedback secret are read from environment variables
 the file names, and tenants' API keys are stored as salted SHA-256 digests (see `bandit_router.service.auth`).
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 _TOP = {"models", "policy", "policy_settings", "cost_weight", "spend_target", "encoder", "seed", "tasks",
         "pending_ttl", "max_pending", "max_attempts", "expected_output_tokens", "log", "state", "budget", "feedback",
-        "tenants", "server", "prior"}
+        "tenants", "server", "prior", "judge"}
 _STATE = {"redis", "sqlite", "namespace", "sync_every"}
 _BUDGET = {"limit", "period", "key_limit", "pacer", "bins"}
 _FEEDBACK = {"secret_env", "limit_per_tenant", "window", "token_ttl"}
@@ -56,25 +56,27 @@ def _section(config: Mapping[str, Any], name: str, allowed: set[str]) -> dict[st
     return dict(value)
 
 
-def _model(entry: Any, index: int, env: Mapping[str, str], keys: bool = True) -> Model:
+def _model(entry: Any, where: str, env: Mapping[str, str], keys: bool = True) -> Model:
+    """The model card of a config entry (a name, or a table of Model fields with api_key_env); `where` names the
+    entry in errors."""
     if isinstance(entry, str):
         return Model(entry)
     if not isinstance(entry, Mapping):
-        raise ConfigError(f"models[{index}] must be a model name or a table of Model fields")
+        raise ConfigError(f"{where} must be a model name or a table of Model fields")
     entry = dict(entry)
     if "api_key" in entry:
-        raise ConfigError(f"models[{index}]: keep API keys out of the config file; name an environment variable "
-                          "in api_key_env instead")
+        raise ConfigError(f"{where}: keep API keys out of the config file; name an environment variable in "
+                          "api_key_env instead")
     key_env = entry.pop("api_key_env", None)
     api_key = None
     if key_env is not None:
         api_key = env.get(key_env)
         if not api_key and keys:
-            raise ConfigError(f"models[{index}].api_key_env names {key_env!r}, which is not set in the environment")
+            raise ConfigError(f"{where}.api_key_env names {key_env!r}, which is not set in the environment")
     try:
         return Model.from_config(entry, api_key=api_key)
     except ConfigError as error:
-        raise ConfigError(f"models[{index}]: {error}") from None
+        raise ConfigError(f"{where}: {error}") from None
 
 
 @dataclass
@@ -93,6 +95,7 @@ class ServiceConfig:
     port: int = 8000
     max_body_bytes: int = 4_000_000
     feedback_secret: str | None = field(default=None, repr=False)
+    judge: Model | None = None  # what `bandit-router score-table` grades with; the service does not use it
 
     def state_store(self) -> StateStore | None:
         namespace = self.state.get("namespace", "default")
@@ -168,6 +171,8 @@ class ServiceConfig:
                         self.prior.get("strength", 1.0))
         except ConfigError as error:
             raise ConfigError(f"prior.table {path!r}: {error}") from None
+        log.info("warm-started from %r: %d prompts, each scored by %d of the %d models", path, len(table.prompts),
+                 len(keep), len(router.models))
 
     def keyring(self) -> KeyRing:
         return KeyRing(self.tenants)
@@ -222,12 +227,14 @@ def parse_config(config: Mapping[str, Any], env: Mapping[str, str] | None = None
         except ConfigError as error:
             raise ConfigError(f"spend_target: {error}") from None
         router["spend_target"] = config["spend_target"]
-    parsed = ServiceConfig(router=router, models=[_model(m, i, env, keys) for i, m in enumerate(models)],
+    judge = None if config.get("judge") is None else _model(config["judge"], "judge", env, keys)
+    parsed = ServiceConfig(router=router, models=[_model(m, f"models[{i}]", env, keys) for i, m in enumerate(models)],
                            encoder=config.get("encoder", "sentence-transformers/all-MiniLM-L6-v2"), state=state,
                            budget=budget, feedback=feedback, prior=prior,
                            tenants=[Tenant.from_config(t, i) for i, t in enumerate(tenants)],
                            host=server.get("host", "127.0.0.1"), port=server.get("port", 8000),
-                           max_body_bytes=server.get("max_body_bytes", 4_000_000), feedback_secret=secret)
+                           max_body_bytes=server.get("max_body_bytes", 4_000_000), feedback_secret=secret,
+                           judge=judge)
     parsed.keyring()  # distinct tenant names
     if not isinstance(parsed.port, int) or not 0 <= parsed.port <= 65535:
         raise ConfigError(f"server.port must be an integer in [0, 65535], got {parsed.port!r}")

@@ -130,26 +130,52 @@ def test_the_command_scores_with_a_judge_and_the_service_warm_starts_from_the_ta
     monkeypatch.setenv("UPSTREAM_KEY", "sk-test")
     model = {"api_base": server.base_url, "api_key_env": "UPSTREAM_KEY", "input_cost_per_token": 1e-6,
              "output_cost_per_token": 1e-6}
-    config = {"encoder": "hashing:64", "models": [{"name": "openai/small", **model}, {"name": "openai/large", **model},
-                                                  {"name": "openai/judge", **model}],
-              "prior": {"table": str(tmp_path / "scored")}}
+    config = {"encoder": "hashing:64", "models": [{"name": "openai/small", **model}, {"name": "openai/large", **model}],
+              "judge": {"name": "openai/judge", **model}, "prior": {"table": str(tmp_path / "scored")}}
     (tmp_path / "service.json").write_text(json.dumps(config))
     (tmp_path / "prompts.jsonl").write_text('"What is 6 x 7?"\n\n{"prompt": "Capital of France?", "task": "geo", '
                                             '"reference": "Paris"}\n')
     status = main(["score-table", str(tmp_path / "prompts.jsonl"), "--config", str(tmp_path / "service.json"),
-                   "--judge", "judge", "--out", str(tmp_path / "scored"), "--workers", "2"])
-    assert status == 0 and "graded by openai/judge (a model of the config)" in capsys.readouterr().err
+                   "--out", str(tmp_path / "scored"), "--workers", "2"])  # graded by the config's judge
+    assert status == 0 and "graded by openai/judge (the config's judge)" in capsys.readouterr().err
     table = load_table(tmp_path / "scored")
-    assert table.models == ["openai/small", "openai/large", "openai/judge"] and table.tasks == ["", "geo"]
+    assert table.models == ["openai/small", "openai/large"] and table.tasks == ["", "geo"]  # the judge is not routed
     assert (table.scores == 0.8).all()  # the judge's 8 of 10
-    grading = [r for r in server.requests if r.model == "judge" and "Grade (0-10)" in str(r.messages)]
-    assert len(grading) == 6 and all(r.params.get("temperature") == 0 for r in grading)
+    assert not any(r.model == "judge" and "Grade (0-10)" not in str(r.messages) for r in server.requests)
+    grading = [r for r in server.requests if r.model == "judge"]
+    assert len(grading) == 4 and all(r.params.get("temperature") == 0 for r in grading)
     shown = ["Reference answer:\nParis" in r.messages[-1]["content"] for r in grading]
-    assert shown.count(True) == 3 and all("Capital of France?" in r.messages[-1]["content"]
+    assert shown.count(True) == 2 and all("Capital of France?" in r.messages[-1]["content"]
                                           for r, seen in zip(grading, shown) if seen)
     router = load_config(tmp_path / "service.json").build_router()  # [prior] table reads what the command wrote
     counts = router.policy.A[:, -1, -1] - router.policy.config.regularization
-    np.testing.assert_allclose(counts, [2.0, 2.0, 2.0])  # two prompts, each model's score on both
+    np.testing.assert_allclose(counts, [2.0, 2.0])  # two prompts, each model's score on both
+
+
+@pytest.mark.parametrize(("judge", "expected"), [
+    ("large", "graded by openai/large (the config's model)"),
+    ("grader", "graded by openai/grader (the config's judge)"),
+    ("gpt-4o", "graded by gpt-4o (not in the config: LiteLLM calls it"),
+    (None, "graded by openai/grader (the config's judge)")])
+def test_the_judge_is_the_config_s_judge_or_model_of_that_name_else_a_litellm_name(
+        tmp_path: Path, capsys, judge: str | None, expected: str) -> None:
+    config = {"models": ["openai/gpt-4o-mini", {"name": "openai/large", "input_cost_per_token": 1e-6,
+                                                "output_cost_per_token": 1e-6}],
+              "judge": {"name": "openai/grader", "api_base": "http://127.0.0.1:9/v1", "input_cost_per_token": 1e-6,
+                        "output_cost_per_token": 1e-6}}
+    (tmp_path / "service.json").write_text(json.dumps(config))
+    (tmp_path / "prompts.txt").write_text("hello\n")
+    status = main(["score-table", str(tmp_path / "prompts.txt"), "--config", str(tmp_path / "service.json"),
+                   "--dry-run", "--out", str(tmp_path / "scored")] + ([] if judge is None else ["--judge", judge]))
+    assert status == 0 and expected in capsys.readouterr().err
+
+
+def test_without_a_judge_the_command_says_how_to_name_one(tmp_path: Path, capsys) -> None:
+    (tmp_path / "service.json").write_text(json.dumps({"models": ["openai/gpt-4o-mini"]}))
+    (tmp_path / "prompts.txt").write_text("hello\n")
+    status = main(["score-table", str(tmp_path / "prompts.txt"), "--config", str(tmp_path / "service.json"),
+                   "--dry-run"])
+    assert status == 2 and "--judge NAME, or a judge entry in the config" in capsys.readouterr().err
 
 
 def test_a_dry_run_prints_the_expected_cost_and_calls_nothing(server, tmp_path: Path, monkeypatch, capsys) -> None:
@@ -169,7 +195,7 @@ def test_a_dry_run_prints_the_expected_cost_and_calls_nothing(server, tmp_path: 
     judge = Model("gpt-4o-mini")
     grading = 2 * (judge.cost(100 + 100 + 60, 4) + judge.cost(10 + 100 + 60, 4))
     err = capsys.readouterr().err
-    assert "graded by gpt-4o-mini (not a model of the config" in err
+    assert "graded by gpt-4o-mini (not in the config" in err
     assert f"about ${small + large + grading:.4g} (openai/small ${small:.3g}, openai/large ${large:.3g}, " \
            f"judge ${grading:.3g}; 100 tokens an answer" in err
 

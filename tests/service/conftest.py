@@ -42,6 +42,17 @@ def config_dict(base_url: str, **overrides: Any) -> dict[str, Any]:
     return {k: v for k, v in config.items() if v is not None}
 
 
+def scored_table(folder: Path, models: list[str]) -> str:
+    """A routing-table folder: `models` scored on 30 prompts, the first model right on every one."""
+    folder.mkdir()
+    (folder / "prompts.csv").write_text("prompt_id,task,split,prompt\n" +
+                                        "".join(f"p{i},chat,,question {i}\n" for i in range(30)))
+    (folder / "outcomes.csv").write_text("prompt_id,model,score,cost\n" + "".join(
+        f"p{i},{m},{1.0 if k == 0 else 0.0},0.001\n" for i in range(30) for k, m in enumerate(models)))
+    (folder / "models.json").write_text(json.dumps({"cost_unit": "usd", "models": {m: {} for m in models}}))
+    return str(folder)
+
+
 class LiveServer:
     """A Service on a uvicorn server in a background thread of this process."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from bandit_router.errors import ConfigError
 from bandit_router.service import load_config, parse_config
 from bandit_router.service.auth import KeyRing, Tenant
 
-from .conftest import CHEAP, DEAR, KEYS, UPSTREAM_KEY, config_dict
+from .conftest import CHEAP, DEAR, KEYS, UPSTREAM_KEY, config_dict, scored_table
 
 ENV = {"UPSTREAM_KEY": UPSTREAM_KEY}
 
@@ -49,32 +48,22 @@ def test_invalid_configs_name_the_field(change, field) -> None:
         parse_config(config_dict("http://127.0.0.1:9/v1", **change), env=ENV).build_router()
 
 
-def _scored(folder: Path, models: list[str]) -> str:
-    """A routing-table folder: `models` scored on 30 prompts, the first model right on every one."""
-    folder.mkdir()
-    (folder / "prompts.csv").write_text("prompt_id,task,split,prompt\n" +
-                                        "".join(f"p{i},chat,,question {i}\n" for i in range(30)))
-    (folder / "outcomes.csv").write_text("prompt_id,model,score,cost\n" + "".join(
-        f"p{i},{m},{1.0 if k == 0 else 0.0},0.001\n" for i in range(30) for k, m in enumerate(models)))
-    (folder / "models.json").write_text(json.dumps({"cost_unit": "usd", "models": {m: {} for m in models}}))
-    return str(folder)
-
-
 def test_a_prior_table_warm_starts_every_router_the_config_builds(tmp_path: Path, caplog) -> None:
-    table = _scored(tmp_path / "scored", [CHEAP, DEAR])
+    table = scored_table(tmp_path / "scored", [CHEAP, DEAR])
     config = parse_config(config_dict("http://127.0.0.1:9/v1", prior={"table": table, "strength": 0.5}), env=ENV)
     for router in (config.build_router(), config.build_router()):
         counts = router.policy.A[:, -1, -1] - router.policy.config.regularization
         np.testing.assert_allclose(counts, [15.0, 15.0])  # 30 prompts per model, each worth half a rating
         assert router.route("question 7").model == CHEAP  # what the table taught
-    wider = _scored(tmp_path / "wider", [CHEAP, "openai/model-c", DEAR])  # scored on a model not deployed
-    with caplog.at_level(logging.WARNING, logger="bandit_router.service.config"):
+    wider = scored_table(tmp_path / "wider", [CHEAP, "openai/model-c", DEAR])  # scored on a model not deployed
+    with caplog.at_level(logging.INFO, logger="bandit_router.service.config"):
         router = parse_config(config_dict("http://127.0.0.1:9/v1", prior={"table": wider}), env=ENV).build_router()
     assert "the scores of ['openai/model-c'] are left out" in caplog.text
+    assert f"warm-started from {wider!r}: 30 prompts, each scored by 2 of the 2 models" in caplog.text
     np.testing.assert_allclose(router.policy.A[:, -1, -1] - router.policy.config.regularization, [30.0, 30.0])
     assert router.route("question 7").model == CHEAP
     with pytest.raises(ConfigError, match=r"prior.table .* scores none of the config's models"):
-        parse_config(config_dict("http://127.0.0.1:9/v1", prior={"table": _scored(tmp_path / "other", [
+        parse_config(config_dict("http://127.0.0.1:9/v1", prior={"table": scored_table(tmp_path / "other", [
             "openai/model-c"])}), env=ENV).build_router()
 
 

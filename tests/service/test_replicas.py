@@ -15,7 +15,7 @@ from bandit_router.service.directory import SQLiteDirectory
 from bandit_router.service.ledger import RedisBudget
 from bandit_router.store import RedisStateStore, SQLiteStateStore
 
-from .conftest import CHEAP, DEAR, KEYS, RedisServer, ServeProcess, config_dict, write_config
+from .conftest import CHEAP, DEAR, KEYS, RedisServer, ServeProcess, config_dict, scored_table, write_config
 
 HEADERS = {"Authorization": f"Bearer {KEYS['team-a']}"}
 
@@ -103,7 +103,8 @@ def test_two_replicas_share_learning_and_budget_and_survive_a_kill(tmp_path: Pat
 def test_processes_sharing_a_sqlite_file_pass_ratings_on(tmp_path: Path, upstream) -> None:
     """With `[state] sqlite`, a rating sent to the process that did not answer reaches the one that did, once."""
     path = tmp_path / "state.db"
-    first, second = (start(tmp_path, name, upstream, {"sqlite": str(path)}) for name in ("a", "b"))
+    prior = {"table": scored_table(tmp_path / "scored", [CHEAP, DEAR])}  # each replica's own: never in the file
+    first, second = (start(tmp_path, name, upstream, {"sqlite": str(path)}, prior=prior) for name in ("a", "b"))
     try:
         answers = [ask(first.url, f"question {step}").json() for step in range(3)]
         for answer in answers:
@@ -118,7 +119,8 @@ def test_processes_sharing_a_sqlite_file_pass_ratings_on(tmp_path: Path, upstrea
         second.stop()
     said = (tmp_path / "a.log").read_text()  # what a user starting `serve` sees: what loads, then where it listens
     assert said.index("bandit-router serve: building the router (2 models") < said.index(
-        f"Uvicorn running on http://127.0.0.1:{first.port}")
+        f"bandit-router serve: warm-started from {prior['table']!r}: 30 prompts, each scored by 2 of the 2 models"
+    ) < said.index(f"Uvicorn running on http://127.0.0.1:{first.port}")
 
 
 def test_the_sqlite_directory_names_the_owner_until_the_route_expires(tmp_path: Path) -> None:
