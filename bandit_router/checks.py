@@ -1,9 +1,9 @@
-"""Checks of the values callers pass: the dial, a feedback score, a prompt."""
+"""Checks of the values callers pass: the dial, a feedback score, a prompt, a list of model names."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Collection, Iterable
 
 import numpy as np
 
@@ -11,7 +11,7 @@ from .decision import messages_of, query_text
 from .errors import ConfigError, InvalidPromptError
 
 __all__ = ["check_cost_weight", "check_score", "check_prompt", "check_positive", "check_non_negative",
-           "check_integer"]
+           "check_integer", "check_model_names"]
 
 _NUMBER = (int, float, np.integer, np.floating)  # bool is excluded separately
 
@@ -21,6 +21,21 @@ def check_cost_weight(value: Any, field: str = "cost_weight") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         raise ConfigError(f"{field} must be a number in [0, 1] (0 = quality only), got {value!r}")
     return float(value)
+
+
+def check_model_names(names: Any, known: Collection[str], field: str = "models") -> list[str]:
+    """`names` as a non-empty list of names from `known`, or ConfigError naming `field` (a single string is
+    refused: it would be read as a list of its characters)."""
+    if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
+        raise ConfigError(f"{field} must be a list of model names, got {names!r}"
+                          + (f"; write [{names!r}]" if isinstance(names, str) else ""))
+    names = list(names)
+    if not names:
+        raise ConfigError(f"{field} must name at least one model (known: {list(known)})")
+    unknown = [m for m in names if m not in known]
+    if unknown:
+        raise ConfigError(f"{field} contains unknown names {unknown}; known: {list(known)}")
+    return names
 
 
 def _unit(unit: str) -> str:

@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .checks import check_prompt
+from .checks import check_model_names, check_prompt
 from .encoders import Encoder, as_encoder
 from .errors import ConfigError, NoEligibleModelError
 from .models import Model
@@ -86,20 +86,25 @@ class PromptContext:
 
 def eligible(models: Mapping[str, Model], prompt_tokens: int, allowed: Sequence[str] | None = None,
              tools: bool = False, max_tokens: int | None = None) -> list[str]:
-    """Models allowed for a request: in the `allowed` subset, tool-capable if tools are bound, long enough."""
-    if allowed is not None:
-        unknown = [m for m in allowed if m not in models]
-        if unknown:
-            raise ConfigError(f"models contains unknown names {unknown}; known: {list(models)}")
-    names = list(models) if allowed is None else [m for m in models if m in set(allowed)]
-    names = [m for m in names if not tools or models[m].supports_tools]
+    """Models allowed for a request: in the `allowed` subset, tool-capable if tools are bound, long enough;
+    NoEligibleModelError saying which requirement no allowed model meets."""
+    names = list(models) if allowed is None else [m for m in models if m in set(check_model_names(allowed, models))]
+    where = f"allowed={names if allowed is not None else 'all'}"
+    if tools:
+        names = [m for m in names if models[m].supports_tools]
+        if not names:
+            raise NoEligibleModelError(f"tools are bound and no allowed model supports tools ({where}); give a "
+                                       "card supports_tools=True")
     needed = prompt_tokens + (max_tokens or 0)
-    names = [m for m in names if models[m].context_window is None or models[m].context_window >= needed]
-    names = [m for m in names if not max_tokens or models[m].max_output_tokens is None
+    fits = [m for m in names if models[m].context_window is None or models[m].context_window >= needed]
+    if not fits:
+        windows = {m: models[m].context_window for m in names}
+        raise NoEligibleModelError(f"no allowed model's context window holds the request: {prompt_tokens} prompt "
+                                   f"tokens + max_tokens={max_tokens} ({where}; context windows: {windows})")
+    names = [m for m in fits if not max_tokens or models[m].max_output_tokens is None
              or models[m].max_output_tokens >= max_tokens]  # providers refuse a larger max_tokens
     if not names:
-        windows = {m: models[m].context_window for m in (allowed if allowed is not None else models)}
-        raise NoEligibleModelError(
-            f"no model is eligible for this request (allowed={list(allowed) if allowed is not None else 'all'}, "
-            f"tools={tools}, prompt_tokens={prompt_tokens}, max_tokens={max_tokens}; context windows: {windows})")
+        limits = {m: models[m].max_output_tokens for m in fits}
+        raise NoEligibleModelError(f"max_tokens={max_tokens} is more than every allowed model may write ({where}; "
+                                   f"max_output_tokens: {limits})")
     return names

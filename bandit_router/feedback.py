@@ -18,6 +18,7 @@ from typing import Any, Callable, Hashable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from .checks import check_model_names
 from .decision import Decision
 from .errors import BanditRouterError, ConfigError, NoEligibleModelError, UnknownRouteError
 from .models import Model, quiet_litellm
@@ -86,8 +87,9 @@ def vision_models(router: Router, messages: Sequence[Mapping[str, Any]],
                   models: Sequence[str] | None) -> list[str] | None:
     """The allowed models for OpenAI-style `messages`: unchanged without images, else only those whose card has
     `supports_vision` (NoEligibleModelError when none has)."""
+    models = None if models is None else check_model_names(models, router.models)
     if not _has_image(messages):
-        return None if models is None else list(models)
+        return models
     allowed = [m for m in (models if models is not None else router.models) if router.models[m].supports_vision]
     if not allowed:
         raise NoEligibleModelError(f"the request holds an image and no allowed model accepts images "

@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .checks import check_positive
+from .checks import check_model_names, check_positive
 from .errors import ConfigError
 from .models import Model
 from .outcome import Outcome
@@ -47,9 +47,7 @@ def absorb(router: Router, vectors: np.ndarray, scores: np.ndarray, models: Sequ
                           f"got {scores.shape}")
     if not (np.isfinite(scores).all() and (scores >= 0).all() and (scores <= 1).all()):
         raise ConfigError("scores must be finite numbers in [0, 1]")
-    unknown = [m for m in models if m not in router.models]
-    if unknown:
-        raise ConfigError(f"models contains unknown names {unknown}; known: {list(router.models)}")
+    check_model_names(list(models), router.models)
     router.learn([Outcome(vector, model, float(score), weight=weight)
                   for vector, row in zip(vectors, scores) for model, score in zip(models, row)])
 

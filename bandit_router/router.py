@@ -62,6 +62,9 @@ class Router:
                  log: str | Path | DecisionLog | LogSettings | None = None, budget: Budget | None = None,
                  state_store: StateStore | None = None, tasks: Sequence[str] | TaskHints = (),
                  feedback: FeedbackSettings | None = None, limits: Limits | None = None) -> None:
+        if isinstance(models, (str, Model)):
+            raise ConfigError(f"models must be a list of model names or Model cards, got {models!r}; write "
+                              f"[{models!r}]")
         cards = [m if isinstance(m, Model) else Model(m) for m in models]
         if not cards:
             raise ConfigError("models must name at least one model")

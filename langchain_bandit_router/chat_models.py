@@ -23,7 +23,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_vali
 from bandit_router import AllModelsFailedError, Completion, ConfigError, Decision, Router
 from bandit_router.decision import query_text
 from bandit_router.feedback import Evaluator, check_call_kwargs, vision_models
-from bandit_router.router import check_cost_weight
+from bandit_router.checks import check_cost_weight, check_model_names
 
 from .messages import route_metadata, to_chunk, to_message, to_openai, usage_metadata
 
@@ -107,11 +107,10 @@ class ChatBanditRouter(BaseChatModel):
 
     @model_validator(mode="after")
     def _check_models(self) -> ChatBanditRouter:
-        unknown = [m for m in self.models or () if m not in self.router.models]
-        if unknown:
-            raise ConfigError(f"models contains unknown names {unknown}; known: {list(self.router.models)}")
+        if self.models is not None:
+            check_model_names(self.models, self.router.models)
         self.router.check_task(self.task)
-        check_call_kwargs(self.model_kwargs)
+        check_call_kwargs({**self.model_kwargs, "max_tokens": self.max_tokens})
         return self
 
     def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> ChatBanditRouter:

@@ -20,7 +20,7 @@ from llama_index.core.tools.types import BaseTool
 
 from bandit_router import Completion, ConfigError, Decision, Router
 from bandit_router.feedback import RouteRecorder, check_call_kwargs, route_metadata, vision_models
-from bandit_router.router import check_cost_weight
+from bandit_router.checks import check_cost_weight, check_model_names
 from bandit_router.streaming import AsyncRoutedStream, RoutedStream
 
 from .messages import StreamedMessage, from_openai, to_openai
@@ -69,11 +69,7 @@ class BanditRouterLLM(FunctionCallingLLM):
         if cost_weight is not None:
             cost_weight = check_cost_weight(cost_weight)
         if models is not None:
-            models = list(models)
-            unknown = [m for m in models if m not in router.models]
-            if not models or unknown:
-                raise ConfigError(f"models must name some of the router's models {list(router.models)}, "
-                                  f"got {models}")
+            models = check_model_names(models, router.models)
         router.check_task(task)
         check_call_kwargs(call_kwargs or {})
         recorder = kwargs.pop("recorder", None) or RouteRecorder()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bandit_router import Limits, LogSettings, Router
-from bandit_router.errors import NoEligibleModelError
+from bandit_router.errors import ConfigError, NoEligibleModelError
 from bandit_router.models import estimate_tokens
 
 from .conftest import hashed_bow
@@ -33,10 +33,17 @@ def test_eligibility_by_tools_context_window_and_output_limit(make_router):
     assert set(router.route("hi", max_tokens=2_000).probabilities) == {"openai/medium", "openai/large"}  # small: 1,000
     assert set(router.route("hi", max_tokens=5_000).probabilities) == {"openai/large"}  # medium: 4,000 output tokens
     assert set(router.route("hi", max_tokens=8_000).probabilities) == {"openai/large"}
-    with pytest.raises(NoEligibleModelError, match="no model is eligible"):
+    with pytest.raises(NoEligibleModelError, match=r"no allowed model supports tools \(allowed=\['openai/small'\]\)"):
         router.route("hi", models=["openai/small"], tools=True)
-    with pytest.raises(NoEligibleModelError, match="max_tokens=200000"):
+    with pytest.raises(NoEligibleModelError, match="no allowed model's context window holds .* max_tokens=200000"):
         router.route("hi", max_tokens=200_000)
+    with pytest.raises(NoEligibleModelError, match=r"max_tokens=2000 is more than every allowed model may write"):
+        router.route("hi", models=["openai/small"], max_tokens=2_000)
+    for models, error in (("openai/small", r"must be a list of model names, got 'openai/small'; write \['openai"),
+                          ([], "must name at least one model"),
+                          (["openai/tiny"], r"contains unknown names \['openai/tiny'\]")):
+        with pytest.raises(ConfigError, match=f"^models {error}"):
+            router.route("hi", models=models)
 
 
 def test_chat_messages_are_encoded_by_their_last_user_message(make_router):

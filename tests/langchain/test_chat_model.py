@@ -113,6 +113,12 @@ def test_unknown_settings_are_rejected(router: Router) -> None:
         ChatBanditRouter(router=router, models=["openai/nope"])
     with pytest.raises(ConfigError, match="unknown names"):
         ChatBanditRouter(router=router).invoke("hi", models=["openai/nope"])
+    with pytest.raises(ConfigError, match=r"models must be a list of model names, got 'openai/small'; write \["):
+        ChatBanditRouter(router=router).invoke("hi", models="openai/small")
+    with pytest.raises(ValidationError, match="models must name at least one model"):  # at once, not at the call
+        ChatBanditRouter(router=router, models=[])
+    with pytest.raises(ValidationError, match="max_tokens must be an integer >= 1"):
+        ChatBanditRouter(router=router, max_tokens=0)
 
 
 def test_allowed_models_per_instance_and_per_call(router: Router) -> None:

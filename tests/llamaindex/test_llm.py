@@ -136,8 +136,9 @@ def test_allowed_models_per_instance_and_per_call(router: Router, server: FakeLL
 @pytest.mark.parametrize("kwargs, match", [
     ({"cost_weight": 1.5}, r"cost_weight must be a number in \[0, 1\]"),
     ({"cost_weight": "high"}, r"cost_weight must be a number in \[0, 1\]"),
-    ({"models": ["openai/nope"]}, r"models must name some of the router's models"),
-    ({"models": []}, r"models must name some of the router's models"),
+    ({"models": ["openai/nope"]}, r"models contains unknown names \['openai/nope'\]"),
+    ({"models": []}, r"models must name at least one model"),
+    ({"models": "openai/small"}, r"models must be a list of model names, got 'openai/small'"),
 ])
 def test_invalid_settings_raise_config_error(router: Router, kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
