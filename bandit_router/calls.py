@@ -29,20 +29,23 @@ def route_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def retryable(error: BaseException) -> bool:
-    """Provider failures worth trying another model for: timeouts, 5xx, rate limits, context too long, and a 404
-    (that model's endpoint or deployment is missing; another model's may be fine)."""
+    """Provider failures worth trying another model for: timeouts, 5xx, rate limits, context too long, a 404 (that
+    model's endpoint or deployment is missing) and a 401 or 403 (that provider refused its key): another model's
+    may be fine. A request the provider finds invalid (400) is not."""
     import litellm
 
     kinds = (litellm.Timeout, litellm.APIConnectionError, litellm.InternalServerError,
              litellm.ServiceUnavailableError, litellm.RateLimitError, litellm.ContextWindowExceededError,
-             litellm.BadGatewayError, litellm.NotFoundError)
-    return isinstance(error, kinds) or (getattr(error, "status_code", 0) or 0) >= 500
+             litellm.BadGatewayError, litellm.NotFoundError, litellm.AuthenticationError,
+             litellm.PermissionDeniedError)
+    status = getattr(error, "status_code", 0) or 0
+    return isinstance(error, kinds) or status >= 500 or status in (401, 403)
 
 
 class ModelCaller:
     """Calls routed models (plain, async or streamed), tries the next-best model on a retryable failure, settles
     the budget with the real cost and records calls and failures in the log. `failures` counts provider
-    failures per model."""
+    failures per model (every failed attempt, retryable or not)."""
 
     def __init__(self, models: Mapping[str, Model], ledger: OutcomeLedger, gate: BudgetGate, costs: CostModel,
                  log: DecisionLog | None, store_prompts: bool, max_attempts: int, lock: threading.RLock) -> None:
@@ -95,15 +98,19 @@ class ModelCaller:
         self.gate.release(route_id)
 
     def failed(self, decision: Decision, model: str, error: BaseException, failures: dict[str, BaseException]) -> None:
-        """Count a failed attempt; a failure not worth retrying ends the call (re-raised)."""
-        if not retryable(error):
-            self.withdraw(decision.route_id)
-            raise error
-        failures[model] = error
+        """Count and log a failed attempt; a failure not worth trying another model for ends the call: it is
+        re-raised, with a note naming the model and the attempts that failed before it."""
         with self.lock:
             self.failures[model] = self.failures.get(model, 0) + 1
         if self.log is not None:
             self.log.record_failure(decision.route_id, error)
+        if not retryable(error):
+            self.withdraw(decision.route_id)
+            before = "".join(f"; {m} had failed first: {type(e).__name__}: {redact(str(e))[:200]}"
+                             for m, e in failures.items())
+            error.add_note(f"bandit-router: the request was routed to {model}{before}")
+            raise error
+        failures[model] = error
 
     def all_failed(self, decision: Decision, failures: dict[str, BaseException]) -> AllModelsFailedError:
         self.withdraw(decision.route_id)

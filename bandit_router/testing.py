@@ -21,6 +21,8 @@ Exceptions raised by LiteLLM 1.106 (``openai/`` provider, ``num_retries=0``,
 * 400 ``context_length_exceeded``           -> ``litellm.ContextWindowExceededError``
 * 404 unknown model (``model_not_found``)   -> ``litellm.NotFoundError``
 * 401 / 503                                 -> ``litellm.AuthenticationError`` / ``litellm.ServiceUnavailableError``
+* 403                                       -> ``litellm.APIError`` (status_code 403)
+* 422 (a request the provider finds invalid) -> ``litellm.BadRequestError``
 * ``delay`` longer than the client timeout  -> ``litellm.Timeout``
 
 LiteLLM 1.106 imports the optional ``mcp`` package whenever ``tools`` are
@@ -54,6 +56,8 @@ _IDS = itertools.count(1)  # completion and tool-call ids
 # status -> (type, code, message), as the OpenAI API sends them
 _FAILURES: dict[int, tuple[str, str, str]] = {
     401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
+    403: ("invalid_request_error", "model_not_allowed", "This key is not allowed to use this model."),
+    422: ("invalid_request_error", "invalid_value", "Invalid value for a request field."),
     429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests. Please try again later."),
     500: ("server_error", "server_error", "The server had an error while processing your request. Sorry about that!"),
     503: ("server_error", "service_unavailable", "The server is overloaded or not ready yet."),

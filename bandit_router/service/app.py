@@ -237,7 +237,7 @@ class Service:
             pending = sum(not rated for _, _, rated in self._routes.values())
         failures = {(("model", m),): float(n) for m, n in dict(self.router.failures).items()}
         read: dict[str, tuple[str, str, dict]] = {
-            "bandit_router_failures_total": ("counter", "Upstream calls that failed (retryable errors), by model.",
+            "bandit_router_failures_total": ("counter", "Upstream calls that failed, by model.",
                                              failures),
             "bandit_router_pending_decisions": ("gauge", "Answered requests of this replica still waiting for a "
                                                          "rating.", {(): float(pending)}),

@@ -62,10 +62,12 @@ async def test_timeout_falls_back(prefers_large: Router, server: FakeLLMServer, 
     assert reply.response_metadata["failed"] == [LARGE] and prefers_large.failures[LARGE] == 1
 
 
-@pytest.mark.parametrize("status", [429, 503])
-def test_rate_limit_and_unavailable_fall_back(prefers_large: Router, server: FakeLLMServer, status: int) -> None:
+@pytest.mark.parametrize("status", [429, 503, 401, 403])  # 401/403: that provider refused its key
+def test_rate_limit_unavailable_and_refused_key_fall_back(prefers_large: Router, server: FakeLLMServer,
+                                                          status: int) -> None:
     server.set_behavior("large", fail_status=status)
-    assert ChatBanditRouter(router=prefers_large).invoke("question 3").response_metadata["model_name"] == SMALL
+    meta = ChatBanditRouter(router=prefers_large).invoke("question 3").response_metadata
+    assert (meta["model_name"], meta["failed"]) == (SMALL, [LARGE]) and prefers_large.failures[LARGE] == 1
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -79,9 +81,14 @@ async def test_all_models_failing_is_one_clear_error(router: Router, server: Fak
     assert router.failures == {SMALL: 1, LARGE: 1}
 
 
-def test_errors_that_another_model_cannot_fix_are_raised(router: Router, server: FakeLLMServer) -> None:
-    server.set_behavior("small", fail_status=401)
-    server.set_behavior("large", fail_status=401)
-    with pytest.raises(litellm.AuthenticationError):
-        ChatBanditRouter(router=router).invoke("hello")
-    assert len(server.requests) == 1
+def test_errors_that_another_model_cannot_fix_are_raised_counted_and_logged(prefers_large: Router,
+                                                                           server: FakeLLMServer) -> None:
+    server.set_behavior("large", fail_status=500)
+    server.set_behavior("small", fail_status=422)  # a request the provider finds invalid
+    with pytest.raises(litellm.BadRequestError) as caught:
+        ChatBanditRouter(router=prefers_large).invoke("hello")
+    assert [r.model for r in server.requests] == ["large", "small"]
+    [note] = caught.value.__notes__
+    assert note.startswith(f"bandit-router: the request was routed to {SMALL}; {LARGE} had failed first: "
+                           "InternalServerError: ")
+    assert prefers_large.failures == {SMALL: 1, LARGE: 1}

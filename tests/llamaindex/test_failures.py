@@ -84,8 +84,16 @@ async def test_all_models_failing_raises_one_clear_error(method: str, llm: Bandi
     assert row["status"] == "failed"
 
 
-def test_a_non_provider_error_is_not_retried(llm: BanditRouterLLM, server: FakeLLMServer) -> None:
-    server.set_behavior("cheap", fail_status=401)
-    with pytest.raises(litellm.AuthenticationError):
+def test_an_invalid_request_is_not_retried_and_is_counted(llm: BanditRouterLLM, server: FakeLLMServer) -> None:
+    server.set_behavior("cheap", fail_status=422)
+    with pytest.raises(litellm.BadRequestError):
         llm.chat([ChatMessage(role=MessageRole.USER, content="hello")])
-    assert [r.model for r in server.requests] == ["cheap"]
+    assert [r.model for r in server.requests] == ["cheap"] and llm.router.failures == {CHEAP: 1, BIG: 0}
+    [row] = llm.router.log.rows()
+    assert (row["status"], row["error"]) == ("failed", "BadRequestError")
+
+
+def test_a_refused_key_falls_back(llm: BanditRouterLLM, server: FakeLLMServer) -> None:
+    server.set_behavior("cheap", fail_status=401)
+    info = llm.chat([ChatMessage(role=MessageRole.USER, content="hello")]).additional_kwargs
+    assert_served_by_big_after_cheap_failed(llm, info)
