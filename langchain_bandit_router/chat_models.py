@@ -44,6 +44,11 @@ class _Call:
     thread_id: Any = None
     pinned: str | None = None
     task: str | None = None
+    failed: tuple[str, ...] = ()  # the pinned model, when it failed and the call was re-routed
+
+    def served(self, decision: Decision) -> Decision:
+        """`decision` as reported: with the pinned model that failed before it was made, if one did."""
+        return replace(decision, failed=(*self.failed, *decision.failed)) if self.failed else decision
 
     def route(self) -> dict[str, Any]:
         """Keyword arguments of Router.complete/stream: the pinned model, else the allowed subset."""
@@ -156,19 +161,26 @@ class ChatBanditRouter(BaseChatModel):
     # -- the dial and the pin key from the run config --------------------------------------------------------
     def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
-        return super().invoke(input, config, stop=stop, **_configured(config, kwargs))
+        return super().invoke(input, config, stop=stop, **self._configured(config, kwargs))
 
     async def ainvoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                       stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
-        return await super().ainvoke(input, config, stop=stop, **_configured(config, kwargs))
+        return await super().ainvoke(input, config, stop=stop, **self._configured(config, kwargs))
 
     def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                stop: list[str] | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
-        return super().stream(input, config, stop=stop, **_configured(config, kwargs))
+        return super().stream(input, config, stop=stop, **self._configured(config, kwargs))
 
     def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                 stop: list[str] | None = None, **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
-        return super().astream(input, config, stop=stop, **_configured(config, kwargs))
+        return super().astream(input, config, stop=stop, **self._configured(config, kwargs))
+
+    def _configured(self, config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """kwargs with the dial and task taken from the run config's `configurable` unless given per call, and its
+        thread id if threads are pinned (only then: call kwargs are part of LangChain's cache key)."""
+        configurable = ensure_config(config).get("configurable") or {}
+        names = _CONFIGURABLE if self.pin_model else _CONFIGURABLE[:2]
+        return {**{k: configurable[k] for k in names if k in configurable}, **kwargs}
 
     # -- tools ----------------------------------------------------------------------------------------------
     def bind_tools(self, tools: Sequence[dict[str, Any] | type | Callable | BaseTool], *,
@@ -245,7 +257,7 @@ class ChatBanditRouter(BaseChatModel):
         if call.pinned is None:
             return None
         others = [m for m in call.models or self.router.models if m != call.pinned]
-        return replace(call, pinned=None, models=others) if others else None
+        return replace(call, pinned=None, models=others, failed=(call.pinned,)) if others else None
 
     def _served(self, call: _Call, decision: Decision, answer: str) -> None:
         """After a call: pin its thread to the model that answered if asked; queue the answer for the evaluator."""
@@ -259,7 +271,7 @@ class ChatBanditRouter(BaseChatModel):
             self.evaluator.submit(decision.route_id, query_text(call.messages)[0], answer, decision.feedback_token)
 
     def _result(self, call: _Call, completion: Completion) -> ChatResult:
-        decision = completion.decision
+        decision = call.served(completion.decision)
         message = to_message(completion.response, decision, completion.cost, dict(completion.usage))
         self._served(call, decision, message.text)
         return ChatResult(generations=[ChatGeneration(message=message)],
@@ -322,7 +334,7 @@ class ChatBanditRouter(BaseChatModel):
         text, finish_reason, first = [], None, True
         for chunk in stream:
             if first:
-                yield _first_chunk(stream.decision)
+                yield _first_chunk(call.served(stream.decision))
                 first = False
             finish_reason = _finish_reason(chunk) or finish_reason
             if (message := to_chunk(chunk)) is not None:
@@ -349,7 +361,7 @@ class ChatBanditRouter(BaseChatModel):
         text, finish_reason, first = [], None, True
         async for chunk in stream:
             if first:
-                yield _first_chunk(stream.decision)
+                yield _first_chunk(call.served(stream.decision))
                 first = False
             finish_reason = _finish_reason(chunk) or finish_reason
             if (message := to_chunk(chunk)) is not None:
@@ -386,12 +398,6 @@ def _structured(llm: Runnable, parser: Runnable, include_raw: bool) -> Runnable:
     parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
     failed = RunnablePassthrough.assign(parsed=lambda _: None)
     return RunnableMap(raw=llm) | parsed.with_fallbacks([failed], exception_key="parsing_error")
-
-
-def _configured(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """kwargs with the dial, task and thread id taken from the run config's `configurable` unless given per call."""
-    configurable = ensure_config(config).get("configurable") or {}
-    return {**{k: configurable[k] for k in _CONFIGURABLE if k in configurable}, **kwargs}
 
 
 def _finish_reason(chunk: Any) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.caches import InMemoryCache
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
@@ -243,10 +244,29 @@ def test_pinned_model_that_fails_is_replaced_and_repinned(router: Router, server
     server.set_behavior("small", fail_status=500)
     second = llm.invoke("second", config=config)
     assert second.response_metadata["model_name"] == LARGE and second.content == "Echo: second"
-    assert router.failures[SMALL] == 1
+    assert second.response_metadata["failed"] == [SMALL] and router.failures[SMALL] == 1  # the fallback is shown
     server.set_behavior("small", fail_status=None)
     assert llm.invoke("third", config=config).response_metadata["model_name"] == LARGE
     assert [c for c in llm.stream("fourth", config=config)][0].response_metadata["model_name"] == LARGE
+    llm = ChatBanditRouter(router=router, pin_model=True, cost_weight=1.0)
+    assert llm.invoke("first", config={"configurable": {"thread_id": "u"}}).response_metadata["model_name"] == SMALL
+    server.set_behavior("small", fail_status=500)
+    opening = next(iter(llm.stream("second", config={"configurable": {"thread_id": "u"}}))).response_metadata
+    assert (opening["model_name"], opening["failed"]) == (LARGE, [SMALL])
+
+
+def test_the_thread_id_is_not_a_call_argument_unless_threads_are_pinned(router: Router) -> None:
+    """LangChain's cache key and traced invocation params hold the call's kwargs: an agent's thread id in them
+    would keep two threads from sharing a cached answer."""
+    cache = InMemoryCache()
+    config = {"configurable": {"thread_id": "A"}}
+    llm = ChatBanditRouter(router=router, cache=cache)
+    first = llm.invoke("same question", config=config)
+    again = llm.invoke("same question", config={"configurable": {"thread_id": "B"}})
+    assert first.response_metadata.get("cached") is None and again.response_metadata["cached"] is True
+    assert "thread_id" not in llm._get_invocation_params(**llm._configured(config, {}))
+    pinned = ChatBanditRouter(router=router, pin_model=True)
+    assert pinned._configured(config, {})["thread_id"] == "A"
 
 
 def test_conversation_history_is_sent_as_openai_messages(llm: ChatBanditRouter, server: FakeLLMServer) -> None:
