@@ -220,11 +220,21 @@ def _json_answer(response_format: dict[str, Any], text: str, number: int | float
 
 
 def _chosen_tool(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The tool the fake model calls: the one tool_choice names, else the first; after a tool's result none (it
+    answers in text) unless tool_choice forces a call: then the first tool not called yet in the conversation, else
+    the last (so an agent whose final answer is a tool, as LangChain's structured output, gets it)."""
     tools, choice, messages = body.get("tools") or [], body.get("tool_choice"), body.get("messages") or []
-    if not tools or choice == "none" or (messages and messages[-1].get("role") == "tool"):
+    name = lambda tool: tool.get("function", {}).get("name")  # noqa: E731
+    if not tools or choice == "none":
         return None
-    wanted = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
-    return next((t for t in tools if t.get("function", {}).get("name") == wanted), tools[0])
+    if isinstance(choice, dict):
+        return next((t for t in tools if name(t) == choice.get("function", {}).get("name")), tools[0])
+    if messages and messages[-1].get("role") == "tool":
+        if choice != "required":
+            return None
+        called = {c.get("function", {}).get("name") for m in messages for c in m.get("tool_calls") or ()}
+        return next((t for t in tools if name(t) not in called), tools[-1])
+    return tools[0]
 
 
 def _truncate(text: str, stop: str | list[str] | None, max_tokens: int | None) -> tuple[str, str]:

@@ -8,7 +8,7 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 
-from bandit_router import Router
+from bandit_router import ConfigError, Router
 from bandit_router.feedback import RunRoutes
 
 __all__ = ["FeedbackHandler"]
@@ -29,9 +29,15 @@ class FeedbackHandler(BaseCallbackHandler):
     def __init__(self, router: Router, max_runs: int = 100_000) -> None:
         self.runs = RunRoutes(router, max_runs)
 
-    def feedback(self, run_id: UUID, score: float, source: str | None = None) -> list[str]:
-        """Reward the routed calls of `run_id` still waiting for feedback; returns their route_ids. `source`
-        names who rated (needed when the router caps feedback per source)."""
+    def feedback(self, run_id: UUID | str, score: float, source: str | None = None) -> list[str]:
+        """Reward the routed calls of `run_id` (a UUID, or its string form as run ids travel over HTTP) still
+        waiting for feedback; returns their route_ids. `source` names who rated (needed when the router caps
+        feedback per source)."""
+        if isinstance(run_id, str):
+            try:
+                run_id = UUID(run_id)
+            except ValueError:
+                raise ConfigError(f"run_id must be a UUID or its string form, got {run_id!r}") from None
         return self.runs.feedback(run_id, score, source)
 
     def _start(self, run_id: UUID, parent_run_id: UUID | None) -> None:

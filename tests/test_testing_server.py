@@ -255,6 +255,12 @@ def test_answer_after_tool_result_includes_it(server: FakeLLMServer) -> None:
     )
     assert "12:34" in response.choices[0].message.content
     assert response.choices[0].finish_reason == "stop"
+    messages = [{"role": "user", "content": "What time is it?"}, call_message,
+                {"role": "tool", "tool_call_id": "call_9", "content": "12:34"}]
+    forced = litellm.completion(model="openai/echo", api_base=server.base_url, api_key="sk-test", messages=messages,
+                                tools=[TIME_TOOL, WEATHER_TOOL], tool_choice="required", num_retries=0,
+                                max_retries=0, **TOOL_KW)  # a forced call after a result: a tool not called yet
+    assert [c.function.name for c in forced.choices[0].message.tool_calls] == ["get_weather"]
 
 
 def test_streamed_tool_call_reassembles(server: FakeLLMServer) -> None:
@@ -328,6 +334,8 @@ def test_response_format_json_object(server: FakeLLMServer) -> None:
         (500, litellm.InternalServerError),
         (429, litellm.RateLimitError),
         (400, litellm.ContextWindowExceededError),
+        (401, litellm.AuthenticationError),
+        (422, litellm.BadRequestError),
     ],
 )
 def test_fail_status_maps_to_litellm_exception(server: FakeLLMServer, status: int, expected: type) -> None:

@@ -288,3 +288,18 @@ def test_streaming_flag_streams_under_invoke(router: Router, server: FakeLLMServ
     assert reply.content == "Echo: via stream" and "".join(tokens) == "Echo: via stream"
     assert server.requests[-1].params["stream"] is True
     assert router.pending(reply.response_metadata["route_id"]) and reply.usage_metadata["output_tokens"] == 3
+
+
+def test_an_agent_with_a_structured_answer_runs_to_its_answer(llm: ChatBanditRouter, server: FakeLLMServer) -> None:
+    """LangChain's create_agent with response_format: the answer is a forced tool call after the tools' results."""
+    from langchain.agents import create_agent
+    from langchain.agents.structured_output import ToolStrategy
+
+    class Answer(BaseModel):
+        value: int
+
+    agent = create_agent(llm, tools=[square], response_format=ToolStrategy(Answer))
+    result = agent.invoke({"messages": [("user", "What is 7 squared?")]})
+    assert result["structured_response"] == Answer(value=7)  # the fake fills numbers with the prompt's first
+    assert [m.content for m in result["messages"] if m.type == "tool"][0] == "49"
+    assert [r.params.get("tool_choice") for r in server.requests] == ["required", "required"]

@@ -31,12 +31,14 @@ def test_rating_a_chain_run_rewards_its_model_call(llm: ChatBanditRouter, router
         "Echo: Tell me about owls"
     [route_id] = handler.runs.route_ids(run_id)
     assert router.pending(route_id)
-    assert handler.feedback(run_id, 1.0) == [route_id]
+    assert handler.feedback(str(run_id), 1.0) == [route_id]  # as a run id comes back over HTTP
     assert not router.pending(route_id)
     with pytest.raises(DuplicateFeedbackError):
         handler.feedback(run_id, 1.0)
     with pytest.raises(UnknownRouteError, match="no routed call"):
         handler.feedback(uuid.uuid4(), 1.0)
+    with pytest.raises(ConfigError, match="run_id must be a UUID or its string form, got 'run-7'"):
+        handler.feedback("run-7", 1.0)
 
 
 def test_feedback_moves_the_policy(llm: ChatBanditRouter, router: Router) -> None:
