@@ -25,7 +25,7 @@ from bandit_router.decision import query_text
 from bandit_router.feedback import Evaluator, check_call_kwargs, vision_models
 from bandit_router.checks import check_cost_weight, check_model_names
 
-from .messages import route_metadata, to_chunk, to_message, to_openai, usage_metadata
+from .messages import route_metadata, to_chunk, to_messages, to_openai, usage_metadata
 
 __all__ = ["ChatBanditRouter"]
 
@@ -272,11 +272,13 @@ class ChatBanditRouter(BaseChatModel):
 
     def _result(self, call: _Call, completion: Completion) -> ChatResult:
         decision = call.served(completion.decision)
-        message = to_message(completion.response, decision, completion.cost, dict(completion.usage))
-        self._served(call, decision, message.text)
-        return ChatResult(generations=[ChatGeneration(message=message)],
+        messages = to_messages(completion.response, decision, completion.cost, dict(completion.usage))
+        self._served(call, decision, messages[0].text)
+        return ChatResult(generations=[ChatGeneration(message=m, generation_info={
+            "finish_reason": m.response_metadata["finish_reason"]}) for m in messages],
                           llm_output={"route_id": decision.route_id, "model_name": decision.model,
-                                      "token_usage": dict(completion.usage)})
+                                      "token_usage": dict(completion.usage),
+                                      "system_fingerprint": messages[0].response_metadata["system_fingerprint"]})
 
     def _combine_llm_outputs(self, llm_outputs: list[dict | None]) -> dict:
         """One `llm_output` for a batch: token_usage summed over its calls."""
@@ -331,16 +333,13 @@ class ChatBanditRouter(BaseChatModel):
 
     def _stream_call(self, call: _Call) -> Iterator[ChatGenerationChunk]:
         stream = self.router.stream(call.messages, **call.route())
-        text, finish_reason, first = [], None, True
+        tally = _Tally()
         for chunk in stream:
-            if first:
+            if not tally.seen:
                 yield _first_chunk(call.served(stream.decision))
-                first = False
-            finish_reason = _finish_reason(chunk) or finish_reason
-            if (message := to_chunk(chunk)) is not None:
-                text.append(message.text)
-                yield ChatGenerationChunk(message=message)
-        yield self._last_chunk(call, stream, "".join(text), finish_reason)
+            if (piece := tally.see(chunk)) is not None:
+                yield piece
+        yield self._last_chunk(call, stream, tally)
 
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None,
@@ -358,24 +357,41 @@ class ChatBanditRouter(BaseChatModel):
     async def _astream_call(self, call: _Call) -> AsyncIterator[ChatGenerationChunk]:
         await self.router.context.prefetch(call.messages, self.router.limits.max_prompt_chars)  # encode off the loop
         stream = self.router.astream(call.messages, **call.route())
-        text, finish_reason, first = [], None, True
+        tally = _Tally()
         async for chunk in stream:
-            if first:
+            if not tally.seen:
                 yield _first_chunk(call.served(stream.decision))
-                first = False
-            finish_reason = _finish_reason(chunk) or finish_reason
-            if (message := to_chunk(chunk)) is not None:
-                text.append(message.text)
-                yield ChatGenerationChunk(message=message)
-        yield self._last_chunk(call, stream, "".join(text), finish_reason)
+            if (piece := tally.see(chunk)) is not None:
+                yield piece
+        yield self._last_chunk(call, stream, tally)
 
-    def _last_chunk(self, call: _Call, stream: Any, text: str, finish_reason: str | None) -> ChatGenerationChunk:
+    def _last_chunk(self, call: _Call, stream: Any, tally: _Tally) -> ChatGenerationChunk:
         """The closing chunk: token usage and cost, known once the stream has ended (the route came first)."""
-        self._served(call, stream.decision, text)
-        metadata = {"cost": stream.cost, "finish_reason": finish_reason}
+        self._served(call, stream.decision, "".join(tally.text))
+        metadata = {"cost": stream.cost, "finish_reason": tally.finish_reason}
         return ChatGenerationChunk(message=AIMessageChunk(
-            content="", usage_metadata=usage_metadata(stream.usage), response_metadata=metadata,
+            content="", usage_metadata=usage_metadata(stream.usage, tally.usage), response_metadata=metadata,
             chunk_position="last"))
+
+
+class _Tally:
+    """What a stream's chunks add up to: its text, its finish reason and the provider's usage (with details)."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.text: list[str] = []
+        self.finish_reason: str | None = None
+        self.usage: Any = None
+
+    def see(self, chunk: Any) -> ChatGenerationChunk | None:
+        """Count a LiteLLM chunk in; its LangChain chunk, if it carries text, reasoning or a tool call."""
+        self.seen += 1
+        self.finish_reason = (chunk.choices[0].finish_reason if chunk.choices else None) or self.finish_reason
+        self.usage = getattr(chunk, "usage", None) or self.usage
+        if (message := to_chunk(chunk)) is None:
+            return None
+        self.text.append(message.text)
+        return ChatGenerationChunk(message=message)
 
 
 def _first_chunk(decision: Decision) -> ChatGenerationChunk:
@@ -398,10 +414,6 @@ def _structured(llm: Runnable, parser: Runnable, include_raw: bool) -> Runnable:
     parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
     failed = RunnablePassthrough.assign(parsed=lambda _: None)
     return RunnableMap(raw=llm) | parsed.with_fallbacks([failed], exception_key="parsing_error")
-
-
-def _finish_reason(chunk: Any) -> str | None:
-    return chunk.choices[0].finish_reason if chunk.choices else None
 
 
 def _tool_choice(choice: dict | str | bool, tools: list[dict[str, Any]]) -> dict | str:

@@ -137,3 +137,27 @@ def test_cached_replies_are_reported_as_cached(router: Router, server: FakeLLMSe
 def test_get_num_tokens_counts(llm: ChatBanditRouter) -> None:
     assert llm.get_num_tokens("hello world how are you") == 5
     assert llm.get_num_tokens_from_messages([HumanMessage("hello world how are you")]) > 5
+
+
+def test_what_the_provider_returns_beyond_the_text_is_kept(llm: ChatBanditRouter) -> None:
+    """As ChatOpenAI keeps it: every choice of `n`, reasoning text, logprobs, the response id and fingerprint, and
+    the usage's cache-read and reasoning tokens."""
+    from litellm import ModelResponse
+
+    reply = ModelResponse(id="chatcmpl-7", system_fingerprint="fp_1", choices=[
+        {"index": 0, "finish_reason": "stop", "logprobs": {"content": [{"token": "42", "logprob": -0.1, "bytes": None,
+                                                                      "top_logprobs": []}]},
+         "message": {"role": "assistant", "content": "42", "reasoning_content": "6 x 7"}},
+        {"index": 1, "finish_reason": "length", "message": {"role": "assistant", "content": "41"}}],
+        usage={"prompt_tokens": 20, "completion_tokens": 30, "total_tokens": 50,
+               "prompt_tokens_details": {"cached_tokens": 8}, "completion_tokens_details": {"reasoning_tokens": 15}})
+    [generations] = llm.generate([[HumanMessage("6 x 7?")]], n=2, mock_response=reply).generations
+    first, second = (g.message for g in generations)
+    assert (first.content, second.content) == ("42", "41")
+    assert first.additional_kwargs == {"reasoning_content": "6 x 7"} and second.additional_kwargs == {}
+    assert first.usage_metadata == {"input_tokens": 20, "output_tokens": 30, "total_tokens": 50,
+                                    "input_token_details": {"cache_read": 8}, "output_token_details": {"reasoning": 15}}
+    meta = first.response_metadata
+    assert (meta["id"], meta["system_fingerprint"], meta["finish_reason"]) == ("chatcmpl-7", "fp_1", "stop")
+    assert meta["logprobs"]["content"][0]["token"] == "42" and "logprobs" not in second.response_metadata
+    assert second.response_metadata["route_id"] == meta["route_id"]  # one routed call, one rating
