@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 from pathlib import Path
@@ -39,7 +40,10 @@ LEARNED_SETTINGS = frozenset({"cost_weight", "seed", "expected_output_tokens", "
 # defaults, or when the caller passes that group to Router.load (the file's value is then not used); key -> group.
 _GROUPS = {"feedback": FeedbackSettings().to_config(), "limits": Limits().to_config(), "log": LogSettings().to_config()}
 _OPERATIONAL = {key: group for group, keys in _GROUPS.items() for key in keys if key not in LEARNED_SETTINGS}
+log = logging.getLogger(__name__)
+
 _CONFIG_KEYS = {"models", "policy", "encoder", "dim", "router", "rng"}
+_KEYED = "keyed"  # the names of the models saved with a key or credentials (files before 2026-12-06 have none)
 MAX_HEADER = 16 << 20  # bytes of JSON header
 MAX_DEPTH = 32  # JSON nesting
 MAX_DIM = 65_536
@@ -202,7 +206,7 @@ def check_state(config: Any, arrays: Mapping[str, np.ndarray], overrides: Mappin
     """StateFormatError naming the first field of a state file's config or arrays that this library would not
     have written: unknown or operational keys (settings in `overrides`, passed by the caller, excepted),
     credentials, bad random states, sizes its arrays do not account for, magnitudes beyond MAX_MAGNITUDE."""
-    if not isinstance(config, dict) or set(config) != _CONFIG_KEYS:
+    if not isinstance(config, dict) or set(config) - {_KEYED} != _CONFIG_KEYS:
         keys = sorted(config) if isinstance(config, dict) else type(config).__name__
         raise _fail("config", f"has keys {keys}; expected {sorted(_CONFIG_KEYS)}")
     policy = config["policy"]
@@ -215,6 +219,9 @@ def check_state(config: Any, arrays: Mapping[str, np.ndarray], overrides: Mappin
     if not (isinstance(encoder, str) and 0 < len(encoder) <= 256):
         raise _fail("config['encoder']", "must be the encoder's name")
     _check_models(config["models"])
+    names = [m["name"] for m in config["models"]]
+    if not (isinstance(config.get(_KEYED, []), list) and set(config.get(_KEYED, [])) <= set(names)):
+        raise _fail(f"config[{_KEYED!r}]", "must list some of the models' names")
     _check_router(config["router"], overrides)
     _check_rng(config["rng"], "config['rng']")
     _check_rng(policy["rng"], "config['policy']['rng']")
@@ -255,6 +262,7 @@ def encode_router(router: Saved) -> bytes:
                    "expired_reward": router.feedback_settings.expired_reward,
                    "expected_output_tokens": router.limits.expected_output_tokens},
         "rng": _rng_state(router.rng),
+        _KEYED: [m.name for m in router.models.values() if m.api_key or m.credentials],  # never the keys
     }
     return encode_state(config, {**{f"policy.{k}": v for k, v in router.policy.state().items()},
                                  **{f"costs.{k}": v for k, v in router.costs.state().items()}})
@@ -315,4 +323,10 @@ def load_router(build: Callable[..., T], path: str | Path, encoder: Encoder | Ca
         with_tasks = f" ({dim} with its {len(router.tasks)} tasks)" if router.tasks else ""
         raise StateFormatError(f"encoder {router.encoder.name!r} gives {router.encoder.dim}-d vectors{with_tasks}; "
                                f"the saved policy expects {policy.dim}")
+    keyless = [name for name in config.get(_KEYED, []) if not (api_keys or {}).get(name)
+               and not (credentials or {}).get(name)]
+    if keyless:
+        log.warning("%r: %s had an API key or credentials when saved, which a state file never holds; pass them with "
+                    "Router.load(path, api_keys={name: key}) or credentials=, or calls will rely on the provider's "
+                    "environment variables", str(path), keyless)
     return router

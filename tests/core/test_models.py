@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import litellm
 import pytest
 
@@ -36,7 +38,7 @@ def test_an_unknown_model_with_explicit_prices_is_fine():
     assert model.context_window is None and model.supports_tools is None
 
 
-def test_the_api_key_is_used_for_calls_but_never_shown_or_saved(tmp_path):
+def test_the_api_key_is_used_for_calls_but_never_shown_or_saved(tmp_path, caplog):
     key = "sk-very-secret-4242"
     model = Model("openai/gpt-4o-mini", api_key=key, api_base="http://127.0.0.1:9/v1")
     assert model.call_kwargs()["api_key"] == key and model.call_kwargs()["api_base"] == "http://127.0.0.1:9/v1"
@@ -46,9 +48,12 @@ def test_the_api_key_is_used_for_calls_but_never_shown_or_saved(tmp_path):
     path = tmp_path / "router.safetensors"
     router.save(path)
     assert key.encode() not in path.read_bytes()
-    assert Router.load(path, encoder=hashed_bow).models["openai/gpt-4o-mini"].api_key is None
+    with caplog.at_level(logging.WARNING, logger="bandit_router.state"):
+        assert Router.load(path, encoder=hashed_bow).models["openai/gpt-4o-mini"].api_key is None
+    assert "['openai/gpt-4o-mini'] had an API key or credentials when saved" in caplog.text  # not gpt-4o: it had none
+    caplog.clear()
     restored = Router.load(path, encoder=hashed_bow, api_keys={"openai/gpt-4o-mini": key})
-    assert restored.models["openai/gpt-4o-mini"].call_kwargs()["api_key"] == key
+    assert restored.models["openai/gpt-4o-mini"].call_kwargs()["api_key"] == key and not caplog.text
     assert Model.from_config(model.to_config()) == model  # the key takes no part in equality
 
 
