@@ -80,6 +80,9 @@ def messages_of(prompt: str | Messages) -> list[dict[str, Any]]:
         return [{"role": "user", "content": prompt}]
     if isinstance(prompt, (bytes, bytearray, memoryview)):
         raise InvalidPromptError("prompt must be str or chat messages, got bytes; decode it as UTF-8 first")
+    if not isinstance(prompt, Sequence):
+        raise InvalidPromptError(f"prompt must be str or chat messages (a list of dicts), got "
+                                 f"{type(prompt).__name__}")
     try:
         messages = [dict(m) for m in prompt]
     except (TypeError, ValueError):

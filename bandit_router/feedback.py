@@ -65,7 +65,8 @@ CALL_KWARGS = frozenset({
 
 
 def check_call_kwargs(kwargs: Mapping[str, Any]) -> None:
-    """Refuse unknown call kwargs (naming the closest known one) and out-of-range token limits."""
+    """Refuse unknown call kwargs (naming the closest known one), out-of-range token limits and a response_format
+    that is not one."""
     for key in kwargs:
         if key not in CALL_KWARGS:
             close = get_close_matches(key, CALL_KWARGS, n=1)
@@ -76,6 +77,11 @@ def check_call_kwargs(kwargs: Mapping[str, Any]) -> None:
         value = kwargs.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"{key} must be an integer >= 1 or None, got {value!r}")
+    shape = kwargs.get("response_format")  # LiteLLM raises a malformed one as a connection error, model by model
+    if shape is not None and not isinstance(shape, type) and not (
+            isinstance(shape, Mapping) and shape.get("type") in ("text", "json_object", "json_schema")):
+        raise ConfigError(f"response_format must be {{'type': 'text' | 'json_object' | 'json_schema', ...}} or a "
+                          f"Pydantic class, got {shape!r}")
 
 
 def _has_image(messages: Sequence[Mapping[str, Any]]) -> bool:

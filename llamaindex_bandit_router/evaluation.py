@@ -64,7 +64,10 @@ class EvaluatorFeedback:
         self.score_range = (float(score_range[0]), float(score_range[1]))
 
     def _sampled(self, routes: Sequence[Mapping[str, Any]]) -> bool:
-        return bool(routes) and self.sampled()
+        if not routes:  # e.g. a streaming response read after its record_routes() block
+            raise ConfigError("routes is empty: no routed call to rate. Pass the routes of the calls that made the "
+                              "answer (llm.record_routes(), with a streaming response read inside the block)")
+        return self.sampled()
 
     def _failed(self, routes: Sequence[Mapping[str, Any]], error: Exception) -> EvaluationError:
         ids = [route["route_id"] for route in routes]
@@ -85,7 +88,8 @@ class EvaluatorFeedback:
     def evaluate(self, routes: Sequence[Mapping[str, Any]], query: str, response: Answer,
                  **kwargs: Any) -> float | None:
         """Evaluate `response` to `query` if sampled and reward `routes`; returns the reward given, or None if
-        not sampled (EvaluationError if the evaluator fails or grades without a score or a verdict).
+        not sampled (EvaluationError if the evaluator fails or grades without a score or a verdict; ConfigError if
+        `routes` is empty).
 
         `response` is a query engine's Response or StreamingResponse (its source nodes become the contexts) or
         the answer text; kwargs go to the evaluator (e.g. `reference=` for correctness, `contexts=` for a text

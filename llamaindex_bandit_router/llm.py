@@ -12,13 +12,13 @@ from llama_index.core.base.llms.types import (ChatMessage, ChatResponse, ChatRes
                                               CompletionResponse, CompletionResponseAsyncGen, CompletionResponseGen,
                                               LLMMetadata, MessageRole, ToolCallBlock)
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
-from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW, DEFAULT_NUM_OUTPUTS
+from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.tools.types import BaseTool
 
-from bandit_router import Completion, ConfigError, Decision, Router
+from bandit_router import Completion, ConfigError, Decision, InvalidPromptError, Router
 from bandit_router.feedback import RouteRecorder, check_call_kwargs, route_metadata, vision_models
 from bandit_router.checks import check_cost_weight, check_model_names
 from bandit_router.streaming import AsyncRoutedStream, RoutedStream
@@ -28,6 +28,26 @@ from .messages import StreamedMessage, from_openai, to_openai
 __all__ = ["BanditRouterLLM"]
 
 _TOOL_CHOICES = ("auto", "none", "required")
+_CHECKED = ("cost_weight", "models", "task", "call_kwargs")
+
+
+def _checked(router: Router, name: str, value: Any) -> Any:
+    """A setting of the LLM, checked against `router` (ConfigError naming the field)."""
+    if name == "cost_weight":
+        return None if value is None else check_cost_weight(value)
+    if name == "models":
+        return None if value is None else check_model_names(value, router.models)
+    if name == "task":
+        router.check_task(value)
+        return value
+    check_call_kwargs(value)
+    return dict(value)
+
+
+def _prompt(prompt: Any) -> str:
+    if not isinstance(prompt, str):
+        raise InvalidPromptError(f"prompt must be a str, got {type(prompt).__name__}")
+    return prompt
 
 
 def routing_info(decision: Decision, cost: float | None = None,
@@ -66,17 +86,28 @@ class BanditRouterLLM(FunctionCallingLLM):
                  call_kwargs: Dict[str, Any] | None = None, task: str | None = None, **kwargs: Any) -> None:
         if not isinstance(router, Router):
             raise ConfigError(f"router must be a bandit_router.Router, got {type(router).__name__}")
-        if cost_weight is not None:
-            cost_weight = check_cost_weight(cost_weight)
-        if models is not None:
-            models = check_model_names(models, router.models)
-        router.check_task(task)
-        check_call_kwargs(call_kwargs or {})
+        settings = {"cost_weight": cost_weight, "models": models, "task": task, "call_kwargs": call_kwargs or {}}
         recorder = kwargs.pop("recorder", None) or RouteRecorder()
-        super().__init__(cost_weight=cost_weight, models=models, call_kwargs=dict(call_kwargs or {}), task=task,
-                         **kwargs)
+        super().__init__(**{k: _checked(router, k, v) for k, v in settings.items()}, **kwargs)
         self._router = router
         self._recorder = recorder
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Settings are checked when they change, as when the LLM is built."""
+        super().__setattr__(name, _checked(self.router, name, value) if name in _CHECKED else value)
+
+    def model_copy(self, *, update: Dict[str, Any] | None = None, deep: bool = False) -> BanditRouterLLM:
+        """A copy over the same router (also when `deep`: the router is shared, not copied); `update` is checked."""
+        update = {k: _checked(self.router, k, v) if k in _CHECKED else v for k, v in (update or {}).items()}
+        return super().model_copy(update=update)
+
+    def __deepcopy__(self, memo: Dict[int, Any] | None = None) -> BanditRouterLLM:
+        """A sibling sharing the router (a service handle, like an HTTP client: its locks, stores and log)."""
+        return self.with_options()
+
+    def __getstate__(self) -> Dict[str, Any]:
+        raise TypeError("a BanditRouterLLM holds a live Router (locks, stores, its log) and cannot be pickled: save "
+                        "the router with router.save(path) and build the LLM over Router.load(path)")
 
     def with_options(self, **options: Any) -> BanditRouterLLM:
         """A sibling over the same router (and the same `record_routes` blocks) with some of cost_weight, models,
@@ -99,11 +130,13 @@ class BanditRouterLLM(FunctionCallingLLM):
 
     @property
     def metadata(self) -> LLMMetadata:
-        """Limits of the smallest eligible model, so prompts built for it fit whichever model is chosen."""
+        """The smallest eligible context window, so prompts built for it fit whichever model is chosen; as the
+        room kept for the answer, the call's max_tokens if set, else the router's expected output tokens (what
+        LlamaIndex's prompt helpers subtract from the window, not a model's largest possible answer)."""
         cards = [card for name, card in self.router.models.items() if self.models is None or name in self.models]
         return LLMMetadata(
             context_window=min((c.context_window for c in cards if c.context_window), default=DEFAULT_CONTEXT_WINDOW),
-            num_output=min((c.max_output_tokens for c in cards if c.max_output_tokens), default=DEFAULT_NUM_OUTPUTS),
+            num_output=self.call_kwargs.get("max_tokens") or self.router.limits.expected_output_tokens,
             is_chat_model=True,
             is_function_calling_model=any(c.supports_tools for c in cards),
             model_name="bandit-router",
@@ -214,20 +247,20 @@ class BanditRouterLLM(FunctionCallingLLM):
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        return chat_to_completion_decorator(self._chat)(prompt, **kwargs)
+        return chat_to_completion_decorator(self._chat)(_prompt(prompt), **kwargs)
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        return await achat_to_completion_decorator(self._achat)(prompt, **kwargs)
+        return await achat_to_completion_decorator(self._achat)(_prompt(prompt), **kwargs)
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
-        return stream_chat_to_completion_decorator(self._stream_chat)(prompt, **kwargs)
+        return stream_chat_to_completion_decorator(self._stream_chat)(_prompt(prompt), **kwargs)
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False,
                                **kwargs: Any) -> CompletionResponseAsyncGen:
-        return await astream_chat_to_completion_decorator(self._astream_chat)(prompt, **kwargs)
+        return await astream_chat_to_completion_decorator(self._astream_chat)(_prompt(prompt), **kwargs)
 
     # -- tool calling ---------------------------------------------------------------------------------------
     def _prepare_chat_with_tools(self, tools: Sequence[BaseTool], user_msg: Union[str, ChatMessage, None] = None,
@@ -247,11 +280,15 @@ class BanditRouterLLM(FunctionCallingLLM):
 
     def _validate_chat_with_tools_response(self, response: ChatResponse, tools: Sequence[BaseTool],
                                            allow_parallel_tool_calls: bool = False, **kwargs: Any) -> ChatResponse:
-        """Keep only the first tool call unless parallel calls are allowed (not every provider takes the flag)."""
+        """Keep only the first tool call unless parallel calls are allowed (not every provider takes the flag),
+        in the blocks and in their OpenAI mirror, additional_kwargs["tool_calls"]."""
         if not allow_parallel_tool_calls:
             calls = [b for b in response.message.blocks if isinstance(b, ToolCallBlock)]
             for extra in calls[1:]:
                 response.message.blocks.remove(extra)
+            mirror = response.message.additional_kwargs.get("tool_calls")
+            if mirror:
+                response.message.additional_kwargs["tool_calls"] = mirror[:1]
         return response
 
     def get_tool_calls_from_response(self, response: ChatResponse, error_on_no_tool_call: bool = True,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock, ThinkingBlock, ToolCallBlock
+from llama_index.core.base.llms.types import (ChatMessage, ImageBlock, MessageRole, TextBlock, ThinkingBlock,
+                                              ToolCallBlock)
 
 from bandit_router import ConfigError
 
@@ -35,21 +36,36 @@ def _legacy_tool_call(call: Any) -> dict[str, Any]:
             "function": {"name": function["name"], "arguments": _arguments(function.get("arguments") or {})}}
 
 
+def _image(block: ImageBlock) -> dict[str, Any]:
+    """An OpenAI image part: the block's URL, or its image (bytes or file) as a base64 data URL."""
+    if block.url is not None:
+        url = str(block.url)
+    else:
+        data = block.resolve_image(as_base64=True).read().decode("ascii")
+        url = f"data:{block.image_mimetype or 'image/png'};base64,{data}"
+    return {"type": "image_url", "image_url": {"url": url, **({"detail": block.detail} if block.detail else {})}}
+
+
 def _to_openai(message: ChatMessage) -> dict[str, Any]:
-    text: list[str] = []
+    parts: list[dict[str, Any]] = []
     tool_calls: list[dict[str, Any]] = []
     for block in message.blocks:
         if isinstance(block, TextBlock):
-            text.append(block.text)
+            parts.append({"type": "text", "text": block.text})
+        elif isinstance(block, ImageBlock):
+            parts.append(_image(block))
         elif isinstance(block, ToolCallBlock):
             tool_calls.append({"id": block.tool_call_id, "type": "function",
                                "function": {"name": block.tool_name, "arguments": _arguments(block.tool_kwargs)}})
         elif not isinstance(block, ThinkingBlock):  # another model's reasoning is not sent back
-            raise ConfigError(f"message blocks must be text or tool calls; got a {block.block_type!r} block")
+            raise ConfigError(f"message blocks must be text, images or tool calls; got a {block.block_type!r} block")
     if not tool_calls:  # blocks are the source of truth; additional_kwargs mirror them (see `from_openai`)
         tool_calls = [_legacy_tool_call(c) for c in message.additional_kwargs.get("tool_calls") or ()]
     role = _ROLES.get(message.role.value, message.role.value)
-    out: dict[str, Any] = {"role": role, "content": "\n".join(text) if text or not tool_calls else None}
+    text = "\n".join(p["text"] for p in parts if p["type"] == "text")
+    content: Any = parts if any(p["type"] == "image_url" for p in parts) else (
+        text if parts or not tool_calls else None)
+    out: dict[str, Any] = {"role": role, "content": content}
     if tool_calls:
         out["tool_calls"] = tool_calls
     if role == MessageRole.TOOL.value:
@@ -58,7 +74,7 @@ def _to_openai(message: ChatMessage) -> dict[str, Any]:
 
 
 def to_openai(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    """OpenAI chat messages (text, tool calls, tool results) from LlamaIndex ones."""
+    """OpenAI chat messages (text, images, tool calls, tool results) from LlamaIndex ones."""
     return [_to_openai(m) for m in messages]
 
 

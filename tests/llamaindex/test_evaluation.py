@@ -89,7 +89,8 @@ def test_a_sampled_share_of_answers_is_evaluated(llm: BanditRouterLLM, server: F
 def test_nothing_is_evaluated_without_routes_or_at_rate_zero(llm: BanditRouterLLM, server: FakeLLMServer) -> None:
     grader = judge(server, lambda messages: "5.0\nPerfect.")
     response = llm.complete("hello")
-    assert EvaluatorFeedback(llm, CorrectnessEvaluator(llm=grader)).evaluate([], "hello", response.text) is None
+    with pytest.raises(ConfigError, match="routes is empty: no routed call to rate"):  # e.g. a stream read too late
+        EvaluatorFeedback(llm, CorrectnessEvaluator(llm=grader)).evaluate([], "hello", response.text)
     never = EvaluatorFeedback(llm, CorrectnessEvaluator(llm=grader), sample_rate=0.0)
     assert never.evaluate([response.additional_kwargs], "hello", response.text) is None
     assert not any(r.model == "judge" for r in server.requests)

@@ -163,3 +163,66 @@ def test_a_huge_prompt_names_the_context_windows(llm: BanditRouterLLM, server: F
     with pytest.raises(NoEligibleModelError, match="8192") as caught:
         llm.complete("word " * 400_000)  # 2 MB
     assert "128000" in str(caught.value) and server.requests == []
+
+
+def test_a_query_engine_works_over_models_whose_answer_limit_is_their_window(server: FakeLLMServer) -> None:
+    """LiteLLM's cards often give max_output_tokens = context window: kept as the answer's room, it left no room
+    for the prompt ("Calculated available context size -90")."""
+    router = Router([Model(CHEAP, input_cost_per_token=1e-7, output_cost_per_token=2e-7, context_window=8_192,
+                           max_output_tokens=8_192, api_base=server.base_url, api_key="sk-test")],
+                    encoder=bag_of_words, seed=0)
+    llm = BanditRouterLLM(router, call_kwargs={"max_retries": 0})
+    index = VectorStoreIndex.from_documents([Document(text="The shop opens at 10 am.")],
+                                            embed_model=EncoderEmbedding(as_encoder(bag_of_words)))
+    assert "10 am" in str(index.as_query_engine(llm=llm).query("When does the shop open?"))
+
+
+def test_an_image_goes_to_a_vision_model_as_an_image_part(server: FakeLLMServer) -> None:
+    from llama_index.core.base.llms.types import ImageBlock, TextBlock
+
+    seeing = Model("openai/big", input_cost_per_token=1e-5, output_cost_per_token=3e-5, supports_vision=True,
+                   api_base=server.base_url, api_key="sk-test")
+    blind = Model("openai/cheap", input_cost_per_token=1e-7, output_cost_per_token=2e-7, supports_vision=False,
+                  api_base=server.base_url, api_key="sk-test")
+    llm = BanditRouterLLM(Router([blind, seeing], encoder=bag_of_words, seed=0), cost_weight=1.0)
+    message = ChatMessage(role="user", blocks=[TextBlock(text="What is this?"), ImageBlock(url="http://x/y.png"),
+                                               ImageBlock(image=b"\x89PNG", image_mimetype="image/png")])
+    assert llm.chat([message]).additional_kwargs["model"] == "openai/big"  # the cheap one cannot see
+    text, url, data = server.requests[-1].messages[-1]["content"]
+    assert text == {"type": "text", "text": "What is this?"} and url["image_url"]["url"] == "http://x/y.png"
+    assert data["image_url"]["url"] == "data:image/png;base64,iVBORw=="
+
+
+def test_bad_prompts_settings_and_copies_are_named_at_once(llm: BanditRouterLLM, server: FakeLLMServer) -> None:
+    import copy
+    import pickle
+
+    from bandit_router import InvalidPromptError
+
+    for prompt in (None, 42):
+        with pytest.raises(InvalidPromptError, match=f"prompt must be a str, got {type(prompt).__name__}"):
+            llm.complete(prompt)
+    with pytest.raises(ConfigError, match="response_format must be"):  # LiteLLM would fail it model by model
+        llm.complete("hi", response_format="json")
+    assert server.requests == [] and llm.router.failures == {CHEAP: 0, BIG: 0}
+    with pytest.raises(ConfigError, match=r"cost_weight must be a number in \[0, 1\]"):
+        llm.cost_weight = 7
+    with pytest.raises(ConfigError, match="cost_weight"):
+        llm.model_copy(update={"cost_weight": 5})
+    with pytest.raises(ConfigError, match="models contains unknown names"):
+        llm.models = ["openai/nope"]
+    sibling = copy.deepcopy(llm.model_copy(update={"cost_weight": 0.5}))
+    assert sibling.router is llm.router and sibling.cost_weight == 0.5 and llm.cost_weight is None
+    with pytest.raises(TypeError, match="cannot be pickled: save the router with router.save"):
+        pickle.dumps(llm)
+
+
+def test_a_dropped_parallel_tool_call_leaves_no_trace(llm: BanditRouterLLM) -> None:
+    from llama_index.core.base.llms.types import ChatResponse
+
+    from llamaindex_bandit_router.messages import _assistant
+
+    both = ChatResponse(message=_assistant("", [("c1", "add", "{}"), ("c2", "mul", "{}")], {}))
+    one = llm._validate_chat_with_tools_response(both, [], allow_parallel_tool_calls=False).message
+    assert [b.tool_call_id for b in one.blocks] == ["c1"]
+    assert [c["id"] for c in one.additional_kwargs["tool_calls"]] == ["c1"]

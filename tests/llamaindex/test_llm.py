@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock, ThinkingBlock, ToolCallBlock
-from llama_index.core.llms import ImageBlock
+from llama_index.core.llms import AudioBlock
 
 from bandit_router import ConfigError, DuplicateFeedbackError, Model, Router, SpendTarget, UnknownRouteError
 from bandit_router.testing import FakeLLMServer
@@ -153,12 +153,13 @@ def test_invalid_router_and_per_call_dial_raise_config_error(llm: BanditRouterLL
 
 
 # -- metadata ---------------------------------------------------------------------------------------------------
-def test_metadata_is_the_smallest_eligible_models(router: Router, server: FakeLLMServer) -> None:
+def test_metadata_is_the_smallest_eligible_window_and_the_expected_answer(router: Router,
+                                                                          server: FakeLLMServer) -> None:
     meta = BanditRouterLLM(router).metadata
-    assert (meta.context_window, meta.num_output) == (8_192, 1_024)
+    assert (meta.context_window, meta.num_output) == (8_192, 256)  # the router's expected output tokens
     assert meta.is_chat_model and meta.is_function_calling_model
-    big_only = BanditRouterLLM(router, models=[BIG]).metadata
-    assert (big_only.context_window, big_only.num_output) == (128_000, 4_096)
+    big_only = BanditRouterLLM(router, models=[BIG], call_kwargs={"max_tokens": 500}).metadata
+    assert (big_only.context_window, big_only.num_output) == (128_000, 500)
     router.add_model(Model("openai/tiny", input_cost_per_token=0.0, output_cost_per_token=0.0, context_window=2_048,
                            max_output_tokens=256, supports_tools=False))
     assert BanditRouterLLM(router).metadata.context_window == 2_048  # follows models added at run time
@@ -237,8 +238,8 @@ def test_to_openai_translates_text_tool_calls_and_tool_results() -> None:
 
 
 def test_to_openai_rejects_blocks_it_cannot_send() -> None:
-    message = ChatMessage(role=MessageRole.USER, blocks=[ImageBlock(url="https://example.com/cat.png")])
-    with pytest.raises(ConfigError, match="message blocks must be text or tool calls; got a 'image' block"):
+    message = ChatMessage(role=MessageRole.USER, blocks=[AudioBlock(audio=b"RIFF", format="wav")])
+    with pytest.raises(ConfigError, match="message blocks must be text, images or tool calls; got a 'audio' block"):
         to_openai([message])
 
 
