@@ -92,7 +92,10 @@ class OutcomeLedger:
             pending = self.waiting.get(route_id)
             if pending is None:
                 error, why = _WHY.get(self.closed.get(route_id, ""), (UnknownRouteError, ""))
-                raise error(f"route_id {route_id!r} {why}" if why else f"unknown route_id {route_id!r}")
+                raise error(f"route_id {route_id!r} {why}" if why else
+                            f"unknown route_id {route_id!r}: not made by this router, or made before it was restarted "
+                            f"or loaded (decisions wait for feedback in memory and are not saved), or forgotten "
+                            f"beyond max_pending")
             if self.quota is not None:
                 source = self.quota.check(source)
             self.learn([pending.outcome(score)])

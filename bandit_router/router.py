@@ -103,6 +103,11 @@ class Router:
             self.replica = Replica(state_store, self.policy, float(self.limits.sync_every), self.layout)
             self.replica.maybe_sync(self.lock)
 
+    def __repr__(self) -> str:
+        dial = self.spend_target if self.spend_target is not None else self.cost_weight
+        return (f"Router(models={list(self.models)}, policy={self.policy.name!r}, encoder={self.encoder.name!r}, "
+                f"cost_weight={dial!r})")
+
     @property
     def cost_weight(self) -> float:
         """The default dial: the fixed one, or the spend target's current dial."""

@@ -105,6 +105,10 @@ class ChatBanditRouter(BaseChatModel):
     _pins: OrderedDict = PrivateAttr(default_factory=OrderedDict)
     _pins_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
+    def __init__(self, router: Router | None = None, **kwargs: Any) -> None:
+        """`router` by name or by position: `ChatBanditRouter(router, cost_weight=0.2)`."""
+        super().__init__(**({} if router is None else {"router": router}), **kwargs)
+
     @field_validator("cost_weight", mode="before")
     @classmethod
     def _check_cost_weight(cls, value: Any) -> float | None:

@@ -107,6 +107,12 @@ def test_invalid_cost_weight_is_rejected(router: Router, bad: object) -> None:
         ChatBanditRouter(router=router).invoke("hi", cost_weight=bad)
 
 
+def test_the_router_may_be_given_by_position(router: Router) -> None:
+    llm = ChatBanditRouter(router, cost_weight=0.2)
+    assert llm.router is router and llm.cost_weight == 0.2 and llm.invoke("hi").content == "Echo: hi"
+    assert repr(router) in repr(llm) and "models=['openai/small', 'openai/large']" in repr(router)
+
+
 def test_unknown_settings_are_rejected(router: Router) -> None:
     with pytest.raises(ValidationError, match="cost_wieght"):
         ChatBanditRouter(router=router, cost_wieght=0.5)
