@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -19,7 +21,9 @@ from .redaction import hidden, redact
 from .store import DecisionLog
 from .streaming import AsyncRoutedStream, RoutedStream
 
-__all__ = ["ModelCaller", "retryable", "route_kwargs"]
+__all__ = ["Cooldowns", "ModelCaller", "retryable", "route_kwargs"]
+
+log = logging.getLogger(__name__)
 
 
 def route_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -42,13 +46,42 @@ def retryable(error: BaseException) -> bool:
     return isinstance(error, kinds) or status >= 500 or status in (401, 403)
 
 
+class Cooldowns:
+    """Models whose calls failed `after` times in a row sit out `seconds` (Limits.cooldown); a success ends a
+    model's streak. Callers hold the router's lock."""
+
+    def __init__(self, seconds: float, after: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.after = after
+        self.clock = clock
+        self.streaks: dict[str, int] = {}
+        self.until: dict[str, float] = {}
+
+    def failed(self, model: str) -> None:
+        self.streaks[model] = streak = self.streaks.get(model, 0) + 1
+        if self.seconds and streak >= self.after:
+            self.until[model] = self.clock() + self.seconds
+            log.warning("%s failed %d times in a row: not routed to for %g s", model, streak, self.seconds)
+
+    def served(self, model: str) -> None:
+        self.streaks.pop(model, None)
+        self.until.pop(model, None)
+
+    def available(self, names: list[str]) -> list[str]:
+        """`names` without the models sitting out, or all of them if none would be left."""
+        now = self.clock()
+        ready = [m for m in names if self.until.get(m, 0.0) <= now]
+        return ready or names
+
+
 class ModelCaller:
     """Calls routed models (plain, async or streamed), tries the next-best model on a retryable failure, settles
     the budget with the real cost and records calls and failures in the log. `failures` counts provider
     failures per model (every failed attempt, retryable or not)."""
 
     def __init__(self, models: Mapping[str, Model], ledger: OutcomeLedger, gate: BudgetGate, costs: CostModel,
-                 log: DecisionLog | None, store_prompts: bool, max_attempts: int, lock: threading.RLock) -> None:
+                 log: DecisionLog | None, store_prompts: bool, max_attempts: int, lock: threading.RLock,
+                 cooldowns: Cooldowns) -> None:
         self.models = models
         self.ledger = ledger
         self.gate = gate
@@ -57,6 +90,7 @@ class ModelCaller:
         self.store_prompts = store_prompts
         self.max_attempts = max_attempts
         self.lock = lock
+        self.cooldowns = cooldowns
         self.failures: dict[str, int] = {name: 0 for name in models}
 
     def order(self, decision: Decision) -> list[str]:
@@ -72,6 +106,8 @@ class ModelCaller:
 
     def served(self, decision: Decision, model: str, failed: list[str]) -> Decision:
         """The decision as served: after fallbacks the pending feedback is re-pointed at the model that answered."""
+        with self.lock:
+            self.cooldowns.served(model)
         if model == decision.model:
             return decision
         self.ledger.serve(decision.route_id, model)
@@ -100,11 +136,14 @@ class ModelCaller:
     def failed(self, decision: Decision, model: str, error: BaseException, failures: dict[str, BaseException]) -> None:
         """Count and log a failed attempt; a failure not worth trying another model for ends the call: it is
         re-raised, with a note naming the model and the attempts that failed before it."""
+        worth_retrying = retryable(error)
         with self.lock:
             self.failures[model] = self.failures.get(model, 0) + 1
+            if worth_retrying:  # the model's failure, not the request's
+                self.cooldowns.failed(model)
         if self.log is not None:
             self.log.record_failure(decision.route_id, error)
-        if not retryable(error):
+        if not worth_retrying:
             self.withdraw(decision.route_id)
             before = "".join(f"; {m} had failed first: {type(e).__name__}: {redact(str(e))[:200]}"
                              for m, e in failures.items())

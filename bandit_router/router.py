@@ -10,7 +10,7 @@ import numpy as np
 
 from .atomic import write_atomic
 from .budget import Budget
-from .calls import ModelCaller, route_kwargs
+from .calls import Cooldowns, ModelCaller, route_kwargs
 from .checks import check_cost_weight, check_prompt, check_score
 from .context import PromptContext, eligible
 from .costs import CostModel
@@ -94,7 +94,8 @@ class Router:
         self.ledger = OutcomeLedger(self.feedback_settings, lambda o: self.policy.learn(o), self.gate.settle, self.lock,
                                     state_store)
         self.caller = ModelCaller(self.models, self.ledger, self.gate, self.costs, self.log,
-                                  self.log_settings.store_prompts, self.limits.max_attempts, self.lock)
+                                  self.log_settings.store_prompts, self.limits.max_attempts, self.lock,
+                                  Cooldowns(self.limits.cooldown, self.limits.cooldown_after))
         self.replica: Replica | None = None
         if state_store is not None:
             if not self.policy.shares_state:
@@ -206,7 +207,7 @@ class Router:
             target = self.spend_target if requested is None else None  # a request's own dial is not counted
             dial = self.cost_weight if requested is None else requested
             self.ledger.expire()
-            names = eligible(self.models, prompt_tokens, models, tools, max_tokens)
+            names = self.caller.cooldowns.available(eligible(self.models, prompt_tokens, models, tools, max_tokens))
             names, worst = self.gate.admit(names, prompt_tokens, max_tokens, budget_key,
                                            lambda arms, cost: self._choose(vector, arms, cost, dial)[1])
             cost = self.costs.predict(names, prompt_tokens, max_tokens)  # the learned cost model's expectation

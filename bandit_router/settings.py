@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,19 +85,25 @@ class Limits:
     max_attempts: models tried per call when providers fail (timeouts, 5xx, rate limits, context length).
     max_prompt_chars: longest prompt accepted, in characters; longer ones raise InvalidPromptError.
     sync_every: seconds between syncs with a state_store (checked on route and feedback; `sync()` forces one).
+    cooldown, cooldown_after: a model whose calls failed `cooldown_after` times in a row (timeouts, 5xx, rate
+    limits, refused keys) is not routed to for `cooldown` seconds, unless no other model is eligible; then one
+    call tries it again (0 seconds: never).
     """
 
     expected_output_tokens: int = 256
     max_attempts: int = 3
     max_prompt_chars: int = 4_000_000
     sync_every: float = 5.0
+    cooldown: float = 30.0
+    cooldown_after: int = 3
 
     def __post_init__(self) -> None:
-        for name in ("expected_output_tokens", "max_attempts", "max_prompt_chars"):
+        for name in ("expected_output_tokens", "max_attempts", "max_prompt_chars", "cooldown_after"):
             _whole(getattr(self, name), name)
-        if isinstance(self.sync_every, bool) or not (isinstance(self.sync_every, (int, float))
-                                                     and self.sync_every >= 0):
-            raise ConfigError(f"sync_every must be a number of seconds >= 0, got {self.sync_every!r}")
+        for name in ("sync_every", "cooldown"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 <= value < math.inf):
+                raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}")
 
     def to_config(self) -> dict[str, Any]:
         return asdict(self)

@@ -50,7 +50,9 @@ class FixedPolicy(Policy):
                       cost_weight: float) -> tuple[np.ndarray, np.ndarray]:
         names = [self.arms[a] for a in arms]
         if self.config.model not in names:
-            raise NoEligibleModelError(f"fixed model {self.config.model!r} is not eligible for this request")
+            raise NoEligibleModelError(f"fixed model {self.config.model!r} is not eligible for this request (outside "
+                                       "its models=, too small for it, or sitting out Limits.cooldown after failing "
+                                       "calls)")
         return (np.array(names) == self.config.model).astype(float), np.full(len(arms), np.nan)
 
 

@@ -31,8 +31,8 @@ __all__ = ["ServiceConfig", "load_config"]
 log = logging.getLogger(__name__)
 
 _TOP = {"models", "policy", "policy_settings", "cost_weight", "spend_target", "encoder", "seed", "tasks",
-        "pending_ttl", "max_pending", "max_attempts", "expected_output_tokens", "log", "state", "budget", "feedback",
-        "tenants", "server", "prior", "judge"}
+        "pending_ttl", "max_pending", "max_attempts", "expected_output_tokens", "cooldown", "cooldown_after", "log",
+        "state", "budget", "feedback", "tenants", "server", "prior", "judge"}
 _STATE = {"redis", "sqlite", "namespace", "sync_every"}
 _BUDGET = {"limit", "period", "key_limit", "pacer", "bins"}
 _FEEDBACK = {"secret_env", "limit_per_tenant", "window", "token_ttl"}
@@ -130,7 +130,8 @@ class ServiceConfig:
         store = self.state_store()
         top = dict(self.router)
         waiting = {k: top.pop(k) for k in ("pending_ttl", "max_pending") if k in top}
-        limits = {k: top.pop(k) for k in ("max_attempts", "expected_output_tokens") if k in top}
+        limits = {k: top.pop(k) for k in ("max_attempts", "expected_output_tokens", "cooldown", "cooldown_after")
+                  if k in top}
         if "spend_target" in top:  # a target of its own per router: it counts this router's requests
             top["cost_weight"] = SpendTarget(top.pop("spend_target"))
         feedback = FeedbackSettings(**waiting, feedback_secret=self.feedback_secret,
@@ -218,7 +219,8 @@ def parse_config(config: Mapping[str, Any], env: Mapping[str, str] | None = None
     if "strength" in prior:
         check_positive(prior["strength"], "prior.strength", unit="online observations per offline one")
     router = {k: config[k] for k in ("policy", "policy_settings", "cost_weight", "seed", "tasks", "pending_ttl",
-                                     "max_pending", "max_attempts", "expected_output_tokens", "log") if k in config}
+                                     "max_pending", "max_attempts", "expected_output_tokens", "cooldown",
+                                     "cooldown_after", "log") if k in config}
     if "spend_target" in config:
         if "cost_weight" in config:
             raise ConfigError("set cost_weight (a fixed dial) or spend_target (USD per request), not both")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bandit_router import AllModelsFailedError, FeedbackSettings, LogSettings, Model, Router, UnknownRouteError
+from bandit_router import AllModelsFailedError, FeedbackSettings, Limits, LogSettings, Model, Router, UnknownRouteError
 from bandit_router.store import SQLiteDecisionLog
 from bandit_router.testing import FakeLLMServer, ModelBehavior
 
@@ -185,3 +185,29 @@ def test_a_call_stops_litellm_printing_its_banner_on_failures(make_router, monke
     monkeypatch.setattr(litellm, "suppress_debug_info", False)
     make_router().complete("hello", mock_response="hi")
     assert litellm.suppress_debug_info is True  # the router reports the failures it recovers from itself
+
+
+def test_a_model_that_keeps_failing_sits_out_a_cooldown(caplog):
+    """After `cooldown_after` failed calls in a row a model is not routed to for `cooldown` seconds (each call
+    would wait out its failure first), then one call tries it again; a success ends its streak."""
+    now = [0.0]
+    with FakeLLMServer({"down": ModelBehavior(fail_status=500), "up": ModelBehavior()}) as server:
+        cheap, dear = (Model(f"openai/{name}", input_cost_per_token=price, output_cost_per_token=price,
+                             api_base=server.base_url, api_key="sk-test") for name, price in (("down", 1e-7),
+                                                                                              ("up", 1e-5)))
+        router = Router([cheap, dear], policy="cheapest", encoder=hashed_bow, seed=0,
+                        limits=Limits(cooldown=30.0, cooldown_after=3))
+        router.caller.cooldowns.clock = lambda: now[0]
+        first = [router.complete(f"q {i}", num_retries=0).decision for i in range(3)]
+        assert all(d.failed == ("openai/down",) for d in first)  # tried first each time, then the fallback
+        assert "openai/down failed 3 times in a row: not routed to for 30 s" in caplog.text
+        resting = router.complete("q 3", num_retries=0).decision
+        assert (resting.model, resting.failed, resting.probabilities) == ("openai/up", (), {"openai/up": 1.0})
+        assert router.route("q 4", models=["openai/down"]).model == "openai/down"  # the only one allowed
+        now[0] = 31.0
+        assert router.complete("q 5", num_retries=0).decision.failed == ("openai/down",)  # tried again: still down
+        assert router.route("q 6").model == "openai/up"  # and back to rest at once
+        server.set_behavior("down", fail_status=None)
+        now[0] = 62.0
+        assert [router.complete(f"q {i}", num_retries=0).decision.model for i in (7, 8)] == ["openai/down"] * 2
+    assert router.failures == {"openai/down": 4, "openai/up": 0}
