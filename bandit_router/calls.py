@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 def route_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     """What `route` takes from a call's kwargs (task and budget_key are removed: providers do not take them)."""
-    return {"tools": bool(kwargs.get("tools")), "max_tokens": kwargs.get("max_tokens"),
+    return {"tools": bool(kwargs.get("tools")), "max_tokens": kwargs.get("max_tokens")
+            or kwargs.get("max_completion_tokens"),  # OpenAI's newer name for the same limit
             "budget_key": kwargs.pop("budget_key", None), "task": kwargs.pop("task", None)}
 
 
@@ -165,6 +166,14 @@ class ModelCaller:
         if self.log is not None:
             self.log.record_call(decision.route_id, cost, usage["prompt_tokens"], usage["completion_tokens"])
         return cost
+
+    def broke(self, decision: Decision, model: str, error: BaseException) -> None:
+        """Count and log a stream that broke after its first chunk (too late to try another model)."""
+        with self.lock:
+            self.failures[model] = self.failures.get(model, 0) + 1
+            self.cooldowns.failed(model)
+        if self.log is not None:
+            self.log.record_failure(decision.route_id, error)
 
     def cut(self, decision: Decision) -> None:
         """A stream stopped before its end: its usage never arrives, so the hold is charged at its worst case."""

@@ -271,9 +271,12 @@ class Router:
 
     # -- budget ---------------------------------------------------------------------------------------------
     def settle(self, route_id: str, cost: float | None = None) -> None:
-        """Charge the real cost (USD) of `route_id`'s call in place of its hold (None: the hold, for a call whose usage
-        never arrived) and teach it to the cost model; complete/stream settle by themselves; expiry charges the hold."""
+        """Charge the real cost of `route_id`'s call (the models' cost unit: USD for priced cards) in place of its
+        hold (None: the hold, for a call whose usage never arrived), teach it to the cost model and log it beside
+        the predicted cost; complete/stream settle by themselves; expiry charges the hold."""
         self.gate.settle(route_id, cost)
+        if cost is not None and self.log is not None:
+            self.log.record_call(route_id, cost)
 
     def release(self, route_id: str) -> None:
         """Drop the budget hold of `route_id` without charge (its call was not made)."""

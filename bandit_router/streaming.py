@@ -22,6 +22,7 @@ class Attempts(Protocol):
     def all_failed(self, decision: Decision, failures: dict[str, BaseException]) -> Exception: ...
     def ended(self, decision: Decision, model: str, usage: Mapping[str, int], response: Any = None) -> float: ...
     def cut(self, decision: Decision) -> None: ...
+    def broke(self, decision: Decision, model: str, error: BaseException) -> None: ...
 
 
 class _StreamBase:
@@ -50,10 +51,13 @@ class _StreamBase:
         if getattr(chunk, "usage", None):
             self.usage = usage_of(chunk)
 
-    def _cut(self) -> None:
-        """The stream stopped before its end (closed by the consumer, or broken): the provider bills what it
-        generated but its usage never arrives, so the budget is charged the call's worst-case hold."""
+    def _cut(self, model: str, error: BaseException) -> None:
+        """The stream stopped before its end: the provider bills what it generated but its usage never arrives, so
+        the budget is charged the call's worst-case hold. If it broke (not closed by its consumer), that is a
+        failure of the model."""
         self.caller.cut(self.decision)
+        if isinstance(error, Exception):  # GeneratorExit, cancellation: the consumer stopped reading
+            self.caller.broke(self.decision, model, error)
 
     def _ended(self, model: str) -> None:
         usage = self.usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
@@ -80,8 +84,8 @@ class RoutedStream(_StreamBase):
                 for chunk in chunks:
                     self._observe(chunk)
                     yield chunk
-            except BaseException:
-                self._cut()
+            except BaseException as error:
+                self._cut(model, error)
                 raise
             self._ended(model)
             return
@@ -108,8 +112,8 @@ class AsyncRoutedStream(_StreamBase):
                 async for chunk in chunks:
                     self._observe(chunk)
                     yield chunk
-            except BaseException:
-                self._cut()
+            except BaseException as error:
+                self._cut(model, error)
                 raise
             self._ended(model)
             return

@@ -66,7 +66,7 @@ def _run_task(policy: str, dial: float | None, seed: int, spend: float | None) -
     started = time.perf_counter()
     router = Router(table.model_cards(), policy=policy, policy_settings=spec.settings.get(policy),
                     encoder=lookup_encoder(table, vectors, _worker["encoder_name"]), seed=seed,
-                    tasks=TaskHints(sorted(set(table.tasks)), spec.text_weight) if spec.task_hints else (),
+                    tasks=TaskHints(sorted(set(table.tasks) - {""}), spec.text_weight) if spec.task_hints else (),
                     cost_weight=0.0 if spend is None else SpendTarget(spend * table.costs[:, table.best].mean()))
     run = replay(table, router, dial, seed, policy_label=policy, warm_start=spec.warm_start, feedback=spec.feedback)
     return replace(run, spend=spend), time.perf_counter() - started

@@ -21,8 +21,10 @@ class DecisionLog(ABC):
         propensity and failed models and keeps the rest."""
 
     @abstractmethod
-    def record_call(self, route_id: str, cost: float, prompt_tokens: int, completion_tokens: int) -> None:
-        """Record that the decision's call was served, at `cost` USD."""
+    def record_call(self, route_id: str, cost: float, prompt_tokens: int | None = None,
+                    completion_tokens: int | None = None) -> None:
+        """Record that the decision's call was served, at `cost` (the models' cost unit: USD for priced cards),
+        with its token counts if known."""
 
     @abstractmethod
     def record_failure(self, route_id: str, error: BaseException) -> None:

@@ -166,7 +166,8 @@ class SQLiteDecisionLog(DecisionLog):
              json.dumps(predictions, allow_nan=True), json.dumps(list(decision.failed)), prompt, blob, decision.task,
              decision.predicted_cost.get(decision.model)))
 
-    def record_call(self, route_id: str, cost: float, prompt_tokens: int, completion_tokens: int) -> None:
+    def record_call(self, route_id: str, cost: float, prompt_tokens: int | None = None,
+                    completion_tokens: int | None = None) -> None:
         self._execute("UPDATE decisions SET status='served', cost=?, prompt_tokens=?, completion_tokens=?"
                       " WHERE route_id=?", (cost, prompt_tokens, completion_tokens, route_id))
 

@@ -211,3 +211,43 @@ def test_a_model_that_keeps_failing_sits_out_a_cooldown(caplog):
         now[0] = 62.0
         assert [router.complete(f"q {i}", num_retries=0).decision.model for i in (7, 8)] == ["openai/down"] * 2
     assert router.failures == {"openai/down": 4, "openai/up": 0}
+
+
+def test_max_completion_tokens_limits_like_max_tokens(make_router):
+    """OpenAI's newer name for the answer's limit: it sets eligibility and the worst-case cost as max_tokens does."""
+    router = make_router("random")
+    completion = router.complete("hi", max_completion_tokens=5_000, mock_response=ANSWER)
+    assert set(completion.decision.probabilities) == {"openai/large"}  # small writes 1,000, medium 4,000
+
+
+def test_a_cost_settled_after_route_is_logged_beside_the_prediction(make_router, tmp_path):
+    router = make_router(log=tmp_path / "log.sqlite")
+    decision = router.route(CANARY)
+    router.settle(decision.route_id, 0.002)
+    [row] = router.log.rows()
+    assert (row["status"], row["cost"], row["prompt_tokens"]) == ("served", 0.002, None)
+    assert row["predicted_cost"] == pytest.approx(decision.predicted_cost[decision.model])
+
+
+def test_a_stream_that_breaks_is_a_failure_of_its_model_and_one_closed_early_is_not(make_router, tmp_path,
+                                                                                    monkeypatch):
+    import litellm
+
+    def stream(**kwargs):
+        yield litellm.ModelResponseStream(choices=[{"index": 0, "delta": {"content": "partial "}}])
+        if kwargs["messages"][-1]["content"] == "breaks":
+            raise litellm.APIConnectionError("connection reset by peer", "openai", kwargs["model"])
+        yield litellm.ModelResponseStream(choices=[{"index": 0, "delta": {"content": "rest"}}])
+
+    monkeypatch.setattr(litellm, "completion", stream)
+    router = make_router(log=tmp_path / "log.sqlite")
+    routed = router.stream("breaks")
+    with pytest.raises(litellm.APIConnectionError):
+        list(routed)
+    model = routed.decision.model
+    assert router.failures[model] == 1
+    assert [(r["status"], r["error"]) for r in router.log.rows()] == [("failed", "APIConnectionError")]
+    chunks = iter(router.stream("closed early"))
+    next(chunks)
+    chunks.close()  # the consumer stopped reading: not the model's failure
+    assert sum(router.failures.values()) == 1
