@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import csv
 import re
 from pathlib import Path
@@ -218,6 +220,9 @@ def test_task_hints_reach_the_router_in_replays_and_sweeps(table_dir: Path) -> N
     spec = SweepSpec(["linucb"], [0.0], [0], task_hints=True)
     (swept, _), = run_sweep(table, vectors, "blind", spec, workers=1)
     assert swept.mean_score > without.mean_score + 0.1
+    unlabelled = dataclasses.replace(table, tasks=["" if i % 3 else t for i, t in enumerate(table.tasks)])
+    (partly, _), = run_sweep(unlabelled, vectors, "blind", spec, workers=1)  # empty cells: the prompt alone
+    assert len(partly.order) == len(table)
 
 
 def test_cli_replay_takes_the_bundled_set_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
