@@ -29,7 +29,8 @@ def __getattr__(name: str) -> Any:
 
 def serve(config: ServiceConfig, host: str | None = None, port: int | None = None, access_log: bool = False,
           advertise_url: str | None = None) -> None:
-    """Run the service on uvicorn until interrupted (host and port default to the config's server section).
+    """Run the service on uvicorn until interrupted (host and port default to the config's server section); on
+    SIGTERM or Ctrl-C it waits up to server.shutdown_timeout seconds for the requests in flight.
 
     With shared state (Redis, or SQLite on one machine), `advertise_url` (how the other replicas reach this one;
     default http://HOST:PORT unless HOST is a wildcard address) lets a rating sent to any replica be passed on to
@@ -51,4 +52,4 @@ def serve(config: ServiceConfig, host: str | None = None, port: int | None = Non
           f"{prior}); loading the encoder can take a while", file=sys.stderr)
     service = Service(config, advertise_url=advertise_url)
     uvicorn.run(service.app, host=host, port=port,  # "info": uvicorn says where it listens once it does
-                log_level="info", access_log=access_log, timeout_graceful_shutdown=5)
+                log_level="info", access_log=access_log, timeout_graceful_shutdown=config.shutdown_timeout)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, AsyncIterator
+from typing import Any, AsyncGenerator, AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -18,16 +19,25 @@ from starlette.routing import Route
 
 from ..errors import StoreUnavailableError
 from ..router import Router
+from ..streaming import AsyncRoutedStream
 from .auth import Tenant
 from .config import ServiceConfig
 from .metrics import Metrics
 from .directory import FORWARDED, route_directory
-from .openai_api import (ROUTER_MODEL, APIError, ChatRequest, api_error, chunk_body, completion_body, parse_chat,
-                         parse_feedback, usage_chunk)
+from .openai_api import (ROUTER_MODEL, APIError, ChatRequest, api_error, chunk_body, completion_body,
+                         model_object, parse_chat, parse_feedback, stream_broken, usage_chunk, with_usage)
 
 __all__ = ["Service"]
 
 log = logging.getLogger(__name__)
+
+
+def _sse(body: Any) -> bytes:
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+def _finished(body: dict[str, Any]) -> bool:
+    return any(choice.get("finish_reason") for choice in body["choices"])
 
 
 class Service:
@@ -45,6 +55,7 @@ class Service:
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/v1/feedback", self.feedback, methods=["POST"]),
             Route("/v1/models", self.models, methods=["GET"]),
+            Route("/v1/models/{model_id:path}", self.model, methods=["GET"]),
             Route("/healthz", self.health, methods=["GET"]),
             Route("/metrics", self.scrape, methods=["GET"]),
         ], exception_handlers={404: self._not_found, 405: self._not_found})
@@ -76,6 +87,9 @@ class Service:
             return json.loads(body)
         except ValueError as error:
             raise APIError(400, f"the request body is not valid JSON: {error}", code="invalid_json") from None
+        except RecursionError:
+            raise APIError(400, "the request body nests arrays or objects too deeply to parse (about "
+                                f"{sys.getrecursionlimit()} levels at most)", code="invalid_json") from None
 
     def _remember(self, route_id: str, tenant: str) -> None:
         with self._lock:
@@ -90,12 +104,17 @@ class Service:
                                 or next(iter(self._routes.values()))[1] < deadline):
             self._routes.popitem(last=False)
 
-    def _failed(self, error: BaseException, tenant: str, where: str) -> JSONResponse:
-        api = api_error(error)
+    @staticmethod
+    def _report(api: APIError, error: BaseException, tenant: str, where: str) -> APIError:
+        """`api`, logged (code and exception type only) when it is the service's or the upstream's fault."""
         if api.status >= 500:
             log.warning("%s for tenant %s failed: %s (%s)", where, tenant, api.body["error"]["code"],
                         type(error).__name__)
-        return JSONResponse(api.body, status_code=api.status)
+        return api
+
+    def _failed(self, error: BaseException, tenant: str, where: str) -> JSONResponse:
+        api = self._report(api_error(error), error, tenant, where)
+        return JSONResponse(api.body, status_code=api.status, headers=api.headers)
 
     def _extension(self, decision: Any, cost: float | None) -> dict[str, Any]:
         return {"route_id": decision.route_id, "model": decision.model, "cost_weight": decision.cost_weight,
@@ -121,16 +140,15 @@ class Service:
             chat = parse_chat(await self._json(request))
             kwargs = {**chat.params, "task": chat.task,
                       "budget_key": None if self.keys.open else tenant.budget_key}
-            if chat.stream:
-                response = await self._stream(chat, kwargs, tenant, started)
-            else:
-                completion = await self.router.acomplete(chat.messages, chat.cost_weight, chat.models, **kwargs)
-                decision = completion.decision
-                self._remember(decision.route_id, tenant.name)
-                self._served(decision, completion.cost, started, time.time())
-                body = completion_body(completion.response, decision.route_id, decision.model, completion.usage,
-                                       self._extension(decision, completion.cost))
-                response = JSONResponse(body)
+            if chat.stream:  # counted when it ends (a stream that breaks is not a 200)
+                return await self._stream(chat, kwargs, tenant, started)
+            completion = await self.router.acomplete(chat.messages, chat.cost_weight, chat.models, **kwargs)
+            decision = completion.decision
+            self._remember(decision.route_id, tenant.name)
+            self._served(decision, completion.cost, started, time.time())
+            body = completion_body(completion.response, decision.route_id, decision.model, completion.usage,
+                                   self._extension(decision, completion.cost))
+            response = JSONResponse(body)
         except Exception as error:  # every failure answers in OpenAI's error shape
             response = self._failed(error, tenant_name, "chat completion")
         self.metrics.inc("bandit_router_requests_total", status=str(response.status_code))
@@ -147,34 +165,55 @@ class Service:
         except BaseException:
             await chunks.aclose()
             raise
-        decision = stream.decision
-        self._remember(decision.route_id, tenant.name)
-
-        async def events() -> AsyncIterator[bytes]:
-            created = int(time.time())
-            try:
-                pending = [] if first is None else [first]
-                while True:
-                    chunk = pending.pop() if pending else await chunks.__anext__()
-                    body = chunk_body(chunk, decision.route_id, decision.model)
-                    if body is not None:
-                        created = body["created"] or created
-                        yield b"data: " + json.dumps(body).encode() + b"\n\n"
-            except StopAsyncIteration:
-                pass
-            except Exception as error:  # broken after the first chunk: the client gets an error event
-                api = self._failed(error, tenant.name, "stream")
-                yield b"data: " + api.body + b"\n\n"
-                return
-            finally:
-                await chunks.aclose()
-            self._served(decision, stream.cost, started, time.time())
-            last = usage_chunk(decision.route_id, decision.model, created, stream.usage,
-                               self._extension(decision, stream.cost))
-            yield b"data: " + json.dumps(last).encode() + b"\n\ndata: [DONE]\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream",
+        self._remember(stream.decision.route_id, tenant.name)
+        return StreamingResponse(self._relay(chat, stream, chunks, first, tenant.name, started),
+                                 media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def _relay(self, chat: ChatRequest, stream: AsyncRoutedStream, chunks: AsyncGenerator[Any, None],
+                     first: Any, tenant: str, started: float) -> AsyncIterator[bytes]:
+        """The stream's SSE events, each chunk with the route id. Without include_usage the finish chunk is held
+        back to carry the usage and the `bandit_router` field; a break after the first chunk ends in an error
+        event."""
+        decision = stream.decision
+        created, relayed, held = int(time.time()), 0, None
+        pending = [] if first is None else [first]
+        try:
+            while True:
+                body = chunk_body(pending.pop() if pending else await chunks.__anext__(), decision.route_id,
+                                  decision.model, chat.include_usage)
+                if body is None:
+                    continue
+                created, relayed = body["created"] or created, relayed + 1
+                if held is not None:
+                    yield _sse(held)
+                    held = None
+                if chat.include_usage or not _finished(body):
+                    yield _sse(body)
+                else:
+                    held = body
+        except StopAsyncIteration:
+            pass
+        except Exception as error:  # broken after the first chunk: the client gets an error event
+            api = self._report(stream_broken(error, relayed), error, tenant, "stream")
+            self.metrics.inc("bandit_router_requests_total", status=str(api.status))
+            yield (b"" if held is None else _sse(held)) + _sse(api.body)
+            return
+        finally:
+            await chunks.aclose()
+        self._served(decision, stream.cost, started, time.time())
+        self.metrics.inc("bandit_router_requests_total", status="200")
+        yield _sse(self._last_chunk(chat, stream, held, created)) + b"data: [DONE]\n\n"
+
+    def _last_chunk(self, chat: ChatRequest, stream: AsyncRoutedStream, held: dict[str, Any] | None,
+                    created: int) -> dict[str, Any]:
+        """The chunk with the usage and the `bandit_router` field: one without choices when the client asked
+        include_usage (as OpenAI), else the finish chunk (LiteLLM ends every stream with one)."""
+        decision = stream.decision
+        extension = self._extension(decision, stream.cost)
+        if chat.include_usage or held is None:
+            return usage_chunk(decision.route_id, decision.model, created, stream.usage, extension)
+        return with_usage(held, stream.usage, extension)
 
     async def feedback(self, request: Request) -> Response:
         tenant_name = "-"
@@ -223,10 +262,15 @@ class Service:
             self._tenant(request)
         except APIError as error:
             return JSONResponse(error.body, status_code=error.status)
-        created = 0
-        data = [{"id": ROUTER_MODEL, "object": "model", "created": created, "owned_by": "bandit-router",
-                 "models": list(self.router.models)}]
-        return JSONResponse({"object": "list", "data": data})
+        return JSONResponse({"object": "list", "data": [model_object(ROUTER_MODEL, list(self.router.models))]})
+
+    async def model(self, request: Request) -> Response:
+        """OpenAI's model retrieve, for `router` and `router:<dial>`."""
+        try:
+            self._tenant(request)
+            return JSONResponse(model_object(request.path_params["model_id"], list(self.router.models)))
+        except APIError as error:
+            return JSONResponse(error.body, status_code=error.status)
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "models": list(self.router.models)})

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..budget import Budget
-from ..checks import check_positive
+from ..checks import check_non_negative, check_positive
 from ..encoders import Encoder, encoder_by_name
 from ..errors import ConfigError, DataFormatError
 from ..models import Model
@@ -36,7 +36,7 @@ _TOP = {"models", "policy", "policy_settings", "cost_weight", "spend_target", "e
 _STATE = {"redis", "sqlite", "namespace", "sync_every"}
 _BUDGET = {"limit", "period", "key_limit", "pacer", "bins"}
 _FEEDBACK = {"secret_env", "limit_per_tenant", "window", "token_ttl"}
-_SERVER = {"host", "port", "max_body_bytes"}
+_SERVER = {"host", "port", "max_body_bytes", "shutdown_timeout"}
 _PRIOR = {"table", "strength", "invalid_rows"}
 
 
@@ -94,6 +94,7 @@ class ServiceConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     max_body_bytes: int = 4_000_000
+    shutdown_timeout: float = 30.0  # seconds a stopping server waits for the requests in flight (streams)
     feedback_secret: str | None = field(default=None, repr=False)
     judge: Model | None = None  # what `bandit-router score-table` grades with; the service does not use it
 
@@ -236,7 +237,8 @@ def parse_config(config: Mapping[str, Any], env: Mapping[str, str] | None = None
                            tenants=[Tenant.from_config(t, i) for i, t in enumerate(tenants)],
                            host=server.get("host", "127.0.0.1"), port=server.get("port", 8000),
                            max_body_bytes=server.get("max_body_bytes", 4_000_000), feedback_secret=secret,
-                           judge=judge)
+                           judge=judge, shutdown_timeout=check_non_negative(server.get("shutdown_timeout", 30.0),
+                                                                            "server.shutdown_timeout", "seconds"))
     parsed.keyring()  # distinct tenant names
     if not isinstance(parsed.port, int) or not 0 <= parsed.port <= 65535:
         raise ConfigError(f"server.port must be an integer in [0, 65535], got {parsed.port!r}")

@@ -11,8 +11,8 @@ from ..errors import (AllModelsFailedError, BudgetExceededError, ConfigError, Du
                       FeedbackLimitError, InvalidFeedbackTokenError, InvalidPromptError, NoEligibleModelError,
                       StoreUnavailableError, UnknownRouteError)
 
-__all__ = ["APIError", "ChatRequest", "parse_chat", "parse_feedback", "api_error", "completion_body", "chunk_body",
-           "ROUTER_MODEL"]
+__all__ = ["APIError", "ChatRequest", "parse_chat", "parse_feedback", "api_error", "stream_broken", "completion_body",
+           "chunk_body", "usage_chunk", "with_usage", "model_object", "ROUTER_MODEL"]
 
 ROUTER_MODEL = "router"
 # OpenAI request fields passed through to the chosen model
@@ -28,10 +28,11 @@ class APIError(Exception):
     """An error answered in OpenAI's shape with HTTP `status`."""
 
     def __init__(self, status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
-                 param: str | None = None) -> None:
+                 param: str | None = None, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+        self.headers = dict(headers or {})
 
 
 def api_error(error: BaseException) -> APIError:
@@ -39,8 +40,9 @@ def api_error(error: BaseException) -> APIError:
     if isinstance(error, APIError):
         return error
     message = str(error)
+    if isinstance(error, BudgetExceededError):  # retrying cannot help: tell OpenAI's SDKs not to
+        return APIError(429, message, "insufficient_quota", "budget_exceeded", headers={"x-should-retry": "false"})
     table: list[tuple[type, int, str, str]] = [
-        (BudgetExceededError, 429, "insufficient_quota", "budget_exceeded"),
         (NoEligibleModelError, 400, "invalid_request_error", "no_eligible_model"),
         (InvalidPromptError, 400, "invalid_request_error", "invalid_prompt"),
         (ConfigError, 400, "invalid_request_error", "invalid_value"),
@@ -61,6 +63,15 @@ def api_error(error: BaseException) -> APIError:
     return APIError(500, f"internal error: {type(error).__name__}", "server_error", "internal_error")
 
 
+def stream_broken(error: BaseException, sent: int) -> APIError:
+    """The error event of a stream that broke after `sent` chunks (a provider's message is shown, never ours)."""
+    cause = type(error).__name__
+    if isinstance(getattr(error, "status_code", None), int):
+        cause = f"{cause}: {error}"
+    return APIError(502, f"the upstream stream broke after {sent} chunks: {cause}", "server_error",
+                    "upstream_stream_broken")
+
+
 @dataclass
 class ChatRequest:
     """A parsed chat-completions request."""
@@ -71,9 +82,13 @@ class ChatRequest:
     task: str | None
     models: list[str] | None
     params: dict[str, Any] = field(default_factory=dict)
+    include_usage: bool = False  # stream_options.include_usage: the usage comes in a last chunk without choices
 
 
 def _dial(model: Any) -> float | None:
+    if model is None:
+        raise APIError(400, f"model is required: {ROUTER_MODEL!r} or '{ROUTER_MODEL}:<cost weight in [0, 1]>'",
+                       code="invalid_value", param="model")
     if not isinstance(model, str) or not (model == ROUTER_MODEL or model.startswith(ROUTER_MODEL + ":")):
         raise APIError(404, f"model must be {ROUTER_MODEL!r} or '{ROUTER_MODEL}:<cost weight in [0, 1]>' "
                             f"(e.g. '{ROUTER_MODEL}:0.3'), got {model!r}", code="model_not_found", param="model")
@@ -121,7 +136,29 @@ def parse_chat(body: Any) -> ChatRequest:
     if not isinstance(stream, bool):
         raise APIError(400, "stream must be true or false", code="invalid_value", param="stream")
     params = {k: v for k, v in body.items() if k in _PASSED}
-    return ChatRequest(messages, stream, None if dial is None else float(dial), task, models, params)
+    return ChatRequest(messages, stream, None if dial is None else float(dial), task, models, params,
+                       _include_usage(body.get("stream_options"), stream))
+
+
+def _include_usage(options: Any, stream: bool) -> bool:
+    """stream_options.include_usage (as OpenAI: stream_options only with stream true)."""
+    if options is None:
+        return False
+    if not stream:
+        raise APIError(400, "stream_options is only allowed when stream is true", code="invalid_value",
+                       param="stream_options")
+    if not isinstance(options, dict):
+        raise APIError(400, "stream_options must be an object: {\"include_usage\": true|false}",
+                       code="invalid_value", param="stream_options")
+    unknown = sorted(set(options) - {"include_usage"})
+    if unknown:
+        raise APIError(400, f"unrecognized stream_options field(s) {unknown}; allowed: include_usage",
+                       code="unknown_parameter", param=f"stream_options.{unknown[0]}")
+    include = options.get("include_usage", False)
+    if not isinstance(include, bool):
+        raise APIError(400, "stream_options.include_usage must be true or false", code="invalid_value",
+                       param="stream_options.include_usage")
+    return include
 
 
 def parse_feedback(body: Any) -> tuple[str, Any, str | None]:
@@ -168,19 +205,37 @@ def completion_body(response: Any, route_id: str, model: str, usage: Mapping[str
             "choices": choices, "usage": _usage(usage), "bandit_router": dict(extension)}
 
 
-def chunk_body(chunk: Any, route_id: str, model: str) -> dict[str, Any] | None:
-    """A chat.completion.chunk for a LiteLLM chunk (None for a chunk that only carries usage)."""
+def chunk_body(chunk: Any, route_id: str, model: str, include_usage: bool = False) -> dict[str, Any] | None:
+    """A chat.completion.chunk for a LiteLLM chunk (None for a chunk that only carries usage); with
+    `include_usage`, `"usage": null` as OpenAI sends before the usage chunk."""
     dumped = chunk.model_dump()
     if dumped.get("usage"):
         return None
     choices = [{"index": c.get("index", i), "delta": _clean(c.get("delta") or {}), "logprobs": c.get("logprobs"),
                 "finish_reason": c.get("finish_reason")} for i, c in enumerate(dumped.get("choices") or [])]
-    return {"id": route_id, "object": "chat.completion.chunk", "created": dumped.get("created"), "model": model,
+    body = {"id": route_id, "object": "chat.completion.chunk", "created": dumped.get("created"), "model": model,
             "choices": choices}
+    return {**body, "usage": None} if include_usage else body
 
 
 def usage_chunk(route_id: str, model: str, created: int, usage: Mapping[str, int],
                 extension: Mapping[str, Any]) -> dict[str, Any]:
-    """The stream's last chunk: no choices, the usage, and the `bandit_router` field."""
+    """The last chunk of a stream asked with include_usage: no choices, the usage, and the `bandit_router` field."""
     return {"id": route_id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
             "usage": _usage(usage), "bandit_router": dict(extension)}
+
+
+def with_usage(body: Mapping[str, Any], usage: Mapping[str, int], extension: Mapping[str, Any]) -> dict[str, Any]:
+    """A stream's last chunk with choices, carrying the usage and the `bandit_router` field."""
+    return {**body, "usage": _usage(usage), "bandit_router": dict(extension)}
+
+
+def model_object(model_id: str, models: list[str]) -> dict[str, Any]:
+    """The model object of `router` or `router:<dial>` (OpenAI's model retrieve); 404 for any other id."""
+    try:
+        _dial(model_id)
+    except APIError:
+        raise APIError(404, f"the model {model_id!r} does not exist: this service serves {ROUTER_MODEL!r} and "
+                            f"'{ROUTER_MODEL}:<cost weight in [0, 1]>'", code="model_not_found",
+                       param="model") from None
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": "bandit-router", "models": models}
