@@ -131,7 +131,8 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=3, help="number of seeds, 0..N-1 (default 3)")
     p.add_argument("--out", default="replay-output", help="output folder (default replay-output)")
     p.add_argument("--invalid-rows", choices=("raise", "drop"), default="raise",
-                   help="what to do with outcome rows whose score is outside [0, 1] or cost negative")
+                   help="drop: skip (and count) outcome rows with an invalid cell (not a number, a negative cost or "
+                        "score, a conflicting duplicate); scores above 1 are refused either way (rescale them)")
     p.add_argument("--warm-start", default="0",
                    help="prompts of each shuffled stream first learned with every model's score, then not routed: "
                         "a number (e.g. 200) or a share (e.g. 0.05; default 0)")
@@ -142,7 +143,8 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--settings", default="{}", help='policy settings as JSON, e.g. \'{"linucb": {"alpha": 1.0}}\'')
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--encoder", default="sentence-transformers/all-MiniLM-L6-v2",
-                   help="encoder name: static-all-MiniLM-L6-v2 or a sentence-transformers model")
+                   help="encoder name: a sentence-transformers model (default all-MiniLM-L6-v2), "
+                        "static-all-MiniLM-L6-v2, or hashing:<dim> (no model to load)")
     p.add_argument("--regret-dial", type=float, default=None, help="dial of the regret plot (default: the lowest)")
     p.set_defaults(run=_replay)
 
@@ -192,8 +194,9 @@ def _prompts_file(path: str) -> tuple[list[str], list[str], dict[str, str]]:
         except ValueError as error:
             raise ConfigError(f"{path} line {number} is not JSON: {error}") from None
         item = {"prompt": item} if isinstance(item, str) else item
-        if not isinstance(item, dict) or not isinstance(item.get("prompt"), str):
-            raise ConfigError(f"{path} line {number} must be a JSON string or an object with a \"prompt\" string")
+        if not isinstance(item, dict) or not isinstance(item.get("prompt"), str) or not item["prompt"].strip():
+            raise ConfigError(f"{path} line {number} must be a JSON string or an object with a \"prompt\" string "
+                              "that is not empty")
         prompts.append(item["prompt"])
         tasks.append(str(item.get("task") or ""))
         if item.get("reference") is not None:
@@ -225,6 +228,9 @@ def _score_table(args: argparse.Namespace) -> int:
     config = load_config(args.config, keys=not args.dry_run)  # a dry run calls no model: it needs no key
     models = config.models
     prompts, tasks, references = _prompts_file(args.prompts)
+    if len(set(prompts)) < len(prompts):
+        print(f"{len(prompts) - len(set(prompts))} repeated prompt(s) in {args.prompts}: each is scored once",
+              file=sys.stderr)
     judge = _judge(args.judge, config)
     try:
         priced = judge if isinstance(judge, Model) else Model(judge)
@@ -240,7 +246,7 @@ def _score_table(args: argparse.Namespace) -> int:
     else:
         grader = (f"{judge} (not in the config: LiteLLM calls it with the provider's key and endpoint from the "
                   "environment)")
-    print(f"{len(models)} models x {len(prompts)} prompts, graded by {grader}"
+    print(f"{len(models)} models x {len(set(prompts))} prompts, graded by {grader}"
           + f". Left to do in {args.out}: about ${sum(expected.values()):.4g} ({', '.join(parts)}; "
           f"{answer_tokens} tokens an answer, at the cards' prices)", file=sys.stderr)
     if args.dry_run:

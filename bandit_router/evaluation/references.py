@@ -51,20 +51,26 @@ def cross_fit_folds(n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(first, second), (second, first)]
 
 
+def _normalised(cost: np.ndarray) -> np.ndarray:
+    """Costs divided by the highest on their prompt (the last axis), as the Router normalises them."""
+    tau = cost.max(axis=-1, keepdims=True)
+    return cost / np.where(tau > 0, tau, 1.0)
+
+
 def full_info_ridge_run(table: RoutingTable, vectors: np.ndarray, cost_weight: float, seed: int,
                         regularization: float = 1.0, expected_output_tokens: int = 256) -> ReplayRun:
     """The supervised upper reference: per-model ridge regression of score on the prompt vector (with an
     intercept), fitted with every model's score on one half of the prompts, routing the other half by predicted
-    score less the dial times the Router's normalised predicted cost; cross-fitted (`cross_fit_folds`), so it
-    routes every prompt."""
+    score less the dial times a normalised predicted cost; cross-fitted (`cross_fit_folds`), so it routes every
+    prompt. The predicted cost is the Router's, from prices; when some model has no prices (`table.priced` is
+    False), it is each model's mean cost on the fitted half, as the Router learns costs it has no prices for."""
     Z = np.hstack([vectors.astype(np.float64), np.ones((len(vectors), 1))])
-    cost = predicted_costs(table, expected_output_tokens)
-    tau = cost.max(axis=1, keepdims=True)
-    price = cost / np.where(tau > 0, tau, 1.0)
+    predicted = _normalised(predicted_costs(table, expected_output_tokens)) if table.priced else None
     chosen = np.empty(len(table), dtype=int)
     for train, test in cross_fit_folds(len(table), seed):
         gram = Z[train].T @ Z[train] + regularization * np.eye(Z.shape[1])
         theta = np.linalg.solve(gram, Z[train].T @ table.scores[train])  # (p, K): one column per model
-        chosen[test] = (Z[test] @ theta - cost_weight * price[test]).argmax(axis=1)
+        price = _normalised(table.costs[train].mean(axis=0)) if predicted is None else predicted[test]
+        chosen[test] = (Z[test] @ theta - cost_weight * price).argmax(axis=1)
     rows = np.arange(len(table))
     return _run(table, "full-info-ridge", cost_weight, seed, rows, chosen)

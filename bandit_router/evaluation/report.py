@@ -157,6 +157,16 @@ def _learning(table: RoutingTable, grouped, dials: list[float], n: int) -> tuple
     return lines + [""], curves
 
 
+def _aiq_cell(costs: np.ndarray, scores: np.ndarray, cost_range: tuple[float, float]) -> str:
+    """AIQ over `cost_range`, or n/a when the range is a point (every single model has the same mean cost)."""
+    return f"{aiq(costs, scores, cost_range):.3f}" if cost_range[1] > cost_range[0] else "n/a"
+
+
+def _apgr_cell(share: np.ndarray, scores: np.ndarray, weak_score: float, strong_score: float) -> str:
+    """APGR, or n/a when the two models have the same mean score (there is no gap to recover)."""
+    return f"{apgr(share, scores, weak_score, strong_score):.3f}" if strong_score != weak_score else "n/a"
+
+
 def write_report(out: str | Path, table: RoutingTable, runs: Sequence[tuple[ReplayRun, float | None]],
                  regret_dial: float | None = None, command: str | None = None) -> dict[str, Path]:
     """Write results.csv, summary.md, frontier.png, regret.png and learning.png into `out`; returns their paths.
@@ -234,25 +244,27 @@ def write_report(out: str | Path, table: RoutingTable, runs: Sequence[tuple[Repl
 
     lines += [f"**Area under the quality-cost frontier (AIQ)** over the single models' cost range "
               f"[{cost_range[0]:.3g}, {cost_range[1]:.3g}] {table.cost_unit}: the mean score of the upper concave hull "
-              f"of a policy's (cost, score) points across dials (RouterBench)."]
+              f"of a policy's (cost, score) points across dials (RouterBench; n/a when every single model has the "
+              f"same mean cost)."]
     two = len(table.models) == 2
     if two:
         strong = int(np.argmax([s for _, s in singles.values()]))
         weak_score, strong_score = table.scores[:, 1 - strong].mean(), table.scores[:, strong].mean()
         lines[-1] += (f" **APGR** (RouteLLM): the area under the performance gap recovered against the share of "
-                      f"calls to the strong model {table.models[strong]}, over the dial sweep.")
+                      f"calls to the strong model {table.models[strong]}, over the dial sweep (n/a when both "
+                      f"models have the same mean score: there is no gap to recover).")
     lines += ["", "| policy | AIQ |" + (" APGR |" if two else ""), "|---|---:|" + ("---:|" if two else "")]
     single_c, single_s = np.array([c for c, _ in singles.values()]), np.array([s for _, s in singles.values()])
     for policy, (costs, scores) in [*((p, means[p]) for p in learned), ("oracle", means["oracle"]),
                                     ("single models, mixed at random", (single_c, single_s))]:
-        row = f"| {policy} | {aiq(costs, scores, cost_range):.3f} |"
+        row = f"| {policy} | {_aiq_cell(costs, scores, cost_range)} |"
         if two:
             if policy in grouped:
                 by_dial = grouped[policy]
                 share = [np.mean([np.mean(r.chosen == strong) for r in by_dial[d]]) for d in sorted(by_dial)]
-                row += f" {apgr(np.array(share), scores, weak_score, strong_score):.3f} |"
+                row += f" {_apgr_cell(np.array(share), scores, weak_score, strong_score)} |"
             else:
-                row += f" {apgr(np.array([]), np.array([]), weak_score, strong_score):.3f} |"
+                row += f" {_apgr_cell(np.array([]), np.array([]), weak_score, strong_score)} |"
         lines.append(row)
     lines += ["", "![frontier](frontier.png)", "", "![regret](regret.png)", "", "![learning](learning.png)", ""]
     paths["summary.md"].write_text("\n".join(lines))

@@ -238,3 +238,16 @@ def test_the_readme_example_scores_a_table_and_warm_starts_the_router(tmp_path: 
     assert sorted(asked) == ["gpt-4o"] * 2 + ["gpt-4o-mini"] * 6  # 4 answers, then 4 grades by the judge
     counts = router.policy.A[:, -1, -1] - router.policy.config.regularization
     np.testing.assert_allclose(counts, [2.0, 2.0])
+
+
+def test_the_command_refuses_an_empty_prompt_and_says_repeats_are_scored_once(tmp_path: Path, capsys) -> None:
+    (tmp_path / "service.json").write_text(json.dumps({"models": ["openai/gpt-4o-mini"]}))
+    (tmp_path / "prompts.jsonl").write_text('"a"\n{"prompt": "  "}\n')
+    args = ["score-table", str(tmp_path / "prompts.jsonl"), "--config", str(tmp_path / "service.json"),
+            "--judge", "openai/gpt-4o-mini", "--dry-run", "--out", str(tmp_path / "scored")]
+    assert main(args) == 2 and "prompts.jsonl line 2 must be a JSON string or an object with a \"prompt\" string " \
+                                 "that is not empty" in capsys.readouterr().err
+    (tmp_path / "prompts.jsonl").write_text('"a"\n"b"\n"a"\n')
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "1 repeated prompt(s)" in err and "1 models x 2 prompts" in err

@@ -147,3 +147,173 @@ def test_models_json_defects(table_dir: Path, models: dict, match: str) -> None:
     (table_dir / "models.json").write_text(json.dumps(models))
     with pytest.raises(DataFormatError, match=match):
         load_table(table_dir).model_cards()
+
+
+def _map_column(path: Path, column: str, change) -> None:
+    _rewrite(path, lambda rows: [{**r, column: change(r[column])} for r in rows])
+
+
+@pytest.mark.parametrize("rescale", [lambda s: 1 + 4 * s, lambda s: 10 * s, lambda s: 100 * s])
+def test_scores_on_another_scale_are_refused_even_with_drop(table_dir: Path, rescale) -> None:
+    _map_column(table_dir / "outcomes.csv", "score", lambda s: f"{rescale(float(s)):g}")
+    for invalid_rows in ("raise", "drop"):
+        with pytest.raises(DataFormatError, match=r"line \d+: score .* is outside \[0, 1\]: scores must be in \[0, 1\]"
+                                                  r": rescale .*divide 0-10 scores by 10.*--invalid-rows drop\)"):
+            load_table(table_dir, invalid_rows=invalid_rows)
+
+
+def test_negative_scores_on_many_rows_are_another_scale(table_dir: Path) -> None:
+    _map_column(table_dir / "outcomes.csv", "score", lambda s: f"{2 * float(s) - 1:g}")  # a -1..1 scale
+    with pytest.raises(DataFormatError, match=r"line 2 and \d+ more of 180 rows: a score below 0 suggests another "
+                                              r"scale: scores must be in \[0, 1\]"):
+        load_table(table_dir, invalid_rows="drop")
+
+
+def test_the_drop_hint_gives_both_spellings(table_dir: Path) -> None:
+    _rewrite(table_dir / "outcomes.csv", _set_first("cost", "-1"))
+    with pytest.raises(DataFormatError, match=r"line 2: cost -1.0 is negative: must be a number >= 0.*"
+                                              r"invalid_rows='drop' \(CLI: --invalid-rows drop\)"):
+        load_table(table_dir)
+
+
+def test_scores_may_be_booleans(table_dir: Path) -> None:
+    words = iter(["True", "false", "TRUE", "False"])
+    _rewrite(table_dir / "outcomes.csv", lambda rows: [{**r, "score": next(words)} for r in rows[:4]] + rows[4:])
+    table = load_table(table_dir)
+    assert table.scores[0].tolist() == [1.0, 0.0, 1.0] and table.scores[1, 0] == 0.0
+
+
+def test_a_non_numeric_score_says_what_is_allowed_and_drop_drops_it(table_dir: Path) -> None:
+    _rewrite(table_dir / "outcomes.csv", _set_first("score", "yes"))
+    with pytest.raises(DataFormatError, match=r"line 2: score 'yes' is not a number: must be a number in \[0, 1\] "
+                                              r"\(or true/false\); leave the cell empty for a missing score"):
+        load_table(table_dir)
+    assert load_table(table_dir, invalid_rows="drop").dropped == {
+        "outcome rows with invalid score or cost": 1, "prompts missing some model's outcome": 1}
+
+
+def _repeat(index: int, **change: str):
+    return lambda rows: [*rows, {**rows[index], **change}]
+
+
+def test_identical_duplicates_are_merged_and_counted(table_dir: Path) -> None:
+    _rewrite(table_dir / "outcomes.csv", _repeat(4))
+    _rewrite(table_dir / "prompts.csv", _repeat(7))
+    table = load_table(table_dir)
+    assert len(table) == 60 and table.prompt_ids.count("p7") == 1
+    assert table.dropped == {"duplicate prompt rows (identical, merged)": 1,
+                             "duplicate outcome rows (identical, merged)": 1}
+    assert "1 duplicate outcome rows (identical, merged)" in table.summary()
+
+
+@pytest.mark.parametrize("stem, change, match", [
+    ("outcomes", _repeat(4, score="0.5"), r"outcomes\.csv line 182: prompt_id 'p1', model 'coder' repeats .*line 6 "
+                                          "with another score or cost"),
+    ("prompts", _repeat(7, prompt="another text"), r"prompts\.csv line 62: prompt_id 'p7' repeats .*line 9 with "
+                                                   "another prompt"),
+])
+def test_conflicting_duplicates_are_refused_or_dropped(table_dir: Path, stem: str, change, match: str) -> None:
+    _rewrite(table_dir / f"{stem}.csv", change)
+    with pytest.raises(DataFormatError, match=match):
+        load_table(table_dir)
+    table = load_table(table_dir, invalid_rows="drop")
+    assert len(table) == 59 and ("p1" if stem == "outcomes" else "p7") not in table.prompt_ids
+    reason = {"outcomes": "outcome rows repeating a prompt and model with another score or cost",
+              "prompts": "prompt rows repeating a prompt_id with another prompt"}[stem]
+    assert table.dropped[reason] == 2
+
+
+def test_a_byte_order_mark_is_read(table_dir: Path) -> None:
+    path = table_dir / "prompts.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert len(load_table(table_dir)) == 60
+
+
+def test_a_file_that_is_not_utf8_names_its_line(table_dir: Path) -> None:
+    path = table_dir / "prompts.csv"
+    lines = path.read_bytes().split(b"\n")
+    lines[3] = lines[3].replace(b"question", "quéstion".encode("cp1252"))
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(DataFormatError, match=r"prompts\.csv line 4 \(byte \d+\): b'\\xe9' is not UTF-8: the file "
+                                              "must be UTF-8"):
+        load_table(table_dir)
+
+
+def test_ids_and_model_names_that_do_not_line_up_are_counted(table_dir: Path) -> None:
+    _map_column(table_dir / "outcomes.csv", "prompt_id", lambda pid: pid.upper())
+    with pytest.raises(DataFormatError, match=r"no prompt has an outcome for every model \['small', 'coder', 'large'\]"
+                                              r": 60 prompts read; dropped: 180 outcome rows for unknown prompts, 60 "
+                                              r"prompts missing .*; no usable outcome row for model\(s\) \['small', "
+                                              r"'coder', 'large'\] .*prompt ids such as \['P0', 'P1', 'P2'\], the "
+                                              r"prompts file has ids such as \['p0', 'p1', 'p2'\]"):
+        load_table(table_dir)
+
+
+def test_a_model_without_outcome_rows_is_named(table_dir: Path) -> None:
+    models = json.loads((table_dir / "models.json").read_text())
+    (table_dir / "models.json").write_text(json.dumps({"models": {**models["models"], "gpt-x": {}}}))
+    with pytest.raises(DataFormatError, match=r"no usable outcome row for model\(s\) \['gpt-x'\]"):
+        load_table(table_dir)
+
+
+def test_ids_and_model_names_are_stripped_and_integral_ids_match(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = write_table(tmp_path / "ids")
+    _map_column(folder / "prompts.csv", "prompt_id", lambda pid: f" {pid[1:]} ")  # " 0 ", " 1 ", ...
+    with (folder / "outcomes.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    (folder / "outcomes.csv").unlink()
+    rows = [{"prompt_id": float(r["prompt_id"][1:]), "model": f"{r['model']} ", "score": float(r["score"]),
+             "cost": float(r["cost"])} for r in rows]
+    rows.append({"prompt_id": None, "model": "small", "score": 1.0, "cost": 0.1})  # why pandas wrote float ids
+    pq.write_table(pa.Table.from_pylist(rows), folder / "outcomes.parquet")
+    with pytest.raises(DataFormatError, match=r"outcomes\.parquet row 181: the prompt_id cell is empty"):
+        load_table(folder)
+    table = load_table(folder, invalid_rows="drop")
+    assert (len(table), table.models, table.prompt_ids[:2]) == (60, list(MODELS), ["0", "1"])
+    assert table.dropped == {"outcome rows without a prompt_id or model": 1}
+
+
+def test_an_empty_model_cell_is_an_invalid_row(table_dir: Path) -> None:
+    _rewrite(table_dir / "outcomes.csv", lambda rows: [*rows[:2], {**rows[2], "model": " "}, *rows[3:]])
+    with pytest.raises(DataFormatError, match=r"outcomes\.csv line 4: the model cell is empty"):
+        load_table(table_dir)
+    table = load_table(table_dir, invalid_rows="drop")
+    assert table.models == list(MODELS) and "p0" not in table.prompt_ids
+
+
+def test_a_row_with_more_fields_than_the_header_is_refused(table_dir: Path) -> None:
+    path = table_dir / "prompts.csv"
+    lines = path.read_text().splitlines()
+    lines[5] = "p4,code,,code question 4, with a comma"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataFormatError, match=r"prompts\.csv line 6: 5 fields, but the header has 4 \(prompt_id, "
+                                              r"task, split, prompt\): quote a field that holds a comma"):
+        load_table(table_dir)
+
+
+def test_an_unterminated_quote_that_swallows_rows_is_refused(table_dir: Path) -> None:
+    path = table_dir / "prompts.csv"
+    lines = path.read_text().splitlines()
+    lines[3] = 'p2,poem,,"poem question 2'  # the quote runs on to the next quote, in p6's row
+    lines[7] = 'p6,math,,"math question 6"'
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataFormatError, match=r"prompts\.csv line 4: the prompt of prompt_id 'p2' holds a line "
+                                              r"starting with 'p3', an id that outcome rows name .*an unterminated "
+                                              "quote probably swallowed the rows after it"):
+        load_table(table_dir)
+
+
+@pytest.mark.parametrize("parquet", [False, True])
+def test_task_and_split_columns_may_be_absent(tmp_path: Path, parquet: bool) -> None:
+    folder = write_table(tmp_path / "plain")
+    _rewrite(folder / "prompts.csv", lambda rows: [{"prompt_id": r["prompt_id"], "prompt": r["prompt"]} for r in rows])
+    if parquet:
+        import pyarrow.csv as pcsv
+        import pyarrow.parquet as pq
+
+        pq.write_table(pcsv.read_csv(folder / "prompts.csv"), folder / "prompts.parquet")
+    table = load_table(folder)
+    assert len(table) == 60 and set(table.tasks) == set(table.splits) == {""}
