@@ -102,9 +102,10 @@ def hull_table(table: RoutingTable, runs: Sequence[ReplayRun]) -> list[str]:
             rs = by_setting[spend, value]
             gains = [run_hull_gain(table, r) for r in rs]
             setting = f"spend {value:.0%}" if spend else f"{value:g}"
+            spread = f" ± {np.std(gains):.3f}" if len(gains) > 1 else " (1 seed)"
             lines.append(f"{policy:<24} {setting:>11} {np.mean([r.mean_score for r in rs]):>7.3f} "
                          f"{100 * np.mean([r.mean_cost for r in rs]) / best_cost:>10.1f}% "
-                         f"{np.mean(gains):>+8.3f} ± {np.std(gains):.3f}")
+                         f"{np.mean(gains):>+8.3f}{spread}")
     return lines
 
 

@@ -231,4 +231,6 @@ def test_cli_replay_takes_the_bundled_set_by_name(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("BANDIT_ROUTER_CACHE", str(tmp_path / "cache"))
     status = main(["replay", "llmrouter-9", "--policy", "cheapest", "--dial", "0", "--seeds", "1", "--encoder",
                    "hashing:16", "--workers", "1", "--out", str(tmp_path / "out")])
-    assert status == 0 and "llmrouter-9: 6108 prompts x 9 models" in capsys.readouterr().err
+    said = capsys.readouterr()
+    assert status == 0 and "llmrouter-9: 6108 prompts x 9 models" in said.err
+    assert "(1 seed)" in said.out and "± 0.000" not in said.out  # one seed has no spread to show
