@@ -59,8 +59,8 @@ def result_row(table: RoutingTable, run: ReplayRun, seconds: float | None = None
     regret = cumulative_regret(table.scores[run.order], table.costs[run.order], run.cost_weight, run.chosen)
     return {"policy": run.policy, "dial": run.cost_weight, "seed": run.seed, "n": len(run.order),
             "mean_score": run.mean_score, "mean_cost": run.mean_cost,
-            "score_pct_best": 100 * run.mean_score / table.scores[:, best].mean(),
-            "cost_pct_best": 100 * run.mean_cost / table.costs[:, best].mean(),
+            "score_pct_best": 100 * run.mean_score / table.scores[run.order, best].mean(),  # on the routed prompts
+            "cost_pct_best": 100 * run.mean_cost / table.costs[run.order, best].mean(),
             "hull_gain": run_hull_gain(table, run),
             "regret_vs_oracle": float(regret["oracle"][-1]), "regret_vs_best_fixed": float(regret["best_fixed"][-1]),
             "seconds": "" if seconds is None else round(seconds, 2), "spend": "" if run.spend is None else run.spend}
@@ -89,8 +89,7 @@ def _grid(title: str, grouped, dials: list[float], value, fmt: str) -> list[str]
 
 def hull_table(table: RoutingTable, runs: Sequence[ReplayRun]) -> list[str]:
     """Plain-text lines, one per learned policy and dial, then per spend target: mean score, mean cost as % of the
-    best single model's and hull gain (mean ± sd over seeds)."""
-    best_cost = table.costs[:, table.best].mean()
+    best single model's on the routed prompts and hull gain (mean ± sd over seeds)."""
     lines = [f"{'policy':<24} {'dial':>11} {'score':>7} {'cost %best':>11} {'hull gain':>16}"]
     groups: dict[str, dict[tuple[bool, float], list[ReplayRun]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
@@ -103,9 +102,9 @@ def hull_table(table: RoutingTable, runs: Sequence[ReplayRun]) -> list[str]:
             gains = [run_hull_gain(table, r) for r in rs]
             setting = f"spend {value:.0%}" if spend else f"{value:g}"
             spread = f" ± {np.std(gains):.3f}" if len(gains) > 1 else " (1 seed)"
+            cost = np.mean([r.mean_cost / table.costs[r.order, table.best].mean() for r in rs])
             lines.append(f"{policy:<24} {setting:>11} {np.mean([r.mean_score for r in rs]):>7.3f} "
-                         f"{100 * np.mean([r.mean_cost for r in rs]) / best_cost:>10.1f}% "
-                         f"{np.mean(gains):>+8.3f}{spread}")
+                         f"{100 * cost:>10.1f}% {np.mean(gains):>+8.3f}{spread}")
     return lines
 
 

@@ -146,6 +146,10 @@ def test_cli_replay_with_a_warm_start_says_what_it_routed(table_dir: Path, tmp_p
     assert status == 0
     rows = [r for r in _results(out / "results.csv") if r["policy"] == "linucb"]
     assert [int(r["n"]) for r in rows] == [20]  # 40 of the 60 prompts taught every score first
+    table, [row] = load_table(table_dir), rows
+    order = np.random.default_rng(0).permutation(60)[40:]  # the routed prompts: seed 0's stream after the first 40
+    assert float(row["cost_pct_best"]) == pytest.approx(100 * float(row["mean_cost"])
+                                                        / table.costs[order, table.best].mean())  # the same prompts
     summary = (out / "summary.md").read_text()
     assert "routed 20 of the 60 prompts: the first 40 of each seed's stream taught them every model's score" in summary
     assert "| N=20 |" in summary  # the learning curve ends with the routed stream (not the ridge router's, which routes all 60)
