@@ -140,6 +140,11 @@ def test_cli_replay_with_spend_targets(table_dir: Path, tmp_path: Path, monkeypa
 def test_cli_replay_with_a_warm_start_says_what_it_routed(table_dir: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BANDIT_ROUTER_CACHE", str(tmp_path / "cache"))
+    outcomes = table_dir / "outcomes.csv"
+    lines = outcomes.read_text().splitlines()
+    costs = [line.rsplit(",", 1) for line in lines[1:]]  # each call's cost varies: longer prompts cost more
+    outcomes.write_text("\n".join([lines[0]] + [f"{head},{float(cost) * (1 + i % 7)}"
+                                                 for i, (head, cost) in enumerate(costs)]) + "\n")
     out = tmp_path / "out"
     status = main(["replay", str(table_dir), "--policy", "linucb", "--dial", "0", "--seeds", "1", "--warm-start",
                    "40", "--out", str(out), "--workers", "1"])
