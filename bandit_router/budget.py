@@ -70,7 +70,7 @@ class _Account:
     window: int = -1  # index of the current period
     spent: float = 0.0  # settled spend in the current period
     total: float = 0.0  # settled spend over the account's lifetime
-    queries: int = 0  # queries reserved in the current period
+    queries: int = 0  # queries in the current period (reserved, or refused for want of budget)
     spent_before_bin: float = 0.0  # spend of the current period before the current bin started
     bin: int = 0
     calls: int = 0  # settled calls over the lifetime
@@ -184,7 +184,7 @@ class Budget:
         elapsed = self.clock() - self._origin if self.unit == "seconds" else None
         if elapsed is not None:
             return int(elapsed // self.period), (elapsed % self.period) / self.period
-        # queries: the period index advances once a full period of queries has been reserved
+        # queries: the period index advances once a full period of queries has arrived (reserved or refused)
         if arriving and account.queries >= self.period:
             return account.window + 1, 0.0
         return max(account.window, 0), account.queries / self.period
@@ -278,6 +278,7 @@ class Budget:
             accounts = self._accounts(key)
             for account, name in zip(accounts, ("the budget", f"key {key!r}")):
                 if amount > account.available():
+                    self._refused(accounts)
                     raise BudgetExceededError(
                         f"{name} cannot cover a call's worst-case cost of ${amount:.6g}: "
                         f"${account.available():.6g} of ${account.limit:.6g} left this period")
@@ -287,6 +288,18 @@ class Budget:
                 account.holds[reservation.id] = amount
                 account.expecting[reservation.id] = expected
             return reservation
+
+    def refuse(self, key: str | None = None) -> None:
+        """Count a request under `key` refused for want of budget (see `_refused`)."""
+        with self._lock:
+            self._refused(self._accounts(key))
+
+    def _refused(self, accounts: list[_Account]) -> None:
+        """In a period of queries a refused request is one of the period's queries: else a period whose every
+        query is refused would never end."""
+        if self.unit == "queries":
+            for account in accounts:
+                account.queries += 1
 
     def settle(self, reservation: Reservation, cost: float) -> None:
         """Replace the hold of `reservation` by the call's real cost (USD, as LiteLLM reported it)."""
@@ -349,9 +362,10 @@ class Budget:
             ledger = {name: {**{key: getattr(a, key) for key in _SAVED},
                              "spent": a.spent + a.reserved, "total": a.total + a.reserved}
                       for name, a in accounts.items()}
+            seen = self._seen_ratio if self._seen_ratio[0] <= self._seen_ratio[1] else None  # null: none seen yet
             data = {"format": "bandit-router-budget/1", **self._period_id(), "accounts": ledger,
-                    "seen_ratio": self._seen_ratio, "cheapest": self._cheapest}
-        write_atomic(path, json.dumps(data, allow_nan=True).encode())
+                    "seen_ratio": seen, "cheapest": self._cheapest}
+        write_atomic(path, json.dumps(data, allow_nan=False).encode())  # strict JSON: jq and JSON.parse read it
 
     def restore(self, path: str | Path) -> None:
         """Read a ledger written by `save` into this budget (which must have the same period, unit and origin);
@@ -360,7 +374,8 @@ class Budget:
             data = json.loads(Path(path).read_text())
             ledger = {name: {key: cast(values[key]) for key, cast in _SAVED.items()}
                       for name, values in data["accounts"].items()}
-            seen, cheapest = [float(v) for v in data["seen_ratio"]], [float(data["cheapest"][0]), int(data["cheapest"][1])]
+            seen = [math.inf, 0.0] if data["seen_ratio"] is None else [float(v) for v in data["seen_ratio"]]
+            cheapest = [float(data["cheapest"][0]), int(data["cheapest"][1])]
             saved = {key: data[key] for key in ("period", "unit", "origin")}
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
             raise StateFormatError(f"{path} is not a budget ledger written by Budget.save: {error}") from error

@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 
 def route_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     """What `route` takes from a call's kwargs (task and budget_key are removed: providers do not take them)."""
-    return {"tools": bool(kwargs.get("tools")), "max_tokens": kwargs.get("max_tokens")
-            or kwargs.get("max_completion_tokens"),  # OpenAI's newer name for the same limit
+    limit = kwargs.get("max_tokens")
+    return {"tools": bool(kwargs.get("tools")),  # max_completion_tokens: OpenAI's newer name for the same limit
+            "max_tokens": kwargs.get("max_completion_tokens") if limit is None else limit,
             "budget_key": kwargs.pop("budget_key", None), "task": kwargs.pop("task", None)}
 
 

@@ -66,12 +66,12 @@ def check_integer(value: Any, field: str, low: int, high: int) -> int:
     return value
 
 
-def check_score(value: Any) -> float:
-    """A feedback score as a float in [0, 1], or ConfigError."""
+def check_score(value: Any, field: str = "score") -> float:
+    """A feedback score as a float in [0, 1], or ConfigError naming `field`."""
     if isinstance(value, bool) or not isinstance(value, _NUMBER):
-        raise ConfigError(f"score must be a number in [0, 1], got {type(value).__name__} {value!r}")
+        raise ConfigError(f"{field} must be a number in [0, 1], got {type(value).__name__} {value!r}")
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise ConfigError(f"score must be a finite number in [0, 1], got {value!r}")
+        raise ConfigError(f"{field} must be a finite number in [0, 1], got {value!r}")
     return float(value)
 
 

@@ -53,6 +53,7 @@ class BudgetGate:
         worst = {m: self.worst_case_cost(m, prompt_tokens, max_tokens) for m in names}
         fits = {m: c for m, c in worst.items() if self.budget.fits(c, key)}
         if not fits:
+            self.budget.refuse(key)
             raise BudgetExceededError(
                 f"budget exhausted: ${self.budget.remaining(key):.6g} left"
                 f"{'' if key is None else f' for key {key!r}'}, and the cheapest eligible model's "

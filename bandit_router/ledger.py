@@ -20,7 +20,8 @@ from .tokens import check_route_id
 __all__ = ["OutcomeLedger", "Pending"]
 
 _WHY = {"rewarded": (DuplicateFeedbackError, "was already rewarded"),
-        "expired": (UnknownRouteError, "expired before feedback arrived"),
+        "expired": (UnknownRouteError, "expired before feedback arrived (pending_ttl), or was pushed out by newer "
+                                       "decisions (max_pending)"),
         "failed": (UnknownRouteError, "has no answer to rate: its call failed"),
         "dropped": (UnknownRouteError, "expired: its model was removed from the router")}
 

@@ -56,7 +56,7 @@ class FeedbackSettings:
         if not (isinstance(self.max_pending, int) and self.max_pending >= 1):
             raise ConfigError(f"max_pending must be an integer >= 1, got {self.max_pending!r}")
         if self.expired_reward is not None:
-            object.__setattr__(self, "expired_reward", check_score(self.expired_reward))
+            object.__setattr__(self, "expired_reward", check_score(self.expired_reward, "expired_reward"))
         self.tokens()
         self.quota()
 

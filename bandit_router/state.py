@@ -8,10 +8,12 @@ is written, fsynced and renamed over the target, so a crash leaves the old file 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import math
 import re
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, TypeVar
 
@@ -296,6 +298,12 @@ def load_router(build: Callable[..., T], path: str | Path, encoder: Encoder | Ca
     saved: pass them again per model name. `policy_settings` change saved policy settings that its learned state
     does not depend on (see PolicyConfig.STATE_SETTINGS). `settings` are the operational constructor arguments
     (log=..., feedback=..., limits=...), which a file never sets."""
+    known = set(inspect.signature(build).parameters) - {"models", "policy", "encoder", "policy_settings"}
+    for name in settings.keys() - known:
+        close = get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"Router.load got an unknown argument {name!r}{hint} (it takes encoder, api_keys, "
+                          f"credentials, policy_settings and {sorted(known)})")
     config, arrays = read_state(path)
     check_state(config, arrays, settings)
     try:

@@ -156,7 +156,7 @@ class Policy(ABC):
         """Install validated arrays; policies with state override this."""
 
 
-POLICIES: dict[str, type[Policy]] = {}
+POLICIES: dict[str, type[Policy]] = {}  # registered so far; barp registers on first use (policy_names: all)
 
 
 def register(cls: type[Policy]) -> type[Policy]:

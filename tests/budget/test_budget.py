@@ -1,5 +1,6 @@
 """Budget: the knapsack threshold, the exact ledger, reservations, periods, keys and pacers."""
 
+import json
 import math
 import threading
 
@@ -238,7 +239,8 @@ def test_a_lifetime_budget_restores_without_an_origin(tmp_path):
     budget = Budget(1.0, pacer="none", clock=clock)
     budget.settle(budget.reserve(0.4), 0.4)
     budget.save(tmp_path / "ledger.json")
-    clock.now += 500
+    assert json.loads((tmp_path / "ledger.json").read_text(), parse_constant=lambda c: 1 / 0)["seen_ratio"] is None
+    clock.now += 500  # strict JSON (no Infinity before any ratio was seen), so jq and JSON.parse read it
     restarted = Budget(1.0, pacer="none", clock=clock)
     restarted.restore(tmp_path / "ledger.json")
     assert restarted.remaining() == pytest.approx(0.6)

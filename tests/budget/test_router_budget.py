@@ -190,3 +190,20 @@ def test_replay_spend_never_exceeds_the_budget(pacer):
     assert budget.total_spent() == pytest.approx(run.cost.sum(), rel=1e-12)
     unbudgeted = replay(table, Router(table.model_cards(), encoder=encoder, seed=0), 0.0, seed=0)
     assert unbudgeted.cost.sum() > limit  # the budget binds
+
+
+def test_a_budget_per_queries_starts_its_next_period_after_refusals():
+    """$ per N queries: refused requests count among the period's queries, so an exhausted period ends."""
+    model = Model("a", input_cost_per_token=1e-6, output_cost_per_token=1e-6)
+    router = Router([model], encoder=toy_encoder(), budget=Budget(0.001, period=10, unit="queries", pacer="none"))
+    served = []
+    for i in range(30):
+        try:
+            decision = router.route("hello world", max_tokens=100)
+        except BudgetExceededError:
+            served.append(False)
+            continue
+        router.settle(decision.route_id, 0.0003)
+        served.append(True)
+    assert served[:10] == [True] * 3 + [False] * 7  # $0.001 covers 3 calls of $0.0003 in each 10 queries
+    assert served[10:20] == served[:10] == served[20:]  # then a fresh period: it did not stay exhausted

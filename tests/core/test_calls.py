@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bandit_router import AllModelsFailedError, FeedbackSettings, Limits, LogSettings, Model, Router, UnknownRouteError
+from bandit_router import (AllModelsFailedError, ConfigError, FeedbackSettings, Limits, LogSettings, Model, Router,
+                           UnknownRouteError)
 from bandit_router.store import SQLiteDecisionLog
 from bandit_router.testing import FakeLLMServer, ModelBehavior
 
@@ -218,6 +219,8 @@ def test_max_completion_tokens_limits_like_max_tokens(make_router):
     router = make_router("random")
     completion = router.complete("hi", max_completion_tokens=5_000, mock_response=ANSWER)
     assert set(completion.decision.probabilities) == {"openai/large"}  # small writes 1,000, medium 4,000
+    with pytest.raises(ConfigError, match="max_tokens must be an integer >= 1"):  # 0 is not "no limit"
+        router.complete("hi", max_tokens=0, mock_response=ANSWER)
 
 
 def test_a_cost_settled_after_route_is_logged_beside_the_prediction(make_router, tmp_path):

@@ -150,7 +150,8 @@ CASES: list[tuple[str, Callable[[Ctx], Any], type[Exception], str]] = [
     ("max_pending 0", lambda c: Router(make_cards(), encoder=hashed_bow,
                                           feedback=FeedbackSettings(max_pending=0)), ConfigError, "max_pending"),
     ("expired_reward 2", lambda c: Router(make_cards(), encoder=hashed_bow,
-                                          feedback=FeedbackSettings(expired_reward=2)), ConfigError, "score"),
+                                          feedback=FeedbackSettings(expired_reward=2)), ConfigError,
+     "expired_reward must be"),
     # state file
     ("state file is a folder", lambda c: c.load(c.tmp), StateFormatError, "cannot read state file"),
     ("state file missing", lambda c: c.load(c.tmp / "missing.safetensors"), StateFormatError, "cannot read"),
