@@ -232,6 +232,8 @@ def _score_table(args: argparse.Namespace) -> int:
         print(f"{len(prompts) - len(set(prompts))} repeated prompt(s) in {args.prompts}: each is scored once",
               file=sys.stderr)
     judge = _judge(args.judge, config)
+    if judge is config.judge and config.judge_key_env and judge.api_key is None and not args.dry_run:
+        raise ConfigError(f"judge.api_key_env names {config.judge_key_env!r}, which is not set in the environment")
     try:
         priced = judge if isinstance(judge, Model) else Model(judge)
     except ConfigError:
@@ -293,7 +295,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="replay the bundled llmrouter-9 set and show what routing buys")
+    p = sub.add_parser("demo", help="replay the bundled llmrouter-9 set and show what routing buys",
+                       description="Replay the bundled llmrouter-9 routing table (6,108 prompts, 9 models) with the "
+                                   "default policy at several dials, beside every single model, and write the table "
+                                   "(demo.md) and the quality-vs-cost plot with the single models' hull (demo.png).")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
     p.set_defaults(run=_demo)

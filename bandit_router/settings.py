@@ -82,9 +82,11 @@ class Limits:
     """How far the router goes for one request, and how often it syncs.
 
     expected_output_tokens: output length used to predict a call's cost when max_tokens is not given.
-    max_attempts: models tried per call when providers fail (timeouts, 5xx, rate limits, context length).
+    max_attempts: models tried per call when providers fail (timeouts, 5xx, rate limits, context length, a 401/403
+    refusing a key, a 404).
     max_prompt_chars: longest prompt accepted, in characters; longer ones raise InvalidPromptError.
-    sync_every: seconds between syncs with a state_store (checked on route and feedback; `sync()` forces one).
+    sync_every: seconds between syncs with a state_store (checked on route, feedback and observe; `sync()` forces
+    one).
     cooldown, cooldown_after: a model whose calls failed `cooldown_after` times in a row (timeouts, 5xx, rate
     limits, refused keys) is not routed to for `cooldown` seconds, unless no other model is eligible; then one
     call tries it again (0 seconds: never).

@@ -96,7 +96,8 @@ class ServiceConfig:
     max_body_bytes: int = 4_000_000
     shutdown_timeout: float = 30.0  # seconds a stopping server waits for the requests in flight (streams)
     feedback_secret: str | None = field(default=None, repr=False)
-    judge: Model | None = None  # what `bandit-router score-table` grades with; the service does not use it
+    judge: Model | None = None  # what `bandit-router score-table` grades with; not served, so its key is not needed
+    judge_key_env: str | None = None  # the variable its key is read from (score-table checks it is set)
 
     def state_store(self) -> StateStore | None:
         namespace = self.state.get("namespace", "default")
@@ -230,15 +231,17 @@ def parse_config(config: Mapping[str, Any], env: Mapping[str, str] | None = None
         except ConfigError as error:
             raise ConfigError(f"spend_target: {error}") from None
         router["spend_target"] = config["spend_target"]
-    judge = None if config.get("judge") is None else _model(config["judge"], "judge", env, keys)
+    entry = config.get("judge")  # not served: its key is checked by score-table, not here
+    judge = None if entry is None else _model(entry, "judge", env, keys=False)
     parsed = ServiceConfig(router=router, models=[_model(m, f"models[{i}]", env, keys) for i, m in enumerate(models)],
                            encoder=config.get("encoder", "sentence-transformers/all-MiniLM-L6-v2"), state=state,
                            budget=budget, feedback=feedback, prior=prior,
                            tenants=[Tenant.from_config(t, i) for i, t in enumerate(tenants)],
                            host=server.get("host", "127.0.0.1"), port=server.get("port", 8000),
                            max_body_bytes=server.get("max_body_bytes", 4_000_000), feedback_secret=secret,
-                           judge=judge, shutdown_timeout=check_non_negative(server.get("shutdown_timeout", 30.0),
-                                                                            "server.shutdown_timeout", "seconds"))
+                           judge=judge, judge_key_env=entry.get("api_key_env") if isinstance(entry, Mapping) else None,
+                           shutdown_timeout=check_non_negative(server.get("shutdown_timeout", 30.0),
+                                                               "server.shutdown_timeout", "seconds"))
     parsed.keyring()  # distinct tenant names
     if not isinstance(parsed.port, int) or not 0 <= parsed.port <= 65535:
         raise ConfigError(f"server.port must be an integer in [0, 65535], got {parsed.port!r}")

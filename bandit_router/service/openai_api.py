@@ -55,7 +55,9 @@ def api_error(error: BaseException) -> APIError:
     ]
     for kind, status, type_, code in table:
         if isinstance(error, kind):
-            return APIError(status, message, type_, code)
+            field = message.split(" ", 1)[0]  # the library's errors name the field first
+            return APIError(status, message, type_, code,
+                            param=field if field in _PASSED | {"models", "task", "cost_weight", "score"} else None)
     status = getattr(error, "status_code", None)
     if isinstance(status, int) and 400 <= status < 600:  # a provider's own refusal (e.g. a bad tool schema)
         return APIError(status, f"upstream model refused the request: {type(error).__name__}: {message}",

@@ -251,3 +251,17 @@ def test_the_command_refuses_an_empty_prompt_and_says_repeats_are_scored_once(tm
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "1 repeated prompt(s)" in err and "1 models x 2 prompts" in err
+
+
+def test_the_judges_key_is_needed_to_score_not_to_serve(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("JUDGE_KEY", raising=False)
+    config = {"encoder": "hashing:16", "models": [{"name": "openai/small", "input_cost_per_token": 1e-6,
+                                                   "output_cost_per_token": 1e-6}],
+              "judge": {"name": "openai/grader", "api_key_env": "JUDGE_KEY", "input_cost_per_token": 1e-6,
+                        "output_cost_per_token": 1e-6}}
+    (tmp_path / "service.json").write_text(json.dumps(config))
+    assert load_config(tmp_path / "service.json").judge.name == "openai/grader"  # serve reads it without the key
+    (tmp_path / "prompts.txt").write_text("hello\n")
+    status = main(["score-table", str(tmp_path / "prompts.txt"), "--config", str(tmp_path / "service.json"),
+                   "--out", str(tmp_path / "scored")])
+    assert status == 2 and "judge.api_key_env names 'JUDGE_KEY', which is not set" in capsys.readouterr().err

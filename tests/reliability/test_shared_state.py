@@ -165,7 +165,7 @@ def test_a_model_onboarded_on_every_replica_counts_its_quiz_once_in_each(tmp_pat
         np.testing.assert_allclose(router.policy.b[k], quiz + totals[MODELS[0]]["b"])
 
 
-@pytest.mark.parametrize("policy", ["thompson", "epsilon-greedy"])
+@pytest.mark.parametrize("policy", ["shrunk-linucb", "thompson", "epsilon-greedy"])
 def test_every_linear_policy_shares_its_state(policy: str, tmp_path: Path) -> None:
     store = SQLiteStateStore(tmp_path / "state.db")
     routers = [Router(model_cards(), policy=policy, encoder=fake_encoder, seed=s, state_store=store,

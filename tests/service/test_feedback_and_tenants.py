@@ -58,7 +58,7 @@ def test_each_rating_is_applied_once(served: LiveServer) -> None:
     assert metric(text, "bandit_router_feedback_rejected_total", reason="duplicate_feedback") == 1
 
 
-@pytest.mark.parametrize("body, param", [({"score": 2}, None), ({"score": "good"}, None), ({}, "score"),
+@pytest.mark.parametrize("body, param", [({"score": 2}, "score"), ({"score": "good"}, "score"), ({}, "score"),
                                          ({"score": 1, "extra": 1}, "extra")])
 def test_invalid_ratings(served: LiveServer, body, param) -> None:
     route_id = ask(served)["id"]

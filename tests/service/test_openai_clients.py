@@ -103,6 +103,8 @@ def test_langchain_chat_openai(served: LiveServer) -> None:
     ({"model": "router", "messages": []}, 400, "messages"),
     ({"model": "router", "messages": [{"role": "user", "content": "x"}], "cost_weight": -1}, 400, "cost_weight"),
     ({"model": "router", "messages": [{"role": "user", "content": "x"}], "bogus": 1}, 400, "bogus"),
+    ({"model": "router", "messages": [{"role": "user", "content": "x"}], "models": ["nope/x"]}, 400, "models"),
+    ({"model": "router", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, 400, "max_tokens"),
 ])
 def test_invalid_requests_answer_openai_errors(served: LiveServer, body, status, param) -> None:
     response = httpx.post(served.url + "/v1/chat/completions", json=body,
