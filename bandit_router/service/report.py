@@ -3,8 +3,10 @@ the dial, as PNG plots and a markdown table (`bandit-router report decisions.db 
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ class _Log:
     cost: np.ndarray  # USD, NaN when the call was not served
     score: np.ndarray  # NaN when unrated
     status: np.ndarray
+    failures: dict[str, int]  # failed calls per model: those that ended a decision and those it fell back from
 
     @classmethod
     def read(cls, path: str | Path) -> "_Log":
@@ -35,16 +38,18 @@ class _Log:
             raise ConfigError(f"decision log {str(path)!r} does not exist")
         try:
             with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-                rows = conn.execute("SELECT created_at, model, cost_weight, cost, score, status FROM decisions "
-                                    "ORDER BY created_at, rowid").fetchall()
+                rows = conn.execute("SELECT created_at, model, cost_weight, cost, score, status, failed FROM "
+                                    "decisions ORDER BY created_at, rowid").fetchall()
         except sqlite3.DatabaseError as error:
             raise DataFormatError(f"{str(path)!r} is not a bandit-router decision log: {error}") from None
         if not rows:
             raise DataFormatError(f"decision log {str(path)!r} holds no decisions yet")
-        at, model, dial, cost, score, status = zip(*rows)
+        at, model, dial, cost, score, status, failed = zip(*rows)
+        failures = Counter(chosen for chosen, ended in zip(model, status) if ended == "failed")
+        failures.update(m for before in failed for m in json.loads(before or "[]"))
         nan = lambda values: np.array([math.nan if v is None else v for v in values], dtype=float)  # noqa: E731
         return cls(np.array(at, dtype=float), np.array(model), np.array(dial, dtype=float), nan(cost), nan(score),
-                   np.array(status))
+                   np.array(status), dict(failures))
 
     @property
     def models(self) -> list[str]:
@@ -135,19 +140,20 @@ def write_report(log_path: str | Path, out: str | Path, bins: int = 24) -> dict[
     for m in models:
         mine = log.model == m
         rated = mine & ~np.isnan(log.score)
-        rows.append(f"| {m} | {mine.sum()} | {mine.mean():.1%} | {np.sum(mine & (log.status == 'failed'))} | "
+        rows.append(f"| {m} | {mine.sum()} | {mine.mean():.1%} | {log.failures.get(m, 0)} | "
                     f"{np.nansum(log.cost[mine]):.6g} | {_fmt(_mean(log.cost[mine]), 6)} | {rated.sum()} | "
                     f"{_fmt(_mean(log.score[mine]))} |")
     first, last = (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) for t in (log.at.min(), log.at.max()))
     rated = ~np.isnan(log.score)
-    dials = ", ".join(f"{d:g}" for d in sorted(set(log.dial.round(3))))
+    used = sorted(set(log.dial.round(3)))
+    dials = ", ".join(f"{d:g}" for d in used) if len(used) <= 8 else f"{used[0]:g} to {used[-1]:g} ({len(used)} values)"
     text = "\n".join([
         f"# Router report: {Path(log_path).name}",
         "",
         f"{len(log.at)} decisions from {first} to {last} UTC; spend ${np.nansum(log.cost):.6g}; "
         f"{rated.sum()} rated ({rated.mean():.1%}), mean rating {_fmt(_mean(log.score))}; dial values used: {dials}.",
         "",
-        "| model | decisions | share | failed | spend (USD) | mean cost (USD) | rated | mean rating |",
+        "| model | decisions | share | failed calls | spend (USD) | mean cost (USD) | rated | mean rating |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *rows,
         "",

@@ -39,3 +39,19 @@ def test_report_errors_name_the_cause(tmp_path: Path, capsys: pytest.CaptureFixt
     (tmp_path / "junk.db").write_text("not sqlite")
     assert main(["report", str(tmp_path / "junk.db"), "--out", str(tmp_path)]) == 2
     assert "not a bandit-router decision log" in capsys.readouterr().err
+
+
+def test_the_report_counts_the_calls_a_model_failed_also_when_another_answered(tmp_path: Path) -> None:
+    from bandit_router import Model, Router
+    from bandit_router.testing import FakeLLMServer, ModelBehavior
+
+    with FakeLLMServer({"down": ModelBehavior(fail_status=500, fail_times=2), "up": ModelBehavior()}) as server:
+        cards = [Model(f"openai/{name}", input_cost_per_token=1e-6, output_cost_per_token=1e-6,
+                       api_base=server.base_url, api_key="sk-test") for name in ("down", "up")]
+        router = Router(cards, policy="fixed", policy_settings={"model": "openai/down"}, encoder="hashing:16",
+                        seed=0, log=tmp_path / "decisions.db")
+        served = [router.complete(f"q {i}", num_retries=0).decision.model for i in range(3)]
+    assert served == ["openai/up", "openai/up", "openai/down"]  # two fallbacks, then down is back
+    assert main(["report", str(tmp_path / "decisions.db"), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "| openai/down | 1 | 33.3% | 2 |" in text and "| openai/up | 2 | 66.7% | 0 |" in text
