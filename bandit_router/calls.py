@@ -139,12 +139,7 @@ class ModelCaller:
         """Count and log a failed attempt; a failure not worth trying another model for ends the call: it is
         re-raised, with a note naming the model and the attempts that failed before it."""
         worth_retrying = retryable(error)
-        with self.lock:
-            self.failures[model] = self.failures.get(model, 0) + 1
-            if worth_retrying:  # the model's failure, not the request's
-                self.cooldowns.failed(model)
-        if self.log is not None:
-            self.log.record_failure(decision.route_id, error)
+        self._count(decision, model, error, models_fault=worth_retrying)
         if not worth_retrying:
             self.withdraw(decision.route_id)
             before = "".join(f"; {m} had failed first: {type(e).__name__}: {redact(str(e))[:200]}"
@@ -170,9 +165,15 @@ class ModelCaller:
 
     def broke(self, decision: Decision, model: str, error: BaseException) -> None:
         """Count and log a stream that broke after its first chunk (too late to try another model)."""
+        self._count(decision, model, error, models_fault=True)
+
+    def _count(self, decision: Decision, model: str, error: BaseException, models_fault: bool) -> None:
+        """Count a failed call of `model` (towards its cooldown if it is the model's fault, not the request's) and
+        log it."""
         with self.lock:
             self.failures[model] = self.failures.get(model, 0) + 1
-            self.cooldowns.failed(model)
+            if models_fault:
+                self.cooldowns.failed(model)
         if self.log is not None:
             self.log.record_failure(decision.route_id, error)
 
