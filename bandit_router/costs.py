@@ -158,17 +158,19 @@ class CostModel:
         if route_id in self._open:
             self._open[route_id] = (name, self._open[route_id][1])
 
-    def settle(self, route_id: str, cost: float | None) -> None:
-        """Learn the real cost of the call routed as `route_id` (None: unknown, nothing is learned)."""
+    def settle(self, route_id: str, cost: float | None) -> bool:
+        """Learn the real cost of the call routed as `route_id` (None: unknown, nothing is learned); False if that
+        call is not waiting for its cost."""
         if cost is not None:
             check_non_negative(cost, "cost")
         opened = self._open.pop(route_id, None)
         if opened is not None and cost is not None:
             self.observe(opened[0], opened[1], float(cost))
+        return opened is not None
 
-    def forget(self, route_id: str) -> None:
-        """Drop a routed call that was never made."""
-        self._open.pop(route_id, None)
+    def forget(self, route_id: str) -> bool:
+        """Drop a routed call that was never made; False if it was not waiting for its cost."""
+        return self._open.pop(route_id, None) is not None
 
     # -- state ----------------------------------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:

@@ -80,23 +80,27 @@ class BudgetGate:
         held = self.held.get(decision.route_id)
         return decision.ranking() if held is None else [m for m in decision.ranking() if held[1][m] <= held[0].amount]
 
-    def settle(self, route_id: str, cost: float | None = None) -> None:
+    def settle(self, route_id: str, cost: float | None = None) -> bool:
         """Charge the real cost (USD) in place of the hold and teach it to the cost model; None charges the hold
-        itself (the worst case) and teaches nothing. A refused route id or cost raises before the hold is dropped."""
+        itself (the worst case) and teaches nothing. A refused route id or cost raises before the hold is dropped.
+        False if the call was not waiting to be settled (already settled or released, expired, or unknown)."""
         check_route_id(route_id)
         if cost is not None:
             cost = check_usd(cost, "cost")
         with self.lock:
             held = self.held.pop(route_id, None)
-            self.costs.settle(route_id, cost)
+            opened = self.costs.settle(route_id, cost)
         if held is not None:
             self.budget.settle(held[0], held[0].amount if cost is None else cost)  # type: ignore[union-attr]
+        return held is not None or opened
 
-    def release(self, route_id: str) -> None:
-        """Drop the hold of `route_id` without charge (its call was not made)."""
+    def release(self, route_id: str) -> bool:
+        """Drop the hold of `route_id` without charge (its call was not made); False, as `settle`, if nothing
+        waited."""
         check_route_id(route_id)
         with self.lock:
             held = self.held.pop(route_id, None)
-            self.costs.forget(route_id)
+            opened = self.costs.forget(route_id)
         if held is not None:
             self.budget.release(held[0])  # type: ignore[union-attr]
+        return held is not None or opened

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -30,6 +31,8 @@ from .streaming import AsyncRoutedStream, RoutedStream
 from .tasks import TaskHints
 
 __all__ = ["Router", "check_cost_weight", "check_score", "check_prompt"]
+
+log = logging.getLogger(__name__)
 
 
 class Router:
@@ -273,14 +276,21 @@ class Router:
     def settle(self, route_id: str, cost: float | None = None) -> None:
         """Charge the real cost of `route_id`'s call (the models' cost unit: USD for priced cards) in place of its
         hold (None: the hold, for a call whose usage never arrived), teach it to the cost model and log it beside
-        the predicted cost; complete/stream settle by themselves; expiry charges the hold."""
-        self.gate.settle(route_id, cost)
+        the predicted cost; complete/stream settle by themselves; expiry charges the hold. A route id that is not
+        waiting (settled or released already, expired, or another router's) is logged as a warning."""
+        if not self.gate.settle(route_id, cost):
+            log.warning("settle(%r): this route id is not waiting to be settled (settled or released already, "
+                        "expired after pending_ttl or max_pending, or routed by another router); nothing was "
+                        "charged to the budget", route_id)
         if cost is not None and self.log is not None:
             self.log.record_call(route_id, cost)
 
     def release(self, route_id: str) -> None:
-        """Drop the budget hold of `route_id` without charge (its call was not made)."""
-        self.gate.release(route_id)
+        """Drop the budget hold of `route_id` without charge (its call was not made); a route id that is not
+        waiting is logged as a warning, as in `settle`."""
+        if not self.gate.release(route_id):
+            log.warning("release(%r): this route id is not waiting to be settled (settled or released already, "
+                        "expired, or routed by another router); nothing was released", route_id)
 
     # -- calling models -------------------------------------------------------------------------------------
     def complete(self, prompt: str | Messages, cost_weight: float | None = None, models: Sequence[str] | None = None,

@@ -39,7 +39,7 @@ def router_for(server, budget: Budget, names=(("cheap", 1e-6), ("dear", 1e-5)), 
     return Router([card(server, n, p) for n, p in names], encoder=toy_encoder(), seed=0, budget=budget, **kwargs)
 
 
-def test_route_holds_the_worst_case_cost_until_settled():
+def test_route_holds_the_worst_case_cost_until_settled(caplog):
     models = [Model("a", input_cost_per_token=1e-6, output_cost_per_token=2e-6, max_output_tokens=100)]
     budget = Budget(1.0, pacer="none")
     router = Router(models, encoder=toy_encoder(), budget=budget)
@@ -47,12 +47,18 @@ def test_route_holds_the_worst_case_cost_until_settled():
     assert budget.reserved() == pytest.approx(10 * 1e-6 + 50 * 2e-6)
     router.settle(decision.route_id, 3e-5)
     assert budget.reserved() == 0.0 and budget.total_spent() == 3e-5
-    router.settle(decision.route_id, 1.0)  # already settled: nothing more is charged
+    assert not caplog.records
+    router.settle(decision.route_id, 1.0)  # already settled: nothing more is charged, and the caller is told
     assert budget.total_spent() == 3e-5
+    assert [r.levelname for r in caplog.records] == ["WARNING"] and "not waiting to be settled" in caplog.text
+    caplog.clear()
     decision = router.route("x" * 40)  # no max_tokens: the model's output limit bounds the call
     assert budget.reserved() == pytest.approx(10 * 1e-6 + 100 * 2e-6)
     router.release(decision.route_id)
     assert budget.reserved() == 0.0 and budget.total_spent() == 3e-5
+    assert not caplog.records
+    router.release(decision.route_id)
+    assert "release(" in caplog.text and "nothing was released" in caplog.text
 
 
 def test_models_whose_worst_case_does_not_fit_are_not_eligible():
