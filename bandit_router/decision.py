@@ -9,7 +9,9 @@ from typing import Any, Mapping, Sequence
 
 from .errors import InvalidPromptError
 
-__all__ = ["Decision", "Completion", "messages_of", "query_text", "usage_of"]
+__all__ = ["Decision", "Completion", "ROLES", "messages_of", "query_text", "usage_of"]
+
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")  # the chat roles providers accept
 
 Messages = Sequence[Mapping[str, Any]]
 
@@ -90,21 +92,24 @@ def messages_of(prompt: str | Messages) -> list[dict[str, Any]]:
         messages = []
     if not messages or any("role" not in m for m in messages):
         raise InvalidPromptError("messages must be a non-empty sequence of dicts with a 'role' key")
+    for i, message in enumerate(messages):
+        if message["role"] not in ROLES:
+            raise InvalidPromptError(f"messages[{i}].role must be one of {', '.join(ROLES)}; got {message['role']!r}")
+        _content_text(message.get("content"), f"messages[{i}].content")
     return messages
 
 
-def _content_text(content: Any) -> str:
+def _content_text(content: Any, field: str) -> str:
     """The text of a message's content: a string, None, or a list of parts ({"type": "text", "text": ...})."""
     if content is None:
         return ""
     if isinstance(content, str):
         return content
     if not isinstance(content, (list, tuple)) or not all(isinstance(part, Mapping) for part in content):
-        raise InvalidPromptError(f"message content must be a string or a list of content parts, got "
-                                 f"{type(content).__name__}")
+        raise InvalidPromptError(f"{field} must be a string or a list of content parts, got {type(content).__name__}")
     texts = [part.get("text", "") for part in content]
     if not all(isinstance(text, str) for text in texts):
-        raise InvalidPromptError("a content part's 'text' must be a string")
+        raise InvalidPromptError(f"{field} has a content part whose 'text' is not a string")
     return "\n".join(texts)
 
 
@@ -115,7 +120,7 @@ def query_text(messages: Messages) -> tuple[str, str]:
     agent's tool results and intermediate replies, so each step of an agent run is routed as its own request);
     the token count covers every message.
     """
-    texts = [_content_text(m.get("content")) for m in messages]
+    texts = [_content_text(m.get("content"), f"messages[{i}].content") for i, m in enumerate(messages)]
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=len(messages) - 1)
     return "\n".join(t for t in texts[last_user:] if t), "\n".join(texts)
 

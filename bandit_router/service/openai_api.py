@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ..decision import messages_of
 from ..errors import (AllModelsFailedError, BudgetExceededError, ConfigError, DuplicateFeedbackError,
                       FeedbackLimitError, InvalidFeedbackTokenError, InvalidPromptError, NoEligibleModelError,
                       StoreUnavailableError, UnknownRouteError)
@@ -122,10 +123,13 @@ def parse_chat(body: Any) -> ChatRequest:
             raise APIError(400, f"cost_weight must be a number in [0, 1], got {dial!r}", code="invalid_value",
                            param="cost_weight")
     messages = body.get("messages")
-    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) and "role" in m
-                                                                 for m in messages):
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise APIError(400, "messages must be a non-empty array of message objects with a 'role'",
                        code="invalid_value", param="messages")
+    try:
+        messages_of(messages)
+    except InvalidPromptError as error:
+        raise APIError(400, str(error), code="invalid_value", param=str(error).split(" ", 1)[0]) from None
     models = body.get("models")
     if models is not None and (not isinstance(models, list) or not models
                                or not all(isinstance(m, str) for m in models)):

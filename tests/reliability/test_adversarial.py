@@ -322,12 +322,13 @@ def test_an_unreachable_store_caps_per_replica(redis_server) -> None:
     (lambda r, d: r.route([{"role": "user", "content": ["bare string part"]}]), InvalidPromptError),
     (lambda r, d: r.route(42), InvalidPromptError),
     (lambda r, d: r.route({"role": "user", "content": "a message, not a list"}), InvalidPromptError),
+    (lambda r, d: r.route([{"role": "human", "content": "a LangChain type, not a chat role"}]), InvalidPromptError),
     (lambda r, d: r.route("hi", max_tokens="9"), ConfigError),
     (lambda r, d: r.route("hi", max_tokens=0), ConfigError),
     (lambda r, d: r.complete("hi", max_tokens=9.5), ConfigError),
 ], ids=["surrogate route id", "bytes route id", "list route id", "settle list", "release dict", "content 5",
         "content dict", "content part text None", "content bare string", "prompt int", "prompt dict",
-        "max_tokens str", "max_tokens 0",
+        "role human", "max_tokens str", "max_tokens 0",
         "max_tokens float"])
 def test_bad_arguments_raise_typed_errors(call, error) -> None:
     router = Router(model_cards(), encoder=fake_encoder, seed=0, feedback=FeedbackSettings(feedback_secret=SECRET),
