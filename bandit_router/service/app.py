@@ -3,6 +3,7 @@ models, health and Prometheus metrics (Starlette on uvicorn)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -199,6 +200,9 @@ class Service:
             self.metrics.inc("bandit_router_requests_total", status=str(api.status))
             yield (b"" if held is None else _sse(held)) + _sse(api.body)
             return
+        except (GeneratorExit, asyncio.CancelledError):  # the client went away: counted as nginx's 499
+            self.metrics.inc("bandit_router_requests_total", status="499")
+            raise
         finally:
             await chunks.aclose()
         self._served(decision, stream.cost, started, time.time())

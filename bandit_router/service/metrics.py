@@ -15,7 +15,8 @@ Labels = tuple[tuple[str, str], ...]
 
 # name -> (type, help)
 _FAMILIES = {
-    "bandit_router_requests_total": ("counter", "Chat completion requests answered, by HTTP status."),
+    "bandit_router_requests_total": ("counter", "Chat completion requests answered, by HTTP status "
+                                                    "(499: a stream its client closed)."),
     "bandit_router_decisions_total": ("counter", "Routing decisions served, by the model that answered."),
     "bandit_router_spend_usd_total": ("counter", "USD charged for served calls, by model."),
     "bandit_router_feedback_received_total": ("counter", "Ratings received on /v1/feedback for this replica."),

@@ -1,11 +1,12 @@
 """What a user trial of the service found: the stream's last chunk with and without include_usage, a stream that
-breaks, malformed bodies, the budget's 429 (not retried), model retrieve and the graceful-shutdown setting."""
+breaks, one its client closes, malformed bodies, the budget's 429 (not retried), model retrieve and the graceful-shutdown setting."""
 
 from __future__ import annotations
 
 import json
 import logging
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
@@ -115,6 +116,49 @@ def test_a_stream_that_breaks_says_so_and_is_not_counted_a_success(broken: str) 
     assert "refused" not in error["error"]["message"]
     assert metric(text, "bandit_router_requests_total", status="200") == 0
     assert metric(text, "bandit_router_requests_total", status="502") == 1
+
+
+class SlowUpstream(BaseHTTPRequestHandler):
+    """Streams a chunk, then waits a long time before the next: a client gives up in between."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        chunk = {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "model-a",
+                 "choices": [{"index": 0, "delta": {"content": "Echo:"}, "finish_reason": None}]}
+        try:
+            for _ in range(30):
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+                time.sleep(1.0)
+        except OSError:
+            pass
+
+
+def test_a_stream_the_client_closes_is_counted_as_499() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowUpstream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with start_service(f"http://127.0.0.1:{server.server_address[1]}/v1") as served:
+            with httpx.stream("POST", served.url + "/v1/chat/completions", headers=HEADERS, timeout=30,
+                              json={**ASK, "stream": True}) as response:
+                first = next(line for line in response.iter_lines() if line.startswith("data: "))
+            assert "Echo:" in first
+            deadline = time.monotonic() + 15
+            while (count := metric(httpx.get(served.url + "/metrics").text, "bandit_router_requests_total",
+                                   status="499")) == 0 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            text = httpx.get(served.url + "/metrics").text
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert count == 1
+    assert metric(text, "bandit_router_requests_total", status="200") == 0
 
 
 def test_deeply_nested_json_is_a_400_naming_the_cause(served: LiveServer) -> None:
