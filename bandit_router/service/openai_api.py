@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..decision import messages_of
+from ..feedback import check_call_kwargs
 from ..errors import (AllModelsFailedError, BudgetExceededError, ConfigError, DuplicateFeedbackError,
                       FeedbackLimitError, InvalidFeedbackTokenError, InvalidPromptError, NoEligibleModelError,
                       StoreUnavailableError, UnknownRouteError)
@@ -142,6 +143,10 @@ def parse_chat(body: Any) -> ChatRequest:
     if not isinstance(stream, bool):
         raise APIError(400, "stream must be true or false", code="invalid_value", param="stream")
     params = {k: v for k, v in body.items() if k in _PASSED}
+    try:
+        check_call_kwargs(params)
+    except ConfigError as error:
+        raise APIError(400, str(error), code="invalid_value", param=str(error).split(" ", 1)[0]) from None
     return ChatRequest(messages, stream, None if dial is None else float(dial), task, models, params,
                        _include_usage(body.get("stream_options"), stream))
 

@@ -107,7 +107,11 @@ def test_images_go_only_to_vision_models(server: FakeLLMServer) -> None:
         llm.invoke([image], models=[SMALL])
 
 
-@pytest.mark.parametrize("kwargs, field", [({"temprature": 0.1}, "temperature"), ({"max_tokens": -1}, "max_tokens")])
+@pytest.mark.parametrize("kwargs, field", [({"temprature": 0.1}, "temperature"), ({"max_tokens": -1}, "max_tokens"),
+                                           ({"temperature": 3}, r"temperature must be a number in \[0, 2\]"),
+                                           ({"top_p": "all"}, "top_p"), ({"n": 1.5}, "n must be an integer"),
+                                           ({"logprobs": "yes"}, "logprobs must be true or false"),
+                                           ({"tools": "search"}, "tools must be a list")])
 def test_misspelt_or_invalid_kwargs_are_refused(llm: ChatBanditRouter, server: FakeLLMServer, kwargs: dict,
                                                  field: str) -> None:
     with pytest.raises(ConfigError, match=field):

@@ -108,6 +108,10 @@ def test_langchain_chat_openai(served: LiveServer) -> None:
     ({"model": "router", "messages": [{"role": "user", "content": "x"}], "bogus": 1}, 400, "bogus"),
     ({"model": "router", "messages": [{"role": "user", "content": "x"}], "models": ["nope/x"]}, 400, "models"),
     ({"model": "router", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, 400, "max_tokens"),
+    ({"model": "router", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}, 400, "temperature"),
+    ({"model": "router", "messages": [{"role": "user", "content": "x"}], "n": 0}, 400, "n"),
+    ({"model": "router", "messages": [{"role": "user", "content": "x"}], "stop": [1]}, 400, "stop"),
+    ({"model": "router", "messages": [{"role": "user", "content": "x"}], "tools": {"type": "function"}}, 400, "tools"),
 ])
 def test_invalid_requests_answer_openai_errors(served: LiveServer, body, status, param) -> None:
     response = httpx.post(served.url + "/v1/chat/completions", json=body,
