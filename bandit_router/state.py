@@ -21,7 +21,7 @@ import numpy as np
 
 from .costs import CostModel
 from .encoders import Encoder, as_encoder
-from .errors import ConfigError, StateFormatError
+from .errors import ConfigError, StateFormatError, StoreUnavailableError
 from .models import Model, split_credentials
 from .policies import Policy, make_policy, policy_class
 from .settings import FeedbackSettings, Limits, LogSettings
@@ -248,10 +248,12 @@ class Saved(Protocol):
     log_settings: LogSettings
     rng: np.random.Generator
     costs: CostModel
+    replica: Any
 
 
 def encode_router(router: Saved) -> bytes:
-    """Bytes of a state file with `router`'s config, policy state and random state (the caller holds its lock)."""
+    """Bytes of a state file with `router`'s config, policy state and random state (the caller holds its lock).
+    A router that shares its state also writes its own part (`own_state`, arrays "local.*"): see `load_router`."""
     config = {
         "models": [m.to_config() for m in router.models.values()],
         "policy": {"name": router.policy.name, "settings": router.policy.config.to_dict(),
@@ -266,8 +268,29 @@ def encode_router(router: Saved) -> bytes:
         "rng": _rng_state(router.rng),
         _KEYED: [m.name for m in router.models.values() if m.api_key or m.credentials],  # never the keys
     }
+    own = router.policy.own_state() if router.replica is not None else {}  # type: ignore[attr-defined]
     return encode_state(config, {**{f"policy.{k}": v for k, v in router.policy.state().items()},
+                                 **{f"local.{k}": v for k, v in own.items()},
                                  **{f"costs.{k}": v for k, v in router.costs.state().items()}})
+
+
+def _policy_arrays(arrays: Mapping[str, np.ndarray], store: Any, path: str | Path) -> dict[str, np.ndarray]:
+    """The policy state to load: the whole of it, or, for a file saved while sharing and loaded beside a store
+    that holds totals (the same store, as a rule), only the saved replica's own part, since the totals come
+    from the store: loading the whole would count them twice."""
+    whole = {k.removeprefix("policy."): v for k, v in arrays.items() if k.startswith("policy.")}
+    own = {k.removeprefix("local."): v for k, v in arrays.items() if k.startswith("local.")}
+    if not own or store is None:
+        return whole
+    try:
+        shared = bool(store.totals())
+    except StoreUnavailableError:
+        shared = True
+    if not shared:
+        log.warning("%r was saved beside a shared store and %r holds nothing yet: the whole saved state becomes "
+                    "this replica's own", str(path), store)
+        return whole
+    return own
 
 
 def _flat(saved: Mapping[str, Any]) -> dict[str, Any]:
@@ -315,7 +338,7 @@ def load_router(build: Callable[..., T], path: str | Path, encoder: Encoder | Ca
         policy = make_policy(name, config["dim"], [m.name for m in models],
                              **policy_class(name).Config.reloaded(policy_config["settings"], policy_settings or {}))
         policy.rng.bit_generator.state = policy_config["rng"]
-        policy.load_state({k.removeprefix("policy."): v for k, v in arrays.items() if k.startswith("policy.")})
+        policy.load_state(_policy_arrays(arrays, settings.get("state_store"), path))
         router = build(models, policy=policy, encoder=enc, **_arguments(config["router"], settings))
         router.rng.bit_generator.state = config["rng"]
         if "costs.n" in arrays:  # files saved before the cost model was learned have none

@@ -53,6 +53,7 @@ class RidgePolicy(Policy):
         self.theta = np.zeros((0, self.p))
         self._delta: dict[str, _Delta] | None = None  # per-model changes not yet pushed to a shared store
         self._base: dict[str, dict[str, np.ndarray]] = {}  # what was learned before sharing started
+        self._installed: Mapping[str, Mapping[str, np.ndarray]] = {}  # the merged totals last installed
         super().__init__(dim, arms, config, seed)
 
     @property
@@ -241,6 +242,17 @@ class RidgePolicy(Policy):
         self.theta = np.zeros_like(b)
         for k in range(len(b)):
             self.theta[k] = self.A_inv[k] @ b[k]
+        self._installed = totals
+
+    def own_state(self) -> dict[str, np.ndarray]:
+        """`state()` less the merged totals last installed: what this replica holds on its own (its base and
+        what it learned since that sync), the part that loading it beside the same store must not add twice."""
+        A, b = self.A.copy(), self.b.copy()
+        for k, arm in enumerate(self.arms):
+            if arm in self._installed:
+                A[k] -= self._installed[arm]["A"]
+                b[k] -= self._installed[arm]["b"]
+        return {**self.state(), "A": A, "A_inv": np.linalg.inv(A), "b": b}
 
 
 class _Delta:

@@ -12,6 +12,7 @@ replica whose layout differs.
 
 from __future__ import annotations
 
+import math
 import logging
 import threading
 import time
@@ -123,7 +124,7 @@ class Replica:
         self._seq = 0
         self._outbox: list[tuple[int, Stats]] = []
         self._sync_lock = threading.Lock()
-        self._synced_at = time.monotonic()
+        self._synced_at = -math.inf  # so the first maybe_sync (the Router's, at construction) syncs
         try:
             self.check_layout()  # a store holding another layout fails here, not at the first sync
         except StoreUnavailableError:

@@ -165,6 +165,33 @@ def test_a_model_onboarded_on_every_replica_counts_its_quiz_once_in_each(tmp_pat
         np.testing.assert_allclose(router.policy.b[k], quiz + totals[MODELS[0]]["b"])
 
 
+@pytest.mark.parametrize("policy", ["shrunk-linucb", "linucb"])
+def test_a_sharing_router_saved_and_loaded_beside_its_store_counts_each_rating_once(policy: str,
+                                                                                      tmp_path: Path) -> None:
+    """Back up with save, restore with load and the same store: the file's own part (a prior, the updates not
+    yet synced) is loaded, and the store's totals once; with an empty store, the whole file."""
+    from bandit_router.priors import table_prior
+
+    store = SQLiteStateStore(tmp_path / "state.db")
+    router = Router(model_cards(), policy=policy, encoder=fake_encoder, seed=0, state_store=store,
+                    limits=Limits(sync_every=3600))
+    table_prior(router, [f"prior {i}" for i in range(10)], np.full((10, len(MODELS)), 0.9), list(MODELS))
+    rate_and_sync([router], store, 40)
+    decision = router.route("not synced yet")
+    router.feedback(decision.route_id, 1.0)
+    router.save(tmp_path / "backup.safetensors")
+    restored = Router.load(tmp_path / "backup.safetensors", encoder=fake_encoder, state_store=store, limits=Limits(sync_every=3600))
+    np.testing.assert_allclose(restored.policy.A, router.policy.A)
+    np.testing.assert_allclose(restored.policy.b, router.policy.b)
+    restored.sync()
+    router.sync()
+    np.testing.assert_allclose(restored.policy.b, router.policy.b)  # both: own part + 41 ratings in the store
+    alone = Router.load(tmp_path / "backup.safetensors", encoder=fake_encoder)
+    np.testing.assert_allclose(alone.policy.b, restored.policy.b)
+    moved = Router.load(tmp_path / "backup.safetensors", encoder=fake_encoder, state_store=SQLiteStateStore(tmp_path / "new.db"))
+    np.testing.assert_allclose(moved.policy.b, restored.policy.b)
+
+
 @pytest.mark.parametrize("policy", ["shrunk-linucb", "thompson", "epsilon-greedy"])
 def test_every_linear_policy_shares_its_state(policy: str, tmp_path: Path) -> None:
     store = SQLiteStateStore(tmp_path / "state.db")
