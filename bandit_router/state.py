@@ -354,6 +354,10 @@ def load_router(build: Callable[..., T], path: str | Path, encoder: Encoder | Ca
         with_tasks = f" ({dim} with its {len(router.tasks)} tasks)" if router.tasks else ""
         raise StateFormatError(f"encoder {router.encoder.name!r} gives {router.encoder.dim}-d vectors{with_tasks}; "
                                f"the saved policy expects {policy.dim}")
+    if router.encoder.name != config["encoder"]:
+        log.warning("%r was saved with encoder %r and is loaded with %r: what it learned applies to the saved "
+                    "encoder's vectors only (pass that encoder, or name yours alike if it is the same)", str(path),
+                    config["encoder"], router.encoder.name)
     keyless = [name for name in config.get(_KEYED, []) if not (api_keys or {}).get(name)
                and not (credentials or {}).get(name)]
     if keyless:

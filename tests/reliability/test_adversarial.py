@@ -367,7 +367,12 @@ def test_a_file_cannot_name_a_local_path_as_its_encoder(tmp_path: Path, monkeypa
         Router.load(crafted)
 
 
-def test_a_router_with_a_lambda_encoder_saves_and_loads(tmp_path: Path) -> None:
+def test_a_router_with_a_lambda_encoder_saves_and_loads(tmp_path: Path, caplog) -> None:
     router = Router(model_cards(), encoder=lambda text: fake_encoder(text), seed=0)
     router.save(tmp_path / "r.safetensors")
     assert Router.load(tmp_path / "r.safetensors", encoder=fake_encoder).route("x")
+    assert "was saved with encoder '<lambda>' and is loaded with 'fake_encoder'" in caplog.text  # told, not refused
+    caplog.clear()
+    Router(model_cards(), encoder=fake_encoder, seed=0).save(tmp_path / "same.safetensors")
+    Router.load(tmp_path / "same.safetensors", encoder=fake_encoder)
+    assert "was saved with encoder" not in caplog.text
