@@ -192,12 +192,19 @@ def onboard(router: Router, model: Model | str, prompts: Sequence[str],
     the quiz was drawn from), the model first gets a `mix_prior` of the models it answers like (`quiz_mix`),
     worth `strength` observations. The answers are then learned in one batch, like a prior: under a shared state
     store each replica that onboards the model keeps them as its own (so onboard it on every replica that serves
-    it). Returns the scores.
+    it). Returns the scores. A quiz that fails (the evaluator raises or returns no score in [0, 1]) removes a
+    model it added, so no untaught model is left routed to.
     """
     name = model.name if isinstance(model, Model) else model
-    if name not in router.models:
-        router.add_model(model, features=features)
-    scores = [check_score(evaluator(prompt, name)) for prompt in prompts]
+    added = name not in router.models
+    if added:
+        router.add_model(model, features=features)  # first: the evaluator may call it through the router
+    try:
+        scores = [check_score(evaluator(prompt, name)) for prompt in prompts]
+    except BaseException:
+        if added:
+            router.remove_model(name)
+        raise
     if known is not None:
         weights, offset = quiz_mix(scores, known)
         mix_prior(router, name, weights, strength, offset)

@@ -126,6 +126,20 @@ def test_onboard_rejects_scores_outside_the_unit_interval():
         onboard(router(), "calc", MATH[:1], lambda p, m: 7)
 
 
+def test_a_failed_quiz_removes_the_model_it_added_and_keeps_one_that_was_there():
+    r = router()
+    with pytest.raises(ConfigError, match="score must be"):
+        onboard(r, cards("sage")[0], MATH[:3], lambda p, m: 2)
+    assert "sage" not in r.models
+
+    def unreachable(prompt: str, model: str) -> float:
+        raise ConnectionError("the model's endpoint is down")
+
+    with pytest.raises(ConnectionError):
+        onboard(r, "calc", MATH[:3], unreachable)
+    assert "calc" in r.models
+
+
 def topic_router(policy: str = "linucb", **settings) -> Router:
     """calc is good at math, bard at poems; sage is added bare."""
     r = router(policy, **settings)
