@@ -339,6 +339,7 @@ class Router:
         """Rebuild a saved router. API keys and credentials are never saved: pass them per model name in `api_keys`
         and `credentials`. `policy_settings` change the saved policy's settings that its learned state does not
         depend on (e.g. {"exploration": 0.0}; ConfigError for one it does, such as `regularization`). `settings`
-        are the operational arguments a file never sets (log=..., feedback=...)."""
+        are the operational arguments a file never sets (log=..., feedback=...); `seed=` draws afresh from that
+        seed instead of going on from the saved random state."""
         return load_router(cls, path, encoder=encoder, api_keys=api_keys, credentials=credentials,
                            policy_settings=policy_settings, **settings)

@@ -320,7 +320,8 @@ def load_router(build: Callable[..., T], path: str | Path, encoder: Encoder | Ca
     """Rebuild with `build` (the Router class) a router saved from `encode_router`. Keys and credentials are never
     saved: pass them again per model name. `policy_settings` change saved policy settings that its learned state
     does not depend on (see PolicyConfig.STATE_SETTINGS). `settings` are the operational constructor arguments
-    (log=..., feedback=..., limits=...), which a file never sets."""
+    (log=..., feedback=..., limits=...), which a file never sets, and `seed`, which replaces the saved random
+    state with fresh draws from that seed (without it, routing goes on from the saved random state)."""
     known = set(inspect.signature(build).parameters) - {"models", "policy", "encoder", "policy_settings"}
     for name in settings.keys() - known:
         close = get_close_matches(name, known, n=1)
@@ -337,10 +338,15 @@ def load_router(build: Callable[..., T], path: str | Path, encoder: Encoder | Ca
         name = policy_config["name"]
         policy = make_policy(name, config["dim"], [m.name for m in models],
                              **policy_class(name).Config.reloaded(policy_config["settings"], policy_settings or {}))
-        policy.rng.bit_generator.state = policy_config["rng"]
+        reseed = settings.get("seed") is not None  # a seed given: fresh draws from it, not the saved ones
+        if reseed:
+            policy.rng = np.random.default_rng(settings["seed"])
+        else:
+            policy.rng.bit_generator.state = policy_config["rng"]
         policy.load_state(_policy_arrays(arrays, settings.get("state_store"), path))
         router = build(models, policy=policy, encoder=enc, **_arguments(config["router"], settings))
-        router.rng.bit_generator.state = config["rng"]
+        if not reseed:
+            router.rng.bit_generator.state = config["rng"]
         if "costs.n" in arrays:  # files saved before the cost model was learned have none
             router.costs.load_state({k.removeprefix("costs."): v for k, v in arrays.items() if k.startswith("costs.")})
     except (KeyError, TypeError, OverflowError) as error:

@@ -98,6 +98,16 @@ def test_save_then_load_gives_identical_decisions(policy, make_router, tmp_path)
     assert drive(loaded, 40, offset=30) == drive(router, 40, offset=30)
 
 
+def test_a_seed_given_to_load_draws_afresh_from_it(make_router, tmp_path):
+    router = make_router("thompson")
+    drive(router, 30)
+    router.save(tmp_path / "router.safetensors")
+    runs = [drive(Router.load(tmp_path / "router.safetensors", encoder=hashed_bow, seed=seed), 40, offset=30)
+            for seed in (5, 5, 123)]
+    assert runs[0] == runs[1] != runs[2]
+    assert Router.load(tmp_path / "router.safetensors", encoder=hashed_bow, seed=5).seed == 5
+
+
 def test_load_changes_the_settings_the_learned_state_does_not_depend_on(make_router, tmp_path):
     router = make_router("shrunk-linucb", cost_weight=0.3)
     drive(router, 30)
