@@ -159,6 +159,7 @@ class Budget:
                 raise ConfigError(f"origin must be a finite time in clock seconds, not in the future, got {origin!r}")
         self.clock = clock
         self._origin = clock() if origin is None else float(origin)
+        self._origin_given = origin is not None  # when not, `restore` takes the saved ledger's
         self._seen_ratio: list[float] = [math.inf, 0.0]  # smallest and largest quality/cost ratio seen
         self._cheapest: list[float] = [0.0, 0]  # sum and count of each request's cheapest predicted cost
         self._global = _Account(self.limit)
@@ -368,8 +369,10 @@ class Budget:
         write_atomic(path, json.dumps(data, allow_nan=False).encode())  # strict JSON: jq and JSON.parse read it
 
     def restore(self, path: str | Path) -> None:
-        """Read a ledger written by `save` into this budget (which must have the same period, unit and origin);
-        the saved accounts replace this budget's. Limits are this budget's, so a limit can change on restart."""
+        """Read a ledger written by `save` into this budget (which must have the same period and unit, and the
+        same origin unless this budget was given none: then it takes the ledger's, so a budget rebuilt with the
+        same arguments after a restart goes on counting the saved period); the saved accounts replace this
+        budget's. Limits are this budget's, so a limit can change on restart."""
         try:
             data = json.loads(Path(path).read_text())
             ledger = {name: {key: cast(values[key]) for key, cast in _SAVED.items()}
@@ -383,10 +386,15 @@ class Budget:
                    for values in ledger.values() for key, v in values.items())
         if data.get("format") != "bandit-router-budget/1" or "" not in ledger or not sane:
             raise StateFormatError(f"{path} is not a valid budget ledger written by Budget.save")
-        if saved != self._period_id():
+        origin = saved["origin"]
+        adopt = (not self._origin_given and self._period_id()["origin"] is not None and not isinstance(origin, bool)
+                 and isinstance(origin, (int, float)) and origin <= self.clock())
+        if saved != {**self._period_id(), **({"origin": origin} if adopt else {})}:
             raise ConfigError(f"the ledger in {path} was kept for {saved}, this budget counts {self._period_id()}; "
                               "give the budget the same period, unit and origin")
         with self._lock:
+            if adopt:
+                self._origin = float(origin)
             self._global = _Account(self.limit, **ledger.pop(""))
             self._keys = {} if self.key_limit is None else {key: _Account(self.key_limit, **values)
                                                             for key, values in ledger.items()}

@@ -234,6 +234,20 @@ def test_a_saved_ledger_restores_the_period_spend_into_a_restarted_budget(tmp_pa
     assert restarted.remaining() == pytest.approx(2.0) and restarted.total_spent() == pytest.approx(0.3)
 
 
+def test_a_budget_given_no_origin_takes_the_saved_one_on_restore(tmp_path):
+    """The README's Budget(5.00, period=86_400), rebuilt after a restart: it goes on counting the saved period."""
+    clock = Clock()
+    budget = Budget(1.0, period=100.0, pacer="none", clock=clock)  # its periods start at 1000
+    budget.settle(budget.reserve(0.3), 0.3)
+    budget.save(tmp_path / "ledger.json")
+    clock.now = 1060.0
+    restarted = Budget(1.0, period=100.0, pacer="none", clock=clock)  # would start a period at 1060
+    restarted.restore(tmp_path / "ledger.json")
+    assert restarted.remaining() == pytest.approx(0.7)
+    clock.now = 1101.0  # the saved period's end, not 1160
+    assert restarted.remaining() == pytest.approx(1.0)
+
+
 def test_a_lifetime_budget_restores_without_an_origin(tmp_path):
     clock = Clock()
     budget = Budget(1.0, pacer="none", clock=clock)
@@ -250,8 +264,9 @@ def test_restore_refuses_another_period_or_a_damaged_ledger(tmp_path):
     clock = Clock()
     path = tmp_path / "ledger.json"
     Budget(1.0, period=100.0, origin=950.0, clock=clock).save(path)
-    with pytest.raises(ConfigError, match="same period, unit and origin"):
-        Budget(1.0, period=100.0, clock=clock).restore(path)
+    for other in ({"period": 50.0}, {"period": 100.0, "origin": 900.0}, {"period": 100.0, "unit": "queries"}):
+        with pytest.raises(ConfigError, match="same period, unit and origin"):
+            Budget(1.0, clock=clock, **other).restore(path)
     for text in ("{", '{"format": "bandit-router-budget/1"}', path.read_text().replace('"spent": 0.0', '"spent": -5')):
         path.write_text(text)
         with pytest.raises(StateFormatError, match="budget ledger"):
