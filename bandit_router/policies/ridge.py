@@ -234,8 +234,10 @@ class RidgePolicy(Policy):
                 if part is None:
                     continue
                 if part["A"].shape != (self.p, self.p) or part["b"].shape != (self.p,):
-                    raise StateFormatError(f"shared state of model {arm!r} has shapes {part['A'].shape}, "
-                                           f"{part['b'].shape}; this policy expects ({self.p}, {self.p}), ({self.p},)")
+                    raise StateFormatError(
+                        f"shared state of model {arm!r} has shapes {part['A'].shape}, {part['b'].shape}; this policy "
+                        f"expects ({self.p}, {self.p}), ({self.p},) (its vectors' {self.dim} dimensions, intercept="
+                        f"{self.config.intercept}: replicas sharing a store need the same intercept setting)")
                 A[k] += part["A"]
                 b[k] += part["b"]
         self.A, self.b, self.A_inv = A, b, np.linalg.inv(A)

@@ -207,6 +207,15 @@ def test_every_linear_policy_shares_its_state(policy: str, tmp_path: Path) -> No
     np.testing.assert_allclose(routers[0].policy.A, routers[1].policy.A)
 
 
+def test_replicas_with_another_intercept_setting_are_told_which_setting(tmp_path: Path) -> None:
+    store = SQLiteStateStore(tmp_path / "state.db")
+    rate_and_sync([Router(model_cards(), policy="linucb", encoder=fake_encoder, state_store=store)], store, 4)
+    other = Router(model_cards(), policy="linucb", encoder=fake_encoder, state_store=store,
+                   policy_settings={"intercept": False}, limits=Limits(sync_every=3600))
+    with pytest.raises(StateFormatError, match="intercept=False: replicas sharing a store need the same intercept"):
+        other.sync()
+
+
 def test_state_store_needs_a_linear_policy(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="state_store needs a linear policy"):
         Router(model_cards(), policy="random", encoder=fake_encoder, state_store=SQLiteStateStore(tmp_path / "s.db"))
