@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..budget import Budget
-from ..checks import check_non_negative, check_positive
-from ..encoders import Encoder, encoder_by_name
+from ..encoders import encoder_by_name
 from ..errors import ConfigError, DataFormatError
 from ..models import Model
+from ..policies import policy_class
 from ..router import Router
 from ..settings import FeedbackSettings, Limits
 from ..spend import SpendTarget
@@ -39,15 +40,75 @@ _FEEDBACK = {"secret_env", "limit_per_tenant", "window", "token_ttl"}
 _SERVER = {"host", "port", "max_body_bytes", "shutdown_timeout"}
 _PRIOR = {"table", "strength", "invalid_rows"}
 
+_Kind = tuple[str, Callable[[Any], bool]]  # what a field must be (as the error says it), and the test of a value
 
-def _encoder(spec: Any) -> Encoder:
-    if not isinstance(spec, str) or not spec:
-        raise ConfigError(f"encoder must be 'hashing:<dim>' or a sentence-transformers model name, got {spec!r}")
-    return encoder_by_name(spec)
+
+def _number(value: Any) -> bool:  # finite, as a float too (JSON integers have no bound)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= sys.float_info.max
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _one_of(*choices: str) -> _Kind:
+    return "one of " + ", ".join(map(repr, choices)), lambda value: isinstance(value, str) and value in choices
+
+
+_TEXT: _Kind = ("a non-empty string", _text)
+_PATH: _Kind = ("a file path (a non-empty string)", _text)
+_VARIABLE: _Kind = ("the name of an environment variable", _text)
+_COUNT: _Kind = ("an integer >= 1", lambda v: _integer(v) and v >= 1)
+_SECONDS: _Kind = ("a finite number > 0 (seconds)", lambda v: _number(v) and v > 0)
+_SECONDS_OR_0: _Kind = ("a finite number >= 0 (seconds)", lambda v: _number(v) and v >= 0)
+_USD: _Kind = ("a finite number > 0 (USD)", lambda v: _number(v) and v > 0)
+_FLAG: _Kind = ("true or false", lambda v: v is None or isinstance(v, bool))  # None (JSON null): ask LiteLLM
+
+# every scalar field the config reads, by its path (section.key; top-level fields have no section)
+_FIELDS: dict[str, _Kind] = {
+    "policy": _TEXT,
+    "policy_settings": ("a table/object of the policy's settings", lambda v: isinstance(v, Mapping)),
+    "cost_weight": ("a number in [0, 1] (0 = quality only)", lambda v: _number(v) and 0 <= v <= 1),
+    "encoder": ("'hashing:<dim>' or a sentence-transformers model name", _text),
+    "seed": ("an integer >= 0", lambda v: _integer(v) and v >= 0),
+    "tasks": ("a list of distinct non-empty task names", lambda v: isinstance(v, list) and all(map(_text, v))
+              and len(set(v)) == len(v)),
+    "pending_ttl": _SECONDS, "max_pending": _COUNT, "max_attempts": _COUNT, "expected_output_tokens": _COUNT,
+    "cooldown": _SECONDS_OR_0, "cooldown_after": _COUNT, "log": _PATH,
+    "state.redis": ("a URL starting with redis://, rediss:// or unix://",
+                    lambda v: isinstance(v, str) and v.startswith(("redis://", "rediss://", "unix://"))),
+    "state.sqlite": _PATH, "state.namespace": _TEXT, "state.sync_every": _SECONDS_OR_0,
+    "budget.limit": _USD, "budget.period": _SECONDS, "budget.key_limit": _USD, "budget.bins": _COUNT,
+    "budget.pacer": _one_of("knapsack", "none"),  # Budget's "split" needs expected_queries, which a config cannot give
+    "feedback.secret_env": _VARIABLE, "feedback.limit_per_tenant": _COUNT, "feedback.window": _SECONDS,
+    "feedback.token_ttl": _SECONDS,
+    "server.host": _TEXT, "server.port": ("an integer in [0, 65535]", lambda v: _integer(v) and 0 <= v <= 65535),
+    "server.max_body_bytes": _COUNT, "server.shutdown_timeout": _SECONDS_OR_0,
+    "prior.table": ("the path of a routing-table folder", _text),
+    "prior.strength": ("a finite number > 0 (online observations per offline one)", lambda v: _number(v) and v > 0),
+    "prior.invalid_rows": _one_of("raise", "drop"),
+}
+_TENANT: _Kind = ("a table of name, salt, key_sha256[, budget_key]", lambda v: isinstance(v, Mapping))
+_MODEL_FIELDS: dict[str, _Kind] = {"api_key_env": _VARIABLE, "supports_tools": _FLAG, "supports_vision": _FLAG,
+                                  "description": ("a string", lambda v: isinstance(v, str))}
+
+
+def _check(value: Any, path: str, kind: _Kind) -> Any:
+    """`value`, or ConfigError naming the field by its config `path`, what it must be, and the value given."""
+    wanted, ok = kind
+    if not ok(value):
+        raise ConfigError(f"{path} must be {wanted}, got {value!r}")
+    return value
 
 
 def _section(config: Mapping[str, Any], name: str, allowed: set[str]) -> dict[str, Any]:
-    value = config.get(name) or {}
+    value = config.get(name)
+    if value is None:
+        return {}
     if not isinstance(value, Mapping):
         raise ConfigError(f"{name} must be a table/object, got {type(value).__name__}")
     unknown = set(value) - allowed
@@ -67,6 +128,9 @@ def _model(entry: Any, where: str, env: Mapping[str, str], keys: bool = True) ->
     if "api_key" in entry:
         raise ConfigError(f"{where}: keep API keys out of the config file; name an environment variable in "
                           "api_key_env instead")
+    for key, kind in _MODEL_FIELDS.items():
+        if key in entry:
+            _check(entry[key], f"{where}.{key}", kind)
     key_env = entry.pop("api_key_env", None)
     api_key = None
     if key_env is not None:
@@ -140,9 +204,9 @@ class ServiceConfig:
                                     feedback_token_ttl=self.feedback.get("token_ttl"),
                                     source_limit=self.feedback.get("limit_per_tenant"),
                                     source_window=self.feedback.get("window", 3600.0))
-        router = Router(self.models, encoder=_encoder(self.encoder), budget=self.make_budget(), state_store=store,
-                        feedback=feedback, limits=Limits(**limits, sync_every=self.state.get("sync_every", 1.0)),
-                        **top)
+        router = Router(self.models, encoder=encoder_by_name(self.encoder), budget=self.make_budget(),
+                        state_store=store, feedback=feedback,
+                        limits=Limits(**limits, sync_every=self.state.get("sync_every", 1.0)), **top)
         if prior is not None:
             self.warm_start(router, prior)
         return router
@@ -196,30 +260,51 @@ def parse_config(config: Mapping[str, Any], env: Mapping[str, str] | None = None
     if not isinstance(models, list) or not models:
         raise ConfigError("models must be a non-empty list of model names or Model tables")
     state = _section(config, "state", _STATE)
-    if "redis" in state and "sqlite" in state:
-        raise ConfigError("state names both redis and sqlite; give one store")
     budget = _section(config, "budget", _BUDGET)
-    if budget and "limit" not in budget:
-        raise ConfigError("budget needs a limit (USD per period)")
     feedback = _section(config, "feedback", _FEEDBACK)
-    secret = None
-    if "secret_env" in feedback:
-        secret = env.get(feedback["secret_env"])
-        if not secret and keys:
-            raise ConfigError(f"feedback.secret_env names {feedback['secret_env']!r}, which is not set in the "
-                              "environment")
-    tenants = config.get("tenants") or []
-    if not isinstance(tenants, list):
-        raise ConfigError("tenants must be a list of {name, salt, key_sha256[, budget_key]} tables")
     server = _section(config, "server", _SERVER)
     prior = _section(config, "prior", _PRIOR)
-    if prior and not isinstance(prior.get("table"), str):
+    sections = {"": config, "state": state, "budget": budget, "feedback": feedback, "server": server, "prior": prior}
+    for path, kind in _FIELDS.items():
+        section, _, key = path.rpartition(".")
+        if key in sections[section]:
+            _check(sections[section][key], path, kind)
+    if "redis" in state and "sqlite" in state:
+        raise ConfigError("state names both redis and sqlite; give one store")
+    shared = "redis" in state or "sqlite" in state
+    if state and not shared:
+        raise ConfigError("state needs redis (a redis:// URL) or sqlite (a file path): the store the replicas share")
+    if budget and "limit" not in budget:
+        raise ConfigError("budget needs a limit (USD per period)")
+    if shared and budget.get("pacer", "none") != "none":
+        raise ConfigError(f"budget.pacer must be 'none' with [state], got {budget['pacer']!r}: a ledger shared by "
+                          "replicas enforces the hard cap only (pacing needs one process's view of the spend)")
+    policy = config.get("policy", "shrunk-linucb")
+    policy_type = policy_class(policy)  # ConfigError listing the registered policies
+    try:
+        policy_type.Config.from_dict(config.get("policy_settings", {}))
+    except ConfigError as error:
+        raise ConfigError(f"policy_settings (of policy {policy!r}): {error}") from error
+    if shared and not policy_type.shares_state:
+        raise ConfigError(f"state needs a policy that shares its learned state (shrunk-linucb, linucb, thompson, "
+                          f"epsilon-greedy), got policy {policy!r}")
+    if config.get("encoder", "").startswith("hashing:"):
+        encoder_by_name(config["encoder"])  # its dimension (other encoders are loaded by build_router)
+    secret = None
+    if "secret_env" in feedback:
+        secret = env.get(feedback["secret_env"]) or None
+        if secret is None and keys:
+            raise ConfigError(f"feedback.secret_env names {feedback['secret_env']!r}, which is not set in the "
+                              "environment")
+        if secret is not None and len(secret.encode()) < 16:
+            raise ConfigError(f"feedback.secret_env names {feedback['secret_env']!r}, whose value is shorter than "
+                              "the 16 bytes a feedback secret needs")
+    tenants = [] if config.get("tenants") is None else config["tenants"]
+    if not isinstance(tenants, list):
+        raise ConfigError("tenants must be a list of {name, salt, key_sha256[, budget_key]} tables")
+    if prior and "table" not in prior:
         raise ConfigError("prior needs table: the path of a routing-table folder (prompts.csv, outcomes.csv) with "
                           "the models' scores")
-    if prior.get("invalid_rows", "raise") not in ("raise", "drop"):
-        raise ConfigError(f"prior.invalid_rows must be 'raise' or 'drop', got {prior['invalid_rows']!r}")
-    if "strength" in prior:
-        check_positive(prior["strength"], "prior.strength", unit="online observations per offline one")
     router = {k: config[k] for k in ("policy", "policy_settings", "cost_weight", "seed", "tasks", "pending_ttl",
                                      "max_pending", "max_attempts", "expected_output_tokens", "cooldown",
                                      "cooldown_after", "log") if k in config}
@@ -236,15 +321,13 @@ def parse_config(config: Mapping[str, Any], env: Mapping[str, str] | None = None
     parsed = ServiceConfig(router=router, models=[_model(m, f"models[{i}]", env, keys) for i, m in enumerate(models)],
                            encoder=config.get("encoder", "sentence-transformers/all-MiniLM-L6-v2"), state=state,
                            budget=budget, feedback=feedback, prior=prior,
-                           tenants=[Tenant.from_config(t, i) for i, t in enumerate(tenants)],
+                           tenants=[Tenant.from_config(_check(t, f"tenants[{i}]", _TENANT), i)
+                                    for i, t in enumerate(tenants)],
                            host=server.get("host", "127.0.0.1"), port=server.get("port", 8000),
                            max_body_bytes=server.get("max_body_bytes", 4_000_000), feedback_secret=secret,
                            judge=judge, judge_key_env=entry.get("api_key_env") if isinstance(entry, Mapping) else None,
-                           shutdown_timeout=check_non_negative(server.get("shutdown_timeout", 30.0),
-                                                               "server.shutdown_timeout", "seconds"))
+                           shutdown_timeout=float(server.get("shutdown_timeout", 30.0)))
     parsed.keyring()  # distinct tenant names
-    if not isinstance(parsed.port, int) or not 0 <= parsed.port <= 65535:
-        raise ConfigError(f"server.port must be an integer in [0, 65535], got {parsed.port!r}")
     return parsed
 
 
