@@ -179,6 +179,11 @@ class Model:
             value = getattr(self, key)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"Model {self.name!r}: {key} must be a positive integer or None, got {value!r}")
+        for key in ("supports_tools", "supports_vision"):
+            if getattr(self, key) is not None and not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"Model {self.name!r}: {key} must be True, False or None, got {getattr(self, key)!r}")
+        if not isinstance(self.description, str):
+            raise ConfigError(f"Model {self.name!r}: description must be a str, got {self.description!r}")
         if not isinstance(self.params, Mapping) or not isinstance(self.credentials, Mapping):
             raise ConfigError(f"Model {self.name!r}: params and credentials must be mappings of LiteLLM arguments")
         if "api_key" in self.params or "api_key" in self.credentials:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checks import check_score
+from .checks import check_integer, check_positive, check_score
 from .errors import ConfigError
 from .quota import SourceQuota
 from .store import DecisionLog, SQLiteDecisionLog, StateStore
@@ -51,10 +51,8 @@ class FeedbackSettings:
     source_window: float = 3600.0
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.pending_ttl, (int, float)) and self.pending_ttl > 0):
-            raise ConfigError(f"pending_ttl must be > 0 seconds, got {self.pending_ttl!r}")
-        if not (isinstance(self.max_pending, int) and self.max_pending >= 1):
-            raise ConfigError(f"max_pending must be an integer >= 1, got {self.max_pending!r}")
+        check_positive(self.pending_ttl, "pending_ttl", unit="seconds")
+        check_integer(self.max_pending, "max_pending", 1, 10**9)
         if self.expired_reward is not None:
             object.__setattr__(self, "expired_reward", check_score(self.expired_reward, "expired_reward"))
         self.tokens()

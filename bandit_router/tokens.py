@@ -13,6 +13,7 @@ import hmac
 import time
 from typing import Any
 
+from .checks import check_positive
 from .errors import ConfigError, ExpiredFeedbackTokenError, InvalidFeedbackTokenError, UnknownRouteError
 
 __all__ = ["FeedbackTokens", "check_route_id"]
@@ -33,8 +34,7 @@ class FeedbackTokens:
         key = secret.encode() if isinstance(secret, str) else secret
         if not isinstance(key, bytes) or len(key) < 16:
             raise ConfigError("feedback_secret must be a str or bytes of at least 16 bytes")
-        if not (isinstance(ttl, (int, float)) and ttl > 0):
-            raise ConfigError(f"feedback_token_ttl must be a number of seconds > 0, got {ttl!r}")
+        check_positive(ttl, "feedback_token_ttl", unit="seconds")
         self._key = key
         self.ttl = float(ttl)
 
