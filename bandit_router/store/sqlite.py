@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, TypeVar
 import numpy as np
 
 from ..decision import Decision
-from ..errors import StoreUnavailableError
+from ..errors import StateFormatError, StoreUnavailableError
 from .base import StateStore, Stats, add_stats
 from .log import DecisionLog
 
@@ -74,6 +74,9 @@ def retry_busy(call: Callable[[], T], path: str, busy_timeout: float) -> T:
         except sqlite3.DatabaseError as error:  # busy, locked, unreadable, not a database
             busy = isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error))
             if not busy:
+                if "not a database" in str(error) or "malformed" in str(error):  # SQLITE_NOTADB, SQLITE_CORRUPT
+                    raise StoreUnavailableError(f"SQLite file {path!r} is damaged ({error}); retrying will not "
+                                                "help: restore it from a backup or replace it") from None
                 raise StoreUnavailableError(f"SQLite file {path!r} failed: {error}") from None
             if time.monotonic() >= deadline:
                 raise StoreUnavailableError(f"SQLite file {path!r} stayed busy for {busy_timeout:g} s") from None
@@ -236,13 +239,29 @@ class SQLiteStateStore(StateStore):
 
     def _read(self) -> Stats:
         rows = self._file.conn.execute("SELECT model, A, b, n FROM learned_state WHERE namespace=?",
-                                       (self.namespace,))
-        stats: Stats = {}
-        for model, A, b, n in rows:
-            b = np.frombuffer(b, dtype=np.float64).copy()
-            stats[model] = {"A": np.frombuffer(A, dtype=np.float64).reshape(len(b), len(b)).copy(), "b": b,
-                            "n": np.array(n, dtype=np.int64)}
-        return stats
+                                       (self.namespace,)).fetchall()
+        return {model: self._decode(model, A, b, n) for model, A, b, n in rows}
+
+    def _decode(self, model: str, A: object, b: object, n: object) -> dict[str, np.ndarray]:
+        """One learned_state row as Stats arrays; StateFormatError naming this store, the model and the defect."""
+        def damaged(problem: str) -> StateFormatError:
+            return StateFormatError(f"shared state in {self!r} is not in bandit-router's format "
+                                    f"(learned_state row of model {model!r} {problem})")
+
+        if not isinstance(A, bytes) or not isinstance(b, bytes):
+            raise damaged(f"holds A as {type(A).__name__}, b as {type(b).__name__}; expected bytes")
+        if not b or len(b) % 8:
+            raise damaged(f"holds {len(b)} bytes for b; expected 8 x p, p >= 1")
+        p = len(b) // 8
+        if len(A) != 8 * p * p:
+            raise damaged(f"holds {len(A)} bytes for A; expected 8 x {p} x {p}")
+        if type(n) is not int or n < 0:
+            raise damaged(f"holds n = {n!r}; expected an integer >= 0")
+        arrays = {"A": np.frombuffer(A, dtype=np.float64).reshape(p, p).copy(),
+                  "b": np.frombuffer(b, dtype=np.float64).copy(), "n": np.array(n, dtype=np.int64)}
+        if not (np.isfinite(arrays["A"]).all() and np.isfinite(arrays["b"]).all()):
+            raise damaged("holds NaN or infinite values in A or b")
+        return arrays
 
     def _merge_once(self, replica: str, seq: int, delta: Stats) -> Stats:
         with immediate(self._file.conn) as conn:
