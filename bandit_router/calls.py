@@ -60,10 +60,14 @@ class Cooldowns:
         self.until: dict[str, float] = {}
 
     def failed(self, model: str) -> None:
+        """Count a failed call; at `after` in a row the model sits out `seconds` from now (logged once as it
+        starts sitting out, not at each failure of the calls already under way)."""
         self.streaks[model] = streak = self.streaks.get(model, 0) + 1
         if self.seconds and streak >= self.after:
-            self.until[model] = self.clock() + self.seconds
-            log.warning("%s failed %d times in a row: not routed to for %g s", model, streak, self.seconds)
+            now = self.clock()
+            if self.until.get(model, 0.0) <= now:
+                log.warning("%s failed %d times in a row: not routed to for %g s", model, streak, self.seconds)
+            self.until[model] = now + self.seconds
 
     def served(self, model: str) -> None:
         self.streaks.pop(model, None)
@@ -103,8 +107,10 @@ class ModelCaller:
         """Keep the prompt out of log records (LiteLLM logs requests at DEBUG) unless store_prompts is on."""
         return nullcontext() if self.store_prompts else hidden(query_text(messages)[1].split("\n"))
 
-    def call_kwargs(self, model: str) -> dict[str, Any]:
-        return self.models[model].call_kwargs()
+    def call_kwargs(self, model: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """LiteLLM's arguments for calling `model` with the call's `kwargs`: no retries of the same model unless
+        the card's params or the call ask for them (a failing model is replaced by the next-best one instead)."""
+        return {"max_retries": 0, **self.models[model].call_kwargs(), **kwargs}
 
     def served(self, decision: Decision, model: str, failed: list[str]) -> Decision:
         """The decision as served: after fallbacks the pending feedback is re-pointed at the model that answered."""
@@ -181,6 +187,12 @@ class ModelCaller:
         """A stream stopped before its end: its usage never arrives, so the hold is charged at its worst case."""
         self.gate.settle(decision.route_id)
 
+    def abandoned(self, decision: Decision) -> None:
+        """A call stopped before any answer (cancelled, interrupted): the provider may bill the request, so the
+        hold is charged at its worst case, and with nothing to rate the decision stops waiting."""
+        self.cut(decision)
+        self.ledger.fail(decision.route_id, "cancelled")
+
     def _finish(self, decision: Decision, model: str, response: Any) -> Completion:
         usage = usage_of(response)
         return Completion(response=response, decision=decision, cost=self.ended(decision, model, usage, response),
@@ -193,10 +205,13 @@ class ModelCaller:
         for model in self.order(decision):
             try:
                 with self.hidden(messages):
-                    response = litellm.completion(messages=messages, **self.call_kwargs(model), **kwargs)
+                    response = litellm.completion(messages=messages, **self.call_kwargs(model, kwargs))
             except Exception as error:
                 self.failed(decision, model, error, failures)
                 continue
+            except BaseException:  # cancelled (asyncio), interrupted
+                self.abandoned(decision)
+                raise
             return self._finish(self.served(decision, model, list(failures)), model, response)
         raise self.all_failed(decision, failures)
 
@@ -208,10 +223,13 @@ class ModelCaller:
         for model in self.order(decision):
             try:
                 with self.hidden(messages):
-                    response = await litellm.acompletion(messages=messages, **self.call_kwargs(model), **kwargs)
+                    response = await litellm.acompletion(messages=messages, **self.call_kwargs(model, kwargs))
             except Exception as error:
                 self.failed(decision, model, error, failures)
                 continue
+            except BaseException:  # cancelled (asyncio), interrupted
+                self.abandoned(decision)
+                raise
             return self._finish(self.served(decision, model, list(failures)), model, response)
         raise self.all_failed(decision, failures)
 

@@ -23,6 +23,7 @@ _WHY = {"rewarded": (DuplicateFeedbackError, "was already rewarded"),
         "expired": (UnknownRouteError, "expired before feedback arrived (pending_ttl), or was pushed out by newer "
                                        "decisions (max_pending)"),
         "failed": (UnknownRouteError, "has no answer to rate: its call failed"),
+        "cancelled": (UnknownRouteError, "has no answer to rate: its call was cancelled before the answer"),
         "dropped": (UnknownRouteError, "expired: its model was removed from the router")}
 
 
@@ -110,11 +111,11 @@ class OutcomeLedger:
             if route_id in self.waiting:
                 self.waiting[route_id].model = model
 
-    def fail(self, route_id: str) -> None:
-        """The decision's call failed: stop waiting (nothing is learned)."""
+    def fail(self, route_id: str, reason: str = "failed") -> None:
+        """The decision's call failed (or was `reason`, "cancelled"): stop waiting (nothing is learned)."""
         with self.lock:
             if route_id in self.waiting:
-                self.close(route_id, "failed")
+                self.close(route_id, reason)
 
     def drop_model(self, name: str) -> None:
         """Stop waiting on every decision served by `name` (removed from the router; nothing is learned)."""

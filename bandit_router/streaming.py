@@ -14,7 +14,7 @@ __all__ = ["Attempts", "RoutedStream", "AsyncRoutedStream"]
 class Attempts(Protocol):
     """What a stream needs from the caller that made it (see `bandit_router.calls.ModelCaller`)."""
 
-    def call_kwargs(self, model: str) -> dict[str, Any]: ...
+    def call_kwargs(self, model: str, kwargs: Mapping[str, Any]) -> dict[str, Any]: ...
     def hidden(self, messages: Messages) -> AbstractContextManager[None]: ...
     def served(self, decision: Decision, model: str, failed: list[str]) -> Decision: ...
     def failed(self, decision: Decision, model: str, error: BaseException,
@@ -22,6 +22,7 @@ class Attempts(Protocol):
     def all_failed(self, decision: Decision, failures: dict[str, BaseException]) -> Exception: ...
     def ended(self, decision: Decision, model: str, usage: Mapping[str, int], response: Any = None) -> float: ...
     def cut(self, decision: Decision) -> None: ...
+    def abandoned(self, decision: Decision) -> None: ...
     def broke(self, decision: Decision, model: str, error: BaseException) -> None: ...
 
 
@@ -42,7 +43,7 @@ class _StreamBase:
         self._failures: dict[str, BaseException] = {}
 
     def _call_kwargs(self, model: str) -> dict[str, Any]:
-        return {"messages": self._messages, **self.caller.call_kwargs(model), **self._kwargs}
+        return {"messages": self._messages, **self.caller.call_kwargs(model, self._kwargs)}
 
     def _started(self, model: str) -> None:
         self.decision = self.caller.served(self.decision, model, list(self._failures))
@@ -76,6 +77,9 @@ class RoutedStream(_StreamBase):
             except Exception as error:
                 self.caller.failed(self.decision, model, error, self._failures)
                 continue
+            except BaseException:  # cancelled or closed before its first chunk
+                self.caller.abandoned(self.decision)
+                raise
             self._started(model)
             try:
                 if first is not None:
@@ -104,6 +108,9 @@ class AsyncRoutedStream(_StreamBase):
             except Exception as error:
                 self.caller.failed(self.decision, model, error, self._failures)
                 continue
+            except BaseException:  # cancelled or closed before its first chunk
+                self.caller.abandoned(self.decision)
+                raise
             self._started(model)
             try:
                 if first is not None:

@@ -321,6 +321,7 @@ def _completion(model: str, body: dict[str, Any], respond: Responder, prompt_tok
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # the default 5 resets connections under a few dozen concurrent clients
 
     def __init__(self, address: tuple[str, int], fake: FakeLLMServer):
         super().__init__(address, _Handler)

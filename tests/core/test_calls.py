@@ -254,3 +254,51 @@ def test_a_stream_that_breaks_is_a_failure_of_its_model_and_one_closed_early_is_
     next(chunks)
     chunks.close()  # the consumer stopped reading: not the model's failure
     assert sum(router.failures.values()) == 1
+
+
+async def test_a_call_cancelled_before_its_answer_charges_its_hold_and_stops_waiting():
+    """asyncio.wait_for timeouts and task.cancel(): the hold is charged at its worst case (the provider may bill
+    the request) and the decision, with nothing to rate, stops waiting; it used to hold both for pending_ttl."""
+    import asyncio
+
+    from bandit_router import Budget
+
+    with FakeLLMServer({"slow": ModelBehavior(delay=2.0)}) as server:
+        card = Model("openai/slow", input_cost_per_token=1e-6, output_cost_per_token=1e-6, api_base=server.base_url,
+                     api_key="sk-test", max_output_tokens=100)
+        budget = Budget(1.0)
+        router = Router([card], encoder=hashed_bow, seed=0, budget=budget)
+        for call in (lambda: router.acomplete("a question"), lambda: anext(router.astream("a question").__aiter__())):
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(call(), 0.2)
+        assert budget.reserved() == 0.0 and budget.spent() == pytest.approx(2 * (3e-6 + 100e-6))
+        assert not router.ledger.waiting and not router.gate.held
+        [route_id, _] = list(router.ledger.closed)
+        with pytest.raises(UnknownRouteError, match="its call was cancelled before the answer"):
+            router.feedback(route_id, 1.0)
+
+
+def test_a_failing_model_is_replaced_at_once_not_retried():
+    """The core router, like the wrappers, passes max_retries=0: the OpenAI SDK's two retries with backoff used
+    to come first (three requests and about 2 s per failing call); a call or card may still ask for retries."""
+    with FakeLLMServer({"down": ModelBehavior(fail_status=500), "up": ModelBehavior()}) as server:
+        cards = [Model(f"openai/{name}", input_cost_per_token=price, output_cost_per_token=price,
+                       api_base=server.base_url, api_key="sk-test") for name, price in (("down", 1e-7), ("up", 1e-5))]
+        router = Router(cards, policy="cheapest", encoder=hashed_bow, seed=0)
+        assert router.complete("hi").decision.model == "openai/up"
+        assert [r.model for r in server.requests] == ["down", "up"]
+        router.complete("hi", max_retries=1)
+        assert [r.model for r in server.requests[2:]] == ["down", "down", "up"]
+
+
+def test_a_cooldown_is_logged_once_as_it_starts(caplog):
+    from bandit_router.calls import Cooldowns
+
+    now = [0.0]
+    cooldowns = Cooldowns(30.0, 3, clock=lambda: now[0])
+    for _ in range(10):  # calls already under way go on failing
+        cooldowns.failed("m")
+    assert caplog.text.count("not routed to") == 1 and cooldowns.until["m"] == 30.0
+    now[0] = 31.0
+    cooldowns.failed("m")
+    assert caplog.text.count("not routed to") == 2
