@@ -17,7 +17,7 @@ from .context import PromptContext, eligible
 from .costs import CostModel
 from .decision import Completion, Decision, Messages, messages_of
 from .encoders import Encoder
-from .errors import ConfigError
+from .errors import ConfigError, NoEligibleModelError
 from .gate import BudgetGate
 from .ledger import OutcomeLedger
 from .models import Model, check_tokens, estimate_tokens
@@ -210,11 +210,16 @@ class Router:
             target = self.spend_target if requested is None else None  # a request's own dial is not counted
             dial = self.cost_weight if requested is None else requested
             self.ledger.expire()
-            names = self.caller.cooldowns.available(eligible(self.models, prompt_tokens, models, tools, max_tokens))
-            names, worst = self.gate.admit(names, prompt_tokens, max_tokens, budget_key,
-                                           lambda arms, cost: self._choose(vector, arms, cost, dial)[1])
-            cost = self.costs.predict(names, prompt_tokens, max_tokens)  # the learned cost model's expectation
-            probs, quality = self._choose(vector, names, normalised_costs(cost), dial)
+            allowed = eligible(self.models, prompt_tokens, models, tools, max_tokens)
+            ready = self.caller.cooldowns.available(allowed)
+            try:
+                names, worst, cost, probs, quality = self._pick(vector, ready, prompt_tokens, max_tokens, budget_key,
+                                                                dial)
+            except NoEligibleModelError:  # a policy that needs a model sitting out (fixed): it is tried, and falls
+                if ready == allowed:      # back on failure as without a cooldown
+                    raise
+                names, worst, cost, probs, quality = self._pick(vector, allowed, prompt_tokens, max_tokens,
+                                                                budget_key, dial)
             choice = int(self.rng.choice(len(names), p=probs))
             if target is not None:
                 target.record(float(cost[choice]))
@@ -225,6 +230,16 @@ class Router:
                            vector if self.log_settings.store_vectors else None)
         self._maybe_sync()
         return decision
+
+    def _pick(self, vector: np.ndarray, names: list[str], prompt_tokens: int, max_tokens: int | None,
+              budget_key: str | None, dial: float
+              ) -> tuple[list[str], dict[str, float], np.ndarray, np.ndarray, np.ndarray]:
+        """(models admitted by the budget, their worst-case costs, predicted costs, choice probabilities, quality)."""
+        names, worst = self.gate.admit(names, prompt_tokens, max_tokens, budget_key,
+                                       lambda arms, cost: self._choose(vector, arms, cost, dial)[1])
+        cost = self.costs.predict(names, prompt_tokens, max_tokens)  # the learned cost model's expectation
+        probs, quality = self._choose(vector, names, normalised_costs(cost), dial)
+        return names, worst, cost, probs, quality
 
     def _choose(self, vector: np.ndarray, names: list[str], cost: np.ndarray,
                 dial: float) -> tuple[np.ndarray, np.ndarray]:

@@ -51,14 +51,13 @@ class FixedPolicy(Policy):
         names = [self.arms[a] for a in arms]
         if self.config.model not in names:
             raise NoEligibleModelError(f"fixed model {self.config.model!r} is not eligible for this request (outside "
-                                       "its models=, too small for it, or sitting out Limits.cooldown after failing "
-                                       "calls)")
+                                       "its models=, or too small for it)")
         return (np.array(names) == self.config.model).astype(float), np.full(len(arms), np.nan)
 
 
 @register
 class CheapestPolicy(Policy):
-    """Always the model with the lowest predicted cost for the request for the request."""
+    """Always the model with the lowest predicted cost for the request."""
 
     name = "cheapest"
 

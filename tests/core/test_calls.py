@@ -302,3 +302,14 @@ def test_a_cooldown_is_logged_once_as_it_starts(caplog):
     now[0] = 31.0
     cooldowns.failed("m")
     assert caplog.text.count("not routed to") == 2
+
+
+def test_a_fixed_model_sitting_out_a_cooldown_is_still_tried_and_falls_back():
+    """policy="fixed" needs its model: during the model's cooldown it is tried (and its failure falls back) as
+    before the cooldown, instead of every request failing with NoEligibleModelError for 30 s."""
+    with FakeLLMServer({"down": ModelBehavior(fail_status=500), "up": ModelBehavior()}) as server:
+        cards = [Model(f"openai/{name}", input_cost_per_token=1e-6, output_cost_per_token=1e-6,
+                       api_base=server.base_url, api_key="sk-test") for name in ("down", "up")]
+        router = Router(cards, policy="fixed", policy_settings={"model": "openai/down"}, encoder=hashed_bow, seed=0)
+        served = [router.complete(f"q {i}").decision for i in range(5)]
+    assert [(d.model, d.failed) for d in served] == [("openai/up", ("openai/down",))] * 5
