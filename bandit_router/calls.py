@@ -7,7 +7,7 @@ import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -99,9 +99,16 @@ class ModelCaller:
         self.cooldowns = cooldowns
         self.failures: dict[str, int] = {name: 0 for name in models}
 
-    def order(self, decision: Decision) -> list[str]:
-        """Models to try for `decision`, best first: the affordable ones, at most max_attempts."""
-        return self.gate.affordable(decision)[: self.max_attempts]
+    def order(self, decision: Decision) -> Iterator[str]:
+        """Models to try for `decision`, best first, at most max_attempts: those whose worst case its budget hold
+        covers, or can be raised to cover."""
+        attempts = 0
+        for model in decision.ranking():
+            if attempts == self.max_attempts:
+                return
+            if self.gate.cover(decision, model):
+                attempts += 1
+                yield model
 
     def hidden(self, messages: Messages) -> AbstractContextManager[None]:
         """Keep the prompt out of log records (LiteLLM logs requests at DEBUG) unless store_prompts is on."""
@@ -157,8 +164,11 @@ class ModelCaller:
     def all_failed(self, decision: Decision, failures: dict[str, BaseException]) -> AllModelsFailedError:
         self.withdraw(decision.route_id)
         detail = "; ".join(f"{m}: {type(e).__name__}: {redact(str(e))[:300]}" for m, e in failures.items())
-        return AllModelsFailedError(f"no model could serve the request after {len(failures)} attempt(s): {detail}",
-                                    failures)
+        untried = [m for m in decision.probabilities if m not in failures]
+        more = (f" (not tried: {untried}: beyond Limits.max_attempts={self.max_attempts} or what the budget could "
+                "hold)") if untried else ""
+        return AllModelsFailedError(f"no model could serve the request after {len(failures)} attempt(s): "
+                                    f"{detail}{more}", failures)
 
     def ended(self, decision: Decision, model: str, usage: Mapping[str, int], response: Any = None) -> float:
         """Settle and log a finished call; its cost: LiteLLM's response cost when `response` reports one, else the

@@ -75,10 +75,25 @@ class BudgetGate:
         with self.lock:
             self.held[decision.route_id] = (hold, {m: worst[m] for m in decision.probabilities})
 
-    def affordable(self, decision: Decision) -> list[str]:
-        """The decision's ranking, less the models whose worst case exceeds its hold (all without a hold)."""
-        held = self.held.get(decision.route_id)
-        return decision.ranking() if held is None else [m for m in decision.ranking() if held[1][m] <= held[0].amount]
+    def cover(self, decision: Decision, model: str) -> bool:
+        """Whether the hold of `decision` covers a call of `model` (always, without a budget): its worst case fits
+        the hold, or the budget has room to hold it instead (a fallback to a dearer model)."""
+        with self.lock:
+            held = self.held.get(decision.route_id)
+        if held is None or held[1][model] <= held[0].amount:
+            return True
+        hold, worst = held
+        if not self.budget.fits(worst[model], hold.key):  # type: ignore[union-attr]
+            return False
+        try:
+            bigger = self.budget.reserve(worst[model], hold.key,  # type: ignore[union-attr]
+                                         expected=decision.predicted_cost[model])
+        except BudgetExceededError:  # spent by a concurrent call since `fits`
+            return False
+        self.budget.release(hold)  # type: ignore[union-attr]
+        with self.lock:
+            self.held[decision.route_id] = (bigger, worst)
+        return True
 
     def settle(self, route_id: str, cost: float | None = None) -> bool:
         """Charge the real cost (USD) in place of the hold and teach it to the cost model; None charges the hold

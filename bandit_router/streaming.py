@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Any, AsyncIterator, Iterator, Mapping, Protocol
+from typing import Any, AsyncIterator, Iterable, Iterator, Mapping, Protocol
 
 from .decision import Decision, Messages, usage_of
 from .models import quiet_litellm
@@ -30,7 +30,7 @@ class _StreamBase:
     """A routed stream: iterate it for LiteLLM chunks; `decision` names the model serving it, and `cost` and
     `usage` are set when the stream ends (usage is requested from the provider with include_usage)."""
 
-    def __init__(self, caller: Attempts, messages: list[dict[str, Any]], decision: Decision, order: list[str],
+    def __init__(self, caller: Attempts, messages: list[dict[str, Any]], decision: Decision, order: Iterable[str],
                  kwargs: Mapping[str, Any]) -> None:
         self.caller = caller
         self.decision = decision

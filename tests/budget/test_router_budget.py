@@ -144,15 +144,6 @@ def test_failed_call_releases_its_hold(server):
     assert budget.reserved() == 0.0 and budget.total_spent() == 0.0
 
 
-def test_fallback_only_to_models_within_the_hold(server):
-    budget = Budget(1.0, pacer="none")
-    router = router_for(server, budget, names=(("broken", 1e-6), ("dear", 1e-5), ("cheap", 1e-6)),
-                        policy="fixed", policy_settings={"model": "openai/broken"})
-    done = router.complete(PROMPT, max_tokens=20, num_retries=0)
-    assert done.decision.model == "openai/cheap"  # dear's worst case exceeds the hold taken for broken
-    assert budget.total_spent() == pytest.approx(done.cost)
-
-
 def test_fifty_concurrent_calls_against_a_nearly_spent_budget(server):
     limit = 1e-3
     budget = Budget(limit, pacer="none")
@@ -213,3 +204,19 @@ def test_a_budget_per_queries_starts_its_next_period_after_refusals():
         served.append(True)
     assert served[:10] == [True] * 3 + [False] * 7  # $0.001 covers 3 calls of $0.0003 in each 10 queries
     assert served[10:20] == served[:10] == served[20:]  # then a fresh period: it did not stay exhausted
+
+
+def test_a_fallback_to_a_dearer_model_raises_the_hold_when_the_budget_has_room(server):
+    """A failing cheap model falls back to the dearer one: the hold grows to its worst case (it used to stop at the
+    models the first hold covered, so a healthy model went unused and the call failed)."""
+    names = (("broken", 1e-6), ("dear", 1e-5))
+    budget = Budget(1.0, pacer="none")
+    router = router_for(server, budget, names, policy="cheapest")
+    completion = router.complete(PROMPT, max_tokens=10)
+    assert (completion.decision.model, completion.decision.failed) == ("openai/dear", ("openai/broken",))
+    assert budget.reserved() == 0.0 and budget.spent() == pytest.approx(completion.cost)
+    tight = Budget(2.3e-4, pacer="none")  # dear's worst case (22 tokens at 1e-5) fits, not beside broken's hold
+    router = router_for(server, tight, names, policy="cheapest")
+    with pytest.raises(AllModelsFailedError, match=r"not tried: \['openai/dear'\]: beyond .* what the budget"):
+        router.complete(PROMPT, max_tokens=10)
+    assert tight.reserved() == 0.0
