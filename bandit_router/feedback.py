@@ -11,6 +11,7 @@ import re
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from contextlib import contextmanager
 from contextvars import ContextVar
 from difflib import get_close_matches
@@ -20,7 +21,8 @@ import numpy as np
 
 from .checks import check_integer, check_model_names
 from .decision import Decision
-from .errors import BanditRouterError, ConfigError, NoEligibleModelError, UnknownRouteError
+from .errors import (BanditRouterError, ConfigError, DuplicateFeedbackError, NoEligibleModelError,
+                     UnknownRouteError)
 from .models import Model, quiet_litellm
 from .router import Router, check_score
 
@@ -191,7 +193,8 @@ class RunRoutes:
         self.max_runs = max_runs
         self._parents: OrderedDict[Hashable, Hashable | None] = OrderedDict()
         self._routes: OrderedDict[Hashable, list[tuple[str, str | None]]] = OrderedDict()  # (route_id, token)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the two dicts above; never held while rating
+        self._rating = threading.Lock()  # one run's rating at a time (ratings are few and quick beside calls)
 
     def start(self, run: Hashable, parent: Hashable | None = None) -> None:
         """Note that `run` started inside `parent` (None for a top-level run)."""
@@ -226,16 +229,37 @@ class RunRoutes:
         gave it, for routers that cap feedback per source); returns their route_ids.
 
         Raises UnknownRouteError when the run made no routed call (or was forgotten), and the router's error
-        (DuplicateFeedbackError, UnknownRouteError) when none of its decisions still waits."""
+        (DuplicateFeedbackError, UnknownRouteError) when none of its decisions still waits.
+
+        Ratings given at once (two users, a retry, a run and a run inside it) apply one after the other: the
+        first rates every decision still waiting and the next finds none (DuplicateFeedbackError) or only those
+        the first did not hold, so a run's decisions never carry a mix of both scores. A decision that stops
+        waiting while the run is rated (rated through the router directly, expired) is left out; if that leaves
+        nothing rated, the router's error for it is raised. Any other error of the router (an invalid feedback
+        token, a source over its limit) is raised at once: the decisions rated before it keep their reward and
+        the rest keep waiting, so rating the run again rates only those.
+        """
         score = check_score(score)
-        with self._lock:
-            decisions = list(self._routes.get(run, ()))
-        if not decisions:
-            raise UnknownRouteError(f"run {run!r} made no routed call that is still remembered")
-        waiting = [(r, token) for r, token in decisions if self.router.pending(r)]
-        for route_id, token in waiting or decisions[-1:]:  # with none waiting, the router raises its precise error
-            self.router.feedback(route_id, score, token=token, source=source)
-        return [route_id for route_id, _ in waiting]
+        # The router takes its own lock inside each call below, never across them, and never takes `_rating`:
+        # no deadlock.
+        with self._rating:
+            with self._lock:
+                decisions = list(self._routes.get(run, ()))
+            if not decisions:
+                raise UnknownRouteError(f"run {run!r} made no routed call that is still remembered")
+            waiting = [(r, token) for r, token in decisions if self.router.pending(r)]
+            rated: list[str] = []
+            stopped: BanditRouterError | None = None
+            for route_id, token in waiting or decisions[-1:]:  # with none waiting, the router raises its error
+                try:
+                    self.router.feedback(route_id, score, token=token, source=source)
+                except (DuplicateFeedbackError, UnknownRouteError) as error:  # it stopped waiting since the check
+                    stopped = error
+                    continue
+                rated.append(route_id)
+        if not rated and stopped is not None:
+            raise stopped
+        return rated
 
 
 class Evaluator:
@@ -302,11 +326,16 @@ class Evaluator:
             self._running.discard(future)
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until every queued answer is scored (or `timeout` seconds pass)."""
+        """Block until every answer queued so far is scored, or raise TimeoutError (naming how many are still being
+        scored) once `timeout` seconds in all have passed (None: no limit)."""
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not 0 <= timeout < float("inf")):
+            raise ConfigError(f"timeout must be a finite number of seconds >= 0 or None, got {timeout!r}")
         with self._lock:
             running = list(self._running)
-        for future in running:
-            future.exception(timeout)
+        _, left = wait_for(running, timeout)  # one deadline for them all
+        if left:
+            raise TimeoutError(f"{len(left)} of {len(running)} evaluations still running after {timeout:g} s")
 
     def close(self) -> None:
         """Finish queued scoring and stop the worker threads."""
