@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Callable, Mapping
 
 import numpy as np
@@ -36,7 +37,8 @@ class BudgetGate:
         self.costs = costs
         self.expected_output_tokens = expected_output_tokens
         self.lock = lock
-        self.held: dict[str, tuple[Reservation, dict[str, float]]] = {}  # route_id -> hold, worst case per model
+        # route_id -> hold, worst case per model, when it was taken (time.time()); oldest first
+        self.held: dict[str, tuple[Reservation, dict[str, float], float]] = {}
 
     def worst_case_cost(self, model: str, prompt_tokens: int, max_tokens: int | None) -> float:
         """USD a call can cost at most: the prompt plus max_tokens (else the model's output limit, else
@@ -73,7 +75,7 @@ class BudgetGate:
             return
         hold = self.budget.reserve(worst[decision.model], key, expected=decision.predicted_cost[decision.model])
         with self.lock:
-            self.held[decision.route_id] = (hold, {m: worst[m] for m in decision.probabilities})
+            self.held[decision.route_id] = (hold, {m: worst[m] for m in decision.probabilities}, time.time())
 
     def cover(self, decision: Decision, model: str) -> bool:
         """Whether the hold of `decision` covers a call of `model` (always, without a budget): its worst case fits
@@ -82,7 +84,7 @@ class BudgetGate:
             held = self.held.get(decision.route_id)
         if held is None or held[1][model] <= held[0].amount:
             return True
-        hold, worst = held
+        hold, worst, taken = held
         if not self.budget.fits(worst[model], hold.key):  # type: ignore[union-attr]
             return False
         try:
@@ -92,8 +94,21 @@ class BudgetGate:
             return False
         self.budget.release(hold)  # type: ignore[union-attr]
         with self.lock:
-            self.held[decision.route_id] = (bigger, worst)
+            self.held[decision.route_id] = (bigger, worst, taken)
         return True
+
+    def expire(self, ttl: float) -> None:
+        """Charge at its worst case every hold older than `ttl` seconds that nobody settled or released (a route
+        whose caller never reported): assume the call was made."""
+        deadline = time.time() - ttl
+        with self.lock:
+            old = []
+            for route_id, (_, _, taken) in self.held.items():
+                if taken > deadline:
+                    break
+                old.append(route_id)
+        for route_id in old:
+            self.settle(route_id)
 
     def settle(self, route_id: str, cost: float | None = None) -> bool:
         """Charge the real cost (USD) in place of the hold and teach it to the cost model; None charges the hold

@@ -58,17 +58,16 @@ class Pending:
 class OutcomeLedger:
     """Decisions waiting for feedback, oldest first; turns feedback (or expiry) into one Outcome for `learn`.
 
-    `settle(route_id)` charges an expired decision's budget hold in full. Every method takes `lock` (the
-    router's), so a ledger is safe to share between threads.
+    Every method takes `lock` (the router's), so a ledger is safe to share between threads. Budget holds are not
+    its business: a decision pushed out by max_pending may still have its call in flight (see BudgetGate.expire).
     """
 
     def __init__(self, settings: FeedbackSettings, learn: Callable[[Sequence[Outcome]], None],
-                 settle: Callable[[str], None], lock: threading.RLock, store: StateStore | None = None) -> None:
+                 lock: threading.RLock, store: StateStore | None = None) -> None:
         self.settings = settings
         self.tokens = settings.tokens()
         self.quota = settings.quota(store)  # with a state store, the per-source counts are shared across replicas
         self.learn = learn
-        self.settle = settle
         self.lock = lock
         self.waiting: OrderedDict[str, Pending] = OrderedDict()
         self.closed: OrderedDict[str, str] = OrderedDict()  # route_id -> why it stopped waiting
@@ -129,14 +128,12 @@ class OutcomeLedger:
             return route_id in self.waiting
 
     def close(self, route_id: str, reason: str) -> None:
-        """Stop waiting on `route_id` for `reason`; an expired decision's hold is settled at its worst case and,
-        with an expired_reward, its model learns that reward."""
+        """Stop waiting on `route_id` for `reason`; with an expired_reward, an expired decision's model learns
+        that reward."""
         with self.lock:
             pending = self.waiting.pop(route_id)
-            if reason == "expired":
-                self.settle(route_id)  # a hold nobody settled or released: assume the call was made, at worst case
-                if self.settings.expired_reward is not None:
-                    self.learn([pending.outcome(self.settings.expired_reward)])
+            if reason == "expired" and self.settings.expired_reward is not None:
+                self.learn([pending.outcome(self.settings.expired_reward)])
             self.closed[route_id] = reason
             while len(self.closed) > self.settings.max_pending:
                 self.closed.popitem(last=False)

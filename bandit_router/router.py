@@ -94,7 +94,7 @@ class Router:
         self.lock = threading.RLock()
         self.costs = CostModel(cards, self.limits.expected_output_tokens)  # what calls are expected to cost
         self.gate = BudgetGate(budget, self.models, self.costs, self.limits.expected_output_tokens, self.lock)
-        self.ledger = OutcomeLedger(self.feedback_settings, lambda o: self.policy.learn(o), self.gate.settle, self.lock,
+        self.ledger = OutcomeLedger(self.feedback_settings, lambda o: self.policy.learn(o), self.lock,
                                     state_store)
         self.caller = ModelCaller(self.models, self.ledger, self.gate, self.costs, self.log,
                                   self.log_settings.store_prompts, self.limits.max_attempts, self.lock,
@@ -210,6 +210,7 @@ class Router:
             target = self.spend_target if requested is None else None  # a request's own dial is not counted
             dial = self.cost_weight if requested is None else requested
             self.ledger.expire()
+            self.gate.expire(self.feedback_settings.pending_ttl)
             allowed = eligible(self.models, prompt_tokens, models, tools, max_tokens)
             ready = self.caller.cooldowns.available(allowed)
             try:

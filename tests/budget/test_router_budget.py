@@ -129,11 +129,25 @@ def test_an_expired_route_whose_hold_was_never_settled_is_charged_its_worst_case
     router.route("x" * 40, max_tokens=50)
     settled = router.route("x" * 40, max_tokens=50)
     router.settle(settled.route_id, 1e-6)
-    for pending in router.ledger.waiting.values():
-        pending.created_at -= 61
+    for route_id, (hold, worst, taken) in list(router.gate.held.items()):
+        router.gate.held[route_id] = (hold, worst, taken - 61)
     router.route("x" * 40, max_tokens=50)  # routing sweeps expired routes
     assert budget.total_spent() == pytest.approx(1e-6 + 10 * 1e-6 + 50 * 2e-6)
     assert budget.reserved() == pytest.approx(10 * 1e-6 + 50 * 2e-6)  # only the newest route still holds
+
+
+def test_a_call_still_in_flight_when_max_pending_pushes_its_decision_out_is_charged_its_real_cost():
+    """max_pending bounds the decisions waiting for a rating, not the calls in flight: the call's own cost is
+    charged when it ends (it used to be charged its worst case at once, and its real cost dropped)."""
+    models = [Model("a", input_cost_per_token=1e-6, output_cost_per_token=2e-6, max_output_tokens=100)]
+    budget = Budget(1.0, pacer="none")
+    router = Router(models, encoder=toy_encoder(), budget=budget, feedback=FeedbackSettings(max_pending=2))
+    first = router.route("x" * 40, max_tokens=50)
+    for _ in range(3):
+        router.route("x" * 40, max_tokens=50)
+    assert not router.pending(first.route_id) and budget.total_spent() == 0.0
+    router.settle(first.route_id, 1e-6)
+    assert budget.total_spent() == 1e-6 and budget.reserved() == pytest.approx(3 * (10 * 1e-6 + 50 * 2e-6))
 
 
 def test_failed_call_releases_its_hold(server):

@@ -139,7 +139,7 @@ def test_reservations_hold_the_worst_case_and_pace_on_the_expected_cost(make_rou
 
     router = make_router(budget=Budget(10.0))
     decision = router.route(PROMPT)
-    [(hold, _)] = router.gate.held.values()
+    [(hold, _, _)] = router.gate.held.values()
     assert hold.expected == pytest.approx(decision.predicted_cost[decision.model]) and hold.expected < hold.amount
 
 
