@@ -20,7 +20,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from bandit_router import AllModelsFailedError, Completion, ConfigError, Decision, Router
+from bandit_router import AllModelsFailedError, Completion, ConfigError, Decision, NoEligibleModelError, Router
 from bandit_router.decision import query_text
 from bandit_router.feedback import Evaluator, check_call_kwargs, vision_models
 from bandit_router.checks import check_cost_weight, check_model_names
@@ -29,7 +29,8 @@ from .messages import route_metadata, to_chunk, to_messages, to_openai, usage_me
 
 __all__ = ["ChatBanditRouter"]
 
-_CONFIGURABLE = ("cost_weight", "task", "thread_id")  # read from config={"configurable": {...}}
+_CONFIGURABLE = ("cost_weight", "task", "models", "thread_id")  # read from config={"configurable": {...}}
+_REROUTE = (AllModelsFailedError, NoEligibleModelError)  # a pinned model that failed, or cannot take the call
 _MAX_PINS = 100_000
 
 
@@ -122,6 +123,12 @@ class ChatBanditRouter(BaseChatModel):
         check_call_kwargs({**self.model_kwargs, "max_tokens": self.max_tokens})
         return self
 
+    def with_options(self, **settings: Any) -> ChatBanditRouter:
+        """A copy sharing the router with some settings changed (cost_weight, models, task, max_tokens, ...),
+        checked like the constructor's: a dial per agent or graph step. Prefer it to `bind(cost_weight=...)` for
+        agents: they call `bind_tools` on the model they get, and a binding's kwargs do not survive that."""
+        return self.model_copy(update=settings)
+
     def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> ChatBanditRouter:
         """A copy sharing the router; `update` is validated like the constructor's arguments."""
         if update:
@@ -180,10 +187,10 @@ class ChatBanditRouter(BaseChatModel):
         return super().astream(input, config, stop=stop, **self._configured(config, kwargs))
 
     def _configured(self, config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """kwargs with the dial and task taken from the run config's `configurable` unless given per call, and its
-        thread id if threads are pinned (only then: call kwargs are part of LangChain's cache key)."""
+        """kwargs with the dial, task and models taken from the run config's `configurable` unless given per call,
+        and its thread id if threads are pinned (only then: call kwargs are part of LangChain's cache key)."""
         configurable = ensure_config(config).get("configurable") or {}
-        names = _CONFIGURABLE if self.pin_model else _CONFIGURABLE[:2]
+        names = _CONFIGURABLE if self.pin_model else _CONFIGURABLE[:3]
         return {**{k: configurable[k] for k in names if k in configurable}, **kwargs}
 
     # -- tools ----------------------------------------------------------------------------------------------
@@ -255,13 +262,15 @@ class ChatBanditRouter(BaseChatModel):
         return _Call(openai_messages, cost_weight, None if models is None else list(models), params,
                      thread_id, pinned, task)
 
-    def _unpinned(self, call: _Call) -> _Call | None:
-        """The call re-routed among the other allowed models after its pinned model failed (None if pinned to
-        no model, or if no other model is allowed)."""
+    def _unpinned(self, call: _Call, error: Exception) -> _Call | None:
+        """The call re-routed among the other allowed models after its pinned model failed, or could not take it
+        (a history grown beyond its context window: NoEligibleModelError); None if not pinned, or if no other
+        model is allowed."""
         if call.pinned is None:
             return None
         others = [m for m in call.models or self.router.models if m != call.pinned]
-        return replace(call, pinned=None, models=others, failed=(call.pinned,)) if others else None
+        failed = (call.pinned,) if isinstance(error, AllModelsFailedError) else ()
+        return replace(call, pinned=None, models=others, failed=failed) if others else None
 
     def _served(self, call: _Call, decision: Decision, answer: str) -> None:
         """After a call: pin its thread to the model that answered if asked; queue the answer for the evaluator."""
@@ -308,8 +317,8 @@ class ChatBanditRouter(BaseChatModel):
         call = self._call(messages, stop, kwargs)
         try:
             completion = self.router.complete(call.messages, **call.route())
-        except AllModelsFailedError:
-            if (call := self._unpinned(call)) is None:
+        except _REROUTE as error:
+            if (call := self._unpinned(call, error)) is None:
                 raise
             completion = self.router.complete(call.messages, **call.route())
         return self._result(call, completion)
@@ -319,8 +328,8 @@ class ChatBanditRouter(BaseChatModel):
         call = self._call(messages, stop, kwargs)
         try:
             completion = await self.router.acomplete(call.messages, **call.route())
-        except AllModelsFailedError:
-            if (call := self._unpinned(call)) is None:
+        except _REROUTE as error:
+            if (call := self._unpinned(call, error)) is None:
                 raise
             completion = await self.router.acomplete(call.messages, **call.route())
         return self._result(call, completion)
@@ -330,8 +339,8 @@ class ChatBanditRouter(BaseChatModel):
         call = self._call(messages, stop, kwargs)
         try:
             yield from self._stream_call(call)
-        except AllModelsFailedError:  # raised before any chunk: every model failed to start
-            if (call := self._unpinned(call)) is None:
+        except _REROUTE as error:  # raised before any chunk: every model failed to start
+            if (call := self._unpinned(call, error)) is None:
                 raise
             yield from self._stream_call(call)
 
@@ -352,8 +361,8 @@ class ChatBanditRouter(BaseChatModel):
         try:
             async for chunk in self._astream_call(call):
                 yield chunk
-        except AllModelsFailedError:
-            if (call := self._unpinned(call)) is None:
+        except _REROUTE as error:
+            if (call := self._unpinned(call, error)) is None:
                 raise
             async for chunk in self._astream_call(call):
                 yield chunk

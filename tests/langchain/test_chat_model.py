@@ -3,6 +3,8 @@ structured output, streaming, async, batch and pinning a model per thread."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.caches import InMemoryCache
@@ -259,6 +261,31 @@ def test_pinned_model_that_fails_is_replaced_and_repinned(router: Router, server
     server.set_behavior("small", fail_status=500)
     opening = next(iter(llm.stream("second", config={"configurable": {"thread_id": "u"}}))).response_metadata
     assert (opening["model_name"], opening["failed"]) == (LARGE, [SMALL])
+
+
+def test_a_pinned_thread_that_outgrows_its_models_context_window_is_rerouted(server: FakeLLMServer) -> None:
+    small, large = cards(server.base_url)
+    router = Router([replace(small, context_window=400), replace(large, context_window=100_000)],
+                    encoder=hashed_bow, seed=0)
+    llm = ChatBanditRouter(router=router, pin_model=True, cost_weight=1.0)
+    config = {"configurable": {"thread_id": "t"}}
+    assert llm.invoke("short", config=config).response_metadata["model_name"] == SMALL
+    long = llm.invoke("word " * 600, config=config).response_metadata  # no longer fits the pinned model
+    assert (long["model_name"], long["failed"]) == (LARGE, [])  # re-routed, not reported as a failure
+    assert llm.invoke("short again", config=config).response_metadata["model_name"] == LARGE  # re-pinned
+
+
+def test_with_options_gives_an_agent_step_its_own_dial_that_bind_tools_keeps(router: Router) -> None:
+    llm = ChatBanditRouter(router=router, cost_weight=1.0)
+    careful = llm.with_options(cost_weight=0.0, models=[LARGE]).bind_tools([square])
+    assert careful.invoke("square 3").response_metadata["model_name"] == LARGE
+    assert llm.bind(models=[LARGE]).bind_tools([square]).kwargs.keys() == {"tools"}  # why bind does not do
+    with pytest.raises(ValidationError, match="cost_weight"):
+        llm.with_options(cost_weight=3)
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        llm.with_options(cost_wieght=0.0)
+    run = {"configurable": {"models": [LARGE]}}
+    assert llm.invoke("hi", config=run).response_metadata["model_name"] == LARGE  # per run, like cost_weight
 
 
 def test_the_thread_id_is_not_a_call_argument_unless_threads_are_pinned(router: Router) -> None:
