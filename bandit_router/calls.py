@@ -16,8 +16,8 @@ from .decision import Completion, Decision, Messages, query_text, usage_of
 from .errors import AllModelsFailedError
 from .gate import BudgetGate
 from .ledger import OutcomeLedger
-from .models import Model, quiet_litellm
-from .redaction import hidden, redact
+from .models import Model, credential_texts, quiet_litellm
+from .redaction import hidden, hide, redact
 from .store import DecisionLog
 from .streaming import AsyncRoutedStream, RoutedStream
 
@@ -31,6 +31,7 @@ def route_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     limit = kwargs.get("max_tokens")
     return {"tools": bool(kwargs.get("tools")),  # max_completion_tokens: OpenAI's newer name for the same limit
             "max_tokens": kwargs.get("max_completion_tokens") if limit is None else limit,
+            "choices": 1 if kwargs.get("n") is None else kwargs["n"],
             "budget_key": kwargs.pop("budget_key", None), "task": kwargs.pop("task", None)}
 
 
@@ -111,12 +112,21 @@ class ModelCaller:
                 yield model
 
     def hidden(self, messages: Messages) -> AbstractContextManager[None]:
-        """Keep the prompt out of log records (LiteLLM logs requests at DEBUG) unless store_prompts is on."""
-        return nullcontext() if self.store_prompts else hidden(query_text(messages)[1].split("\n"))
+        """Keep the prompt, and the arguments of earlier tool calls in it, out of log records (LiteLLM logs
+        requests at DEBUG) unless store_prompts is on."""
+        if self.store_prompts:
+            return nullcontext()
+        arguments = [call["function"]["arguments"] for message in messages for call in message.get("tool_calls") or ()
+                     if isinstance(call, Mapping) and isinstance(call.get("function"), Mapping)
+                     and isinstance(call["function"].get("arguments"), str)]
+        return hidden(query_text(messages)[1].split("\n") + arguments)
 
     def call_kwargs(self, model: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """LiteLLM's arguments for calling `model` with the call's `kwargs`: no retries of the same model unless
-        the card's params or the call ask for them (a failing model is replaced by the next-best one instead)."""
+        the card's params or the call ask for them (a failing model is replaced by the next-best one instead).
+        Credentials among the call's kwargs (an Authorization in extra_headers) are redacted from logs, as keys."""
+        if secrets := credential_texts(kwargs):
+            hide(secrets)
         return {"max_retries": 0, **self.models[model].call_kwargs(), **kwargs}
 
     def served(self, decision: Decision, model: str, failed: list[str]) -> Decision:

@@ -40,19 +40,20 @@ class BudgetGate:
         # route_id -> hold, worst case per model, when it was taken (time.time()); oldest first
         self.held: dict[str, tuple[Reservation, dict[str, float], float]] = {}
 
-    def worst_case_cost(self, model: str, prompt_tokens: int, max_tokens: int | None) -> float:
-        """USD a call can cost at most: the prompt plus max_tokens (else the model's output limit, else
-        expected_output_tokens) at the model's prices."""
+    def worst_case_cost(self, model: str, prompt_tokens: int, max_tokens: int | None, choices: int = 1) -> float:
+        """USD a call can cost at most: the prompt plus `choices` answers of max_tokens (else the model's output
+        limit, else expected_output_tokens) at the model's prices."""
         card = self.models[model]
-        return card.cost(prompt_tokens, max_tokens or card.max_output_tokens or self.expected_output_tokens)
+        return card.cost(prompt_tokens,
+                         choices * (max_tokens or card.max_output_tokens or self.expected_output_tokens))
 
-    def admit(self, names: list[str], prompt_tokens: int, max_tokens: int | None, key: str | None,
+    def admit(self, names: list[str], prompt_tokens: int, max_tokens: int | None, choices: int, key: str | None,
               quality: Quality) -> tuple[list[str], dict[str, float]]:
         """(models the request may use, worst-case cost of each affordable one): those whose worst case fits the
         budget, narrowed by the pacer judging `quality(models, normalised costs)` per predicted USD."""
         if self.budget is None:
             return names, {}
-        worst = {m: self.worst_case_cost(m, prompt_tokens, max_tokens) for m in names}
+        worst = {m: self.worst_case_cost(m, prompt_tokens, max_tokens, choices) for m in names}
         fits = {m: c for m, c in worst.items() if self.budget.fits(c, key)}
         if not fits:
             self.budget.refuse(key)

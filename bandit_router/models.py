@@ -45,6 +45,18 @@ def split_credentials(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[s
     return public, secret
 
 
+def masked(params: Mapping[str, Any]) -> dict[str, Any]:
+    """`params` with every credential value (see `split_credentials`) shown as "[REDACTED]": for reprs and dumps."""
+    public, secret = split_credentials(params)
+    return merge_params(public, {name: {h: "[REDACTED]" for h in value} if isinstance(value, Mapping)
+                                 and _HEADERS.search(str(name)) else "[REDACTED]" for name, value in secret.items()})
+
+
+def credential_texts(params: Mapping[str, Any]) -> list[str]:
+    """Every credential text in LiteLLM `params` (a call's kwargs), as logs may show it."""
+    return [t for t in _texts(split_credentials(params)[1]) if t]
+
+
 def merge_params(public: Mapping[str, Any], secret: Mapping[str, Any]) -> dict[str, Any]:
     """`public` params with `secret` ones added back (header dicts merged)."""
     merged = dict(public)

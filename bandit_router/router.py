@@ -12,7 +12,7 @@ import numpy as np
 from .atomic import write_atomic
 from .budget import Budget
 from .calls import Cooldowns, ModelCaller, route_kwargs
-from .checks import check_cost_weight, check_prompt, check_score
+from .checks import check_cost_weight, check_integer, check_prompt, check_score
 from .context import PromptContext, eligible
 from .costs import CostModel
 from .decision import Completion, Decision, Messages, messages_of
@@ -180,31 +180,34 @@ class Router:
     # -- routing --------------------------------------------------------------------------------------------
     def route(self, prompt: str | Messages, cost_weight: float | None = None, models: Sequence[str] | None = None,
               tools: bool = False, max_tokens: int | None = None, budget_key: str | None = None,
-              task: str | None = None) -> Decision:
+              task: str | None = None, choices: int = 1) -> Decision:
         """Choose a model for `prompt` (a string or chat messages) under the dial `cost_weight`; `task` names
         the kind of request it is, one of the router's `tasks` (None: routed on the prompt alone).
 
         The decision waits for `feedback(decision.route_id, score)` until it expires. With a budget, the
         decision holds its model's worst-case cost under `budget_key` (a user or tenant; None: the global
         account only) until `settle(route_id, cost)` or `release(route_id)`; complete/stream do both themselves.
+        The worst case counts `choices` answers (OpenAI's `n`) of up to `max_tokens` each.
         """
         dial = None if cost_weight is None else check_cost_weight(cost_weight)
         query, full_text = check_prompt(prompt, self.limits.max_prompt_chars)
         return self._decide(self.context.vector(query, task), full_text, dial, models, tools, max_tokens,
-                            budget_key, task)
+                            budget_key, task, choices)
 
     async def aroute(self, prompt: str | Messages, cost_weight: float | None = None,
                      models: Sequence[str] | None = None, tools: bool = False, max_tokens: int | None = None,
-                     budget_key: str | None = None, task: str | None = None) -> Decision:
+                     budget_key: str | None = None, task: str | None = None, choices: int = 1) -> Decision:
         """Async `route`: the prompt is encoded off the event loop; the choice itself is the same."""
         dial = None if cost_weight is None else check_cost_weight(cost_weight)
         query, full_text = check_prompt(prompt, self.limits.max_prompt_chars)
         return self._decide(await self.context.avector(query, task), full_text, dial, models, tools, max_tokens,
-                            budget_key, task)
+                            budget_key, task, choices)
 
     def _decide(self, vector: np.ndarray, full_text: str, requested: float | None, models: Sequence[str] | None,
-                tools: bool, max_tokens: int | None, budget_key: str | None, task: str | None) -> Decision:
+                tools: bool, max_tokens: int | None, budget_key: str | None, task: str | None,
+                choices: int) -> Decision:
         check_tokens(max_tokens, "max_tokens")
+        check_integer(choices, "n (choices)", 1, 128)
         prompt_tokens = estimate_tokens(full_text)
         with self.lock:
             target = self.spend_target if requested is None else None  # a request's own dial is not counted
@@ -214,13 +217,13 @@ class Router:
             allowed = eligible(self.models, prompt_tokens, models, tools, max_tokens)
             ready = self.caller.cooldowns.available(allowed)
             try:
-                names, worst, cost, probs, quality = self._pick(vector, ready, prompt_tokens, max_tokens, budget_key,
-                                                                dial)
+                names, worst, cost, probs, quality = self._pick(vector, ready, prompt_tokens, max_tokens, choices,
+                                                                budget_key, dial)
             except NoEligibleModelError:  # a policy that needs a model sitting out (fixed): it is tried, and falls
                 if ready == allowed:      # back on failure as without a cooldown
                     raise
                 names, worst, cost, probs, quality = self._pick(vector, allowed, prompt_tokens, max_tokens,
-                                                                budget_key, dial)
+                                                                choices, budget_key, dial)
             choice = int(self.rng.choice(len(names), p=probs))
             if target is not None:
                 target.record(float(cost[choice]))
@@ -233,10 +236,10 @@ class Router:
         return decision
 
     def _pick(self, vector: np.ndarray, names: list[str], prompt_tokens: int, max_tokens: int | None,
-              budget_key: str | None, dial: float
+              choices: int, budget_key: str | None, dial: float
               ) -> tuple[list[str], dict[str, float], np.ndarray, np.ndarray, np.ndarray]:
         """(models admitted by the budget, their worst-case costs, predicted costs, choice probabilities, quality)."""
-        names, worst = self.gate.admit(names, prompt_tokens, max_tokens, budget_key,
+        names, worst = self.gate.admit(names, prompt_tokens, max_tokens, choices, budget_key,
                                        lambda arms, cost: self._choose(vector, arms, cost, dial)[1])
         cost = self.costs.predict(names, prompt_tokens, max_tokens)  # the learned cost model's expectation
         probs, quality = self._choose(vector, names, normalised_costs(cost), dial)
@@ -351,11 +354,13 @@ class Router:
     @classmethod
     def load(cls, path: str | Path, encoder: Encoder | Callable | str | None = None,
              api_keys: Mapping[str, str] | None = None, credentials: Mapping[str, Mapping[str, Any]] | None = None,
-             policy_settings: Mapping[str, Any] | None = None, **settings: Any) -> "Router":
+             api_bases: Mapping[str, str] | None = None, policy_settings: Mapping[str, Any] | None = None,
+             **settings: Any) -> "Router":
         """Rebuild a saved router. API keys and credentials are never saved: pass them per model name in `api_keys`
-        and `credentials`. `policy_settings` change the saved policy's settings that its learned state does not
+        and `credentials`. A model saved with an endpoint (api_base) needs it confirmed in `api_bases` (the
+        error names it): a file must not choose where requests and keys go. `policy_settings` change the saved policy's settings that its learned state does not
         depend on (e.g. {"exploration": 0.0}; ConfigError for one it does, such as `regularization`). `settings`
         are the operational arguments a file never sets (log=..., feedback=...); `seed=` draws afresh from that
         seed instead of going on from the saved random state."""
         return load_router(cls, path, encoder=encoder, api_keys=api_keys, credentials=credentials,
-                           policy_settings=policy_settings, **settings)
+                           api_bases=api_bases, policy_settings=policy_settings, **settings)

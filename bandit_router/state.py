@@ -314,11 +314,37 @@ def _arguments(saved: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[s
     return {**args, **overrides}
 
 
+_ENDPOINTS = ("api_base", "base_url")  # a card's params that choose where its requests (and keys) go
+
+
+def _endpoint(card: Mapping[str, Any]) -> str | None:
+    """The endpoint a saved card names: its api_base, else params api_base/base_url."""
+    params = card.get("params") or {}
+    return card.get("api_base") or next((params[k] for k in _ENDPOINTS if params.get(k)), None)
+
+
+def _confirmed(card: dict[str, Any], api_bases: Mapping[str, str], path: str | Path) -> dict[str, Any]:
+    """`card` with the endpoint the caller gave for it; ConfigError if the file names one the caller did not
+    confirm: a state file must not choose where requests, and the keys or environment credentials sent with them,
+    go."""
+    name, saved = card["name"], _endpoint(card)
+    if name not in api_bases:
+        if saved is not None:
+            raise ConfigError(f"{str(path)!r} names the endpoint {saved!r} for model {name!r}; a state file cannot "
+                              f"choose where requests and keys go: confirm it with Router.load(path, "
+                              f"api_bases={{{name!r}: {saved!r}}})")
+        return card
+    params = {k: v for k, v in (card.get("params") or {}).items() if k not in _ENDPOINTS}
+    return {**card, "params": params, "api_base": api_bases[name]}
+
+
 def load_router(build: Callable[..., T], path: str | Path, encoder: Encoder | Callable | None = None,
                 api_keys: Mapping[str, str] | None = None, credentials: Mapping[str, Mapping[str, Any]] | None = None,
-                policy_settings: Mapping[str, Any] | None = None, **settings: Any) -> T:
+                api_bases: Mapping[str, str] | None = None, policy_settings: Mapping[str, Any] | None = None,
+                **settings: Any) -> T:
     """Rebuild with `build` (the Router class) a router saved from `encode_router`. Keys and credentials are never
-    saved: pass them again per model name. `policy_settings` change saved policy settings that its learned state
+    saved: pass them again per model name; so are the endpoints the file names (`api_bases`), which the file
+    records but may not choose. `policy_settings` change saved policy settings that its learned state
     does not depend on (see PolicyConfig.STATE_SETTINGS). `settings` are the operational constructor arguments
     (log=..., feedback=..., limits=...), which a file never sets, and `seed`, which replaces the saved random
     state with fresh draws from that seed (without it, routing goes on from the saved random state)."""
@@ -327,11 +353,14 @@ def load_router(build: Callable[..., T], path: str | Path, encoder: Encoder | Ca
         close = get_close_matches(name, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"Router.load got an unknown argument {name!r}{hint} (it takes encoder, api_keys, "
-                          f"credentials, policy_settings and {sorted(known)})")
+                          f"credentials, api_bases, policy_settings and {sorted(known)})")
     config, arrays = read_state(path)
     check_state(config, arrays, settings)
+    unknown = set(api_bases or {}) - {m["name"] for m in config["models"]}
+    if unknown:
+        raise ConfigError(f"api_bases names models {sorted(unknown)} that {str(path)!r} does not hold")
     try:
-        models = [Model.from_config(m, api_key=(api_keys or {}).get(m["name"]),
+        models = [Model.from_config(_confirmed(m, api_bases or {}, path), api_key=(api_keys or {}).get(m["name"]),
                                     credentials=(credentials or {}).get(m["name"])) for m in config["models"]]
         policy_config = config["policy"]
         enc = as_encoder(encoder_name(config["encoder"]) if encoder is None else encoder)

@@ -98,8 +98,8 @@ class ChatBanditRouter(BaseChatModel):
     """Retries of the same model before falling back to the next one (LiteLLM's max_retries)."""
     streaming: bool = False
     """Stream under the hood of invoke (token callbacks)."""
-    model_kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Other LiteLLM kwargs sent with every call."""
+    model_kwargs: dict[str, Any] = Field(default_factory=dict, repr=False)
+    """Other LiteLLM kwargs sent with every call (not in the repr, which tracers record: it may hold credentials)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 

@@ -11,7 +11,7 @@ from llama_index.core.base.llms.generic_utils import (achat_to_completion_decora
 from llama_index.core.base.llms.types import (ChatMessage, ChatResponse, ChatResponseAsyncGen, ChatResponseGen,
                                               CompletionResponse, CompletionResponseAsyncGen, CompletionResponseGen,
                                               LLMMetadata, MessageRole, ToolCallBlock)
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer
 from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
@@ -21,6 +21,7 @@ from llama_index.core.tools.types import BaseTool
 from bandit_router import Completion, ConfigError, Decision, InvalidPromptError, Router
 from bandit_router.feedback import RouteRecorder, check_call_kwargs, route_metadata, vision_models
 from bandit_router.checks import check_cost_weight, check_model_names
+from bandit_router.models import masked
 from bandit_router.streaming import AsyncRoutedStream, RoutedStream
 
 from .messages import StreamedMessage, from_openai, to_openai
@@ -76,10 +77,16 @@ class BanditRouterLLM(FunctionCallingLLM):
     cost_weight: Optional[float] = Field(default=None, description="Dial in [0, 1]; None uses the router's.")
     models: Optional[List[str]] = Field(default=None, description="Models allowed; None allows all.")
     task: Optional[str] = Field(default=None, description="Kind of request, one of the router's tasks; None: none.")
-    call_kwargs: Dict[str, Any] = Field(default_factory=dict,
+    call_kwargs: Dict[str, Any] = Field(default_factory=dict, repr=False,
                                         description="LiteLLM arguments for every call, e.g. temperature.")
     max_retries: int = Field(default=0, ge=0, description="Retries of the same model before falling back.")
     _router: Router = PrivateAttr()
+
+    @field_serializer("call_kwargs")
+    def _masked(self, call_kwargs: Dict[str, Any]) -> Dict[str, Any]:
+        """to_dict / to_json / model_dump show credentials (an Authorization header) as [REDACTED]."""
+        return masked(call_kwargs)
+
     _recorder: RouteRecorder = PrivateAttr()
 
     def __init__(self, router: Router, cost_weight: float | None = None, models: Sequence[str] | None = None,

@@ -234,3 +234,18 @@ def test_a_fallback_to_a_dearer_model_raises_the_hold_when_the_budget_has_room(s
     with pytest.raises(AllModelsFailedError, match=r"not tried: \['openai/dear'\]: beyond .* what the budget"):
         router.complete(PROMPT, max_tokens=10)
     assert tight.reserved() == 0.0
+
+
+def test_the_worst_case_counts_every_answer_asked_for():
+    """OpenAI's n asks for n answers: the hold covers n x max_tokens (a tenant passing n=128 used to be held for
+    one answer and could spend 64 times a budget)."""
+    models = [Model("a", input_cost_per_token=1e-6, output_cost_per_token=2e-6, max_output_tokens=100)]
+    budget = Budget(1e-3, pacer="none")
+    router = Router(models, encoder=toy_encoder(), budget=budget)
+    router.release(router.route("x" * 40, max_tokens=50).route_id)
+    with pytest.raises(BudgetExceededError, match="worst-case cost is"):
+        router.complete("x" * 40, max_tokens=50, n=128, mock_response="hi")
+    router.route("x" * 40, max_tokens=50, choices=3)
+    assert budget.reserved() == pytest.approx(10 * 1e-6 + 3 * 50 * 2e-6)
+    with pytest.raises(ConfigError, match="n \\(choices\\) must be an integer"):
+        router.route("x", choices=0)

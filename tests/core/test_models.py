@@ -7,7 +7,7 @@ import logging
 import litellm
 import pytest
 
-from bandit_router import Model, Router
+from bandit_router import ConfigError, Model, Router
 from bandit_router.models import estimate_tokens
 
 from .conftest import hashed_bow
@@ -48,11 +48,14 @@ def test_the_api_key_is_used_for_calls_but_never_shown_or_saved(tmp_path, caplog
     path = tmp_path / "router.safetensors"
     router.save(path)
     assert key.encode() not in path.read_bytes()
+    endpoint = {"openai/gpt-4o-mini": "http://127.0.0.1:9/v1"}
+    with pytest.raises(ConfigError, match="a state file cannot choose where requests and keys go"):
+        Router.load(path, encoder=hashed_bow, api_keys={"openai/gpt-4o-mini": key})  # the file's endpoint, unconfirmed
     with caplog.at_level(logging.WARNING, logger="bandit_router.state"):
-        assert Router.load(path, encoder=hashed_bow).models["openai/gpt-4o-mini"].api_key is None
+        assert Router.load(path, encoder=hashed_bow, api_bases=endpoint).models["openai/gpt-4o-mini"].api_key is None
     assert "['openai/gpt-4o-mini'] had an API key or credentials when saved" in caplog.text  # not gpt-4o: it had none
     caplog.clear()
-    restored = Router.load(path, encoder=hashed_bow, api_keys={"openai/gpt-4o-mini": key})
+    restored = Router.load(path, encoder=hashed_bow, api_keys={"openai/gpt-4o-mini": key}, api_bases=endpoint)
     assert restored.models["openai/gpt-4o-mini"].call_kwargs()["api_key"] == key and not caplog.text
     assert Model.from_config(model.to_config()) == model  # the key takes no part in equality
 

@@ -63,7 +63,8 @@ def test_structured_output_without_tool_models_defaults_to_json_schema(server: F
 def test_all_models_failed_names_the_real_cause(server: FakeLLMServer, tmp_path) -> None:
     router = Router(cards(server.base_url), encoder=hashed_bow, seed=0)
     router.save(tmp_path / "router.safetensors")
-    loaded = Router.load(tmp_path / "router.safetensors", encoder=hashed_bow)  # no api_keys: no credentials
+    loaded = Router.load(tmp_path / "router.safetensors", encoder=hashed_bow,  # no api_keys: no credentials
+                         api_bases={name: server.base_url for name in router.models})
     with pytest.raises(AllModelsFailedError) as caught:
         ChatBanditRouter(router=loaded).invoke("hi")
     assert "api_key" in str(caught.value) or "credentials" in str(caught.value).lower()

@@ -23,6 +23,7 @@ from .workers import fake_encoder
 KEY = "sk-canary-KEY-7f3a9c2e51d84b06"
 SECRET = "canary-SECRET-e1b2c3d4e5f60718"
 PROMPT = "canary PROMPT zebra-quartz-4471: what is the capital of Mongolia?"
+ARGUMENTS = '{"query": "canary ARGUMENTS walrus-9931"}'  # an earlier tool call's arguments, part of the prompt
 LOGGERS = ["", "LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "openai", "httpx", "httpcore", "bandit_router"]
 
 
@@ -67,8 +68,11 @@ def full_run(folder: Path, store_prompts: bool) -> list[str]:
                         limits=Limits(max_prompt_chars=1000, sync_every=0))
         completion = router.complete(PROMPT, models=["openai/flaky", "openai/good"], num_retries=0)
         router.feedback(completion.decision.route_id, 1.0, token=completion.decision.feedback_token)
-        stream = router.stream([{"role": "system", "content": "Be brief."}, {"role": "user", "content": PROMPT}],
-                               models=["openai/good"], num_retries=0)
+        earlier = [{"role": "assistant", "content": None, "tool_calls": [
+                       {"id": "c1", "type": "function", "function": {"name": "look_up", "arguments": ARGUMENTS}}]},
+                   {"role": "tool", "tool_call_id": "c1", "content": "no result"}]
+        stream = router.stream([{"role": "system", "content": "Be brief."}, *earlier,
+                                {"role": "user", "content": PROMPT}], models=["openai/good"], num_retries=0)
         assert "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices) == "Ulaanbaatar."
         asynchronous = asyncio.run(router.acomplete(PROMPT, models=["openai/good"], num_retries=0))
         seen += [repr(router), repr(router.models), repr(completion.decision), repr(asynchronous.decision),
@@ -83,7 +87,8 @@ def full_run(folder: Path, store_prompts: bool) -> list[str]:
         router.sync()
         router.save(folder / "router.safetensors")
         loaded = Router.load(folder / "router.safetensors", encoder=fake_encoder,
-                             api_keys={card.name: KEY for card in cards})
+                             api_keys={card.name: KEY for card in cards},
+                             api_bases={card.name: server.base_url for card in cards})
         seen += [repr(loaded), repr(loaded.models), str(loaded.__dict__)]
     return seen
 
@@ -97,7 +102,7 @@ def test_canary_key_and_prompt_never_leak(tmp_path: Path, debug_logs: io.StringI
     seen = full_run(tmp_path, store_prompts=False)
     logs, files = debug_logs.getvalue(), files_text(tmp_path)
     assert "LiteLLM" in logs and "[REDACTED]" in logs  # LiteLLM's DEBUG records were captured, and redacted
-    for canary in (KEY, SECRET, PROMPT):
+    for canary in (KEY, SECRET, PROMPT, "walrus-9931"):
         assert canary not in logs
         assert canary not in files
         assert not [text for text in seen if canary in text]
@@ -194,7 +199,8 @@ def test_credential_canaries_never_leak(tmp_path: Path, debug_logs: io.StringIO,
         router.save(tmp_path / "router.safetensors")
         loaded = Router.load(tmp_path / "router.safetensors", encoder=fake_encoder,
                              api_keys={card.name: KEY for card in cards},
-                             credentials={card.name: credentials for card in cards})
+                             credentials={card.name: credentials for card in cards},
+                             api_bases={card.name: server.base_url for card in cards})
         again = loaded.complete(PROMPT, models=["openai/good"], num_retries=0)
         assert again.text == "Ulaanbaatar."
         seen += [repr(loaded), repr(loaded.models), str(loaded.__dict__)]
@@ -205,3 +211,25 @@ def test_credential_canaries_never_leak(tmp_path: Path, debug_logs: io.StringIO,
     leaks = [(canary, where) for canary in CREDENTIAL_CANARIES for where, text in
              [("logs", logs), ("files", files)] + [(f"seen[{i}]", t) for i, t in enumerate(seen)] if canary in text]
     assert leaks == []
+
+
+def test_credentials_given_per_call_or_per_wrapper_never_leak(debug_logs: io.StringIO) -> None:
+    """An Authorization header in a call's extra_headers (or a wrapper's model_kwargs / call_kwargs) is redacted
+    from LiteLLM's DEBUG records and kept out of reprs, LangChain's dumps (what tracers record) and LlamaIndex's
+    to_dict / to_json."""
+    from langchain_core.load import dumps
+
+    from langchain_bandit_router import ChatBanditRouter
+    from llamaindex_bandit_router import BanditRouterLLM
+
+    headers = {"extra_headers": {"Authorization": f"Bearer {KEY}", "X-Trace": "visible"}}
+    with FakeLLMServer(["good"]) as server:
+        card = Model("openai/good", input_cost_per_token=1e-6, output_cost_per_token=1e-6, api_base=server.base_url,
+                     api_key="sk-card")
+        router = Router([card], encoder=fake_encoder, seed=0)
+        assert router.complete("hello", **headers).text == "Echo: hello"
+        chat, llm = ChatBanditRouter(router, model_kwargs=headers), BanditRouterLLM(router, call_kwargs=headers)
+        shown = [repr(chat), str(chat), dumps(chat), repr(llm), llm.to_json(), json.dumps(llm.to_dict())]
+    assert KEY not in debug_logs.getvalue() and "[REDACTED]" in debug_logs.getvalue()
+    assert not [text for text in shown if KEY in text]
+    assert llm.to_dict()["call_kwargs"]["extra_headers"] == {"Authorization": "[REDACTED]", "X-Trace": "visible"}
