@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from contextlib import aclosing
 from typing import Any, AsyncGenerator, AsyncIterator
 
 from starlette.applications import Starlette
@@ -31,6 +32,8 @@ from .openai_api import (ROUTER_MODEL, APIError, ChatRequest, api_error, chunk_b
 __all__ = ["Service"]
 
 log = logging.getLogger(__name__)
+BODY_TIMEOUT = 30.0  # seconds a request body may take to arrive (then 408)
+_CLOSE = {"Connection": "close"}  # a refused body is not read on: the connection ends with the answer
 
 
 def _sse(body: Any) -> bytes:
@@ -77,13 +80,34 @@ class Service:
                                 "service knows", code="invalid_api_key")
         return tenant
 
-    async def _json(self, request: Request) -> Any:
+    async def _body(self, request: Request) -> bytes:
+        """The request body, read as it streams in: 413 as soon as it passes server.max_body_bytes (a chunked body
+        has no content-length), 408 if it takes over BODY_TIMEOUT seconds; both close the connection."""
         limit = self.config.max_body_bytes
+        too_large = APIError(413, f"request body exceeds server.max_body_bytes = {limit}", code="body_too_large",
+                             headers=_CLOSE)
         if int(request.headers.get("content-length") or 0) > limit:
-            raise APIError(413, f"request body exceeds server.max_body_bytes = {limit}", code="body_too_large")
-        body = await request.body()
-        if len(body) > limit:
-            raise APIError(413, f"request body exceeds server.max_body_bytes = {limit}", code="body_too_large")
+            raise too_large
+
+        async def read() -> bytes:
+            chunks: list[bytes] = []
+            size = 0
+            async with aclosing(request.stream()) as stream:
+                async for chunk in stream:
+                    size += len(chunk)
+                    if size > limit:
+                        raise too_large
+                    chunks.append(chunk)
+            return b"".join(chunks)
+
+        try:
+            return await asyncio.wait_for(read(), BODY_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise APIError(408, f"the request body did not arrive within {BODY_TIMEOUT:g} seconds",
+                           code="body_timeout", headers=_CLOSE) from None
+
+    @staticmethod
+    def _json(body: bytes) -> Any:
         try:
             return json.loads(body)
         except ValueError as error:
@@ -138,7 +162,7 @@ class Service:
         try:
             tenant = self._tenant(request)
             tenant_name = tenant.name
-            chat = parse_chat(await self._json(request))
+            chat = parse_chat(self._json(await self._body(request)))
             kwargs = {**chat.params, "task": chat.task,
                       "budget_key": None if self.keys.open else tenant.budget_key}
             if chat.stream:  # counted when it ends (a stream that breaks is not a 200)
@@ -224,14 +248,15 @@ class Service:
         try:
             tenant = self._tenant(request)
             tenant_name = tenant.name
-            route_id, score, token = parse_feedback(await self._json(request))
+            body = await self._body(request)
+            route_id, score, token = parse_feedback(self._json(body))
             with self._lock:
                 owner = self._routes.get(route_id)
             if owner is None and self.directory is not None and FORWARDED not in request.headers:
                 elsewhere = self.directory.owner(route_id)
                 if elsewhere is not None:
                     self.metrics.inc("bandit_router_feedback_forwarded_total")
-                    return await self.directory.forward(elsewhere, request, await request.body())
+                    return await self.directory.forward(elsewhere, request, body)
             self.metrics.inc("bandit_router_feedback_received_total")
             if owner is None or owner[0] != tenant.name:  # another tenant's route looks like an unknown one
                 raise APIError(404, f"unknown route_id {route_id!r}: this replica answered no such request for "
@@ -240,7 +265,7 @@ class Service:
         except Exception as error:
             response = self._failed(error, tenant_name, "feedback")
             code = json.loads(response.body)["error"]["code"]
-            if code not in ("invalid_api_key", "invalid_json", "body_too_large"):
+            if code not in ("invalid_api_key", "invalid_json", "body_too_large", "body_timeout"):
                 self.metrics.inc("bandit_router_feedback_rejected_total", reason=str(code))
             return response
         self.metrics.inc("bandit_router_feedback_applied_total")

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..decision import messages_of
-from ..feedback import check_call_kwargs
 from ..errors import (AllModelsFailedError, BudgetExceededError, ConfigError, DuplicateFeedbackError,
                       FeedbackLimitError, InvalidFeedbackTokenError, InvalidPromptError, NoEligibleModelError,
                       StoreUnavailableError, UnknownRouteError)
+from ..feedback import check_call_kwargs
+from ..redaction import redact
 
 __all__ = ["APIError", "ChatRequest", "parse_chat", "parse_feedback", "api_error", "stream_broken", "completion_body",
            "chunk_body", "usage_chunk", "with_usage", "model_object", "ROUTER_MODEL"]
@@ -38,10 +39,11 @@ class APIError(Exception):
 
 
 def api_error(error: BaseException) -> APIError:
-    """The APIError for a library or provider exception (its message is the real cause; never a prompt)."""
+    """The APIError for a library or provider exception (its message is the real cause, with the registered secrets,
+    e.g. the upstream API keys a provider's message may echo, [REDACTED]; never a prompt)."""
     if isinstance(error, APIError):
         return error
-    message = str(error)
+    message = redact(str(error))
     if isinstance(error, BudgetExceededError):  # retrying cannot help: tell OpenAI's SDKs not to
         return APIError(429, message, "insufficient_quota", "budget_exceeded", headers={"x-should-retry": "false"})
     table: list[tuple[type, int, str, str]] = [
@@ -71,7 +73,7 @@ def stream_broken(error: BaseException, sent: int) -> APIError:
     """The error event of a stream that broke after `sent` chunks (a provider's message is shown, never ours)."""
     cause = type(error).__name__
     if isinstance(getattr(error, "status_code", None), int):
-        cause = f"{cause}: {error}"
+        cause = f"{cause}: {redact(str(error))}"
     return APIError(502, f"the upstream stream broke after {sent} chunks: {cause}", "server_error",
                     "upstream_stream_broken")
 
