@@ -37,7 +37,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .atomic import write_atomic
-from .checks import check_non_negative, check_positive
+from .checks import check_non_negative, check_positive, json_too_deep
 from .errors import BudgetExceededError, ConfigError, StateFormatError
 
 __all__ = ["Budget", "Reservation", "zcl_threshold"]
@@ -93,6 +93,53 @@ class _Account:
 # What `Budget.save` keeps of an account, with each field's type (the limit is the restoring budget's own).
 _SAVED = {f.name: {"int": int, "float": float}[f.type] for f in fields(_Account)
           if f.name not in ("limit", "holds", "expecting")}
+MAX_DEPTH = 32  # JSON nesting `restore` reads (a ledger nests 3 deep); deeper would make json.loads recurse
+
+
+def _number(value: object, name: str, integer: bool = False, low: float = 0.0) -> float:
+    """`value` as a finite number >= `low` (a JSON integer when `integer`); ValueError naming the field if not."""
+    try:
+        ok = (isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+              and math.isfinite(value) and value >= low)
+    except OverflowError:  # an integer beyond float range
+        ok = False
+    if not ok:
+        kind = "an integer" if integer else "a finite number"
+        raise ValueError(f"{name} must be {kind} >= {low:g}, got {value!r:.40}")
+    return value if integer else float(value)
+
+
+def _read_ledger(data: object) -> tuple[dict[str, dict[str, float]], list[float], list[float], dict[str, object]]:
+    """(accounts, seen_ratio, cheapest, period id) of a parsed ledger; ValueError naming the first bad field."""
+    keys = ("format", "period", "unit", "origin", "accounts", "seen_ratio", "cheapest")
+    if not isinstance(data, dict) or not all(key in data for key in keys):
+        raise ValueError(f"a ledger is a JSON object with the fields {', '.join(keys)}")
+    if data["format"] != "bandit-router-budget/1":
+        raise ValueError(f"format must be 'bandit-router-budget/1', got {data['format']!r:.40}")
+    if data["unit"] not in UNITS:
+        raise ValueError(f"unit must be one of {UNITS}, got {data['unit']!r:.40}")
+    for key, low in (("period", 0.0), ("origin", -math.inf)):
+        if data[key] is not None:
+            _number(data[key], key, low=low)
+    accounts = data["accounts"]
+    if not isinstance(accounts, dict) or not isinstance(accounts.get(""), dict):
+        raise ValueError('accounts must be an object holding the budget\'s own account ""')
+    ledger = {}
+    for name, values in accounts.items():
+        if not isinstance(values, dict):
+            raise ValueError(f"accounts[{name!r}] must be an object")
+        ledger[name] = {key: _number(values.get(key), f"accounts[{name!r}].{key}", cast is int,
+                                     -1 if key == "window" else 0) for key, cast in _SAVED.items()}
+    seen, cheapest = data["seen_ratio"], data["cheapest"]
+    if seen is None:
+        seen = [math.inf, 0.0]  # none seen yet
+    elif not (isinstance(seen, list) and len(seen) == 2
+              and 0 < _number(seen[0], "seen_ratio[0]") <= _number(seen[1], "seen_ratio[1]")):
+        raise ValueError(f"seen_ratio must be null or [low, high] with 0 < low <= high, got {seen!r:.80}")
+    if not (isinstance(cheapest, list) and len(cheapest) == 2):
+        raise ValueError(f"cheapest must be [sum, count], got {cheapest!r:.80}")
+    cheapest = [_number(cheapest[0], "cheapest[0] (sum)"), _number(cheapest[1], "cheapest[1] (count)", True)]
+    return ledger, [float(v) for v in seen], cheapest, {key: data[key] for key in ("period", "unit", "origin")}
 
 
 class Budget:
@@ -374,21 +421,15 @@ class Budget:
         same arguments after a restart goes on counting the saved period); the saved accounts replace this
         budget's. Limits are this budget's, so a limit can change on restart."""
         try:
-            data = json.loads(Path(path).read_text())
-            ledger = {name: {key: cast(values[key]) for key, cast in _SAVED.items()}
-                      for name, values in data["accounts"].items()}
-            seen = [math.inf, 0.0] if data["seen_ratio"] is None else [float(v) for v in data["seen_ratio"]]
-            cheapest = [float(data["cheapest"][0]), int(data["cheapest"][1])]
-            saved = {key: data[key] for key in ("period", "unit", "origin")}
-        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
-            raise StateFormatError(f"{path} is not a budget ledger written by Budget.save: {error}") from error
-        sane = all(math.isfinite(v) and v >= (-1 if key == "window" else 0)
-                   for values in ledger.values() for key, v in values.items())
-        if data.get("format") != "bandit-router-budget/1" or "" not in ledger or not sane:
-            raise StateFormatError(f"{path} is not a valid budget ledger written by Budget.save")
+            text = Path(path).read_text()
+            if json_too_deep(text, MAX_DEPTH):
+                raise ValueError(f"it nests deeper than {MAX_DEPTH} levels")
+            ledger, seen, cheapest, saved = _read_ledger(json.loads(text))  # ValueError: also bad JSON, UTF-8
+        except (OSError, ValueError) as error:
+            raise StateFormatError(f"{path} is not a valid budget ledger written by Budget.save: {error}") from error
         origin = saved["origin"]
-        adopt = (not self._origin_given and self._period_id()["origin"] is not None and not isinstance(origin, bool)
-                 and isinstance(origin, (int, float)) and origin <= self.clock())
+        adopt = (not self._origin_given and self._period_id()["origin"] is not None and origin is not None
+                 and origin <= self.clock())
         if saved != {**self._period_id(), **({"origin": origin} if adopt else {})}:
             raise ConfigError(f"the ledger in {path} was kept for {saved}, this budget counts {self._period_id()}; "
                               "give the budget the same period, unit and origin")

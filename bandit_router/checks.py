@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Collection, Iterable
 
 import numpy as np
@@ -11,9 +12,21 @@ from .decision import messages_of, query_text
 from .errors import ConfigError, InvalidPromptError
 
 __all__ = ["check_cost_weight", "check_score", "check_prompt", "check_positive", "check_non_negative",
-           "check_integer", "check_model_names"]
+           "check_integer", "check_model_names", "json_too_deep"]
 
 _NUMBER = (int, float, np.integer, np.floating)  # bool is excluded separately
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"?|([\[\]{}])', re.DOTALL)  # a string (skipped), or a bracket
+
+
+def json_too_deep(text: str, limit: int = 32) -> bool:
+    """Whether JSON `text` nests deeper than `limit` (json.loads would recurse that far), in time linear in the
+    text's length (also when it is full of unclosed quotes)."""
+    depth = 0
+    for bracket in _JSON_TOKENS.findall(text):
+        depth += 1 if bracket in ("[", "{") else -1 if bracket else 0
+        if depth > limit:
+            return True
+    return False
 
 
 def check_cost_weight(value: Any, field: str = "cost_weight") -> float:

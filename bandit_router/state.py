@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Protocol, TypeVar
 
 import numpy as np
 
+from .checks import json_too_deep
 from .costs import CostModel
 from .encoders import Encoder, as_encoder
 from .errors import ConfigError, StateFormatError, StoreUnavailableError
@@ -57,13 +58,8 @@ _ENCODER_NAME = re.compile(r"hashing:\d{1,4}|[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A
 
 def _check_depth(text: str | bytes, where: str) -> None:
     """StateFormatError if JSON `text` nests deeper than MAX_DEPTH (json.loads would recurse without bound)."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    depth = 0
-    for bracket in re.findall(r'[\[\]{}]', re.sub(r'"(?:[^"\\]|\\.)*"', "", text)):
-        depth += 1 if bracket in "[{" else -1
-        if depth > MAX_DEPTH:
-            raise StateFormatError(f"{where} nests deeper than {MAX_DEPTH} levels")
+    if json_too_deep(text.decode("utf-8", "replace") if isinstance(text, bytes) else text, MAX_DEPTH):
+        raise StateFormatError(f"{where} nests deeper than {MAX_DEPTH} levels")
 
 
 def _digest(config: str, arrays: Mapping[str, np.ndarray]) -> str:

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ..checks import json_too_deep
 from ..errors import DataFormatError
 from ..models import Model
 
@@ -41,6 +42,7 @@ CONFLICTING_PROMPTS = "prompt rows repeating a prompt_id with another prompt"
 CONFLICTING_OUTCOMES = "outcome rows repeating a prompt and model with another score or cost"
 EXTRA_FIELDS = "\0extra fields"  # csv.DictReader's restkey: a row's fields beyond the header
 INTEGRAL_ID = re.compile(r"^(-?\d+)\.0+$")
+MAX_DEPTH = 32  # JSON nesting of models.json; deeper would make json.loads recurse without bound
 
 
 @dataclass
@@ -189,6 +191,8 @@ def _name(value: Any) -> str:
 def _number(value: Any, what: str, where: str) -> float:
     try:
         number = float(value)
+    except OverflowError:  # an integer beyond float range (JSON allows any)
+        raise DataFormatError(f"{where}: {what} {value!r:.40} is not finite") from None
     except (TypeError, ValueError):
         raise DataFormatError(f"{where}: {what} {value!r} is not a number") from None
     if not np.isfinite(number):
@@ -241,10 +245,16 @@ def _read_models(folder: Path) -> tuple[dict[str, dict[str, Any]], str]:
     models_path = folder / "models.json"
     if not models_path.exists():
         raise DataFormatError(f"{folder} lacks models.json")
+    data = models_path.read_bytes()
     try:
-        meta = json.loads(models_path.read_bytes())
+        text = data.decode(json.detect_encoding(data), "surrogatepass")  # as json.loads decodes bytes
+        if json_too_deep(text, MAX_DEPTH):
+            raise DataFormatError(f"{models_path} nests deeper than {MAX_DEPTH} levels: not a models.json")
+        meta = json.loads(text)
         model_info = {str(name).strip(): info for name, info in dict(meta["models"]).items()}
-    except (ValueError, KeyError, TypeError):
+    except DataFormatError:
+        raise
+    except (ValueError, KeyError, TypeError):  # also bad JSON or text encoding
         raise DataFormatError(f"{models_path} must be JSON with a 'models' object") from None
     cost_unit = meta.get("cost_unit", "usd")
     if not isinstance(cost_unit, str) or not cost_unit.strip():
