@@ -227,13 +227,15 @@ class ModelCaller:
                 with self.hidden(messages):
                     response = litellm.completion(messages=messages, **self.call_kwargs(model, kwargs))
             except Exception as error:
-                self.failed(decision, model, error, failures)
+                with self.hidden(messages):  # the prompt stays out of the failure's note and log record
+                    self.failed(decision, model, error, failures)
                 continue
             except BaseException:  # cancelled (asyncio), interrupted
                 self.abandoned(decision)
                 raise
             return self._finish(self.served(decision, model, list(failures)), model, response)
-        raise self.all_failed(decision, failures)
+        with self.hidden(messages):
+            raise self.all_failed(decision, failures)
 
     async def acomplete(self, messages: list[dict[str, Any]], decision: Decision,
                         kwargs: Mapping[str, Any]) -> Completion:
@@ -245,13 +247,15 @@ class ModelCaller:
                 with self.hidden(messages):
                     response = await litellm.acompletion(messages=messages, **self.call_kwargs(model, kwargs))
             except Exception as error:
-                self.failed(decision, model, error, failures)
+                with self.hidden(messages):  # the prompt stays out of the failure's note and log record
+                    self.failed(decision, model, error, failures)
                 continue
             except BaseException:  # cancelled (asyncio), interrupted
                 self.abandoned(decision)
                 raise
             return self._finish(self.served(decision, model, list(failures)), model, response)
-        raise self.all_failed(decision, failures)
+        with self.hidden(messages):
+            raise self.all_failed(decision, failures)
 
     def stream(self, messages: list[dict[str, Any]], decision: Decision, kwargs: Mapping[str, Any]) -> RoutedStream:
         return RoutedStream(self, messages, decision, self.order(decision), kwargs)

@@ -75,7 +75,8 @@ class RoutedStream(_StreamBase):
                     chunks = iter(litellm.completion(**self._call_kwargs(model)))
                     first = next(chunks, None)
             except Exception as error:
-                self.caller.failed(self.decision, model, error, self._failures)
+                with self.caller.hidden(self._messages):  # the prompt stays out of the failure's note and log
+                    self.caller.failed(self.decision, model, error, self._failures)
                 continue
             except BaseException:  # cancelled or closed before its first chunk
                 self.caller.abandoned(self.decision)
@@ -93,7 +94,8 @@ class RoutedStream(_StreamBase):
                 raise
             self._ended(model)
             return
-        raise self.caller.all_failed(self.decision, self._failures)
+        with self.caller.hidden(self._messages):
+            raise self.caller.all_failed(self.decision, self._failures)
 
 
 class AsyncRoutedStream(_StreamBase):
@@ -106,7 +108,8 @@ class AsyncRoutedStream(_StreamBase):
                     chunks = (await litellm.acompletion(**self._call_kwargs(model))).__aiter__()
                     first = await anext(chunks, None)
             except Exception as error:
-                self.caller.failed(self.decision, model, error, self._failures)
+                with self.caller.hidden(self._messages):  # the prompt stays out of the failure's note and log
+                    self.caller.failed(self.decision, model, error, self._failures)
                 continue
             except BaseException:  # cancelled or closed before its first chunk
                 self.caller.abandoned(self.decision)
@@ -124,4 +127,5 @@ class AsyncRoutedStream(_StreamBase):
                 raise
             self._ended(model)
             return
-        raise self.caller.all_failed(self.decision, self._failures)
+        with self.caller.hidden(self._messages):
+            raise self.caller.all_failed(self.decision, self._failures)

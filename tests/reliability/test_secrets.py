@@ -233,3 +233,23 @@ def test_credentials_given_per_call_or_per_wrapper_never_leak(debug_logs: io.Str
     assert KEY not in debug_logs.getvalue() and "[REDACTED]" in debug_logs.getvalue()
     assert not [text for text in shown if KEY in text]
     assert llm.to_dict()["call_kwargs"]["extra_headers"] == {"Authorization": "[REDACTED]", "X-Trace": "visible"}
+
+
+def test_a_provider_error_echoing_the_prompt_keeps_it_out_of_the_routers_error() -> None:
+    """The message of AllModelsFailedError (and a failure's note) is built while the prompt is still redacted:
+    a provider whose error repeats the prompt does not put it into an exception that apps log."""
+    from bandit_router import AllModelsFailedError
+    from bandit_router.testing import last_user_text
+
+    def explode(messages: list) -> str:
+        raise RuntimeError(f"upstream exploded on: {last_user_text(messages)}")
+
+    with FakeLLMServer({"echo": ModelBehavior(respond=explode)}) as server:
+        card = Model("openai/echo", input_cost_per_token=1e-6, output_cost_per_token=1e-6, api_base=server.base_url,
+                     api_key=KEY)
+        router = Router([card], encoder=fake_encoder, seed=0)
+        for call in (lambda: router.complete(PROMPT), lambda: list(router.stream(PROMPT))):
+            with pytest.raises(AllModelsFailedError) as caught:
+                call()
+            text = "".join(traceback.format_exception(caught.value))
+            assert "upstream exploded on" in text and PROMPT not in text and KEY not in text
