@@ -299,7 +299,7 @@ class Router:
         waiting (settled or released already, expired, or another router's) is logged as a warning."""
         if not self.gate.settle(route_id, cost):
             log.warning("settle(%r): this route id is not waiting to be settled (settled or released already, "
-                        "expired after pending_ttl or max_pending, or routed by another router); nothing was "
+                        "its hold expired after pending_ttl, or routed by another router); nothing was "
                         "charged to the budget", route_id)
         if cost is not None and self.log is not None:
             self.log.record_call(route_id, cost)
