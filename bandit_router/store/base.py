@@ -12,8 +12,8 @@ replica whose layout differs.
 
 from __future__ import annotations
 
-import math
 import logging
+import math
 import threading
 import time
 import uuid
@@ -74,6 +74,17 @@ def decode_stats(data: bytes | None) -> Stats:
         stats.setdefault(arm, {})[field] = array.reshape(()) if field == "n" else array  # safetensors stores () as (1,)
     if any(set(parts) != set(_FIELDS) for parts in stats.values()):
         raise StateFormatError("shared state is incomplete: every model needs A, b and n")
+    for arm, parts in stats.items():  # the checks SQLiteStateStore makes of its rows
+        A, b, n = parts["A"], parts["b"], parts["n"]
+        if b.ndim != 1 or not b.size or A.shape != (b.size, b.size):
+            problem = f"has shapes A {A.shape}, b {b.shape}; expected (p, p) and (p,)"
+        elif A.dtype.kind != "f" or b.dtype.kind != "f" or not (np.isfinite(A).all() and np.isfinite(b).all()):
+            problem = "holds NaN, infinite or non-float values in A or b"
+        elif n.dtype.kind not in "iu" or n < 0:
+            problem = f"holds n = {n.item()!r}; expected an integer >= 0"
+        else:
+            continue
+        raise StateFormatError(f"shared state is not in bandit-router's format (model {arm!r} {problem})")
     return stats
 
 

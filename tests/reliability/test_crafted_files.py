@@ -185,3 +185,21 @@ def test_a_price_beyond_float_range_is_a_data_format_error(tmp_path):
     (folder / "models.json").write_text(json.dumps(meta))
     with pytest.raises(DataFormatError, match="models.json model 'small'.*input_price_per_mtok.*not finite"):
         load_table(folder).model_cards()
+
+
+@pytest.mark.parametrize("stats, problem", [
+    ({"m": {"A": np.eye(2), "b": np.ones(3), "n": np.array(1)}}, "has shapes A"),
+    ({"m": {"A": np.eye(2), "b": np.array([np.nan, 1.0]), "n": np.array(1)}}, "holds NaN, infinite"),
+    ({"m": {"A": np.eye(2) * np.inf, "b": np.ones(2), "n": np.array(1)}}, "holds NaN, infinite"),
+    ({"m": {"A": np.eye(2), "b": np.ones(2), "n": np.array(-5)}}, "holds n = -5"),
+    ({"m": {"A": np.eye(2), "b": np.ones(2), "n": np.array(1.5)}}, "holds n = 1.5"),
+])
+def test_shared_state_in_redis_is_checked_like_sqlite_rows(stats, problem) -> None:
+    """What RedisStateStore reads (decode_stats) is refused as SQLite's damaged rows are, not merged into a policy."""
+    from bandit_router.errors import StateFormatError
+    from bandit_router.store.base import decode_stats, encode_stats
+
+    with pytest.raises(StateFormatError, match=f"model 'm' {problem}"):
+        decode_stats(encode_stats(stats))
+    good = {"m": {"A": np.eye(2), "b": np.ones(2), "n": np.array(3)}}
+    assert int(decode_stats(encode_stats(good))["m"]["n"]) == 3
