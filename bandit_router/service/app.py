@@ -15,7 +15,7 @@ from typing import Any, AsyncGenerator, AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -102,6 +102,9 @@ class Service:
 
         try:
             return await asyncio.wait_for(read(), BODY_TIMEOUT)
+        except ClientDisconnect:  # nobody is left to answer: counted as nginx's 499, not as our 500
+            raise APIError(499, "the client closed the connection before its body arrived",
+                           code="client_closed") from None
         except asyncio.TimeoutError:
             raise APIError(408, f"the request body did not arrive within {BODY_TIMEOUT:g} seconds",
                            code="body_timeout", headers=_CLOSE) from None
@@ -265,7 +268,7 @@ class Service:
         except Exception as error:
             response = self._failed(error, tenant_name, "feedback")
             code = json.loads(response.body)["error"]["code"]
-            if code not in ("invalid_api_key", "invalid_json", "body_too_large", "body_timeout"):
+            if code not in ("invalid_api_key", "invalid_json", "body_too_large", "body_timeout", "client_closed"):
                 self.metrics.inc("bandit_router_feedback_rejected_total", reason=str(code))
             return response
         self.metrics.inc("bandit_router_feedback_applied_total")

@@ -16,7 +16,7 @@ import pytest
 
 from bandit_router.service import app as service_app
 
-from .conftest import KEYS, UPSTREAM_KEY, start_service
+from .conftest import KEYS, UPSTREAM_KEY, metric, start_service
 
 HEADERS = {"Authorization": f"Bearer {KEYS['team-a']}"}
 ASK = {"model": "router", "messages": [{"role": "user", "content": "hello"}]}
@@ -67,6 +67,19 @@ def test_a_body_that_stalls_is_answered_408_within_the_bound(upstream, monkeypat
     assert head.startswith(b"HTTP/1.1 408 "), answer
     assert json.loads(body)["error"]["code"] == "body_timeout"
     assert elapsed < 5
+
+
+def test_a_client_gone_before_its_body_arrived_is_counted_499_not_500(upstream) -> None:
+    with start_service(upstream.base_url) as served:
+        with socket.create_connection(("127.0.0.1", served.port)) as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Authorization: Bearer " + KEYS["team-a"].encode() + b"\r\nContent-Length: 100\r\n\r\n{")
+        deadline, counts = time.monotonic() + 10, {}
+        while time.monotonic() < deadline and not counts.get("499"):
+            text = httpx.get(served.url + "/metrics").text
+            counts = {status: metric(text, "bandit_router_requests_total", status=status) for status in ("499", "500")}
+            time.sleep(0.1)
+    assert counts == {"499": 1, "500": 0}
 
 
 class EchoingUpstream(BaseHTTPRequestHandler):
