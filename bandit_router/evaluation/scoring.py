@@ -17,14 +17,16 @@ import csv
 import hashlib
 import json
 import logging
+import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..checks import json_too_deep
 from ..costs import call_cost
 from ..decision import usage_of
-from ..errors import ConfigError, ScoringError
+from ..errors import ConfigError, DataFormatError, ScoringError
 from ..models import Model, estimate_tokens, quiet_litellm
 from ..redaction import redact
 from ..router import check_score
@@ -83,8 +85,26 @@ def _answers(folder: Path | None) -> dict[tuple[str, str], tuple[str, float]]:
     """The answers received by earlier runs into `folder`: (prompt id, model) -> (answer, cost)."""
     if folder is None or not (path := folder / ANSWERS).exists():
         return {}
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return {(row["prompt_id"], row["model"]): (row["answer"], float(row["cost"])) for row in rows}
+    answers: dict[tuple[str, str], tuple[str, float]] = {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            if json_too_deep(line):
+                raise ValueError("it nests too deep")
+            row = json.loads(line)
+            cost = float(row["cost"])
+            if not (math.isfinite(cost) and cost >= 0 and isinstance(row["answer"], str)):
+                raise ValueError(f"cost {row['cost']!r:.40} or answer of type {type(row['answer']).__name__}")
+            answers[(str(row["prompt_id"]), str(row["model"]))] = (row["answer"], cost)
+        except (ValueError, KeyError, TypeError, OverflowError) as error:
+            if number == len(lines):  # cut short by a run that stopped while writing it: that pair is asked again
+                log.warning("%s: its last line is incomplete (%s); that answer will be asked again", path, error)
+                continue
+            raise DataFormatError(f"{path} line {number} is not an answer score-table wrote ({error}); remove the "
+                                  "line to ask that pair again") from None
+    return answers
 
 
 def _pending(folder: Path | None, prompts: Sequence[str], models: Sequence[Model]) -> list[tuple[str, str, Model]]:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bandit_router.cli import main
-from bandit_router.errors import ConfigError, ScoringError
+from bandit_router.errors import ConfigError, DataFormatError, ScoringError
 from bandit_router.evaluation import load_table, score_table
 from bandit_router.evaluation.scoring import expected_cost, prompt_id
 from bandit_router.models import Model
@@ -89,6 +89,23 @@ def test_a_second_run_calls_only_the_pairs_left(server, tmp_path: Path) -> None:
     assert table.scores.tolist() == [[1.0, 1.0], [0.0, 1.0], [0.0, 1.0]]
     with (out / "prompts.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 3  # each prompt written once
+
+
+def test_an_answer_cut_short_by_a_stopped_run_is_asked_again_and_a_damaged_one_is_named(server, tmp_path: Path,
+                                                                                          caplog) -> None:
+    """answers.jsonl is written as answers arrive: a run killed mid-write leaves its last line incomplete, and
+    the next run asks that pair again (it used to fail on the JSON); a bad line before the last is named."""
+    out = tmp_path / "scored"
+    score_table(cards(server), list(ANSWERS), exact, out, **QUICK)
+    lines = (out / "answers.jsonl").read_text().splitlines()
+    (out / "outcomes.csv").write_text((out / "outcomes.csv").read_text().splitlines()[0] + "\n")  # scores lost
+    (out / "answers.jsonl").write_text("\n".join(lines[:-1] + [lines[-1][:20]]) + "\n")
+    server.clear_requests()
+    score_table(cards(server), list(ANSWERS), exact, out, **QUICK)
+    assert len(server.requests) == 1 and "its last line is incomplete" in caplog.text
+    (out / "answers.jsonl").write_text("\n".join(["{", *lines]) + "\n")
+    with pytest.raises(DataFormatError, match="answers.jsonl line 1 is not an answer score-table wrote"):
+        score_table(cards(server), list(ANSWERS), exact, out, **QUICK)
 
 
 def test_a_grade_that_fails_or_is_out_of_range_leaves_its_pair_unscored(server, tmp_path: Path) -> None:
