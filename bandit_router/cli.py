@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -67,7 +68,8 @@ def _policies(text: str) -> list[str]:
     unknown = [p for p in names if p not in policy_names()]
     if not names or unknown:
         raise ConfigError(f"--policy must name registered policies, got {unknown or text!r}; "
-                          f"registered: {policy_names()}")
+                          f"registered: {policy_names()} (a policy of your own: --import the module that registers "
+                          "it)")
     return names
 
 
@@ -81,6 +83,22 @@ def _settings(text: str) -> dict[str, dict]:
     return settings
 
 
+def _imported(text: str) -> list[str]:
+    """The comma-separated modules of --import, imported (they register policies); ConfigError naming a module
+    that cannot be."""
+    import importlib
+
+    modules = [m.strip() for m in text.split(",") if m.strip()]
+    if modules and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # a module beside the user, as `python -m` would find it
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as error:
+            raise ConfigError(f"--import {module}: {type(error).__name__}: {error}") from error
+    return modules
+
+
 def _replay(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -91,12 +109,13 @@ def _replay(args: argparse.Namespace) -> int:
 
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be an integer >= 1, got {args.seeds}")
+    modules = _imported(args.import_)
     bundled = bundled_table_path()
     folder = bundled if args.data_dir == bundled.name and not Path(args.data_dir).exists() else args.data_dir
     table = load_table(folder, invalid_rows=args.invalid_rows)
     spec = SweepSpec(_policies(args.policy), _dials(args.dial), list(range(args.seeds)), _settings(args.settings),
                      warm_start=_warm_start(args.warm_start, len(table)), feedback=args.feedback,
-                     task_hints=args.task_hints, spends=_spends(args.spend))
+                     task_hints=args.task_hints, spends=_spends(args.spend), modules=modules)
     print(table.summary(), file=sys.stderr)
     encoder = encoder_by_name(args.encoder)
     vectors = table_vectors(table, encoder, progress=True)
@@ -123,6 +142,9 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data_dir", help="routing-table folder, or llmrouter-9 for the bundled set")
     p.add_argument("--policy", default=DEFAULT_POLICIES,
                    help=f"comma-separated registered policy names (default {DEFAULT_POLICIES})")
+    p.add_argument("--import", dest="import_", default="", metavar="MODULE",
+                   help="comma-separated modules to import first, e.g. your own policies (found on PYTHONPATH or in "
+                        "the current folder)")
     p.add_argument("--dial", default=DEFAULT_DIALS,
                    help=f"comma-separated cost weights in [0, 1] (default {DEFAULT_DIALS})")
     p.add_argument("--spend", default="",

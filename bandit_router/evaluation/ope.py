@@ -1,8 +1,10 @@
 """Off-policy evaluation: what another policy would have scored, estimated from the router's decision log.
 
-The log must come from a router created with `log=...` and `store_vectors=True`, and from a policy that
-explores (thompson, epsilon-greedy, random): a deterministic policy such as linucb logs propensity 1 for its
-choice and 0 for every other model, so no other policy can be evaluated from it.
+The log must come from a router created with `log=LogSettings(path, store_vectors=True)`, and from a policy that
+gives every model a fair chance (epsilon-greedy, random): a deterministic policy such as linucb logs propensity 1
+for its choice and 0 for every other model, so no other policy can be evaluated from it, and the default's and
+thompson's propensities grow too skewed once they have learned (see the README). The effective sample size each
+estimate reports says how many decisions it rests on.
 """
 
 from __future__ import annotations

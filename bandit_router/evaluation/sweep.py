@@ -4,6 +4,7 @@ references."""
 from __future__ import annotations
 
 import time
+import importlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -38,6 +39,7 @@ class SweepSpec:
     task_hints: bool = False
     text_weight: float = TEXT_WEIGHT
     spends: Sequence[float] = ()
+    modules: Sequence[str] = ()  # imported in each worker first: they register the policies the sweep names
 
     def tasks(self) -> Iterator[tuple[str, float | None, int, float | None]]:
         """(policy, dial, seed, spend) per run: each policy's dial runs (spend None), then its spend-target runs
@@ -58,6 +60,8 @@ def _init_worker(table: RoutingTable, vectors: np.ndarray, encoder_name: str, sp
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)  # the arrays are small: one BLAS thread per worker beats threads fighting for the cores
+    for module in spec.modules:  # a spawned worker has not imported them (a forked one has)
+        importlib.import_module(module)
     _worker.update(table=table, vectors=vectors, encoder_name=encoder_name, spec=spec)
 
 

@@ -179,7 +179,8 @@ def policy_class(name: str) -> type[Policy]:
     if name not in POLICIES and name in LAZY_POLICIES:
         importlib.import_module(LAZY_POLICIES[name])
     if name not in POLICIES:
-        raise ConfigError(f"unknown policy {name!r}; registered: {policy_names()}")
+        raise ConfigError(f"unknown policy {name!r}; registered: {policy_names()} (a policy of your own: import "
+                          "the module that registers it first)")
     return POLICIES[name]
 
 

@@ -197,8 +197,24 @@ def test_cli_replay_passes_task_hints(table_dir: Path, tmp_path: Path, monkeypat
     assert [r["policy"] for r in _results(tmp_path / "out" / "results.csv")].count("linucb") == 1
 
 
+def test_cli_replay_imports_a_users_policy_module(table_dir: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A policy of one's own (docs/ARCHITECTURE.md's recipe): --import registers it, in the workers too."""
+    (tmp_path / "my_policies.py").write_text(
+        "from bandit_router.policies.base import register\n"
+        "from bandit_router.policies.baselines import RandomPolicy\n\n\n"
+        "@register\nclass Coin(RandomPolicy):\n    name = 'my-coin'\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BANDIT_ROUTER_CACHE", str(tmp_path / "cache"))
+    status = main(["replay", str(table_dir), "--import", "my_policies", "--policy", "my-coin,linucb", "--dial", "0",
+                   "--seeds", "1", "--out", str(tmp_path / "out"), "--workers", "2"])
+    assert status == 0
+    assert {"my-coin", "linucb"} <= {r["policy"] for r in _results(tmp_path / "out" / "results.csv")}
+
+
 @pytest.mark.parametrize("args, message", [
     (["--policy", "linucb,nope"], "--policy must name registered policies"),
+    (["--import", "no_such_module_here"], "--import no_such_module_here: ModuleNotFoundError"),
     (["--dial", "0,1.5"], r"--dial must be a number in \[0, 1\]"),
     (["--seeds", "0"], "--seeds must be an integer >= 1"),
     (["--spend", "0.2,0"], r"--spend must be a number in \(0, 10\]"),
