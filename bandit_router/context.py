@@ -48,7 +48,8 @@ class PromptContext:
         if self.hints is not None:
             self.hints.check(task)
         elif task is not None:
-            raise ConfigError(f"task {task!r} was given, but the router declares no tasks: pass tasks=[...] to Router")
+            raise ConfigError(f"task {task!r} was given, but the router declares no tasks: pass tasks=[...] to Router "
+                              "(for bandit-router serve: tasks = [...] in its config)")
 
     def _one_hot(self, tasks: Sequence[Any]) -> np.ndarray | None:
         """The tasks' one-hots (None when no tasks are declared), checked before any prompt is encoded."""
