@@ -20,7 +20,7 @@ def test_readme_langchain_blocks_run(tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_install_has_the_extras_and_make_test_provisions_redis() -> None:
     install = subprocess.run(["make", "-n", "install"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    assert '-e ".[langchain,llamaindex]"' in install
+    assert '-e ".[langchain,llamaindex,service]"' in install  # every README example, the service's too
     test = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert "apt-get install -y -qq redis-server" in test and test.index("redis-server") < test.index("pytest")
     readme = (ROOT / "README.md").read_text()
