@@ -104,8 +104,10 @@ class RoutingTable:
 
     def summary(self) -> str:
         dropped = ", ".join(f"{n} {why}" for why, n in self.dropped.items()) or "none"
+        unlisted = [m for m in self.models if m not in self.model_info]
         return (f"{self.name}: {len(self)} prompts x {len(self.models)} models, costs in {self.cost_unit} "
-                f"(dropped: {dropped})")
+                f"(dropped: {dropped})" + (f"; only in outcomes, so unpriced (costs from its rows): {unlisted}"
+                                           if unlisted else ""))
 
 
 def bundled_table_path() -> Path:

@@ -103,6 +103,10 @@ def test_a_table_without_prices_in_joules_with_empty_cells(tmp_path: Path) -> No
     assert table.dropped == {"outcome rows with an empty score cell": 2, "prompts missing some model's outcome": 2}
     assert "p3" not in table.prompt_ids and table.costs.min() >= 40.0
     assert "costs in joule" in table.summary() and "2 prompts missing" in table.summary()
+    assert "only in outcomes" not in table.summary()  # every model is listed in models.json
+    (tmp_path / "joules" / "models.json").write_text(json.dumps({"cost_unit": "joule", "models": {"a": {}}}))
+    summary = load_table(tmp_path / "joules").summary()
+    assert "only in outcomes, so unpriced (costs from its rows): ['b', 'c']" in summary
     cards = table.model_cards()  # zero prices: the router's cost model learns each model's cost from its calls
     assert [(c.name, c.input_cost_per_token, c.output_cost_per_token) for c in cards] == [
         ("a", 0.0, 0.0), ("b", 0.0, 0.0), ("c", 0.0, 0.0)]
