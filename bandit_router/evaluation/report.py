@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
@@ -60,7 +61,7 @@ def result_row(table: RoutingTable, run: ReplayRun, seconds: float | None = None
     return {"policy": run.policy, "dial": run.cost_weight, "seed": run.seed, "n": len(run.order),
             "mean_score": run.mean_score, "mean_cost": run.mean_cost,
             "score_pct_best": 100 * run.mean_score / table.scores[run.order, best].mean(),  # on the routed prompts
-            "cost_pct_best": 100 * run.mean_cost / table.costs[run.order, best].mean(),
+            "cost_pct_best": percent(run.mean_cost, table.costs[run.order, best].mean()),
             "hull_gain": run_hull_gain(table, run),
             "regret_vs_oracle": float(regret["oracle"][-1]), "regret_vs_best_fixed": float(regret["best_fixed"][-1]),
             "seconds": "" if seconds is None else round(seconds, 2), "spend": "" if run.spend is None else run.spend}
@@ -73,8 +74,15 @@ def _by(runs: Sequence[ReplayRun]) -> dict[str, dict[float, list[ReplayRun]]]:
     return grouped
 
 
+def percent(value: float, of: float) -> float:
+    """`value` as % of `of`; NaN (shown as n/a) when `of` is 0: a free best model has no cost to compare with."""
+    return 100 * value / of if of > 0 else math.nan
+
+
 def _cell(values: list[float], fmt: str) -> str:
-    """mean ± sd; `fmt` signs the mean only (an sd is never below 0)."""
+    """mean ± sd; `fmt` signs the mean only (an sd is never below 0); n/a when the values are undefined."""
+    if any(math.isnan(v) for v in values):
+        return "n/a"
     return format(np.mean(values), fmt) + (f" ± {np.std(values):{fmt.replace('+', '')}}" if len(values) > 1 else "")
 
 
@@ -102,9 +110,10 @@ def hull_table(table: RoutingTable, runs: Sequence[ReplayRun]) -> list[str]:
             gains = [run_hull_gain(table, r) for r in rs]
             setting = f"spend {value:.0%}" if spend else f"{value:g}"
             spread = f" ± {np.std(gains):.3f}" if len(gains) > 1 else " (1 seed)"
-            cost = np.mean([r.mean_cost / table.costs[r.order, table.best].mean() for r in rs])
+            cost = np.mean([percent(r.mean_cost, table.costs[r.order, table.best].mean()) for r in rs])
+            shown = "n/a" if math.isnan(cost) else f"{cost:.1f}%"
             lines.append(f"{policy:<24} {setting:>11} {np.mean([r.mean_score for r in rs]):>7.3f} "
-                         f"{100 * cost:>10.1f}% {np.mean(gains):>+8.3f}{spread}")
+                         f"{shown:>11} {np.mean(gains):>+8.3f}{spread}")
     return lines
 
 
@@ -123,10 +132,10 @@ def spend_table(table: RoutingTable, runs: Sequence[ReplayRun]) -> list[str]:
     for policy, by_share in grouped.items():
         for share in sorted(by_share):
             rs = by_share[share]
-            late = [100 * r.cost[len(r.cost) // 2:].mean() / best_cost for r in rs]
+            late = [percent(r.cost[len(r.cost) // 2:].mean(), best_cost) for r in rs]
             gains = [run_hull_gain(table, r) for r in rs]
             lines.append(f"| {policy} | {share:.0%} | {share * best_cost:.3g} | "
-                         f"{_cell([100 * r.mean_cost / best_cost for r in rs], '.1f')} | {_cell(late, '.1f')} | "
+                         f"{_cell([percent(r.mean_cost, best_cost) for r in rs], '.1f')} | {_cell(late, '.1f')} | "
                          f"{_cell([r.mean_score for r in rs], '.3f')} | {_cell(gains, '+.3f')} | "
                          f"{_cell([r.cost_weight for r in rs], '.3f')} |")
     return lines + ["", "A target below what the dial's end (1) spends cannot be met: the dial then stays at 1."
@@ -225,8 +234,8 @@ def write_report(out: str | Path, table: RoutingTable, runs: Sequence[tuple[Repl
     lines += _grid("Mean score, % of the best single model's", grouped, dials,
                    lambda r: 100 * r.mean_score / best_score, ".1f")
     lines += _grid(f"Mean cost per prompt ({table.cost_unit})", grouped, dials, lambda r: r.mean_cost, ".3g")
-    lines += _grid("Mean cost, % of the best single model's", grouped, dials, lambda r: 100 * r.mean_cost / best_cost,
-                   ".1f")
+    lines += _grid("Mean cost, % of the best single model's", grouped, dials,
+                   lambda r: percent(r.mean_cost, best_cost), ".1f")
     lines += _grid("Hull gain: mean score minus the single models' upper concave hull at the same mean cost, both "
                    "over the prompts the run routed (flat beyond the best model's cost and below the cheapest's; "
                    "> 0: better than any fixed choice or fixed split of models)", grouped, dials,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import csv
+import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -195,6 +195,25 @@ def test_cli_replay_passes_task_hints(table_dir: Path, tmp_path: Path, monkeypat
                    "--out", str(tmp_path / "out"), "--workers", "1"])
     assert status == 0 and [s.task_hints for s in specs] == [True]
     assert [r["policy"] for r in _results(tmp_path / "out" / "results.csv")].count("linucb") == 1
+
+
+def test_a_free_best_model_shows_costs_as_a_share_of_it_as_n_a(table_dir: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A local model at cost 0 that scores best: "% of the best model's cost" is undefined (it printed inf%)."""
+    outcomes = (table_dir / "outcomes.csv").read_text().splitlines()
+    (table_dir / "outcomes.csv").write_text("\n".join(
+        [outcomes[0]] + [re.sub(r",[^,]*$", ",0", row) if ",coder," in row else row for row in outcomes[1:]]) + "\n")
+    models = json.loads((table_dir / "models.json").read_text())
+    models["models"]["coder"] = {"input_price_per_mtok": 0, "output_price_per_mtok": 0}
+    (table_dir / "models.json").write_text(json.dumps(models))
+    monkeypatch.setenv("BANDIT_ROUTER_CACHE", str(tmp_path / "cache"))
+    assert load_table(table_dir).models[load_table(table_dir).best] == "coder"
+    status = main(["replay", str(table_dir), "--policy", "linucb", "--dial", "0", "--seeds", "1",
+                   "--out", str(tmp_path / "out"), "--workers", "1"])
+    printed, summary = capsys.readouterr().out, (tmp_path / "out" / "summary.md").read_text()
+    assert status == 0 and "n/a" in printed and "n/a" in summary
+    assert not re.search(r"\binf\b", printed + summary)
 
 
 def test_cli_replay_imports_a_users_policy_module(table_dir: Path, tmp_path: Path,
