@@ -222,19 +222,17 @@ class ModelCaller:
         litellm = quiet_litellm()
 
         failures: dict[str, BaseException] = {}
-        for model in self.order(decision):
-            try:
-                with self.hidden(messages):
+        with self.hidden(messages):  # also while failures are noted and raised: a provider may repeat the prompt
+            for model in self.order(decision):
+                try:
                     response = litellm.completion(messages=messages, **self.call_kwargs(model, kwargs))
-            except Exception as error:
-                with self.hidden(messages):  # the prompt stays out of the failure's note and log record
+                except Exception as error:
                     self.failed(decision, model, error, failures)
-                continue
-            except BaseException:  # cancelled (asyncio), interrupted
-                self.abandoned(decision)
-                raise
-            return self._finish(self.served(decision, model, list(failures)), model, response)
-        with self.hidden(messages):
+                    continue
+                except BaseException:  # cancelled (asyncio), interrupted
+                    self.abandoned(decision)
+                    raise
+                return self._finish(self.served(decision, model, list(failures)), model, response)
             raise self.all_failed(decision, failures)
 
     async def acomplete(self, messages: list[dict[str, Any]], decision: Decision,
@@ -242,19 +240,17 @@ class ModelCaller:
         litellm = quiet_litellm()
 
         failures: dict[str, BaseException] = {}
-        for model in self.order(decision):
-            try:
-                with self.hidden(messages):
+        with self.hidden(messages):  # also while failures are noted and raised: a provider may repeat the prompt
+            for model in self.order(decision):
+                try:
                     response = await litellm.acompletion(messages=messages, **self.call_kwargs(model, kwargs))
-            except Exception as error:
-                with self.hidden(messages):  # the prompt stays out of the failure's note and log record
+                except Exception as error:
                     self.failed(decision, model, error, failures)
-                continue
-            except BaseException:  # cancelled (asyncio), interrupted
-                self.abandoned(decision)
-                raise
-            return self._finish(self.served(decision, model, list(failures)), model, response)
-        with self.hidden(messages):
+                    continue
+                except BaseException:  # cancelled (asyncio), interrupted
+                    self.abandoned(decision)
+                    raise
+                return self._finish(self.served(decision, model, list(failures)), model, response)
             raise self.all_failed(decision, failures)
 
     def stream(self, messages: list[dict[str, Any]], decision: Decision, kwargs: Mapping[str, Any]) -> RoutedStream:

@@ -358,8 +358,9 @@ class Router:
              **settings: Any) -> "Router":
         """Rebuild a saved router. API keys and credentials are never saved: pass them per model name in `api_keys`
         and `credentials`. A model saved with an endpoint (api_base) needs it confirmed in `api_bases` (the
-        error names it): a file must not choose where requests and keys go. `policy_settings` change the saved policy's settings that its learned state does not
-        depend on (e.g. {"exploration": 0.0}; ConfigError for one it does, such as `regularization`). `settings`
+        error names it): a file must not choose where requests and keys go. `policy_settings` change the saved
+        policy's settings that its learned state does not depend on (e.g. {"exploration": 0.0}; ConfigError for
+        one it does, such as `regularization`). `settings`
         are the operational arguments a file never sets (log=..., feedback=...); `seed=` draws afresh from that
         seed instead of going on from the saved random state."""
         return load_router(cls, path, encoder=encoder, api_keys=api_keys, credentials=credentials,
