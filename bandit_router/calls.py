@@ -213,6 +213,12 @@ class ModelCaller:
         self.cut(decision)
         self.ledger.fail(decision.route_id, "cancelled")
 
+    def unused(self, decision: Decision) -> None:
+        """A stream closed before it was read: nothing was requested, so nothing is billed: the hold is released,
+        and with nothing to rate the decision stops waiting."""
+        self.gate.release(decision.route_id)
+        self.ledger.fail(decision.route_id, "unread")
+
     def _finish(self, decision: Decision, model: str, response: Any) -> Completion:
         usage = usage_of(response)
         return Completion(response=response, decision=decision, cost=self.ended(decision, model, usage, response),

@@ -24,6 +24,7 @@ _WHY = {"rewarded": (DuplicateFeedbackError, "was already rewarded"),
                                        "decisions (max_pending)"),
         "failed": (UnknownRouteError, "has no answer to rate: its call failed"),
         "cancelled": (UnknownRouteError, "has no answer to rate: its call was cancelled before the answer"),
+        "unread": (UnknownRouteError, "has no answer to rate: its stream was closed before it was read"),
         "dropped": (UnknownRouteError, "expired: its model was removed from the router")}
 
 
@@ -111,7 +112,7 @@ class OutcomeLedger:
                 self.waiting[route_id].model = model
 
     def fail(self, route_id: str, reason: str = "failed") -> None:
-        """The decision's call failed (or was `reason`, "cancelled"): stop waiting (nothing is learned)."""
+        """The decision's call failed (or `reason`: "cancelled", "unread"): stop waiting (nothing is learned)."""
         with self.lock:
             if route_id in self.waiting:
                 self.close(route_id, reason)

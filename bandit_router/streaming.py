@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import weakref
 from contextlib import AbstractContextManager
-from typing import Any, AsyncIterator, Iterable, Iterator, Mapping, Protocol
+from types import TracebackType
+from typing import Any, AsyncGenerator, Generator, Iterable, Mapping, Protocol
 
 from .decision import Decision, Messages, usage_of
 from .models import quiet_litellm
@@ -23,12 +25,15 @@ class Attempts(Protocol):
     def ended(self, decision: Decision, model: str, usage: Mapping[str, int], response: Any = None) -> float: ...
     def cut(self, decision: Decision) -> None: ...
     def abandoned(self, decision: Decision) -> None: ...
+    def unused(self, decision: Decision) -> None: ...
     def broke(self, decision: Decision, model: str, error: BaseException) -> None: ...
 
 
 class _StreamBase:
-    """A routed stream: iterate it for LiteLLM chunks; `decision` names the model serving it, and `cost` and
-    `usage` are set when the stream ends (usage is requested from the provider with include_usage)."""
+    """A routed stream: iterate it (once) for LiteLLM chunks; `decision` names the model serving it, and `cost`
+    and `usage` are set when the stream ends (usage is requested from the provider with include_usage). The route
+    and its budget hold exist from the stream's creation: close a stream you do not read to its end (`close` /
+    `aclose`, or use it as a context manager)."""
 
     def __init__(self, caller: Attempts, messages: list[dict[str, Any]], decision: Decision, order: Iterable[str],
                  kwargs: Mapping[str, Any]) -> None:
@@ -41,6 +46,28 @@ class _StreamBase:
         self._kwargs = {**kwargs, "stream": True,
                         "stream_options": {"include_usage": True, **kwargs.get("stream_options", {})}}
         self._failures: dict[str, BaseException] = {}
+        self._held = True  # the hold is the stream's to release until its iteration begins, then the iteration's
+        self._chunks: weakref.ref[Any] | None = None  # the one iteration (weak: dropping it still ends it at once)
+
+    def _claim(self, chunks: Any) -> Any:
+        """Make `chunks` the stream's one iteration: its decision and budget hold are for one call."""
+        if self._chunks is not None or not self._held:
+            done = "iterated" if self._chunks is not None else "closed"
+            raise RuntimeError(f"this routed stream (route_id {self.decision.route_id!r}) was already {done}: a "
+                               "stream is read once, as its route and budget hold are for one call; call "
+                               "router.stream/astream again for another answer")
+        self._chunks = weakref.ref(chunks)
+        return chunks
+
+    def _iteration(self) -> Any:
+        """The stream's iteration while it is still referenced (it may be unstarted, suspended or finished)."""
+        return None if self._chunks is None else self._chunks()
+
+    def _unread(self) -> None:
+        """After closing the iteration: if it never began, nothing was requested, so the hold is released."""
+        if self._held:
+            self._held = False
+            self.caller.unused(self.decision)
 
     def _call_kwargs(self, model: str) -> dict[str, Any]:
         return {"messages": self._messages, **self.caller.call_kwargs(model, self._kwargs)}
@@ -66,7 +93,25 @@ class _StreamBase:
 
 
 class RoutedStream(_StreamBase):
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Generator[Any, None, None]:
+        return self._claim(self._read())
+
+    def __enter__(self) -> "RoutedStream":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the stream: one never read releases its hold and its decision stops waiting; one read part-way is
+        charged its hold's worst case (its usage never arrives); one finished or closed is left as it is."""
+        if (chunks := self._iteration()) is not None:
+            chunks.close()  # suspended at a chunk: cut (the worst-case charge); unstarted: it never will start
+        self._unread()
+
+    def _read(self) -> Generator[Any, None, None]:
+        self._held = False
         litellm = quiet_litellm()
 
         for model in self._order:
@@ -99,7 +144,24 @@ class RoutedStream(_StreamBase):
 
 
 class AsyncRoutedStream(_StreamBase):
-    async def __aiter__(self) -> AsyncIterator[Any]:
+    def __aiter__(self) -> AsyncGenerator[Any, None]:
+        return self._claim(self._read())
+
+    async def __aenter__(self) -> "AsyncRoutedStream":
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Async `RoutedStream.close`."""
+        if (chunks := self._iteration()) is not None:
+            await chunks.aclose()
+        self._unread()
+
+    async def _read(self) -> AsyncGenerator[Any, None]:
+        self._held = False
         litellm = quiet_litellm()
 
         for model in self._order:
