@@ -88,6 +88,14 @@ class CostModel:
         self._n[card.name] = np.zeros(BUCKETS)
         self._sum[card.name] = np.zeros(BUCKETS)
 
+    def replace(self, card: Model) -> None:
+        """A new card for a known model: its learned means are kept unless it changes between priced (means of
+        output tokens) and unpriced (means of cost), whose means are not comparable."""
+        priced = self.priced(card.name)
+        self.cards[card.name] = card
+        if self.priced(card.name) != priced:
+            self._n[card.name], self._sum[card.name] = np.zeros(BUCKETS), np.zeros(BUCKETS)
+
     def remove(self, name: str) -> None:
         for table in (self.cards, self._n, self._sum):
             del table[name]

@@ -165,6 +165,19 @@ class Router:
             self.costs.add(card)
             self.caller.failures[card.name] = 0
 
+    def replace_model(self, model: Model) -> None:
+        """Give a model already in the router a new card of the same name: a new endpoint, key, prices or limits
+        (e.g. `dataclasses.replace(router.models[name], api_base=url)`), from the next request on. What was learned
+        about its quality is kept, and so are its learned output lengths unless the card changes between priced
+        and unpriced (the cost model then learns the model's cost afresh)."""
+        if not isinstance(model, Model):
+            raise ConfigError(f"model must be a bandit_router.Model card, got {type(model).__name__}")
+        with self.lock:
+            if model.name not in self.models:
+                raise ConfigError(f"unknown model {model.name!r}; known: {list(self.models)} (add_model adds one)")
+            self.models[model.name] = model
+            self.costs.replace(model)
+
     def remove_model(self, name: str) -> None:
         """Stop routing to a model; feedback still pending for it is dropped."""
         with self.lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -313,3 +314,32 @@ def test_a_fixed_model_sitting_out_a_cooldown_is_still_tried_and_falls_back():
         router = Router(cards, policy="fixed", policy_settings={"model": "openai/down"}, encoder=hashed_bow, seed=0)
         served = [router.complete(f"q {i}").decision for i in range(5)]
     assert [(d.model, d.failed) for d in served] == [("openai/up", ("openai/down",))] * 5
+
+
+def test_replace_model_moves_a_model_to_another_endpoint_and_keeps_what_was_learned():
+    with FakeLLMServer({"m": ModelBehavior()}) as old, FakeLLMServer({"m": ModelBehavior()}) as new:
+        card = Model("openai/m", input_cost_per_token=1e-6, output_cost_per_token=2e-6, api_base=old.base_url,
+                     api_key="sk-test")
+        other = Model("openai/other", input_cost_per_token=1e-6, output_cost_per_token=2e-6)
+        router = Router([card, other], policy="fixed", policy_settings={"model": "openai/m"}, encoder=hashed_bow,
+                        seed=0)
+        router.complete(CANARY)
+        learned = router.costs.state()["n"].sum()
+        router.replace_model(dataclasses.replace(card, api_base=new.base_url))
+        router.complete(CANARY)
+        assert (len(old.requests), len(new.requests)) == (1, 1)  # the second call went to the new endpoint
+        assert router.models["openai/m"].api_base == new.base_url
+    assert router.costs.state()["n"].sum() == learned + 1  # output lengths learned before are kept
+    with pytest.raises(ConfigError, match="unknown model 'openai/gone'"):
+        router.replace_model(dataclasses.replace(card, name="openai/gone"))
+
+
+def test_replace_model_relearns_the_cost_when_a_model_changes_between_priced_and_unpriced():
+    priced = Model("openai/m", input_cost_per_token=1e-6, output_cost_per_token=2e-6)
+    router = Router([priced], encoder=hashed_bow, seed=0)
+    router.complete(CANARY, mock_response=ANSWER)
+    assert router.costs.state()["n"].sum() == 1
+    router.replace_model(dataclasses.replace(priced, input_cost_per_token=2e-6))
+    assert router.costs.state()["n"].sum() == 1  # still priced: the learned output lengths stand
+    router.replace_model(dataclasses.replace(priced, input_cost_per_token=0.0, output_cost_per_token=0.0))
+    assert router.costs.state()["n"].sum() == 0  # now unpriced: its means were output tokens, not costs
