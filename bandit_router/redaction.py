@@ -2,7 +2,9 @@
 
 LiteLLM and the HTTP clients under it log request bodies at DEBUG. While secrets are registered, a log
 record factory installed once per process replaces each registered text, in the plain, repr- and
-JSON-escaped forms those logs use, with "[REDACTED]" before any handler sees the record.
+JSON-escaped forms those logs use, with "[REDACTED]" before any handler sees the record. `redact` masks both
+kinds in an error message kept by the operator; `redact_keys` masks the keys only, for a message shown to a client
+(masking the prompts of calls in flight would tell a client which lines other callers' prompts hold).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from collections import Counter
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
-__all__ = ["hidden", "hide", "redact", "MIN_LENGTH"]
+__all__ = ["hidden", "hide", "redact", "redact_keys", "MIN_LENGTH"]
 
 MIN_LENGTH = 4  # shorter texts are too common to redact without mangling every record
 _keys: set[str] = set()  # hidden for the process's life
 _in_flight: Counter[str] = Counter()  # hidden while their calls run
+_key_texts: tuple[str, ...] = ()  # the keys, longest first (read without the lock)
 _secrets: tuple[str, ...] = ()  # both, longest first (read without the lock by the record factory)
 _lock = threading.Lock()
 _installed = False
@@ -28,21 +31,33 @@ def _forms(text: str) -> set[str]:
     return {f for f in (text, repr(text)[1:-1], json.dumps(text)[1:-1]) if len(f) >= MIN_LENGTH}
 
 
+def _longest_first(texts: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(texts, key=len, reverse=True))
+
+
 def _refresh() -> None:
-    global _secrets
-    _secrets = tuple(sorted(_keys | set(_in_flight), key=len, reverse=True))
+    global _key_texts, _secrets
+    _key_texts = _longest_first(_keys)
+    _secrets = _longest_first(_keys | set(_in_flight))
 
 
-def _redact(text: str) -> str:
-    for secret in _secrets:
+def _redact(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
         if secret in text:
             text = text.replace(secret, "[REDACTED]")
     return text
 
 
 def redact(text: str) -> str:
-    """`text` with every registered secret replaced by "[REDACTED]" (for error messages)."""
-    return _redact(text)
+    """`text` with every registered secret, keys and the prompts of calls in flight, replaced by "[REDACTED]" (for
+    error messages that go to logs)."""
+    return _redact(text, _secrets)
+
+
+def redact_keys(text: str) -> str:
+    """`text` with the keys registered by `hide` replaced by "[REDACTED]", whatever calls are in flight (for error
+    messages shown to a client)."""
+    return _redact(text, _key_texts)
 
 
 def _install() -> None:
@@ -53,18 +68,19 @@ def _install() -> None:
 
     def redacting_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = make_record(*args, **kwargs)
-        if _secrets:
+        secrets = _secrets
+        if secrets:
             try:
                 message = record.getMessage()
             except Exception:  # a malformed record: leave it to logging's own error handling
                 return record
-            redacted = _redact(message)
+            redacted = _redact(message, secrets)
             if redacted != message:
                 record.msg, record.args = redacted, None
             if record.exc_info and not record.exc_text:  # handlers reuse exc_text rather than format it again
-                record.exc_text = _redact(logging.Formatter().formatException(record.exc_info))
+                record.exc_text = _redact(logging.Formatter().formatException(record.exc_info), secrets)
             if record.stack_info:
-                record.stack_info = _redact(record.stack_info)
+                record.stack_info = _redact(record.stack_info, secrets)
         return record
 
     logging.setLogRecordFactory(redacting_record)

@@ -134,10 +134,13 @@ class Service:
 
     @staticmethod
     def _report(api: APIError, error: BaseException, tenant: str, where: str) -> APIError:
-        """`api`, logged (code and exception type only) when it is the service's or the upstream's fault."""
+        """`api`, logged when it is the service's or the upstream's fault: its code and the exception's type (the
+        cause's, for an APIError raised from one), and a state store's message, which the tenant is not shown."""
         if api.status >= 500:
-            log.warning("%s for tenant %s failed: %s (%s)", where, tenant, api.body["error"]["code"],
-                        type(error).__name__)
+            cause = error.__cause__ if isinstance(error, APIError) and error.__cause__ is not None else error
+            detail = f": {cause}" if isinstance(cause, StoreUnavailableError) else ""
+            log.warning("%s for tenant %s failed: %s (%s%s)", where, tenant, api.body["error"]["code"],
+                        type(cause).__name__, detail)
         return api
 
     def _failed(self, error: BaseException, tenant: str, where: str) -> JSONResponse:
@@ -284,9 +287,9 @@ class Service:
             return False
         try:
             self.router.sync()
-        except StoreUnavailableError as error:
-            raise StoreUnavailableError(f"the rating was applied on this replica and queued, but the shared store "
-                                        f"did not confirm it ({error}); do not resend it") from None
+        except StoreUnavailableError as error:  # logged by _report; the tenant is not shown the store's detail
+            raise APIError(503, "the rating was applied on this replica and queued, but the state store did not "
+                                "confirm it; do not resend it", "server_error", "store_unavailable") from error
         return True
 
     async def models(self, request: Request) -> Response:

@@ -12,12 +12,13 @@ from ..errors import (AllModelsFailedError, BudgetExceededError, ConfigError, Du
                       FeedbackLimitError, InvalidFeedbackTokenError, InvalidPromptError, NoEligibleModelError,
                       StoreUnavailableError, UnknownRouteError)
 from ..feedback import check_call_kwargs
-from ..redaction import redact
+from ..redaction import redact_keys
 
 __all__ = ["APIError", "ChatRequest", "parse_chat", "parse_feedback", "api_error", "stream_broken", "completion_body",
-           "chunk_body", "usage_chunk", "with_usage", "model_object", "ROUTER_MODEL"]
+           "chunk_body", "usage_chunk", "with_usage", "model_object", "ROUTER_MODEL", "STORE_UNAVAILABLE"]
 
 ROUTER_MODEL = "router"
+STORE_UNAVAILABLE = "the state store is unavailable; retry later"  # what a tenant is told of a store's failure
 # OpenAI request fields passed through to the chosen model
 _PASSED = {"temperature", "top_p", "n", "stop", "max_tokens", "max_completion_tokens", "presence_penalty",
            "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "user", "seed", "tools", "tool_choice",
@@ -39,11 +40,20 @@ class APIError(Exception):
 
 
 def api_error(error: BaseException) -> APIError:
-    """The APIError for a library or provider exception (its message is the real cause, with the registered secrets,
-    e.g. the upstream API keys a provider's message may echo, [REDACTED]; never a prompt)."""
+    """The APIError for a library or provider exception. Its message is the real cause with the upstream API keys it
+    may echo [REDACTED], and nothing else masked: masking the prompts of requests in flight would tell a tenant which
+    lines other tenants' prompts hold. A state store's failure gets STORE_UNAVAILABLE instead of its message, which
+    names the store's file or server (the service logs it)."""
     if isinstance(error, APIError):
         return error
-    message = redact(str(error))
+    if isinstance(error, StoreUnavailableError):
+        return APIError(503, STORE_UNAVAILABLE, "server_error", "store_unavailable")
+    if isinstance(error, AllModelsFailedError):  # its own message masks the prompts in flight when it was raised
+        causes = "; ".join(f"{model}: {type(cause).__name__}: {redact_keys(str(cause))[:300]}"
+                           for model, cause in error.failures.items())
+        return APIError(502, f"no model could serve the request after {len(error.failures)} attempt(s): {causes}",
+                        "server_error", "upstream_failed")
+    message = redact_keys(str(error))
     if isinstance(error, BudgetExceededError):  # retrying cannot help: tell OpenAI's SDKs not to
         return APIError(429, message, "insufficient_quota", "budget_exceeded", headers={"x-should-retry": "false"})
     table: list[tuple[type, int, str, str]] = [
@@ -54,8 +64,6 @@ def api_error(error: BaseException) -> APIError:
         (DuplicateFeedbackError, 409, "invalid_request_error", "duplicate_feedback"),
         (InvalidFeedbackTokenError, 403, "invalid_request_error", "invalid_feedback_token"),
         (FeedbackLimitError, 429, "rate_limit_exceeded", "feedback_limit"),
-        (AllModelsFailedError, 502, "server_error", "upstream_failed"),
-        (StoreUnavailableError, 503, "server_error", "store_unavailable"),
     ]
     for kind, status, type_, code in table:
         if isinstance(error, kind):
@@ -70,10 +78,11 @@ def api_error(error: BaseException) -> APIError:
 
 
 def stream_broken(error: BaseException, sent: int) -> APIError:
-    """The error event of a stream that broke after `sent` chunks (a provider's message is shown, never ours)."""
+    """The error event of a stream that broke after `sent` chunks (a provider's message is shown, keys [REDACTED],
+    never ours)."""
     cause = type(error).__name__
     if isinstance(getattr(error, "status_code", None), int):
-        cause = f"{cause}: {redact(str(error))}"
+        cause = f"{cause}: {redact_keys(str(error))}"
     return APIError(502, f"the upstream stream broke after {sent} chunks: {cause}", "server_error",
                     "upstream_stream_broken")
 
