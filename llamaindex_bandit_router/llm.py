@@ -58,13 +58,23 @@ def routing_info(decision: Decision, cost: float | None = None,
     return route_metadata(decision, cost, usage, model_key="model")
 
 
+def _tagged(raw: Any, info: dict[str, Any]) -> Any:
+    """A copy of the LiteLLM response or chunk `raw` carrying the routing `info` in its `bandit_router` field (as
+    the service's responses do), so that what LlamaIndex forwards of it names the route: an agent's `AgentStream.raw`
+    and `AgentOutput.raw` (`raw["bandit_router"]["route_id"]`). A stream that sent no chunk gets just that field."""
+    if raw is None:
+        return {"bandit_router": dict(info)}
+    return raw.model_copy(update={"bandit_router": dict(info)})
+
+
 class BanditRouterLLM(FunctionCallingLLM):
     """A LlamaIndex LLM whose every call is routed by `router` to the model that should answer it.
 
     Use it as `Settings.llm`, in a query engine or in an agent. The dial `cost_weight` (0 = quality only,
     1 = cost matters most) is set here or per call (`llm.chat(messages, cost_weight=0.7)`); `models` limits the
-    eligible models. Each response's `additional_kwargs` (and `raw`, the LiteLLM response) tell which model
-    answered: route_id, model, cost_weight, propensity, failed, task, cost (USD) and token counts. Rate an answer
+    eligible models. Each response's `additional_kwargs` (and `raw["bandit_router"]`, `raw` being the LiteLLM
+    response) tell which model answered: route_id, model, cost_weight, propensity, failed, task, cost (USD) and
+    token counts; an agent's streamed `AgentStream.raw` carries them too. Rate an answer
     with `llm.feedback(route_id, score)`; provider failures fall back to other models inside the router.
     `task` names the kind of request this LLM serves (one of the router's `tasks`, e.g. "rag-answer"), also per
     call (`task=`; `task=None` routes on the prompt alone), so the router learns which models suit it. Other
@@ -180,14 +190,15 @@ class BanditRouterLLM(FunctionCallingLLM):
     def _response(self, completion: Completion) -> ChatResponse:
         info = self._recorder.add(routing_info(completion.decision, completion.cost, dict(completion.usage)))
         return ChatResponse(message=from_openai(completion.response.choices[0].message, info),
-                            raw=completion.response, additional_kwargs=info)
+                            raw=_tagged(completion.response, info), additional_kwargs=info)
 
     @staticmethod
     def _chunk(info: dict[str, Any], message: StreamedMessage, chunk: Any) -> ChatResponse | None:
         delta = message.add(chunk)
         if delta is None:
             return None
-        return ChatResponse(message=message.message(info), delta=delta, raw=chunk, additional_kwargs=dict(info))
+        return ChatResponse(message=message.message(info), delta=delta, raw=_tagged(chunk, info),
+                            additional_kwargs=dict(info))
 
     @staticmethod
     def _last(stream: RoutedStream | AsyncRoutedStream, info: dict[str, Any], message: StreamedMessage,
@@ -195,7 +206,8 @@ class BanditRouterLLM(FunctionCallingLLM):
         """The closing response of a stream: the whole message, its cost and token counts (also written into
         the `info` recorded when the stream started)."""
         info.update(routing_info(stream.decision, stream.cost, stream.usage))
-        return ChatResponse(message=message.message(info), delta="", raw=chunk, additional_kwargs=dict(info))
+        return ChatResponse(message=message.message(info), delta="", raw=_tagged(chunk, info),
+                            additional_kwargs=dict(info))
 
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         openai, routed = self._routed(messages, kwargs)
