@@ -21,9 +21,11 @@ from ..store.sqlite import SharedFile, immediate
 from .config import ServiceConfig
 from .openai_api import APIError
 
-__all__ = ["RouteDirectory", "RedisDirectory", "SQLiteDirectory", "route_directory", "FORWARDED"]
+__all__ = ["RouteDirectory", "RedisDirectory", "SQLiteDirectory", "route_directory", "FORWARDED",
+           "REPLICA_UNAVAILABLE"]
 
 FORWARDED = "x-bandit-router-forwarded"  # set on a forwarded rating, which is never forwarded again
+REPLICA_UNAVAILABLE = "the replica that served this answer cannot be reached; the rating was not applied"
 TIMEOUT = 2.0  # seconds a lookup or a record may wait for the shared store
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,9 @@ class RouteDirectory(ABC):
         return None if url in (None, self.url) else url
 
     async def forward(self, url: str, request: Request, body: bytes) -> Response:
-        """The owner's answer to the same rating (same key), or 503 if it cannot be reached."""
+        """The owner's answer to the same rating (same key), or 503 REPLICA_UNAVAILABLE if it cannot be reached or
+        what answers is not a replica (e.g. another service now on its port): the tenant is shown neither the
+        owner's URL nor that answer, which the operator's log gets."""
         import httpx
 
         if self._client is None:
@@ -88,11 +92,25 @@ class RouteDirectory(ABC):
         try:
             answer = await self._client.post(url + "/v1/feedback", content=body, headers=headers)
         except httpx.HTTPError as error:
-            api = APIError(503, f"the replica that served this answer ({url}) cannot be reached "
-                                f"({type(error).__name__}); the rating was not applied", "server_error",
-                           "replica_unavailable")
-            return JSONResponse(api.body, status_code=api.status)
-        return Response(answer.content, status_code=answer.status_code, media_type="application/json")
+            cause = f"{type(error).__name__}: {error}"
+        else:
+            if _from_a_replica(answer):
+                return Response(answer.content, status_code=answer.status_code, media_type="application/json")
+            cause = f"HTTP {answer.status_code} that is not a replica's answer to a rating"
+        log.warning("passing a rating on to the replica at %s failed: replica_unavailable (%s)", url, cause)
+        api = APIError(503, REPLICA_UNAVAILABLE, "server_error", "replica_unavailable")
+        return JSONResponse(api.body, status_code=api.status)
+
+
+def _from_a_replica(answer: Any) -> bool:
+    """Whether an HTTP answer is a replica's to a rating: a JSON object with `applied` (200) or an OpenAI error."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return False
+    if not isinstance(body, dict):
+        return False
+    return "applied" in body if answer.status_code == 200 else isinstance(body.get("error"), dict)
 
 
 class RedisDirectory(RouteDirectory):
