@@ -26,7 +26,7 @@ from .auth import Tenant
 from .config import ServiceConfig
 from .metrics import Metrics
 from .directory import FORWARDED, route_directory
-from .openai_api import (ROUTER_MODEL, APIError, ChatRequest, api_error, chunk_body, completion_body,
+from .openai_api import (ROUTER_MODEL, APIError, ChatRequest, api_error, chunk_body, completion_body, endpoints,
                          model_object, parse_chat, parse_feedback, stream_broken, usage_chunk, with_usage)
 
 __all__ = ["Service"]
@@ -51,6 +51,7 @@ class Service:
         self.config = config
         self.router = router if router is not None else config.build_router()
         self.directory = route_directory(config, advertise_url)
+        self.endpoints = endpoints(m.api_base for m in self.router.models.values())  # not shown to tenants
         self.keys = config.keyring()
         self.metrics = Metrics()
         self._routes: OrderedDict[str, list] = OrderedDict()  # route_id -> [tenant, created_at, rated]
@@ -144,7 +145,7 @@ class Service:
         return api
 
     def _failed(self, error: BaseException, tenant: str, where: str) -> JSONResponse:
-        api = self._report(api_error(error), error, tenant, where)
+        api = self._report(api_error(error, self.endpoints), error, tenant, where)
         return JSONResponse(api.body, status_code=api.status, headers=api.headers)
 
     def _extension(self, decision: Any, cost: float | None) -> dict[str, Any]:
@@ -226,7 +227,7 @@ class Service:
         except StopAsyncIteration:
             pass
         except Exception as error:  # broken after the first chunk: the client gets an error event
-            api = self._report(stream_broken(error, relayed), error, tenant, "stream")
+            api = self._report(stream_broken(error, relayed, self.endpoints), error, tenant, "stream")
             self.metrics.inc("bandit_router_requests_total", status=str(api.status))
             yield (b"" if held is None else _sse(held)) + _sse(api.body)
             return

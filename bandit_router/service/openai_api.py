@@ -4,20 +4,24 @@ errors in OpenAI's JSON shape ({"error": {"message", "type", "param", "code"}}).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, Sequence
+from urllib.parse import urlsplit
 
 from ..decision import messages_of
 from ..errors import (AllModelsFailedError, BudgetExceededError, ConfigError, DuplicateFeedbackError,
                       FeedbackLimitError, InvalidFeedbackTokenError, InvalidPromptError, NoEligibleModelError,
                       StoreUnavailableError, UnknownRouteError)
 from ..feedback import check_call_kwargs
-from ..redaction import redact_keys
+from ..redaction import MIN_LENGTH, redact_keys
 
-__all__ = ["APIError", "ChatRequest", "parse_chat", "parse_feedback", "api_error", "stream_broken", "completion_body",
-           "chunk_body", "usage_chunk", "with_usage", "model_object", "ROUTER_MODEL", "STORE_UNAVAILABLE"]
+__all__ = ["APIError", "ChatRequest", "parse_chat", "parse_feedback", "api_error", "stream_broken", "endpoints", "public",
+           "completion_body", "chunk_body", "usage_chunk", "with_usage", "model_object", "ROUTER_MODEL",
+           "STORE_UNAVAILABLE"]
 
 ROUTER_MODEL = "router"
+_OBJECT = re.compile(r"<[^<>]* object at 0x[0-9a-fA-F]+>")  # a Python object's repr, with its memory address
 STORE_UNAVAILABLE = "the state store is unavailable; retry later"  # what a tenant is told of a store's failure
 # OpenAI request fields passed through to the chosen model
 _PASSED = {"temperature", "top_p", "n", "stop", "max_tokens", "max_completion_tokens", "presence_penalty",
@@ -39,21 +43,40 @@ class APIError(Exception):
         self.headers = dict(headers or {})
 
 
-def api_error(error: BaseException) -> APIError:
-    """The APIError for a library or provider exception. Its message is the real cause with the upstream API keys it
-    may echo [REDACTED], and nothing else masked: masking the prompts of requests in flight would tell a tenant which
-    lines other tenants' prompts hold. A state store's failure gets STORE_UNAVAILABLE instead of its message, which
-    names the store's file or server (the service logs it)."""
+def endpoints(api_bases: Iterable[str | None]) -> tuple[str, ...]:
+    """The texts that name the models' own endpoints in an error (each URL, its host:port and its host), longest
+    first: a tenant is not shown where the service's models run."""
+    texts = set()
+    for url in filter(None, api_bases):
+        parts = urlsplit(url)
+        texts |= {url.rstrip("/"), parts.netloc.rpartition("@")[2], parts.hostname or ""}
+    return tuple(sorted((t for t in texts if len(t) >= MIN_LENGTH), key=len, reverse=True))
+
+
+def public(text: str, private: Sequence[str] = ()) -> str:
+    """An error's text as a tenant may see it: the upstream keys [REDACTED] (nothing else `redact` masks: the prompts
+    of requests in flight would tell a tenant which lines other tenants' prompts hold), the `private` endpoints
+    (see `endpoints`) and Python's object addresses left out."""
+    text = redact_keys(text)
+    for endpoint in private:
+        text = text.replace(endpoint, "[endpoint]")
+    return _OBJECT.sub("<object>", text)
+
+
+def api_error(error: BaseException, private: Sequence[str] = ()) -> APIError:
+    """The APIError for a library or provider exception. Its message is the real cause as `public` shows it (keys
+    and the `private` endpoints masked). A state store's failure gets STORE_UNAVAILABLE instead of its message,
+    which names the store's file or server (the service logs it)."""
     if isinstance(error, APIError):
         return error
     if isinstance(error, StoreUnavailableError):
         return APIError(503, STORE_UNAVAILABLE, "server_error", "store_unavailable")
     if isinstance(error, AllModelsFailedError):  # its own message masks the prompts in flight when it was raised
-        causes = "; ".join(f"{model}: {type(cause).__name__}: {redact_keys(str(cause))[:300]}"
+        causes = "; ".join(f"{model}: {type(cause).__name__}: {public(str(cause), private)[:300]}"
                            for model, cause in error.failures.items())
         return APIError(502, f"no model could serve the request after {len(error.failures)} attempt(s): {causes}",
                         "server_error", "upstream_failed")
-    message = redact_keys(str(error))
+    message = public(str(error), private)
     if isinstance(error, BudgetExceededError):  # retrying cannot help: tell OpenAI's SDKs not to
         return APIError(429, message, "insufficient_quota", "budget_exceeded", headers={"x-should-retry": "false"})
     table: list[tuple[type, int, str, str]] = [
@@ -77,12 +100,12 @@ def api_error(error: BaseException) -> APIError:
     return APIError(500, f"internal error: {type(error).__name__}", "server_error", "internal_error")
 
 
-def stream_broken(error: BaseException, sent: int) -> APIError:
-    """The error event of a stream that broke after `sent` chunks (a provider's message is shown, keys [REDACTED],
-    never ours)."""
+def stream_broken(error: BaseException, sent: int, private: Sequence[str] = ()) -> APIError:
+    """The error event of a stream that broke after `sent` chunks (a provider's message is shown as `public` shows
+    it, never ours)."""
     cause = type(error).__name__
     if isinstance(getattr(error, "status_code", None), int):
-        cause = f"{cause}: {redact_keys(str(error))}"
+        cause = f"{cause}: {public(str(error), private)}"
     return APIError(502, f"the upstream stream broke after {sent} chunks: {cause}", "server_error",
                     "upstream_stream_broken")
 

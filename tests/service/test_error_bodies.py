@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from bandit_router.redaction import hidden, hide, redact, redact_keys
-from bandit_router.service.openai_api import STORE_UNAVAILABLE
+from bandit_router.service.openai_api import STORE_UNAVAILABLE, endpoints, public
 
-from .conftest import KEYS, UPSTREAM_KEY, start_service
+from .conftest import KEYS, UPSTREAM_KEY, free_port, start_service
 
 SECRET_LINE = "the merger closes on friday"  # a line of team-b's prompt
 PROBE = {"model": "router", "messages": [{"role": "user", "content": "probe"}]}
@@ -144,3 +144,30 @@ def test_a_store_failure_answers_a_generic_503_and_the_log_has_the_cause(tmp_pat
     for where in ("chat completion", "feedback"):
         assert (f"{where} for tenant team-a failed: store_unavailable (StoreUnavailableError: SQLite file "
                 f"{str(path)!r} failed: no such table") in logged
+
+
+def test_an_unreachable_self_hosted_model_does_not_show_tenants_where_it_runs():
+    # hosted_vllm's connection error names the host and port ("Cannot connect to host 127.0.0.1:PORT ssl:<...
+    # object at 0x...>"); a tenant is shown neither, nor Python's object addresses
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    models = [{"name": "hosted_vllm/model-a", "input_cost_per_token": 1e-7, "output_cost_per_token": 2e-7,
+               "api_base": dead, "api_key_env": "UPSTREAM_KEY", "context_window": 100_000}]
+    with start_service(dead, models=models) as served:
+        for stream in (False, True):
+            answer = httpx.post(f"{served.url}/v1/chat/completions", json={**PROBE, "stream": stream},
+                                headers=auth("team-a"), timeout=30)
+            assert answer.status_code == 502, answer.text
+            message = answer.json()["error"]["message"]
+            assert "[endpoint]" in message and "127.0.0.1" not in message and " at 0x" not in message, message
+
+
+def test_public_masks_keys_endpoints_and_object_addresses_only():
+    private = endpoints(["http://user:pw@vllm.internal:8000/v1/", None, "http://10.0.0.7:9000"])
+    assert set(private) == {"http://user:pw@vllm.internal:8000/v1", "vllm.internal:8000", "vllm.internal",
+                            "http://10.0.0.7:9000", "10.0.0.7:9000", "10.0.0.7"}
+    assert [len(t) for t in private] == sorted((len(t) for t in private), reverse=True)  # longest first
+    hide(["sk-upstream-secret-key"])
+    text = ("Cannot connect to host vllm.internal:8000 ssl:<ssl.SSLContext object at 0x7f3a2b> via 10.0.0.7 "
+            "with sk-upstream-secret-key; see https://api.example.com/docs")
+    assert public(text, private) == ("Cannot connect to host [endpoint] ssl:<object> via [endpoint] with "
+                                     "[REDACTED]; see https://api.example.com/docs")
