@@ -70,15 +70,22 @@ def hull_gain(cost, score, single_costs: np.ndarray, single_scores: np.ndarray) 
     return np.asarray(score, float) - np.interp(np.asarray(cost, float), hull_c, hull_s)
 
 
-def learning_curve(scores: np.ndarray, costs: np.ndarray, checkpoints, single_costs: np.ndarray,
-                   single_scores: np.ndarray) -> np.ndarray:
+def learning_curve(scores: np.ndarray, costs: np.ndarray, checkpoints, table_costs: np.ndarray,
+                   table_scores: np.ndarray) -> np.ndarray:
     """Hull gain of the running mean of a run's (score, cost) per prompt, in routing order, after each of
-    `checkpoints` prompts (a checkpoint beyond the run's length reads the whole run)."""
+    `checkpoints` prompts (a checkpoint beyond the run's length reads the whole run), against the hull of the
+    single models over the same prompts: `table_costs` and `table_scores` hold every model's cost and score for
+    each prompt the run routed, in routing order (prompts x models)."""
     n = np.minimum(np.asarray(checkpoints, int), len(scores))
     if len(scores) == 0 or n.min() < 1:
         raise ValueError(f"checkpoints must be >= 1 and the run non-empty, got {list(checkpoints)} for {len(scores)}")
+    if np.shape(table_costs) != np.shape(table_scores) or len(table_costs) != len(scores):
+        raise ValueError(f"table_costs and table_scores must be (prompts, models) with the run's {len(scores)} "
+                         f"prompts, got {np.shape(table_costs)} and {np.shape(table_scores)}")
     mean_s, mean_c = np.cumsum(scores)[n - 1] / n, np.cumsum(costs)[n - 1] / n
-    return hull_gain(mean_c, mean_s, single_costs, single_scores)
+    single_c = np.cumsum(table_costs, axis=0)[n - 1] / n[:, None]
+    single_s = np.cumsum(table_scores, axis=0)[n - 1] / n[:, None]
+    return np.array([hull_gain(c, s, sc, ss) for c, s, sc, ss in zip(mean_c, mean_s, single_c, single_s)])
 
 
 def aiq(costs: np.ndarray, scores: np.ndarray, cost_range: tuple[float, float]) -> float:

@@ -147,8 +147,8 @@ def _learning(table: RoutingTable, grouped, dials: list[float], n: int) -> tuple
     curves for the plot (hull gain after every prompt from the 50th on, mean over seeds), over the `n` prompts
     the learned policies routed."""
     checkpoints = [c for c in LEARNING_CHECKPOINTS if c < n] + [n]
-    lines = ["**Learning curve: hull gain of the running mean after the first N prompts** (mean over seeds; "
-             "the last column is the whole stream)", "",
+    lines = ["**Learning curve: hull gain of the running mean after the first N prompts**, against the single "
+             "models' hull over the same N prompts (mean over seeds; the last column is the whole stream)", "",
              "| policy | dial | " + " | ".join(f"N={c}" for c in checkpoints) + " |",
              "|---|---:|" + "---:|" * len(checkpoints)]
     curves: dict[str, dict[float, np.ndarray]] = {}
@@ -159,7 +159,8 @@ def _learning(table: RoutingTable, grouped, dials: list[float], n: int) -> tuple
         for dial in dials:
             if not by_dial.get(dial):
                 continue
-            per_seed = [learning_curve(r.score, r.cost, every, *_singles(table, r)) for r in by_dial[dial]]
+            per_seed = [learning_curve(r.score, r.cost, every, table.costs[r.order], table.scores[r.order])
+                        for r in by_dial[dial]]
             curve = np.mean(per_seed, axis=0)
             curves.setdefault(policy, {})[dial] = curve
             lines.append(f"| {policy} | {dial:g} | " + " | ".join(f"{curve[c - 1]:+.3f}" for c in checkpoints) + " |")

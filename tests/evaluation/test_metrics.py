@@ -67,9 +67,21 @@ def test_hull_gain_is_the_height_above_the_single_models_hull() -> None:
 
 
 def test_learning_curve_reads_the_running_mean_at_each_checkpoint() -> None:
-    costs, scores = np.array([1.0, 3.0]), np.array([0.4, 0.8])  # hull: 0.4 + 0.2 (c - 1) on [1, 3]
+    # two models, cost 1 and 3, scoring 0.4 and 0.8 on every prompt: hull 0.4 + 0.2 (c - 1) on [1, 3]
+    table_costs, table_scores = np.tile([1.0, 3.0], (4, 1)), np.tile([0.4, 0.8], (4, 1))
     run_scores, run_costs = np.array([1.0, 0.0, 0.6, 0.6]), np.array([1.0, 1.0, 3.0, 3.0])
-    curve = learning_curve(run_scores, run_costs, [1, 2, 4, 10], costs, scores)
+    curve = learning_curve(run_scores, run_costs, [1, 2, 4, 10], table_costs, table_scores)
     np.testing.assert_allclose(curve, [0.6, 0.1, -0.05, -0.05], atol=1e-12)
     with pytest.raises(ValueError, match="checkpoints"):
-        learning_curve(run_scores, run_costs, [0], costs, scores)
+        learning_curve(run_scores, run_costs, [0], table_costs, table_scores)
+    with pytest.raises(ValueError, match="table_costs"):
+        learning_curve(run_scores, run_costs, [1], table_costs[:3], table_scores[:3])
+
+
+def test_learning_curve_compares_each_prefix_with_the_single_models_on_the_same_prompts() -> None:
+    # the first two prompts are easy (both models score 1), the last two hard (both 0); the run always takes the
+    # cheap model: it is exactly on the hull of every prefix, though below the whole table's after prompt 2
+    table_costs = np.tile([1.0, 3.0], (4, 1))
+    table_scores = np.array([[1.0, 1.0], [1.0, 1.0], [0.0, 0.0], [0.0, 0.0]])
+    curve = learning_curve(table_scores[:, 0], table_costs[:, 0], [1, 2, 3, 4], table_costs, table_scores)
+    np.testing.assert_allclose(curve, [0.0, 0.0, 0.0, 0.0], atol=1e-12)
