@@ -5,17 +5,23 @@ model (a verbose or reasoning model writes several times more) and by prompt, an
 call, per second or in energy. The router sees the real cost of every call it settles; `CostModel` learns
 from it.
 
+A call may ask for several answers (OpenAI's `n`): the model learns and predicts one answer, so a call's prediction
+counts its n answers and a settled call teaches its cost per answer (below).
+
 For each model and prompt-length bucket (floor(log2(prompt tokens)), `BUCKETS` of them) it keeps two additive
 sufficient statistics: the number of settled calls and the sum of what each call tells:
-- a priced model (output price > 0): the call's output tokens at the card's prices, (cost - prompt tokens x
-  input price) / output price, so the prediction is prompt tokens x input price + learned output tokens x output
-  price. It starts from `expected_output_tokens` (the price-based estimate, worth `prior_weight` calls), pooled
-  with every priced model's settled calls: what all calls show about the deployment (a tokenizer that counts
-  fewer tokens than four characters each, terse answers) reaches a model with few calls of its own, so a model
-  tried less is not judged by a stale list-price estimate beside models judged by their real costs;
-- a model without prices (e.g. a routing table's model whose calls are costed in joules): the cost itself,
-  starting from the first settled calls; before any, the mean of the other eligible models' predictions (a
-  neutral estimate that favours no model; 0 when none has been seen, which makes every cost term equal).
+- a priced model (output price > 0): the output tokens of one answer at the card's prices, (cost - prompt tokens x
+  input price) / output price / n (the prompt is billed once, the output n times), so the prediction is prompt
+  tokens x input price + n x learned output tokens x output price. It starts from `expected_output_tokens` (the
+  price-based estimate, worth `prior_weight` calls), pooled with every priced model's settled calls: what all
+  calls show about the deployment (a tokenizer that counts fewer tokens than four characters each, terse answers)
+  reaches a model with few calls of its own, so a model tried less is not judged by a stale list-price estimate
+  beside models judged by their real costs;
+- a model without prices (e.g. a routing table's model whose calls are costed in joules): the cost of one answer,
+  cost / n (with no prices to tell the prompt's part from the output's, the whole cost is taken to grow with the
+  answers), so the prediction is n x the learned cost, starting from the first settled calls; before any, the
+  mean of the other eligible models' predictions (a neutral estimate that favours no model; 0 when none has been
+  seen, which makes every cost term equal).
 A model's mean is shrunk to the pooled mean by `model_weight` calls and a bucket's mean to its model's by
 `bucket_weight` calls, so a model or a bucket with few calls follows the level above. Replicas merge the statistics by adding them (`state`/`merge`), like the linear policies' own.
 """
@@ -77,7 +83,7 @@ class CostModel:
         self.cards: dict[str, Model] = {}
         self._n: dict[str, np.ndarray] = {}
         self._sum: dict[str, np.ndarray] = {}
-        self._open: OrderedDict[str, tuple[str, int]] = OrderedDict()  # route_id -> (model, prompt tokens)
+        self._open: OrderedDict[str, tuple[str, int, int]] = OrderedDict()  # route_id -> (model, prompt tokens, n)
         for card in models:
             self.add(card)
 
@@ -106,7 +112,8 @@ class CostModel:
 
     # -- predicting -----------------------------------------------------------------------------------------
     def _mean(self, name: str, prompt_tokens: int) -> float | None:
-        """The model's learned mean (output tokens, or cost) in the prompt's bucket; None: nothing known."""
+        """The model's learned mean per answer (output tokens, or cost) in the prompt's bucket; None: nothing
+        known."""
         card, n, total = self.cards[name], self._n[name], self._sum[name]
         if self.priced(name):
             priced = [m for m in self.cards if self.priced(m)]
@@ -126,9 +133,11 @@ class CostModel:
         return float((self.bucket_weight * model_mean + total[b]) / (self.bucket_weight + n[b])) \
             if self.bucket_weight + n[b] > 0 else model_mean
 
-    def predict(self, names: Sequence[str], prompt_tokens: int, max_tokens: int | None = None) -> np.ndarray:
-        """Expected cost of a call to each of `names` for a prompt of `prompt_tokens` tokens (output capped at
-        `max_tokens` when given); models with nothing known get the mean of the others (0 if none is known)."""
+    def predict(self, names: Sequence[str], prompt_tokens: int, max_tokens: int | None = None,
+                choices: int = 1) -> np.ndarray:
+        """Expected cost of a call to each of `names` for a prompt of `prompt_tokens` tokens asking for `choices`
+        answers (OpenAI's `n`; each capped at `max_tokens` when given); models with nothing known get the mean of
+        the others (0 if none is known)."""
         cost = np.full(len(names), np.nan)
         for i, name in enumerate(names):
             mean = self._mean(name, prompt_tokens)
@@ -137,34 +146,36 @@ class CostModel:
             card = self.cards[name]
             if self.priced(name):
                 output = mean if max_tokens is None else min(mean, max_tokens)
-                cost[i] = max(prompt_tokens * card.input_cost_per_token + output * card.output_cost_per_token, 0.0)
+                cost[i] = max(prompt_tokens * card.input_cost_per_token
+                              + choices * output * card.output_cost_per_token, 0.0)
             else:
-                cost[i] = max(mean, 0.0)
+                cost[i] = choices * max(mean, 0.0)
         known = cost[~np.isnan(cost)]
         return np.where(np.isnan(cost), known.mean() if known.size else 0.0, cost)
 
     # -- learning -------------------------------------------------------------------------------------------
-    def observe(self, name: str, prompt_tokens: int, cost: float) -> None:
-        """Learn one settled call of `name` on a prompt of `prompt_tokens` tokens that cost `cost`."""
+    def observe(self, name: str, prompt_tokens: int, cost: float, choices: int = 1) -> None:
+        """Learn one settled call of `name` on a prompt of `prompt_tokens` tokens that asked for `choices` answers
+        and cost `cost`."""
         if name not in self.cards:
             return  # the model was removed while its call was in flight
         card = self.cards[name]
         value = ((cost - prompt_tokens * card.input_cost_per_token) / card.output_cost_per_token
-                 if self.priced(name) else cost)
+                 if self.priced(name) else cost) / choices
         b = bucket(prompt_tokens)
         self._n[name][b] += 1
         self._sum[name][b] += value
 
-    def routed(self, route_id: str, name: str, prompt_tokens: int) -> None:
-        """Remember a routed call until it settles."""
-        self._open[route_id] = (name, prompt_tokens)
+    def routed(self, route_id: str, name: str, prompt_tokens: int, choices: int = 1) -> None:
+        """Remember a routed call (asking for `choices` answers) until it settles."""
+        self._open[route_id] = (name, prompt_tokens, choices)
         while len(self._open) > self.max_open:
             self._open.popitem(last=False)
 
     def served(self, route_id: str, name: str) -> None:
         """The call of `route_id` was served by `name` (a fallback after a provider error)."""
         if route_id in self._open:
-            self._open[route_id] = (name, self._open[route_id][1])
+            self._open[route_id] = (name, *self._open[route_id][1:])
 
     def settle(self, route_id: str, cost: float | None) -> bool:
         """Learn the real cost of the call routed as `route_id` (None: unknown, nothing is learned); False if that
@@ -173,7 +184,8 @@ class CostModel:
             check_non_negative(cost, "cost")
         opened = self._open.pop(route_id, None)
         if opened is not None and cost is not None:
-            self.observe(opened[0], opened[1], float(cost))
+            name, prompt_tokens, choices = opened
+            self.observe(name, prompt_tokens, float(cost), choices)
         return opened is not None
 
     def forget(self, route_id: str) -> bool:

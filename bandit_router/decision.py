@@ -21,8 +21,8 @@ class Decision:
     """One routing decision.
 
     `propensity` is the probability the policy gave `model` (what off-policy evaluation needs);
-    `predicted_quality`, `predicted_cost` (the cards' cost unit: USD unless priced otherwise) and `probabilities`
-    cover every eligible model;
+    `predicted_quality`, `predicted_cost` (the cards' cost unit: USD unless priced otherwise; of the whole call,
+    all `n` answers it asks for) and `probabilities` cover every eligible model;
     `failed` lists models tried before `model` that raised a provider error (empty when none did);
     `feedback_token` is the signed token feedback must bring when the router has a feedback_secret;
     `task` is the kind of request it was routed as (one of the router's `tasks`; None: the prompt alone).

@@ -1,5 +1,6 @@
 """The integration kit framework wrappers adapt: route metadata, per-run route collection, evaluator sampling,
-checks of call arguments, and feedback that does not name a route_id (ratings given to a run, evaluators).
+checks of call arguments (`checks.check_call_kwargs`, re-exported), and feedback that does not name a route_id
+(ratings given to a run, evaluators).
 
 Framework-neutral: the LangChain and LlamaIndex integrations build on these.
 """
@@ -14,12 +15,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from contextlib import contextmanager
 from contextvars import ContextVar
-from difflib import get_close_matches
 from typing import Any, Callable, Hashable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .checks import check_integer, check_model_names
+from .checks import check_call_kwargs, check_model_names
 from .decision import Decision
 from .errors import (BanditRouterError, ConfigError, DuplicateFeedbackError, NoEligibleModelError,
                      UnknownRouteError)
@@ -53,66 +53,6 @@ def route_metadata(decision: Decision, cost: float | None = None, usage: Mapping
         info["cost"] = cost
         info.update(usage or {})
     return info
-
-
-# Per-call kwargs the wrappers accept besides routing ones: OpenAI chat-completion parameters LiteLLM maps, and
-# LiteLLM's own call settings. Anything else is most likely a typo and is refused before it reaches a provider.
-CALL_KWARGS = frozenset({
-    "temperature", "top_p", "n", "stop", "max_tokens", "max_completion_tokens", "presence_penalty",
-    "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "seed", "user", "response_format", "tools",
-    "tool_choice", "parallel_tool_calls", "stream_options", "reasoning_effort", "modalities", "audio",
-    "prediction", "service_tier", "store", "metadata", "web_search_options", "thinking", "extra_headers",
-    "extra_body", "timeout", "max_retries", "num_retries", "mock_response", "drop_params", "budget_key", "task",
-    "api_version", "top_k", "safety_identifier", "verbosity"})
-
-
-_RANGES = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0), "presence_penalty": (-2.0, 2.0),
-           "frequency_penalty": (-2.0, 2.0)}  # OpenAI's ranges of its sampling arguments
-_COUNTS = {"n": (1, 128), "top_logprobs": (0, 20), "seed": (-2**63, 2**63 - 1)}
-_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
-    "logprobs": (bool, "true or false"), "parallel_tool_calls": (bool, "true or false"), "user": (str, "a string"),
-    "logit_bias": (Mapping, "an object of token id -> bias"), "tool_choice": ((str, Mapping), "a string or an object")}
-
-
-def check_call_kwargs(kwargs: Mapping[str, Any]) -> None:
-    """Refuse unknown call kwargs (naming the closest known one), OpenAI's arguments out of their range or of the
-    wrong type, and a response_format that is not one."""
-    for key in kwargs:
-        if key not in CALL_KWARGS:
-            close = get_close_matches(key, CALL_KWARGS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown call argument {key!r}{hint} (allowed: {sorted(CALL_KWARGS)}; other LiteLLM "
-                              f"arguments go in the model card's params)")
-    given = {key: value for key, value in kwargs.items() if value is not None}
-    for key in ("max_tokens", "max_completion_tokens"):
-        value = given.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ConfigError(f"{key} must be an integer >= 1 or None, got {value!r}")
-    for key, (low, high) in _RANGES.items():
-        value = given.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not low <= value <= high):
-            raise ConfigError(f"{key} must be a number in [{low:g}, {high:g}], got {value!r}")
-    for key, (low, high) in _COUNTS.items():
-        if key in given:
-            check_integer(given[key], key, low, high)
-    for key, (kind, what) in _TYPES.items():
-        if key in given and (not isinstance(given[key], kind) or (kind is not bool and isinstance(given[key], bool))):
-            raise ConfigError(f"{key} must be {what}, got {given[key]!r}")
-    stop = given.get("stop")
-    if stop is not None and not isinstance(stop, str) and not (
-            isinstance(stop, Sequence) and all(isinstance(s, str) for s in stop)):
-        raise ConfigError(f"stop must be a string or a list of strings, got {stop!r}")
-    tools = given.get("tools")
-    if tools is not None and (isinstance(tools, (str, Mapping)) or not isinstance(tools, Sequence)
-                              or not all(isinstance(t, Mapping) for t in tools)):
-        raise ConfigError(f"tools must be a list of tool objects ({{'type': 'function', 'function': {{...}}}}), "
-                          f"got {tools!r}"[:300])
-    shape = kwargs.get("response_format")  # LiteLLM raises a malformed one as a connection error, model by model
-    if shape is not None and not isinstance(shape, type) and not (
-            isinstance(shape, Mapping) and shape.get("type") in ("text", "json_object", "json_schema")):
-        raise ConfigError(f"response_format must be {{'type': 'text' | 'json_object' | 'json_schema', ...}} or a "
-                          f"Pydantic class, got {shape!r}")
 
 
 def _has_image(messages: Sequence[Mapping[str, Any]]) -> bool:

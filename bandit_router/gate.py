@@ -50,7 +50,8 @@ class BudgetGate:
     def admit(self, names: list[str], prompt_tokens: int, max_tokens: int | None, choices: int, key: str | None,
               quality: Quality) -> tuple[list[str], dict[str, float]]:
         """(models the request may use, worst-case cost of each affordable one): those whose worst case fits the
-        budget, narrowed by the pacer judging `quality(models, normalised costs)` per predicted USD."""
+        budget, narrowed by the pacer judging `quality(models, normalised costs)` per predicted USD (of the
+        `choices` answers)."""
         if self.budget is None:
             return names, {}
         worst = {m: self.worst_case_cost(m, prompt_tokens, max_tokens, choices) for m in names}
@@ -64,14 +65,15 @@ class BudgetGate:
         names = list(fits)
         if self.budget.pacer == "none":
             return names, fits
-        cost = self.costs.predict(names, prompt_tokens, max_tokens)
+        cost = self.costs.predict(names, prompt_tokens, max_tokens, choices)
         return self.budget.pace(names, quality(names, normalised_costs(cost)), cost, key), fits
 
-    def hold(self, decision: Decision, worst: Mapping[str, float], key: str | None, prompt_tokens: int) -> None:
+    def hold(self, decision: Decision, worst: Mapping[str, float], key: str | None, prompt_tokens: int,
+             choices: int) -> None:
         """Reserve the chosen model's worst case for `decision` (pacing counts its expected cost), remembering
-        every eligible model's; the cost model waits for the call's cost."""
+        every eligible model's; the cost model waits for the cost of the call's `choices` answers."""
         with self.lock:
-            self.costs.routed(decision.route_id, decision.model, prompt_tokens)
+            self.costs.routed(decision.route_id, decision.model, prompt_tokens, choices)
         if self.budget is None:
             return
         hold = self.budget.reserve(worst[decision.model], key, expected=decision.predicted_cost[decision.model])

@@ -12,7 +12,7 @@ import numpy as np
 from .atomic import write_atomic
 from .budget import Budget
 from .calls import Cooldowns, ModelCaller, route_kwargs
-from .checks import check_cost_weight, check_integer, check_prompt, check_score
+from .checks import check_call_kwargs, check_cost_weight, check_integer, check_prompt, check_score
 from .context import PromptContext, eligible
 from .costs import CostModel
 from .decision import Completion, Decision, Messages, messages_of
@@ -200,7 +200,7 @@ class Router:
         The decision waits for `feedback(decision.route_id, score)` until it expires. With a budget, the
         decision holds its model's worst-case cost under `budget_key` (a user or tenant; None: the global
         account only) until `settle(route_id, cost)` or `release(route_id)`; complete/stream do both themselves.
-        The worst case counts `choices` answers (OpenAI's `n`) of up to `max_tokens` each.
+        The worst case and the predicted cost count `choices` answers (OpenAI's `n`) of up to `max_tokens` each.
         """
         dial = None if cost_weight is None else check_cost_weight(cost_weight)
         query, full_text = check_prompt(prompt, self.limits.max_prompt_chars)
@@ -241,7 +241,7 @@ class Router:
             if target is not None:
                 target.record(float(cost[choice]))
             decision = Decision.made(names, choice, probs, quality, cost, dial, task)
-            self.gate.hold(decision, worst, budget_key, prompt_tokens)
+            self.gate.hold(decision, worst, budget_key, prompt_tokens, choices)
             decision = self.ledger.open(decision, vector)
         self.caller.record(decision, full_text if self.log_settings.store_prompts else None,
                            vector if self.log_settings.store_vectors else None)
@@ -251,10 +251,11 @@ class Router:
     def _pick(self, vector: np.ndarray, names: list[str], prompt_tokens: int, max_tokens: int | None,
               choices: int, budget_key: str | None, dial: float
               ) -> tuple[list[str], dict[str, float], np.ndarray, np.ndarray, np.ndarray]:
-        """(models admitted by the budget, their worst-case costs, predicted costs, choice probabilities, quality)."""
+        """(models admitted by the budget, their worst-case costs, predicted costs of the `choices` answers, choice
+        probabilities, quality)."""
         names, worst = self.gate.admit(names, prompt_tokens, max_tokens, choices, budget_key,
                                        lambda arms, cost: self._choose(vector, arms, cost, dial)[1])
-        cost = self.costs.predict(names, prompt_tokens, max_tokens)  # the learned cost model's expectation
+        cost = self.costs.predict(names, prompt_tokens, max_tokens, choices)  # the learned cost model's expectation
         probs, quality = self._choose(vector, names, normalised_costs(cost), dial)
         return names, worst, cost, probs, quality
 
@@ -328,10 +329,12 @@ class Router:
     def complete(self, prompt: str | Messages, cost_weight: float | None = None, models: Sequence[str] | None = None,
                  **kwargs: Any) -> Completion:
         """Route, then call the chosen model with litellm.completion (kwargs pass through, e.g. temperature,
-        except `task` and `budget_key`, which go to `route`).
+        except `task` and `budget_key`, which go to `route`; ConfigError, before routing, for one not in
+        `CALL_KWARGS` or out of its range: see `check_call_kwargs`).
 
         On a provider failure the next-best eligible model is tried, up to `max_attempts` models.
         """
+        check_call_kwargs(kwargs)
         messages = messages_of(prompt)
         decision = self.route(messages, cost_weight, models, **route_kwargs(kwargs))
         return self.caller.complete(messages, decision, kwargs)
@@ -339,13 +342,16 @@ class Router:
     async def acomplete(self, prompt: str | Messages, cost_weight: float | None = None,
                         models: Sequence[str] | None = None, **kwargs: Any) -> Completion:
         """Async `complete`, through litellm.acompletion."""
+        check_call_kwargs(kwargs)
         messages = messages_of(prompt)
         decision = await self.aroute(messages, cost_weight, models, **route_kwargs(kwargs))
         return await self.caller.acomplete(messages, decision, kwargs)
 
     def stream(self, prompt: str | Messages, cost_weight: float | None = None, models: Sequence[str] | None = None,
                **kwargs: Any) -> RoutedStream:
-        """Route, then stream the chosen model's answer; a model that fails before its first chunk is replaced."""
+        """Route, then stream the chosen model's answer; a model that fails before its first chunk is replaced
+        (kwargs as in `complete`)."""
+        check_call_kwargs(kwargs)
         messages = messages_of(prompt)
         return self.caller.stream(messages, self.route(messages, cost_weight, models, **route_kwargs(kwargs)),
                                   kwargs)
@@ -353,6 +359,7 @@ class Router:
     def astream(self, prompt: str | Messages, cost_weight: float | None = None, models: Sequence[str] | None = None,
                 **kwargs: Any) -> AsyncRoutedStream:
         """Async `stream`."""
+        check_call_kwargs(kwargs)
         messages = messages_of(prompt)
         return self.caller.astream(messages, self.route(messages, cost_weight, models, **route_kwargs(kwargs)),
                                    kwargs)
