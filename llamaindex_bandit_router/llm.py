@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import copy_context
 from typing import Any, ContextManager, Dict, List, Optional, Sequence, Union
 
 from llama_index.core.base.llms.generic_utils import (achat_to_completion_decorator,
@@ -168,7 +169,8 @@ class BanditRouterLLM(FunctionCallingLLM):
     def record_routes(self) -> ContextManager[List[Dict[str, Any]]]:
         """Collect the routing info of every call this LLM (or a `with_options` sibling) serves inside the block,
         e.g. the calls one query engine makes for one question (which return only text), so they can be rated
-        afterwards. A stream is recorded when it starts; its entry gains cost and token counts when it ends."""
+        afterwards. A stream is recorded when it is first read (it is routed then), in the blocks open where it was
+        asked for; its entry gains cost and token counts when it ends."""
         return self._recorder.record()
 
     # -- calls ----------------------------------------------------------------------------------------------
@@ -218,33 +220,40 @@ class BanditRouterLLM(FunctionCallingLLM):
         return self._response(await self.router.acomplete(openai, **routed))
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        """A stream routed when it is first read, as LlamaIndex's own LLMs send their request then: one never read
+        holds no budget and leaves no decision; one closed part-way is charged its worst case, as a core stream is.
+        Its route is recorded in the `record_routes()` blocks open where it was asked for."""
         openai, routed = self._routed(messages, kwargs)
-        stream = self.router.stream(openai, **routed)
-        info = self._recorder.add(routing_info(stream.decision))  # recorded now: the stream may be read later
+        asked = copy_context()  # the record_routes() blocks open now
 
         def gen() -> ChatResponseGen:
-            message, chunk = StreamedMessage(), None
-            for chunk in stream:
-                info.update(routing_info(stream.decision))  # the model serving it, after any fallback
-                if (response := self._chunk(info, message, chunk)) is not None:
-                    yield response
-            yield self._last(stream, info, message, chunk)
+            with self.router.stream(openai, **routed) as stream:
+                info = asked.run(self._recorder.add, routing_info(stream.decision))
+                message, chunk = StreamedMessage(), None
+                for chunk in stream:
+                    info.update(routing_info(stream.decision))  # the model serving it, after any fallback
+                    if (response := self._chunk(info, message, chunk)) is not None:
+                        yield response
+                yield self._last(stream, info, message, chunk)
 
         return gen()
 
     async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        """Async `_stream_chat`; the prompt is encoded off the event loop when the stream is first read."""
         openai, routed = self._routed(messages, kwargs)
-        await self.router.context.prefetch(openai, self.router.limits.max_prompt_chars)  # encode off the loop
-        stream = self.router.astream(openai, **routed)
-        info = self._recorder.add(routing_info(stream.decision))
+        asked = copy_context()  # the record_routes() blocks open now
 
         async def gen() -> ChatResponseAsyncGen:
-            message, chunk = StreamedMessage(), None
-            async for chunk in stream:
-                info.update(routing_info(stream.decision))
-                if (response := self._chunk(info, message, chunk)) is not None:
-                    yield response
-            yield self._last(stream, info, message, chunk)
+            await self.router.context.prefetch(openai, self.router.limits.max_prompt_chars)
+            async with self.router.astream(openai, **routed) as stream:
+                info = asked.run(self._recorder.add, routing_info(stream.decision))
+                message, chunk = StreamedMessage(), None
+                chunks = aiter(stream)  # kept, so leaving the block closes it at once (not when the loop gets to it)
+                async for chunk in chunks:
+                    info.update(routing_info(stream.decision))
+                    if (response := self._chunk(info, message, chunk)) is not None:
+                        yield response
+                yield self._last(stream, info, message, chunk)
 
         return gen()
 
