@@ -99,15 +99,33 @@ class ModelCaller:
         self.lock = lock
         self.cooldowns = cooldowns
         self.failures: dict[str, int] = {name: 0 for name in models}
+        self.retired: dict[str, Model] = {}  # cards of removed models, for the calls in flight when they went
+
+    def added(self, name: str) -> None:
+        """A model joined the router (`models` holds its card)."""
+        with self.lock:
+            self.failures[name] = 0
+            self.retired.pop(name, None)
+
+    def removed(self, card: Model) -> None:
+        """A model left the router: no call starts on it any more; calls already under way end on its card."""
+        with self.lock:
+            del self.failures[card.name]
+            self.retired[card.name] = card
+
+    def card(self, model: str) -> Model:
+        """The card of `model`, also of one removed while its call was under way."""
+        with self.lock:
+            return self.models.get(model) or self.retired[model]
 
     def order(self, decision: Decision) -> Iterator[str]:
-        """Models to try for `decision`, best first, at most max_attempts: those whose worst case its budget hold
-        covers, or can be raised to cover."""
+        """Models to try for `decision`, best first, at most max_attempts: those still in the router whose worst case
+        its budget hold covers, or can be raised to cover."""
         attempts = 0
         for model in decision.ranking():
             if attempts == self.max_attempts:
                 return
-            if self.gate.cover(decision, model):
+            if model in self.models and self.gate.cover(decision, model):
                 attempts += 1
                 yield model
 
@@ -127,7 +145,7 @@ class ModelCaller:
         Credentials among the call's kwargs (an Authorization in extra_headers) are redacted from logs, as keys."""
         if secrets := credential_texts(kwargs):
             hide(secrets)
-        return {"max_retries": 0, **self.models[model].call_kwargs(), **kwargs}
+        return {"max_retries": 0, **self.card(model).call_kwargs(), **kwargs}
 
     def served(self, decision: Decision, model: str, failed: list[str]) -> Decision:
         """The decision as served: after fallbacks the pending feedback is re-pointed at the model that answered."""
@@ -175,15 +193,15 @@ class ModelCaller:
         self.withdraw(decision.route_id)
         detail = "; ".join(f"{m}: {type(e).__name__}: {redact(str(e))[:300]}" for m, e in failures.items())
         untried = [m for m in decision.probabilities if m not in failures]
-        more = (f" (not tried: {untried}: beyond Limits.max_attempts={self.max_attempts} or what the budget could "
-                "hold)") if untried else ""
+        more = (f" (not tried: {untried}: beyond Limits.max_attempts={self.max_attempts}, more than the budget could "
+                "hold, or removed from the router)") if untried else ""
         return AllModelsFailedError(f"no model could serve the request after {len(failures)} attempt(s): "
                                     f"{detail}{more}", failures)
 
     def ended(self, decision: Decision, model: str, usage: Mapping[str, int], response: Any = None) -> float:
         """Settle and log a finished call; its cost: LiteLLM's response cost when `response` reports one, else the
         card's prices x the usage."""
-        cost = call_cost(response, self.models[model], usage)
+        cost = call_cost(response, self.card(model), usage)
         self.gate.settle(decision.route_id, cost)
         if self.log is not None:
             self.log.record_call(decision.route_id, cost, usage["prompt_tokens"], usage["completion_tokens"])
@@ -197,15 +215,19 @@ class ModelCaller:
         """Count a failed call of `model` (towards its cooldown if it is the model's fault, not the request's) and
         log it."""
         with self.lock:
-            self.failures[model] = self.failures.get(model, 0) + 1
+            if model in self.failures:  # not for a model removed while its call was under way
+                self.failures[model] += 1
             if models_fault:
                 self.cooldowns.failed(model)
         if self.log is not None:
             self.log.record_failure(decision.route_id, error)
 
-    def cut(self, decision: Decision) -> None:
-        """A stream stopped before its end: its usage never arrives, so the hold is charged at its worst case."""
-        self.gate.settle(decision.route_id)
+    def cut(self, decision: Decision) -> float | None:
+        """A stream stopped before its end: its usage never arrives, so the hold is charged at its worst case; what
+        was charged (None without a budget, or if the hold had already gone)."""
+        with self.lock:
+            held = self.gate.held.get(decision.route_id)
+        return held[0].amount if self.gate.settle(decision.route_id) and held is not None else None
 
     def abandoned(self, decision: Decision) -> None:
         """A call stopped before any answer (cancelled, interrupted): the provider may bill the request, so the

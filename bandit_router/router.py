@@ -163,7 +163,7 @@ class Router:
                 raise ConfigError(f"policy {self.policy.name!r} does not use model features; use shared-linucb")
             self.models[card.name] = card
             self.costs.add(card)
-            self.caller.failures[card.name] = 0
+            self.caller.added(card.name)
 
     def replace_model(self, model: Model) -> None:
         """Give a model already in the router a new card of the same name: a new endpoint, key, prices or limits
@@ -179,14 +179,15 @@ class Router:
             self.costs.replace(model)
 
     def remove_model(self, name: str) -> None:
-        """Stop routing to a model; feedback still pending for it is dropped."""
+        """Stop routing to a model. Calls already under way on it end as usual (charged their cost); a call or stream
+        routed to it that has not started goes to the next-best model; feedback still pending for it is dropped."""
         with self.lock:
             if name not in self.models:
                 raise ConfigError(f"unknown model {name!r}; known: {list(self.models)}")
             if len(self.models) == 1:
                 raise ConfigError("cannot remove the router's last model")
             self.policy.remove_arm(name)
-            del self.models[name], self.caller.failures[name]
+            self.caller.removed(self.models.pop(name))
             self.costs.remove(name)
             self.ledger.drop_model(name)  # no expired_reward: the model is gone from the policy
 

@@ -23,7 +23,7 @@ class Attempts(Protocol):
                failures: dict[str, BaseException]) -> None: ...
     def all_failed(self, decision: Decision, failures: dict[str, BaseException]) -> Exception: ...
     def ended(self, decision: Decision, model: str, usage: Mapping[str, int], response: Any = None) -> float: ...
-    def cut(self, decision: Decision) -> None: ...
+    def cut(self, decision: Decision) -> float | None: ...
     def abandoned(self, decision: Decision) -> None: ...
     def unused(self, decision: Decision) -> None: ...
     def broke(self, decision: Decision, model: str, error: BaseException) -> None: ...
@@ -31,7 +31,8 @@ class Attempts(Protocol):
 
 class _StreamBase:
     """A routed stream: iterate it (once) for LiteLLM chunks; `decision` names the model serving it, and `cost`
-    and `usage` are set when the stream ends (usage is requested from the provider with include_usage). The route
+    and `usage` are set when the stream ends (usage is requested from the provider with include_usage; a stream
+    stopped part-way has no usage, and its `cost` is the worst case its budget hold was charged). The route
     and its budget hold exist from the stream's creation: close a stream you do not read to its end (`close` /
     `aclose`, or use it as a context manager)."""
 
@@ -81,9 +82,9 @@ class _StreamBase:
 
     def _cut(self, model: str, error: BaseException) -> None:
         """The stream stopped before its end: the provider bills what it generated but its usage never arrives, so
-        the budget is charged the call's worst-case hold. If it broke (not closed by its consumer), that is a
-        failure of the model."""
-        self.caller.cut(self.decision)
+        the budget is charged the call's worst-case hold, which `cost` then shows (None without a budget). If it
+        broke (not closed by its consumer), that is a failure of the model."""
+        self.cost = self.caller.cut(self.decision)
         if isinstance(error, Exception):  # GeneratorExit, cancellation: the consumer stopped reading
             self.caller.broke(self.decision, model, error)
 

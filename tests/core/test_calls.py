@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bandit_router import (AllModelsFailedError, ConfigError, FeedbackSettings, Limits, LogSettings, Model, Router,
-                           UnknownRouteError)
+from bandit_router import (AllModelsFailedError, Budget, ConfigError, FeedbackSettings, Limits, LogSettings, Model,
+                           Router, UnknownRouteError)
 from bandit_router.store import SQLiteDecisionLog
 from bandit_router.testing import FakeLLMServer, ModelBehavior
 
@@ -343,3 +345,37 @@ def test_replace_model_relearns_the_cost_when_a_model_changes_between_priced_and
     assert router.costs.state()["n"].sum() == 1  # still priced: the learned output lengths stand
     router.replace_model(dataclasses.replace(priced, input_cost_per_token=0.0, output_cost_per_token=0.0))
     assert router.costs.state()["n"].sum() == 0  # now unpriced: its means were output tokens, not costs
+
+
+def test_a_model_removed_while_its_call_is_under_way_answers_and_is_charged_its_cost():
+    with FakeLLMServer({"slow": ModelBehavior(delay=1.0), "other": ModelBehavior()}) as server:
+        slow, other = (Model(f"openai/{name}", input_cost_per_token=1e-6, output_cost_per_token=2e-6,
+                             api_base=server.base_url, api_key="sk-test") for name in ("slow", "other"))
+        budget = Budget(1.0, pacer="none")
+        router = Router([slow, other], policy="fixed", policy_settings={"model": "openai/slow"},
+                        encoder=hashed_bow, seed=0, budget=budget)
+        with ThreadPoolExecutor(1) as pool:
+            call = pool.submit(router.complete, CANARY)
+            while not server.requests:  # the call is under way
+                time.sleep(0.01)
+            router.remove_model("openai/slow")
+            done = call.result(timeout=10)  # a KeyError on the removed card before
+        assert done.decision.model == "openai/slow" and done.cost > 0
+        assert budget.reserved() == 0 and budget.spent() == pytest.approx(done.cost)
+        assert "openai/slow" not in router.failures
+        with pytest.raises(UnknownRouteError, match="its model was removed"):
+            router.feedback(done.decision.route_id, 1.0)
+
+
+def test_a_stream_routed_to_a_model_removed_before_it_was_read_goes_to_the_next_best():
+    with FakeLLMServer({"gone": ModelBehavior(), "other": ModelBehavior()}) as server:
+        gone, other = (Model(f"openai/{name}", input_cost_per_token=1e-6, output_cost_per_token=2e-6,
+                             api_base=server.base_url, api_key="sk-test") for name in ("gone", "other"))
+        router = Router([gone, other], encoder=hashed_bow, seed=0, budget=Budget(1.0, pacer="none"))
+        stream = router.stream(CANARY)
+        removed = stream.decision.model
+        router.remove_model(removed)
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+        assert text and stream.decision.model == next(iter(router.models))  # the one left
+        assert [f"openai/{r.model}" for r in server.requests] == [stream.decision.model]
+        assert router.budget.reserved() == 0 and router.budget.spent() == pytest.approx(stream.cost)
