@@ -214,7 +214,8 @@ class Evaluator:
         source: the name its feedback is given under (for routers that cap feedback per source).
 
     A score that fails (an exception, a value outside [0, 1]) is logged and counted in `failed`; the call it
-    scores is unaffected.
+    scores is unaffected. An answer rated otherwise (e.g. by its user) before its turn, or expired, is not scored
+    (no judge call is spent on it) and is counted in `skipped`: a route takes one rating.
     """
 
     def __init__(self, router: Router, score: Score, sample_rate: float = 1.0, seed: int | None = None,
@@ -230,13 +231,14 @@ class Evaluator:
         self.source = source
         self.scored = 0
         self.failed = 0
+        self.skipped = 0
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="bandit-router-evaluator")
         self._running: set[Future] = set()
         self._lock = threading.Lock()
 
     def submit(self, route_id: str, prompt: str, answer: str, token: str | None = None) -> Future | None:
         """Queue (prompt, answer) of decision `route_id` (and its feedback_token, if any) for scoring if it is
-        sampled; returns the future of its score, else None."""
+        sampled; returns the future of its score (None if it was rated otherwise first), else None."""
         if not self.sampled():
             return None
         with self._lock:
@@ -245,7 +247,11 @@ class Evaluator:
         future.add_done_callback(self._done)
         return future
 
-    def _run(self, route_id: str, prompt: str, answer: str, token: str | None) -> float:
+    def _run(self, route_id: str, prompt: str, answer: str, token: str | None) -> float | None:
+        if not self.router.pending(route_id):  # rated otherwise since it was queued, or expired
+            with self._lock:
+                self.skipped += 1
+            return None
         try:
             try:
                 score = check_score(self.score(prompt, answer))

@@ -246,3 +246,16 @@ def test_evaluator_wait_without_timeout_or_work() -> None:
     with pytest.raises(ValueError, match="timeout must be a finite number of seconds >= 0 or None"):
         evaluator.wait(timeout=-1)
     evaluator.close()
+
+
+def test_the_evaluator_skips_an_answer_its_user_rated_first_without_a_judge_call() -> None:
+    router = make_router()
+    judged: list[str] = []
+    evaluator = Evaluator(router, lambda prompt, answer: judged.append(prompt) or 0.5, max_workers=1)
+    rated, left = router.route("rated by its user").route_id, router.route("left to the evaluator").route_id
+    router.feedback(rated, 1.0)  # the user's rating comes before the evaluator's turn
+    assert evaluator.submit(rated, "rated by its user", "a").result(timeout=10) is None
+    assert evaluator.submit(left, "left to the evaluator", "a").result(timeout=10) == 0.5
+    assert judged == ["left to the evaluator"]
+    assert (evaluator.scored, evaluator.skipped, evaluator.failed) == (1, 1, 0)
+    evaluator.close()
