@@ -14,7 +14,8 @@ from .decision import messages_of, query_text
 from .errors import ConfigError, InvalidPromptError
 
 __all__ = ["check_cost_weight", "check_score", "check_prompt", "check_positive", "check_non_negative",
-           "check_integer", "check_model_names", "check_call_kwargs", "CALL_KWARGS", "json_too_deep"]
+           "check_integer", "check_model_names", "check_budget_key", "check_call_kwargs", "CALL_KWARGS",
+           "json_too_deep"]
 
 _NUMBER = (int, float, np.integer, np.floating)  # bool is excluded separately
 _JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"?|([\[\]{}])', re.DOTALL)  # a string (skipped), or a bracket
@@ -102,6 +103,14 @@ def check_prompt(prompt: Any, max_chars: int) -> tuple[str, str]:
         raise InvalidPromptError(f"prompt is not valid UTF-8 text (character {error.start} cannot be encoded)") from None
     return query, full_text
 
+
+
+def check_budget_key(value: Any) -> str | None:
+    """`value` as a budget key (a user or tenant account): a non-empty string (a budget's ledger saves keys as JSON
+    strings, and "" is the global account's) or None; ConfigError otherwise."""
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ConfigError(f"budget_key must be a non-empty string or None, got {value!r}")
+    return value
 
 # Per-call kwargs that complete/stream (and so the wrappers and the service) accept besides routing ones: OpenAI
 # chat-completion parameters LiteLLM maps, and LiteLLM's own call settings. Anything else is most likely a typo and

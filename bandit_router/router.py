@@ -12,7 +12,8 @@ import numpy as np
 from .atomic import write_atomic
 from .budget import Budget
 from .calls import Cooldowns, ModelCaller, route_kwargs
-from .checks import check_call_kwargs, check_cost_weight, check_integer, check_prompt, check_score
+from .checks import (check_budget_key, check_call_kwargs, check_cost_weight, check_integer, check_prompt,
+                     check_score)
 from .context import PromptContext, eligible
 from .costs import CostModel
 from .decision import Completion, Decision, Messages, messages_of
@@ -222,6 +223,7 @@ class Router:
                 choices: int) -> Decision:
         check_tokens(max_tokens, "max_tokens")
         check_integer(choices, "n (choices)", 1, 128)
+        check_budget_key(budget_key)
         prompt_tokens = estimate_tokens(full_text)
         with self.lock:
             target = self.spend_target if requested is None else None  # a request's own dial is not counted

@@ -23,14 +23,15 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_vali
 from bandit_router import AllModelsFailedError, Completion, ConfigError, Decision, NoEligibleModelError, Router
 from bandit_router.decision import query_text
 from bandit_router.feedback import Evaluator, check_call_kwargs, vision_models
-from bandit_router.checks import check_cost_weight, check_model_names
+from bandit_router.checks import check_budget_key, check_cost_weight, check_model_names
 
 from .messages import route_metadata, to_chunk, to_messages, to_openai, usage_metadata
 
 __all__ = ["ChatBanditRouter"]
 
-_CONFIGURABLE = ("cost_weight", "task", "models", "thread_id")  # read from config={"configurable": {...}}
-_REROUTE = (AllModelsFailedError, NoEligibleModelError)  # a pinned model that failed, or cannot take the call
+_CONFIGURABLE = ("cost_weight", "task", "models", "budget_key")  # read from config={"configurable": {...}}
+# a pinned model that failed, cannot take the call, or was removed from the router while the call was routed
+_REROUTE = (AllModelsFailedError, NoEligibleModelError, ConfigError)
 _MAX_PINS = 100_000
 
 
@@ -45,6 +46,7 @@ class _Call:
     thread_id: Any = None
     pinned: str | None = None
     task: str | None = None
+    budget_key: str | None = None
     failed: tuple[str, ...] = ()  # the pinned model, when it failed and the call was re-routed
 
     def served(self, decision: Decision) -> Decision:
@@ -54,7 +56,7 @@ class _Call:
     def route(self) -> dict[str, Any]:
         """Keyword arguments of Router.complete/stream: the pinned model, else the allowed subset."""
         return {"cost_weight": self.cost_weight, "models": [self.pinned] if self.pinned else self.models,
-                "task": self.task, **self.params}
+                "task": self.task, "budget_key": self.budget_key, **self.params}
 
 
 class ChatBanditRouter(BaseChatModel):
@@ -69,12 +71,14 @@ class ChatBanditRouter(BaseChatModel):
     Per call: `cost_weight=` (also `config={"configurable": {"cost_weight": 0.7}}`), `models=[...]` (allowed
     subset), `model=` (one model), `task=` (the kind of request, one of the router's `tasks`; also
     `llm.bind(task="summarise")` or the run config's `configurable`; `task=None` routes on the prompt alone), and
-    any LiteLLM kwarg (temperature, max_tokens, stop, timeout, ...).
+    `budget_key=` (the budget account charged besides the global one, e.g. a user's; also per instance and in
+    `configurable`) and any LiteLLM kwarg (temperature, max_tokens, stop, timeout, ...).
     With tools bound only models with `supports_tools` are eligible.
 
     `pin_model=True` keeps the model chosen for a thread's first call for every later call of the thread
     (`config={"configurable": {"thread_id": ...}}`, as LangGraph agents pass it), instead of routing each
-    agent step; if the pinned model fails, the call is re-routed and the thread re-pinned.
+    agent step; if the pinned model fails, cannot take the call or was removed from the router, the call is
+    re-routed and the thread re-pinned.
     """
 
     router: Router
@@ -85,6 +89,8 @@ class ChatBanditRouter(BaseChatModel):
     """Models this instance may use (None: all of the router's)."""
     task: str | None = None
     """Kind of request this instance sends, one of the router's tasks (None: routed on the prompt alone)."""
+    budget_key: str | None = None
+    """Budget account (a user or tenant) this instance's calls are charged to besides the global one (None: none)."""
     pin_model: bool = False
     """Keep one model per thread (see the class docstring)."""
     evaluator: Evaluator | None = None
@@ -115,6 +121,11 @@ class ChatBanditRouter(BaseChatModel):
     def _check_cost_weight(cls, value: Any) -> float | None:
         return None if value is None else check_cost_weight(value)
 
+    @field_validator("budget_key", mode="before")
+    @classmethod
+    def _check_budget_key(cls, value: Any) -> str | None:
+        return check_budget_key(value)
+
     @model_validator(mode="after")
     def _check_models(self) -> ChatBanditRouter:
         if self.models is not None:
@@ -124,8 +135,8 @@ class ChatBanditRouter(BaseChatModel):
         return self
 
     def with_options(self, **settings: Any) -> ChatBanditRouter:
-        """A copy sharing the router with some settings changed (cost_weight, models, task, max_tokens, ...),
-        checked like the constructor's: a dial per agent or graph step. Prefer it to `bind(cost_weight=...)` for
+        """A copy sharing the router with some settings changed (cost_weight, models, task, budget_key, ...),
+        checked like the constructor's: a dial per agent or graph step, a budget key per user. Prefer it to `bind` for
         agents: they call `bind_tools` on the model they get, and a binding's kwargs do not survive that."""
         return self.model_copy(update=settings)
 
@@ -187,10 +198,11 @@ class ChatBanditRouter(BaseChatModel):
         return super().astream(input, config, stop=stop, **self._configured(config, kwargs))
 
     def _configured(self, config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """kwargs with the dial, task and models taken from the run config's `configurable` unless given per call,
-        and its thread id if threads are pinned (only then: call kwargs are part of LangChain's cache key)."""
+        """kwargs with the dial, task, models and budget key taken from the run config's `configurable` unless
+        given per call, and its thread id if threads are pinned (only then: call kwargs are part of LangChain's cache
+        key). Other configurable keys are left alone, as LangChain leaves keys it does not know."""
         configurable = ensure_config(config).get("configurable") or {}
-        names = _CONFIGURABLE if self.pin_model else _CONFIGURABLE[:3]
+        names = (*_CONFIGURABLE, "thread_id") if self.pin_model else _CONFIGURABLE
         return {**{k: configurable[k] for k in names if k in configurable}, **kwargs}
 
     # -- tools ----------------------------------------------------------------------------------------------
@@ -247,6 +259,7 @@ class ChatBanditRouter(BaseChatModel):
         if (model := kwargs.pop("model", None)) is not None:
             models = [model]
         task = kwargs.pop("task", self.task)
+        budget_key = check_budget_key(kwargs.pop("budget_key", self.budget_key))
         thread_id = kwargs.pop("thread_id", None)
         thread_id = thread_id if self.pin_model else None
         defaults = {"temperature": self.temperature, "max_tokens": self.max_tokens, "timeout": self.timeout,
@@ -257,16 +270,17 @@ class ChatBanditRouter(BaseChatModel):
         models = vision_models(self.router, openai_messages, models)
         with self._pins_lock:
             pinned = self._pins.get(thread_id) if thread_id is not None else None
-        if pinned is not None and models is not None and pinned not in models:
-            pinned = None
+        if pinned is not None and pinned not in (self.router.models if models is None else models):
+            pinned = None  # removed from the router, or not allowed for this call: routed afresh, then re-pinned
         return _Call(openai_messages, cost_weight, None if models is None else list(models), params,
-                     thread_id, pinned, task)
+                     thread_id, pinned, task, budget_key)
 
     def _unpinned(self, call: _Call, error: Exception) -> _Call | None:
-        """The call re-routed among the other allowed models after its pinned model failed, or could not take it
-        (a history grown beyond its context window: NoEligibleModelError); None if not pinned, or if no other
-        model is allowed."""
-        if call.pinned is None:
+        """The call re-routed among the other allowed models after its pinned model failed, could not take it (a
+        history grown beyond its context window: NoEligibleModelError) or was removed from the router after `_call`
+        looked (ConfigError); None if not pinned, if no other model is allowed, or for a ConfigError of another
+        cause."""
+        if call.pinned is None or (isinstance(error, ConfigError) and call.pinned in self.router.models):
             return None
         others = [m for m in call.models or self.router.models if m != call.pinned]
         failed = (call.pinned,) if isinstance(error, AllModelsFailedError) else ()
