@@ -21,7 +21,7 @@ from llama_index.core.tools.types import BaseTool
 
 from bandit_router import Completion, ConfigError, Decision, InvalidPromptError, Router
 from bandit_router.feedback import RouteRecorder, check_call_kwargs, route_metadata, vision_models
-from bandit_router.checks import check_cost_weight, check_model_names
+from bandit_router.checks import check_budget_key, check_cost_weight, check_model_names
 from bandit_router.models import masked
 from bandit_router.streaming import AsyncRoutedStream, RoutedStream
 
@@ -30,7 +30,7 @@ from .messages import StreamedMessage, from_openai, to_openai
 __all__ = ["BanditRouterLLM"]
 
 _TOOL_CHOICES = ("auto", "none", "required")
-_CHECKED = ("cost_weight", "models", "task", "call_kwargs")
+_CHECKED = ("cost_weight", "models", "task", "budget_key", "call_kwargs")
 
 
 def _checked(router: Router, name: str, value: Any) -> Any:
@@ -42,8 +42,24 @@ def _checked(router: Router, name: str, value: Any) -> Any:
     if name == "task":
         router.check_task(value)
         return value
+    if name == "budget_key":
+        return check_budget_key(value)
     check_call_kwargs(value)
     return dict(value)
+
+
+def _settings(router: Router, settings: Dict[str, Any]) -> Dict[str, Any]:
+    """`settings` of the LLM checked (`_checked`), a budget key given in `call_kwargs` moved to `budget_key`, where
+    every call reads it (ConfigError when `budget_key` names another key)."""
+    checked = {k: _checked(router, k, v) if k in _CHECKED else v for k, v in settings.items()}
+    call_kwargs = checked.get("call_kwargs") or {}
+    if "budget_key" in call_kwargs:
+        key = call_kwargs.pop("budget_key")
+        if checked.get("budget_key") not in (None, key):
+            raise ConfigError(f"budget_key is given twice with different values: budget_key={checked['budget_key']!r}"
+                              f" and call_kwargs['budget_key']={key!r}; give it once")
+        checked["budget_key"] = _checked(router, "budget_key", key)
+    return checked
 
 
 def _prompt(prompt: Any) -> str:
@@ -81,13 +97,16 @@ class BanditRouterLLM(FunctionCallingLLM):
     call (`task=`; `task=None` routes on the prompt alone), so the router learns which models suit it. Other
     keyword arguments of a call go to LiteLLM through the router (e.g. temperature, max_tokens, timeout); unknown
     ones are refused. `max_retries` (default 0) retries the same model before the router falls back to the next.
-    `with_options(cost_weight=..., task=..., models=...)` gives a sibling LLM over the same router (e.g. one per
-    query engine: `index.as_query_engine(llm=llm.with_options(cost_weight=1.0))`).
+    `budget_key` charges every call to that key's account of the router's budget (a user or tenant; per call
+    `budget_key=`, also accepted in `call_kwargs`). `with_options(cost_weight=..., task=..., models=...,
+    budget_key=...)` gives a sibling LLM over the same router (e.g. one per query engine or per user:
+    `index.as_query_engine(llm=llm.with_options(budget_key="user-42"))`).
     """
 
     cost_weight: Optional[float] = Field(default=None, description="Dial in [0, 1]; None uses the router's.")
     models: Optional[List[str]] = Field(default=None, description="Models allowed; None allows all.")
     task: Optional[str] = Field(default=None, description="Kind of request, one of the router's tasks; None: none.")
+    budget_key: Optional[str] = Field(default=None, description="Budget account charged (a user); None: global only.")
     call_kwargs: Dict[str, Any] = Field(default_factory=dict, repr=False,
                                         description="LiteLLM arguments for every call, e.g. temperature.")
     max_retries: int = Field(default=0, ge=0, description="Retries of the same model before falling back.")
@@ -101,23 +120,26 @@ class BanditRouterLLM(FunctionCallingLLM):
     _recorder: RouteRecorder = PrivateAttr()
 
     def __init__(self, router: Router, cost_weight: float | None = None, models: Sequence[str] | None = None,
-                 call_kwargs: Dict[str, Any] | None = None, task: str | None = None, **kwargs: Any) -> None:
+                 call_kwargs: Dict[str, Any] | None = None, task: str | None = None, budget_key: str | None = None,
+                 **kwargs: Any) -> None:
         if not isinstance(router, Router):
             raise ConfigError(f"router must be a bandit_router.Router, got {type(router).__name__}")
-        settings = {"cost_weight": cost_weight, "models": models, "task": task, "call_kwargs": call_kwargs or {}}
+        settings = {"cost_weight": cost_weight, "models": models, "task": task, "budget_key": budget_key,
+                    "call_kwargs": call_kwargs or {}}
         recorder = kwargs.pop("recorder", None) or RouteRecorder()
-        super().__init__(**{k: _checked(router, k, v) for k, v in settings.items()}, **kwargs)
+        super().__init__(**_settings(router, settings), **kwargs)
         self._router = router
         self._recorder = recorder
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Settings are checked when they change, as when the LLM is built."""
-        super().__setattr__(name, _checked(self.router, name, value) if name in _CHECKED else value)
+        changed = _settings(self.router, {name: value}) if name in _CHECKED else {name: value}
+        for key, checked in changed.items():
+            super().__setattr__(key, checked)
 
     def model_copy(self, *, update: Dict[str, Any] | None = None, deep: bool = False) -> BanditRouterLLM:
         """A copy over the same router (also when `deep`: the router is shared, not copied); `update` is checked."""
-        update = {k: _checked(self.router, k, v) if k in _CHECKED else v for k, v in (update or {}).items()}
-        return super().model_copy(update=update)
+        return super().model_copy(update=_settings(self.router, update or {}))
 
     def __deepcopy__(self, memo: Dict[int, Any] | None = None) -> BanditRouterLLM:
         """A sibling sharing the router (a service handle, like an HTTP client: its locks, stores and log)."""
@@ -129,12 +151,15 @@ class BanditRouterLLM(FunctionCallingLLM):
 
     def with_options(self, **options: Any) -> BanditRouterLLM:
         """A sibling over the same router (and the same `record_routes` blocks) with some of cost_weight, models,
-        task, call_kwargs, max_retries changed: a per-engine or per-agent dial without a second router."""
-        allowed = {"cost_weight", "models", "task", "call_kwargs", "max_retries"}
+        task, budget_key, call_kwargs, max_retries changed: a per-engine, per-agent or per-user dial or budget
+        account without a second router. A budget key in the new `call_kwargs` replaces this LLM's."""
+        allowed = {"cost_weight", "models", "task", "budget_key", "call_kwargs", "max_retries"}
         if unknown := set(options) - allowed:
             raise ConfigError(f"with_options takes {sorted(allowed)}, got {sorted(unknown)}")
+        replaced = "budget_key" in (options.get("call_kwargs") or {})
         current = {"cost_weight": self.cost_weight, "models": self.models, "task": self.task,
-                   "call_kwargs": self.call_kwargs, "max_retries": self.max_retries}
+                   "budget_key": None if replaced else self.budget_key, "call_kwargs": self.call_kwargs,
+                   "max_retries": self.max_retries}
         return BanditRouterLLM(self.router, **{**current, **options}, callback_manager=self.callback_manager,
                                recorder=self._recorder)
 
@@ -175,12 +200,14 @@ class BanditRouterLLM(FunctionCallingLLM):
 
     # -- calls ----------------------------------------------------------------------------------------------
     def _route_kwargs(self, kwargs: Dict[str, Any]) -> Dict[str, Any]:
-        """Router arguments: the dial, allowed models and task (per call, else this instance's) and LiteLLM kwargs."""
+        """Router arguments: the dial, allowed models, task and budget key (per call, else this instance's) and
+        LiteLLM kwargs."""
         check_call_kwargs({k: v for k, v in kwargs.items() if k not in ("cost_weight", "models")})
         kwargs = {"max_retries": self.max_retries, **self.call_kwargs, **kwargs}
         kwargs.setdefault("cost_weight", self.cost_weight)
         kwargs.setdefault("models", self.models)
         kwargs.setdefault("task", self.task)
+        kwargs.setdefault("budget_key", self.budget_key)
         return kwargs
 
     def _routed(self, messages: Sequence[ChatMessage], kwargs: Dict[str, Any]) -> tuple[list[dict], Dict[str, Any]]:
