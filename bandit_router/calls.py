@@ -141,11 +141,13 @@ class ModelCaller:
 
     def call_kwargs(self, model: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """LiteLLM's arguments for calling `model` with the call's `kwargs`: no retries of the same model unless
-        the card's params or the call ask for them (a failing model is replaced by the next-best one instead).
+        the card's params or the call ask for them (a failing model is replaced by the next-best one instead), and
+        under a budget the max_tokens its hold assumed when none is given (`BudgetGate.cap`).
         Credentials among the call's kwargs (an Authorization in extra_headers) are redacted from logs, as keys."""
         if secrets := credential_texts(kwargs):
             hide(secrets)
-        return {"max_retries": 0, **self.card(model).call_kwargs(), **kwargs}
+        card = self.card(model)
+        return {"max_retries": 0, **card.call_kwargs(), **kwargs, **self.gate.cap(card, kwargs)}
 
     def served(self, decision: Decision, model: str, failed: list[str]) -> Decision:
         """The decision as served: after fallbacks the pending feedback is re-pointed at the model that answered."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from typing import Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -17,6 +18,8 @@ from .outcome import normalised_costs
 from .tokens import check_route_id
 
 __all__ = ["BudgetGate"]
+
+log = logging.getLogger(__name__)
 
 Quality = Callable[[list[str], np.ndarray], np.ndarray]  # (models, normalised costs) -> predicted quality
 
@@ -40,12 +43,35 @@ class BudgetGate:
         # route_id -> hold, worst case per model, when it was taken (time.time()); oldest first
         self.held: dict[str, tuple[Reservation, dict[str, float], float]] = {}
 
+    def output_bound(self, card: Model) -> int:
+        """Output tokens per answer the worst case assumes when a call gives no max_tokens: the model's output limit,
+        else expected_output_tokens (a call to a priced model under a budget is capped at it: see `cap`)."""
+        return card.max_output_tokens or self.expected_output_tokens
+
+    def note_uncapped(self, cards: Iterable[Model]) -> None:
+        """Warn, under a budget, of priced models with no output limit: calls to them that give no max_tokens are
+        capped at expected_output_tokens (`cap`), which may cut answers short."""
+        names = [c.name for c in cards if c.output_cost_per_token > 0 and not c.max_output_tokens
+                 and c.params.get("max_tokens") is None and c.params.get("max_completion_tokens") is None]
+        if self.budget is not None and names:
+            log.warning("under a budget, calls to %s that give no max_tokens are capped at %d output tokens "
+                        "(Limits.expected_output_tokens), so that their hold bounds them: set max_output_tokens on "
+                        "their cards to allow longer answers", names, self.expected_output_tokens)
+
     def worst_case_cost(self, model: str, prompt_tokens: int, max_tokens: int | None, choices: int = 1) -> float:
-        """USD a call can cost at most: the prompt plus `choices` answers of max_tokens (else the model's output
-        limit, else expected_output_tokens) at the model's prices."""
+        """USD a call can cost at most: the prompt plus `choices` answers of max_tokens (else `output_bound`) at the
+        model's prices."""
         card = self.models[model]
-        return card.cost(prompt_tokens,
-                         choices * (max_tokens or card.max_output_tokens or self.expected_output_tokens))
+        return card.cost(prompt_tokens, choices * (max_tokens or self.output_bound(card)))
+
+    def cap(self, card: Model, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """The max_tokens a call must carry so that its hold bounds it: under a budget, for a priced model, when
+        neither the call nor the card's params set max_tokens / max_completion_tokens, `output_bound`; else none."""
+        given = {**card.params, **kwargs}
+        if self.budget is None or card.output_cost_per_token <= 0 or \
+                given.get("max_tokens") is not None or given.get("max_completion_tokens") is not None:
+            return {}
+        return {"max_tokens": self.output_bound(card)}
 
     def admit(self, names: list[str], prompt_tokens: int, max_tokens: int | None, choices: int, key: str | None,
               quality: Quality) -> tuple[list[str], dict[str, float]]:

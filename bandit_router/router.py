@@ -95,6 +95,7 @@ class Router:
         self.lock = threading.RLock()
         self.costs = CostModel(cards, self.limits.expected_output_tokens)  # what calls are expected to cost
         self.gate = BudgetGate(budget, self.models, self.costs, self.limits.expected_output_tokens, self.lock)
+        self.gate.note_uncapped(cards)
         self.ledger = OutcomeLedger(self.feedback_settings, lambda o: self.policy.learn(o), self.lock,
                                     state_store)
         self.caller = ModelCaller(self.models, self.ledger, self.gate, self.costs, self.log,
@@ -165,6 +166,7 @@ class Router:
             self.models[card.name] = card
             self.costs.add(card)
             self.caller.added(card.name)
+        self.gate.note_uncapped([card])
 
     def replace_model(self, model: Model) -> None:
         """Give a model already in the router a new card of the same name: a new endpoint, key, prices or limits
@@ -178,6 +180,7 @@ class Router:
                 raise ConfigError(f"unknown model {model.name!r}; known: {list(self.models)} (add_model adds one)")
             self.models[model.name] = model
             self.costs.replace(model)
+        self.gate.note_uncapped([model])
 
     def remove_model(self, name: str) -> None:
         """Stop routing to a model. Calls already under way on it end as usual (charged their cost); a call or stream

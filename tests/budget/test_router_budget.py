@@ -249,3 +249,22 @@ def test_the_worst_case_counts_every_answer_asked_for():
     assert budget.reserved() == pytest.approx(10 * 1e-6 + 3 * 50 * 2e-6)
     with pytest.raises(ConfigError, match="n \\(choices\\) must be an integer"):
         router.route("x", choices=0)
+
+
+def test_under_a_budget_a_call_carries_the_max_tokens_its_hold_assumed(caplog):
+    # the trial: a priced model with no output limit, called with no max_tokens, passed a key's limit: its hold
+    # assumed expected_output_tokens (256) and nothing capped the answer
+    with FakeLLMServer({"open": ModelBehavior(), "limited": ModelBehavior()}) as server:
+        def priced(name: str, **limits) -> Model:
+            return Model(f"openai/{name}", input_cost_per_token=1e-6, output_cost_per_token=2e-6,
+                         api_base=server.base_url, api_key="sk-test", **limits)
+
+        cards = [priced("open"), priced("limited", max_output_tokens=1_000)]
+        router = Router(cards, policy="cheapest", encoder=toy_encoder(), budget=Budget(1.0, pacer="none"))
+        assert "['openai/open'] that give no max_tokens are capped at 256 output tokens" in caplog.text
+        router.complete(PROMPT, models=["openai/open"])
+        router.complete(PROMPT, models=["openai/open"], max_tokens=50)
+        router.complete(PROMPT, models=["openai/limited"])
+        Router(cards, policy="cheapest", encoder=toy_encoder()).complete(PROMPT, models=["openai/open"])
+        sent = [r.params.get("max_tokens") for r in server.requests]
+    assert sent == [256, 50, 1_000, None]
