@@ -6,18 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bandit_router import Budget, Model, Router
+from bandit_router import Budget, Router
 from bandit_router.costs import CostModel
 from bandit_router.models import estimate_tokens
 
 from .conftest import hashed_bow
+from .test_costs import unpriced
 
 PROMPT = "Write a haiku about the sea at night."
 TOKENS = estimate_tokens(PROMPT)
-
-
-def unpriced(*names: str) -> list[Model]:
-    return [Model(n, input_cost_per_token=0.0, output_cost_per_token=0.0, context_window=None) for n in names]
 
 
 def test_a_priced_prediction_counts_every_answer_and_the_prompt_once(cards):
