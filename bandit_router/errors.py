@@ -59,7 +59,12 @@ class ExpiredFeedbackTokenError(InvalidFeedbackTokenError):
 
 
 class FeedbackLimitError(BanditRouterError):
-    """A feedback source has used up its share of feedback for the current window."""
+    """A feedback source has used up its share of feedback for the current window: `limit` per `window` seconds."""
+
+    def __init__(self, message: str, limit: int, window: float) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.window = window
 
 
 class StoreUnavailableError(BanditRouterError, ConnectionError):

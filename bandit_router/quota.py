@@ -94,7 +94,7 @@ class SourceQuota:
         estimate = current + previous * (1.0 - (now / self.window - window))
         if estimate + 1 > self.limit:  # counting this one would exceed the cap
             raise FeedbackLimitError(f"source {source!r:.100} already gave about {estimate:.0f} feedback in the last "
-                                     f"{self.window:g} s; source_limit allows {self.limit}")
+                                     f"{self.window:g} s; source_limit allows {self.limit}", self.limit, self.window)
         return source  # type: ignore[return-value]
 
     def count(self, source: str, now: float | None = None) -> None:

@@ -6,18 +6,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
+import sqlite3
 import sys
 import threading
 import time
+import uuid
 from collections import OrderedDict
-from contextlib import aclosing
+from contextlib import aclosing, closing
+from contextvars import ContextVar
 from typing import Any, AsyncGenerator, AsyncIterator
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import StoreUnavailableError
 from ..router import Router
@@ -34,6 +42,35 @@ __all__ = ["Service"]
 log = logging.getLogger(__name__)
 BODY_TIMEOUT = 30.0  # seconds a request body may take to arrive (then 408)
 _CLOSE = {"Connection": "close"}  # a refused body is not read on: the connection ends with the answer
+HEALTH_TIMEOUT = 1.0  # seconds /healthz waits for the state store to answer (then it reports it unavailable)
+_REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")  # the id of the request being answered
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")  # a client's X-Request-Id that is echoed (else a new one)
+
+
+class _RequestId:
+    """ASGI middleware: every answer carries `x-request-id`: the client's `X-Request-Id` when it is a plain token of
+    up to 128 characters, else a new one; the service's log names it with each failure."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get("x-request-id", "")
+        request_id = given if _CLIENT_ID.fullmatch(given) else uuid.uuid4().hex
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["x-request-id"] = request_id
+            await send(message)
+
+        token = _REQUEST_ID.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            _REQUEST_ID.reset(token)
 
 
 def _sse(body: Any) -> bytes:
@@ -56,6 +93,7 @@ class Service:
         self.metrics = Metrics()
         self._routes: OrderedDict[str, list] = OrderedDict()  # route_id -> [tenant, created_at, rated]
         self._lock = threading.Lock()
+        self._health = _StoreProbe(config.state)
         self.app = Starlette(routes=[
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/v1/feedback", self.feedback, methods=["POST"]),
@@ -63,7 +101,7 @@ class Service:
             Route("/v1/models/{model_id:path}", self.model, methods=["GET"]),
             Route("/healthz", self.health, methods=["GET"]),
             Route("/metrics", self.scrape, methods=["GET"]),
-        ], exception_handlers={404: self._not_found, 405: self._not_found})
+        ], exception_handlers={404: self._not_found, 405: self._not_found}, middleware=[Middleware(_RequestId)])
 
     # -- helpers --------------------------------------------------------------------------------------------
     @staticmethod
@@ -140,8 +178,8 @@ class Service:
         if api.status >= 500:
             cause = error.__cause__ if isinstance(error, APIError) and error.__cause__ is not None else error
             detail = f": {cause}" if isinstance(cause, StoreUnavailableError) else ""
-            log.warning("%s for tenant %s failed: %s (%s%s)", where, tenant, api.body["error"]["code"],
-                        type(cause).__name__, detail)
+            log.warning("%s for tenant %s failed: %s (%s%s) [request %s]", where, tenant, api.body["error"]["code"],
+                        type(cause).__name__, detail, _REQUEST_ID.get())
         return api
 
     def _failed(self, error: BaseException, tenant: str, where: str) -> JSONResponse:
@@ -169,7 +207,7 @@ class Service:
         try:
             tenant = self._tenant(request)
             tenant_name = tenant.name
-            chat = parse_chat(self._json(await self._body(request)))
+            chat = parse_chat(self._json(await self._body(request)), self.config.max_messages)
             kwargs = {**chat.params, "task": chat.task,
                       "budget_key": None if self.keys.open else tenant.budget_key}
             if chat.stream:  # counted when it ends (a stream that breaks is not a 200)
@@ -206,9 +244,10 @@ class Service:
                      first: Any, tenant: str, started: float) -> AsyncIterator[bytes]:
         """The stream's SSE events, each chunk with the route id. Without include_usage the finish chunk is held
         back to carry the usage and the `bandit_router` field; a break after the first chunk ends in an error
-        event."""
+        event. A stream cut part-way (broken, or closed by its client) counts the worst case its budget was charged
+        as spend."""
         decision = stream.decision
-        created, relayed, held = int(time.time()), 0, None
+        created, relayed, held, ended = int(time.time()), 0, None, False
         pending = [] if first is None else [first]
         try:
             while True:
@@ -225,7 +264,7 @@ class Service:
                 else:
                     held = body
         except StopAsyncIteration:
-            pass
+            ended = True
         except Exception as error:  # broken after the first chunk: the client gets an error event
             api = self._report(stream_broken(error, relayed, self.endpoints), error, tenant, "stream")
             self.metrics.inc("bandit_router_requests_total", status=str(api.status))
@@ -235,7 +274,9 @@ class Service:
             self.metrics.inc("bandit_router_requests_total", status="499")
             raise
         finally:
-            await chunks.aclose()
+            await chunks.aclose()  # cut part-way: the budget is charged the worst case, which stream.cost then holds
+            if not ended and stream.cost is not None:
+                self.metrics.inc("bandit_router_spend_usd_total", stream.cost, model=decision.model)
         self._served(decision, stream.cost, started, time.time())
         self.metrics.inc("bandit_router_requests_total", status="200")
         yield _sse(self._last_chunk(chat, stream, held, created)) + b"data: [DONE]\n\n"
@@ -279,7 +320,8 @@ class Service:
         return JSONResponse({"route_id": route_id, "applied": True, "persisted": persisted})
 
     def _rate(self, route_id: str, score: Any, token: str | None, tenant: str) -> bool:
-        """Apply a rating; with a state store, acknowledge only once it is merged into the store."""
+        """Apply a rating; whether it is merged into the state store (False without one, or when the store does
+        not answer: the rating stays queued on this replica for the next sync)."""
         self.router.feedback(route_id, score, token=token, source=tenant)
         with self._lock:
             if route_id in self._routes:
@@ -288,9 +330,10 @@ class Service:
             return False
         try:
             self.router.sync()
-        except StoreUnavailableError as error:  # logged by _report; the tenant is not shown the store's detail
-            raise APIError(503, "the rating was applied on this replica and queued, but the state store did not "
-                                "confirm it; do not resend it", "server_error", "store_unavailable") from error
+        except StoreUnavailableError as error:  # applied all the same: a resent rating would be a duplicate
+            log.warning("feedback for tenant %s applied but not persisted, queued for the next sync: %s [request %s]",
+                        tenant, error, _REQUEST_ID.get())
+            return False
         return True
 
     async def models(self, request: Request) -> Response:
@@ -309,7 +352,11 @@ class Service:
             return JSONResponse(error.body, status_code=error.status)
 
     async def health(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok", "models": list(self.router.models)})
+        """ok, or 503 while the state store (which holds the shared budget too) cannot be reached."""
+        if await self._health.reachable():
+            return JSONResponse({"status": "ok", "models": list(self.router.models)})
+        return JSONResponse({"status": "unavailable", "reason": "the state store is unavailable",
+                             "models": list(self.router.models)}, status_code=503)
 
     async def scrape(self, request: Request) -> Response:
         with self._lock:
@@ -329,3 +376,59 @@ class Service:
             read["bandit_router_budget_remaining_usd"] = ("gauge", "What the budget can still reserve this period.",
                                                           {(): budget.remaining()})
         return Response(self.metrics.render(read), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+class _StoreProbe:
+    """Whether the `[state]` store answers: a Redis PING, or a read of the SQLite file's schema, within
+    HEALTH_TIMEOUT. One probe runs at a time (concurrent health checks wait for the same one). The router's state
+    and the shared budget are in the same Redis or file, so one probe answers for both."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self._redis: Any = None
+        self.where = ""
+        if "redis" in state:
+            import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            self._redis = redis.Redis.from_url(state["redis"], socket_timeout=HEALTH_TIMEOUT,
+                                               socket_connect_timeout=HEALTH_TIMEOUT, retry=Retry(NoBackoff(), 0))
+            kwargs = self._redis.connection_pool.connection_kwargs  # the URL without its password, for the log
+            address = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"  # unix:// or TCP
+            self.where = f"Redis at {address}/{kwargs.get('db', 0)}"
+        self._sqlite = state.get("sqlite")
+        if self._sqlite is not None:
+            self.where = f"SQLite file {self._sqlite!r}"
+        self._probe: asyncio.Future[str | None] | None = None
+        self._down = False
+
+    def _check(self) -> str | None:
+        """Why the store cannot be reached, or None."""
+        try:
+            if self._redis is not None:
+                self._redis.ping()
+            elif self._sqlite is not None:  # mode=rw: a missing file is an error, not created empty
+                with closing(sqlite3.connect(f"file:{quote(self._sqlite)}?mode=rw", uri=True,
+                                             timeout=HEALTH_TIMEOUT)) as conn:
+                    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except Exception as error:  # unreachable, refused, timed out, not a database, ...
+            return f"{type(error).__name__}: {error}"
+        return None
+
+    async def reachable(self) -> bool:
+        """Whether the store answered (True without a store); a change is logged, with the cause when it fails."""
+        if not self.where:
+            return True
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.get_running_loop().run_in_executor(None, self._check)
+        try:
+            problem = await asyncio.wait_for(asyncio.shield(self._probe), HEALTH_TIMEOUT)
+        except asyncio.TimeoutError:
+            problem = f"no answer within {HEALTH_TIMEOUT:g} s"
+        if (problem is not None) != self._down:
+            self._down = problem is not None
+            if problem is None:
+                log.info("health: %s answers again", self.where)
+            else:
+                log.warning("health: %s is unavailable: %s", self.where, problem)
+        return problem is None

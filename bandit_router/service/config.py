@@ -37,7 +37,7 @@ _TOP = {"models", "policy", "policy_settings", "cost_weight", "spend_target", "e
 _STATE = {"redis", "sqlite", "namespace", "sync_every"}
 _BUDGET = {"limit", "period", "key_limit", "pacer", "bins"}
 _FEEDBACK = {"secret_env", "limit_per_tenant", "window", "token_ttl"}
-_SERVER = {"host", "port", "max_body_bytes", "shutdown_timeout"}
+_SERVER = {"host", "port", "max_body_bytes", "max_messages", "shutdown_timeout"}
 _PRIOR = {"table", "strength", "invalid_rows"}
 
 _Kind = tuple[str, Callable[[Any], bool]]  # what a field must be (as the error says it), and the test of a value
@@ -87,7 +87,7 @@ _FIELDS: dict[str, _Kind] = {
     "feedback.secret_env": _VARIABLE, "feedback.limit_per_tenant": _COUNT, "feedback.window": _SECONDS,
     "feedback.token_ttl": _SECONDS,
     "server.host": _TEXT, "server.port": ("an integer in [0, 65535]", lambda v: _integer(v) and 0 <= v <= 65535),
-    "server.max_body_bytes": _COUNT, "server.shutdown_timeout": _SECONDS_OR_0,
+    "server.max_body_bytes": _COUNT, "server.max_messages": _COUNT, "server.shutdown_timeout": _SECONDS_OR_0,
     "prior.table": ("the path of a routing-table folder", _text),
     "prior.strength": ("a finite number > 0 (online observations per offline one)", lambda v: _number(v) and v > 0),
     "prior.invalid_rows": _one_of("raise", "drop"),
@@ -158,6 +158,7 @@ class ServiceConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     max_body_bytes: int = 4_000_000
+    max_messages: int = 1000  # messages, content parts and tool calls in all per request (see parse_chat)
     shutdown_timeout: float = 30.0  # seconds a stopping server waits for the requests in flight (streams)
     feedback_secret: str | None = field(default=None, repr=False)
     judge: Model | None = None  # what `bandit-router score-table` grades with; not served, so its key is not needed
@@ -324,11 +325,25 @@ def parse_config(config: Mapping[str, Any], env: Mapping[str, str] | None = None
                            tenants=[Tenant.from_config(_check(t, f"tenants[{i}]", _TENANT), i)
                                     for i, t in enumerate(tenants)],
                            host=server.get("host", "127.0.0.1"), port=server.get("port", 8000),
-                           max_body_bytes=server.get("max_body_bytes", 4_000_000), feedback_secret=secret,
+                           max_body_bytes=server.get("max_body_bytes", 4_000_000),
+                           max_messages=server.get("max_messages", 1000), feedback_secret=secret,
                            judge=judge, judge_key_env=entry.get("api_key_env") if isinstance(entry, Mapping) else None,
                            shutdown_timeout=float(server.get("shutdown_timeout", 30.0)))
     parsed.keyring()  # distinct tenant names
+    _distinct_keys(parsed.tenants)
     return parsed
+
+
+def _distinct_keys(tenants: list[Tenant]) -> None:
+    """ConfigError naming both tenants when two have the same key entry (salt and key_sha256): the key would find
+    only one of them, and the other's settings would be ignored."""
+    seen: dict[tuple[bytes, str], int] = {}
+    for i, tenant in enumerate(tenants):
+        first = seen.setdefault((bytes.fromhex(tenant.salt), tenant.key_sha256), i)
+        if first != i:
+            raise ConfigError(f"tenants[{first}] ({tenants[first].name!r}) and tenants[{i}] ({tenant.name!r}) have "
+                              "the same salt and key_sha256: their key would be taken for one of them only, the other "
+                              "never used; give each tenant its own key (`bandit-router serve --hash-key`)")
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None, keys: bool = True) -> ServiceConfig:

@@ -18,11 +18,13 @@ _FAMILIES = {
     "bandit_router_requests_total": ("counter", "Chat completion requests answered, by HTTP status "
                                                     "(499: a stream its client closed)."),
     "bandit_router_decisions_total": ("counter", "Routing decisions served, by the model that answered."),
-    "bandit_router_spend_usd_total": ("counter", "USD charged for served calls, by model."),
+    "bandit_router_spend_usd_total": ("counter", "USD charged to the budget for calls, by model: a served answer's "
+                                                 "cost, a stream cut part-way its worst case."),
     "bandit_router_feedback_received_total": ("counter", "Ratings received on /v1/feedback for this replica."),
     "bandit_router_feedback_forwarded_total": ("counter", "Ratings passed on to the replica that served the answer."),
     "bandit_router_feedback_applied_total": ("counter", "Ratings applied to the learned state (and persisted "
-                                                        "to the shared store when there is one)."),
+                                                        "to the shared store when there is one, or queued for "
+                                                        "it when it did not answer)."),
     "bandit_router_feedback_rejected_total": ("counter", "Ratings refused, by reason."),
     "bandit_router_routing_seconds": ("histogram", "Time from request to routing decision (encode + policy)."),
     "bandit_router_upstream_seconds": ("histogram", "Time from routing decision to the upstream answer's end, "

@@ -23,6 +23,7 @@ __all__ = ["APIError", "ChatRequest", "parse_chat", "parse_feedback", "api_error
 ROUTER_MODEL = "router"
 _OBJECT = re.compile(r"<[^<>]* object at 0x[0-9a-fA-F]+>")  # a Python object's repr, with its memory address
 STORE_UNAVAILABLE = "the state store is unavailable; retry later"  # what a tenant is told of a store's failure
+_NO_RETRY = {"x-should-retry": "false"}  # OpenAI's SDKs do not retry an answer with this header
 # OpenAI request fields passed through to the chosen model
 _PASSED = {"temperature", "top_p", "n", "stop", "max_tokens", "max_completion_tokens", "presence_penalty",
            "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "user", "seed", "tools", "tool_choice",
@@ -75,10 +76,13 @@ def api_error(error: BaseException, private: Sequence[str] = ()) -> APIError:
         causes = "; ".join(f"{model}: {type(cause).__name__}: {public(str(cause), private)[:300]}"
                            for model, cause in error.failures.items())
         return APIError(502, f"no model could serve the request after {len(error.failures)} attempt(s): {causes}",
-                        "server_error", "upstream_failed")
+                        "server_error", "upstream_failed", headers=_NO_RETRY)  # a retry re-runs every fallback
     message = public(str(error), private)
     if isinstance(error, BudgetExceededError):  # retrying cannot help: tell OpenAI's SDKs not to
-        return APIError(429, message, "insufficient_quota", "budget_exceeded", headers={"x-should-retry": "false"})
+        return APIError(429, message, "insufficient_quota", "budget_exceeded", headers=_NO_RETRY)
+    if isinstance(error, FeedbackLimitError):  # named as the service's config names it
+        return APIError(429, f"this tenant's ratings are at their limit: feedback.limit_per_tenant allows "
+                             f"{error.limit} per {error.window:g} s", "rate_limit_exceeded", "feedback_limit")
     table: list[tuple[type, int, str, str]] = [
         (NoEligibleModelError, 400, "invalid_request_error", "no_eligible_model"),
         (InvalidPromptError, 400, "invalid_request_error", "invalid_prompt"),
@@ -86,7 +90,6 @@ def api_error(error: BaseException, private: Sequence[str] = ()) -> APIError:
         (UnknownRouteError, 404, "invalid_request_error", "unknown_route"),
         (DuplicateFeedbackError, 409, "invalid_request_error", "duplicate_feedback"),
         (InvalidFeedbackTokenError, 403, "invalid_request_error", "invalid_feedback_token"),
-        (FeedbackLimitError, 429, "rate_limit_exceeded", "feedback_limit"),
     ]
     for kind, status, type_, code in table:
         if isinstance(error, kind):
@@ -143,8 +146,22 @@ def _dial(model: Any) -> float | None:
     return value
 
 
-def parse_chat(body: Any) -> ChatRequest:
-    """A ChatRequest from a request body; APIError(400) naming the field on anything invalid."""
+def _check_size(messages: list[dict[str, Any]], limit: int) -> None:
+    """APIError(400) when `messages` holds more than `limit` messages, content parts and tool calls in all: the
+    upstream SDK transforms each one on the event loop (about 0.15 ms apiece), so their number bounds the time one
+    request holds up every other."""
+    nested = sum(len(value) for m in messages for value in (m.get("content"), m.get("tool_calls"))
+                 if isinstance(value, list))
+    if len(messages) + nested > limit:
+        held = f" with {nested} content parts and tool calls, {len(messages) + nested} in all" if nested else ""
+        raise APIError(400, f"messages has {len(messages)} messages{held}; server.max_messages allows {limit} (a "
+                            "content part or a tool call counts as a message)", code="invalid_value",
+                       param="messages")
+
+
+def parse_chat(body: Any, max_messages: int) -> ChatRequest:
+    """A ChatRequest from a request body; APIError(400) naming the field on anything invalid (more than
+    `max_messages` messages, content parts and tool calls too)."""
     if not isinstance(body, dict):
         raise APIError(400, "the request body must be a JSON object", code="invalid_json")
     unknown = sorted(set(body) - _PASSED - _OWN)
@@ -161,6 +178,7 @@ def parse_chat(body: Any) -> ChatRequest:
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise APIError(400, "messages must be a non-empty array of message objects with a 'role'",
                        code="invalid_value", param="messages")
+    _check_size(messages, max_messages)
     try:
         messages_of(messages)
     except InvalidPromptError as error:

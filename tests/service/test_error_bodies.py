@@ -119,8 +119,8 @@ def test_redact_keys_masks_the_keys_and_not_the_prompts_in_flight() -> None:
         assert redact_keys(text) == f"{SECRET_LINE} / [REDACTED]"  # what a client gets
 
 
-def test_a_store_failure_answers_a_generic_503_and_the_log_has_the_cause(tmp_path: Path, upstream,
-                                                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_a_store_failure_is_a_generic_503_and_the_log_has_the_cause(tmp_path: Path, upstream,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "state.db"
     caplog.set_level(logging.WARNING, logger="bandit_router.service.app")
     with start_service(upstream.base_url, state={"sqlite": str(path)}) as served:
@@ -133,17 +133,18 @@ def test_a_store_failure_answers_a_generic_503_and_the_log_has_the_cause(tmp_pat
         chat = httpx.post(served.url + "/v1/chat/completions", headers=auth("team-a"), json=PROBE, timeout=30)
         rating = httpx.post(served.url + "/v1/feedback", headers=auth("team-a"), timeout=30,
                             json={"route_id": answered.json()["id"], "score": 1.0})
-    for response in (chat, rating):
-        assert response.status_code == 503, response.text
-        assert response.json()["error"]["code"] == "store_unavailable"
-        assert response.json()["error"]["type"] == "server_error"
-        assert str(tmp_path) not in response.text and "no such table" not in response.text
-    assert chat.json()["error"]["message"] == STORE_UNAVAILABLE
-    assert "do not resend it" in rating.json()["error"]["message"]  # the rating was queued: the tenant is told so
+    assert chat.status_code == 503, chat.text
+    assert chat.json()["error"] == {"message": STORE_UNAVAILABLE, "type": "server_error", "param": None,
+                                    "code": "store_unavailable"}
+    assert str(tmp_path) not in chat.text and "no such table" not in chat.text
+    # the rating was applied on this replica and queued for the next sync: answered so that it is not resent
+    assert rating.status_code == 200 and rating.json()["persisted"] is False, rating.text
+    assert str(tmp_path) not in rating.text
     logged = "\n".join(r.getMessage() for r in caplog.records)
-    for where in ("chat completion", "feedback"):
-        assert (f"{where} for tenant team-a failed: store_unavailable (StoreUnavailableError: SQLite file "
-                f"{str(path)!r} failed: no such table") in logged
+    assert (f"chat completion for tenant team-a failed: store_unavailable (StoreUnavailableError: SQLite file "
+            f"{str(path)!r} failed: no such table") in logged
+    assert (f"feedback for tenant team-a applied but not persisted, queued for the next sync: SQLite file "
+            f"{str(path)!r} failed: no such table") in logged
 
 
 def test_an_unreachable_self_hosted_model_does_not_show_tenants_where_it_runs():
