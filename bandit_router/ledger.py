@@ -6,7 +6,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -44,10 +44,22 @@ class Pending:
 
     @classmethod
     def of(cls, decision: Decision, vector: np.ndarray) -> "Pending":
-        names = tuple(decision.predicted_cost)
-        return cls(vector, decision.model, decision.created_at, decision.cost_weight, names,
-                   normalised_costs(decision.predicted_cost.values()),
-                   np.array([decision.probabilities[name] for name in names]))
+        return cls.made(vector, decision.model, decision.created_at, decision.cost_weight, decision.predicted_cost,
+                        decision.probabilities)
+
+    @classmethod
+    def logged(cls, row: Mapping[str, Any]) -> "Pending":
+        """What `of` built for a decision, rebuilt from its decision-log row (see SQLiteDecisionLog)."""
+        predictions = row["predictions"]
+        return cls.made(np.array(row["vector"]), row["model"], float(row["created_at"]), float(row["cost_weight"]),
+                        predictions["cost"], predictions["probabilities"])
+
+    @classmethod
+    def made(cls, vector: np.ndarray, model: str, created_at: float, cost_weight: float,
+             predicted_cost: Mapping[str, float], probabilities: Mapping[str, float]) -> "Pending":
+        names = tuple(predicted_cost)
+        return cls(vector, model, created_at, cost_weight, names, normalised_costs(predicted_cost.values()),
+                   np.array([probabilities[name] for name in names]))
 
     def outcome(self, reward: float) -> Outcome:
         """The outcome of this decision's model scoring `reward`, with the routing context it was chosen in."""
@@ -96,7 +108,8 @@ class OutcomeLedger:
                 error, why = _WHY.get(self.closed.get(route_id, ""), (UnknownRouteError, ""))
                 raise error(f"route_id {route_id!r} {why}" if why else
                             f"unknown route_id {route_id!r}: not made by this router, or made before it was restarted "
-                            f"or loaded (decisions wait for feedback in memory and are not saved), or forgotten "
+                            f"or loaded (decisions wait for feedback in memory; Router.restore_pending re-opens "
+                            f"them from a decision log with vectors), or forgotten "
                             f"beyond max_pending")
             if self.quota is not None:
                 source = self.quota.check(source)
@@ -122,6 +135,23 @@ class OutcomeLedger:
         with self.lock:
             for route_id in [r for r, p in self.waiting.items() if p.model == name]:
                 self.close(route_id, "dropped")
+
+    def restore(self, entries: Iterable[tuple[str, Pending]]) -> int:
+        """Wait again for feedback on `entries` (route_id, Pending), e.g. rebuilt from the decision log after a
+        restart; how many now wait. Skipped: those older than pending_ttl, and those already waiting or closed
+        here. Only the room max_pending leaves is filled, newest first: no waiting decision is pushed out."""
+        with self.lock:
+            self.expire()
+            deadline = time.time() - self.settings.pending_ttl
+            fresh = sorted(((route_id, pending) for route_id, pending in entries if pending.created_at > deadline
+                            and route_id not in self.waiting and route_id not in self.closed),
+                           key=lambda entry: entry[1].created_at)
+            room = self.settings.max_pending - len(self.waiting)
+            fresh = fresh[-room:] if room > 0 else []
+            merged = sorted([*self.waiting.items(), *fresh], key=lambda entry: entry[1].created_at)  # oldest first
+            self.waiting.clear()
+            self.waiting.update(merged)
+            return len(fresh)
 
     def is_waiting(self, route_id: str) -> bool:
         with self.lock:

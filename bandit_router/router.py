@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -20,7 +21,7 @@ from .decision import Completion, Decision, Messages, messages_of
 from .encoders import Encoder
 from .errors import ConfigError, NoEligibleModelError
 from .gate import BudgetGate
-from .ledger import OutcomeLedger
+from .ledger import OutcomeLedger, Pending
 from .models import Model, check_tokens, estimate_tokens
 from .outcome import Outcome, normalised_costs
 from .policies import Policy, make_policy
@@ -296,6 +297,44 @@ class Router:
         with self.lock:
             self.policy.learn(outcomes)
         self._maybe_sync()
+
+    def restore_pending(self) -> int:
+        """Wait again for feedback on the decisions this router's decision log holds from before a restart or
+        `load`, so that `feedback` (with their feedback tokens, if signed) applies to them as if the router had not
+        restarted; how many now wait. Call it once, after loading and before routing.
+
+        Restored: decisions whose call was served (a `route` alone once `settle` reported its cost), not rated,
+        made within pending_ttl, logged with a vector of the router's dimension for a model it still has; not
+        those already waiting or closed here (as far as the last max_pending closed are remembered). They fill
+        the room max_pending leaves, newest first, and push out no waiting decision. Their vectors are the
+        logged float32 copies (exact unless task hints widened them). A decision pushed out by max_pending
+        before the restart is restored too (with an expired_reward it has learned that reward already).
+
+        Restore only from a log this router alone writes: replicas sharing a log file would each restore the
+        others' decisions, so a rating could reach two of them, or one could learn an expired_reward for a
+        decision rated by another. ConfigError without a log, without store_vectors, or with a log that cannot
+        list its rows.
+        """
+        if self.log is None:
+            raise ConfigError("restore_pending needs a decision log: create or load the router with "
+                              "log=LogSettings(path, store_vectors=True)")
+        if not self.log_settings.store_vectors:
+            raise ConfigError("restore_pending needs a decision log that stores prompt vectors: "
+                              "log=LogSettings(path, store_vectors=True)")
+        since = time.time() - self.feedback_settings.pending_ttl
+        try:
+            rows = list(self.log.served_unrated(since))
+        except NotImplementedError:
+            raise ConfigError(f"restore_pending needs a decision log that can list its rows; "
+                              f"{type(self.log).__name__} cannot") from None
+        with self.lock:
+            usable = [(row["route_id"], Pending.logged(row)) for row in rows if row["model"] in self.models
+                      and row["vector"] is not None and np.shape(row["vector"]) == (self.dim,)]
+        if len(usable) < len(rows):
+            log.warning("restore_pending: %d served, unrated decision(s) not restored: logged without a vector, with "
+                        "a vector of another dimension, or for a model no longer in the router",
+                        len(rows) - len(usable))
+        return self.ledger.restore(usable)
 
     def pending(self, route_id: str) -> bool:
         """Whether `route_id` is still waiting for feedback."""

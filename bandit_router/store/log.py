@@ -36,7 +36,14 @@ class DecisionLog(ABC):
 
     @abstractmethod
     def rows(self) -> Iterator[dict[str, Any]]:
-        """Every logged decision as a dict, oldest first (vectors as float32 arrays)."""
+        """Every logged decision as a dict, oldest first (vectors as float32 arrays); a log that cannot list its
+        rows raises NotImplementedError."""
+
+    def served_unrated(self, since: float) -> Iterator[dict[str, Any]]:
+        """The decisions made after `since` (a Unix time) whose call was served and that have no score yet, oldest
+        first, as `rows` gives them."""
+        return (row for row in self.rows()
+                if row["status"] == "served" and row["score"] is None and row["created_at"] > since)
 
     def close(self) -> None:
         """Release the log's resources."""

@@ -182,8 +182,15 @@ class SQLiteDecisionLog(DecisionLog):
         self._execute("UPDATE decisions SET score=?, rewarded_at=? WHERE route_id=?", (score, time.time(), route_id))
 
     def rows(self) -> Iterator[dict[str, Any]]:
+        return self._select("", ())
+
+    def served_unrated(self, since: float) -> Iterator[dict[str, Any]]:
+        return self._select("WHERE status='served' AND score IS NULL AND created_at > ?", (since,))
+
+    def _select(self, where: str, params: tuple[Any, ...]) -> Iterator[dict[str, Any]]:
+        """The decisions `where` selects, oldest first, decoded."""
         with self._lock:
-            cursor = self._conn.execute("SELECT * FROM decisions ORDER BY created_at, rowid")
+            cursor = self._conn.execute(f"SELECT * FROM decisions {where} ORDER BY created_at, rowid", params)
             names = [c[0] for c in cursor.description]
             rows = cursor.fetchall()
         for values in rows:
