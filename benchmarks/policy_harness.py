@@ -101,7 +101,8 @@ def main() -> None:
         for seed in range(args.seeds):
             chosen, order = run(table, vectors, norm_cost, args.policy, settings, dial, seed)
             s, c = table.scores[order, chosen], table.costs[order, chosen]
-            rows.append((s.mean(), c.mean(), learning_curve(s, c, checkpoints, table.costs[order], table.scores[order])))
+            running = learning_curve(s, c, checkpoints, table.costs[order], table.scores[order])
+            rows.append((s.mean(), c.mean(), running))
         s, c = np.mean([r[0] for r in rows]), np.mean([r[1] for r in rows])
         g = [float(hull_gain(r[1], r[0], *singles)) for r in rows]
         gains.append(np.mean(g))

@@ -16,8 +16,8 @@ from ..errors import (AllModelsFailedError, BudgetExceededError, ConfigError, Du
 from ..feedback import check_call_kwargs
 from ..redaction import MIN_LENGTH, redact_keys
 
-__all__ = ["APIError", "ChatRequest", "parse_chat", "parse_feedback", "api_error", "stream_broken", "endpoints", "public",
-           "completion_body", "chunk_body", "usage_chunk", "with_usage", "model_object", "ROUTER_MODEL",
+__all__ = ["APIError", "ChatRequest", "parse_chat", "parse_feedback", "api_error", "stream_broken", "endpoints",
+           "public", "completion_body", "chunk_body", "usage_chunk", "with_usage", "model_object", "ROUTER_MODEL",
            "STORE_UNAVAILABLE"]
 
 ROUTER_MODEL = "router"
