@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
@@ -181,8 +182,8 @@ def _costs(args: argparse.Namespace) -> int:
     print("| model | calls | mean predicted cost | mean realised cost | mean absolute % error |\n"
           "|---|---:|---:|---:|---:|")
     for model, e in errors.items():
-        print(f"| {model} | {e['calls']} | {e['mean_predicted']:.4g} | {e['mean_realised']:.4g} | "
-              f"{100 * e['mape']:.1f}% |")
+        mape = "n/a (every realised cost is 0)" if math.isnan(e["mape"]) else f"{100 * e['mape']:.1f}%"
+        print(f"| {model} | {e['calls']} | {e['mean_predicted']:.4g} | {e['mean_realised']:.4g} | {mape} |")
     if not errors:
         print("(no served call with a predicted and a realised cost in the log)", file=sys.stderr)
     return 0

@@ -165,3 +165,13 @@ def test_cli_prints_the_cost_models_error_from_a_decision_log(make_router, tmp_p
     for model in {d.decision.model for d in done}:
         assert f"| {model} | {errors[model]['calls']} |" in out and f"{100 * errors[model]['mape']:.1f}% |" in out
     assert main(["costs", str(tmp_path / "missing.sqlite")]) == 2
+
+
+def test_cli_costs_says_n_a_for_a_model_whose_every_realised_cost_is_0(tmp_path, capsys):
+    from bandit_router.cli import main
+
+    router = Router(unpriced("openai/local-llama"), encoder=hashed_bow, seed=0, log=tmp_path / "log.sqlite")
+    router.complete(PROMPT, mock_response="A short answer.")  # a local model: it costs nothing
+    assert main(["costs", str(tmp_path / "log.sqlite")]) == 0
+    out = capsys.readouterr().out
+    assert "| openai/local-llama | 1 |" in out and "n/a (every realised cost is 0) |" in out and "nan" not in out
