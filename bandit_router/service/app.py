@@ -7,16 +7,14 @@ import asyncio
 import json
 import logging
 import re
-import sqlite3
 import sys
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from contextlib import aclosing, closing
+from contextlib import aclosing
 from contextvars import ContextVar
 from typing import Any, AsyncGenerator, AsyncIterator
-from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -29,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import StoreUnavailableError
 from ..router import Router
+from ..store import StateStore
 from ..streaming import AsyncRoutedStream
 from .auth import Tenant
 from .config import ServiceConfig
@@ -93,7 +92,7 @@ class Service:
         self.metrics = Metrics()
         self._routes: OrderedDict[str, list] = OrderedDict()  # route_id -> [tenant, created_at, rated]
         self._lock = threading.Lock()
-        self._health = _StoreProbe(config.state)
+        self._health = _StoreProbe(self.router.replica.store if self.router.replica is not None else None)
         self.app = Starlette(routes=[
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/v1/feedback", self.feedback, methods=["POST"]),
@@ -379,56 +378,41 @@ class Service:
 
 
 class _StoreProbe:
-    """Whether the `[state]` store answers: a Redis PING, or a read of the SQLite file's schema, within
-    HEALTH_TIMEOUT. One probe runs at a time (concurrent health checks wait for the same one). The router's state
-    and the shared budget are in the same Redis or file, so one probe answers for both."""
+    """Whether the router's state store answers its `ping` within HEALTH_TIMEOUT. One probe runs at a time
+    (concurrent health checks wait for the same one). The shared budget is kept in the same Redis or file
+    (ServiceConfig.make_budget), so one probe answers for both."""
 
-    def __init__(self, state: dict[str, Any]) -> None:
-        self._redis: Any = None
-        self.where = ""
-        if "redis" in state:
-            import redis
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-
-            self._redis = redis.Redis.from_url(state["redis"], socket_timeout=HEALTH_TIMEOUT,
-                                               socket_connect_timeout=HEALTH_TIMEOUT, retry=Retry(NoBackoff(), 0))
-            kwargs = self._redis.connection_pool.connection_kwargs  # the URL without its password, for the log
-            address = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"  # unix:// or TCP
-            self.where = f"Redis at {address}/{kwargs.get('db', 0)}"
-        self._sqlite = state.get("sqlite")
-        if self._sqlite is not None:
-            self.where = f"SQLite file {self._sqlite!r}"
+    def __init__(self, store: StateStore | None) -> None:
+        self._store = store
         self._probe: asyncio.Future[str | None] | None = None
         self._down = False
 
-    def _check(self) -> str | None:
-        """Why the store cannot be reached, or None."""
+    @staticmethod
+    def _check(store: StateStore) -> str | None:
+        """Why `store` cannot be reached, or None."""
         try:
-            if self._redis is not None:
-                self._redis.ping()
-            elif self._sqlite is not None:  # mode=rw: a missing file is an error, not created empty
-                with closing(sqlite3.connect(f"file:{quote(self._sqlite)}?mode=rw", uri=True,
-                                             timeout=HEALTH_TIMEOUT)) as conn:
-                    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except Exception as error:  # unreachable, refused, timed out, not a database, ...
-            return f"{type(error).__name__}: {error}"
+            store.ping(HEALTH_TIMEOUT)
+        except StoreUnavailableError as error:  # it names the store and the cause
+            return str(error)
+        except Exception as error:  # a ping that failed otherwise: still no answer
+            return f"{store!r} failed: {type(error).__name__}: {error}"
         return None
 
     async def reachable(self) -> bool:
         """Whether the store answered (True without a store); a change is logged, with the cause when it fails."""
-        if not self.where:
+        store = self._store
+        if store is None:
             return True
         if self._probe is None or self._probe.done():
-            self._probe = asyncio.get_running_loop().run_in_executor(None, self._check)
+            self._probe = asyncio.get_running_loop().run_in_executor(None, self._check, store)
         try:
             problem = await asyncio.wait_for(asyncio.shield(self._probe), HEALTH_TIMEOUT)
         except asyncio.TimeoutError:
-            problem = f"no answer within {HEALTH_TIMEOUT:g} s"
+            problem = f"{store!r} gave no answer within {HEALTH_TIMEOUT:g} s"
         if (problem is not None) != self._down:
             self._down = problem is not None
             if problem is None:
-                log.info("health: %s answers again", self.where)
+                log.info("health: %r answers again", store)
             else:
-                log.warning("health: %s is unavailable: %s", self.where, problem)
+                log.warning("health: %s", problem)
         return problem is None

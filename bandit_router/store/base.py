@@ -108,6 +108,12 @@ class StateStore(ABC):
     def close(self) -> None:
         """Release connections."""
 
+    def ping(self, timeout: float) -> None:
+        """Check that the store answers, within `timeout` seconds and without retrying; StoreUnavailableError
+        naming the store when it does not. This default reads the totals, bounded only by the store's own
+        timeouts: stores override it."""
+        self.totals()
+
     def count_source(self, slot: int, period: float, window: int, add: int) -> tuple[int, int] | None:
         """Add `add` to feedback counter `slot` of fixed window number `window` (of `period` seconds) and return
         that counter in `window` and in `window - 1`, dropping older windows' counters (the per-source cap of

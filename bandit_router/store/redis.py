@@ -30,7 +30,8 @@ class RedisStateStore(StateStore):
 
         self._redis: Any = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         kwargs = self._redis.connection_pool.connection_kwargs
-        self.where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+        address = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"  # unix:// or TCP
+        self.where = f"{address}/{kwargs.get('db', 0)}"
         self.namespace = namespace
         self._state = f"bandit-router:{namespace}:state"
         self._batches = f"bandit-router:{namespace}:batches"
@@ -83,6 +84,25 @@ class RedisStateStore(StateStore):
             return decode_stats(self._redis.get(self._state))
         except redis.RedisError as error:
             raise self._unavailable(error) from None
+
+    def ping(self, timeout: float) -> None:
+        """PING on a connection of its own, made like the store's: connecting and the answer each wait at most
+        `timeout` seconds, and nothing is retried (the store's commands keep their own timeout)."""
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        pool = self._redis.connection_pool
+        conn = pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": timeout,
+                                        "socket_connect_timeout": timeout, "retry": Retry(NoBackoff(), 0)})
+        try:
+            conn.send_command("PING")
+            conn.read_response()
+        except redis.RedisError as error:  # refused, timed out, wrong password, ...
+            problem = f"{type(error).__name__}: {error}"
+            raise StoreUnavailableError(f"Redis at {self.where} is unavailable ({problem})") from None
+        finally:
+            conn.disconnect()
 
     def close(self) -> None:
         self._redis.close()

@@ -14,9 +14,10 @@ import random
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
+from urllib.parse import quote
 
 import numpy as np
 
@@ -298,6 +299,16 @@ class SQLiteStateStore(StateStore):
 
     def totals(self) -> Stats:
         return self._file.run(self._read)
+
+    def ping(self, timeout: float) -> None:
+        """Open the file anew and read its schema, waiting at most `timeout` seconds for a busy file, once. Not
+        through the store's connection, which still reaches a file moved or deleted since; and read-write, not
+        create: a missing file is unavailable, never made empty."""
+        try:
+            with closing(sqlite3.connect(f"file:{quote(self.path)}?mode=rw", uri=True, timeout=timeout)) as conn:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error as error:  # missing, unreadable, not a database, busy past `timeout`
+            raise StoreUnavailableError(f"SQLite file {self.path!r} is unavailable ({error})") from None
 
     def close(self) -> None:
         self._file.close()

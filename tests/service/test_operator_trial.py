@@ -23,6 +23,7 @@ import pytest
 from bandit_router.errors import ConfigError
 from bandit_router.service import parse_config
 from bandit_router.service.app import HEALTH_TIMEOUT, _StoreProbe
+from bandit_router.store import RedisStateStore
 
 from .conftest import KEYS, UPSTREAM_KEY, config_dict, metric, start_service
 from .test_streams_and_errors import BrokenUpstream, SlowUpstream
@@ -108,7 +109,7 @@ def test_healthz_does_not_hang_on_a_redis_that_never_answers() -> None:
     with socket.socket() as silent:  # accepts connections (the backlog), never answers a command
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
-        probe = _StoreProbe({"redis": f"redis://127.0.0.1:{silent.getsockname()[1]}/0"})
+        probe = _StoreProbe(RedisStateStore(f"redis://127.0.0.1:{silent.getsockname()[1]}/0"))
 
         async def twice() -> list[bool]:  # concurrent checks wait for one probe
             return list(await asyncio.gather(probe.reachable(), probe.reachable()))
