@@ -30,7 +30,7 @@ import json
 import math
 import threading
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -336,6 +336,23 @@ class Budget:
                 account.holds[reservation.id] = amount
                 account.expecting[reservation.id] = expected
             return reservation
+
+    def enlarge(self, reservation: Reservation, amount: float, expected: float | None = None) -> Reservation:
+        """A hold of `amount` (more than `reservation`'s) in its place, for the same call: a fallback to a dearer
+        model. Not a new query of the period (a period counted in queries would end early); BudgetExceededError,
+        `reservation` kept, if one of its accounts lacks the difference."""
+        amount = check_non_negative(amount, "amount", "USD")
+        expected = amount if expected is None else min(check_non_negative(expected, "expected", "USD"), amount)
+        with self._lock:
+            holders = self._holders(reservation)
+            for account in holders:
+                if amount - account.holds[reservation.id] > account.available():
+                    raise BudgetExceededError(f"the budget cannot raise a call's hold to its fallback's worst-case "
+                                              f"cost of ${amount:.6g}: ${account.available():.6g} left this period")
+            for account in holders:
+                account.holds[reservation.id] = amount
+                account.expecting[reservation.id] = expected
+            return replace(reservation, amount=amount, expected=expected)
 
     def refuse(self, key: str | None = None) -> None:
         """Count a request under `key` refused for want of budget (see `_refused`)."""

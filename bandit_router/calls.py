@@ -139,14 +139,13 @@ class ModelCaller:
                      and isinstance(call["function"].get("arguments"), str)]
         return hidden(query_text(messages)[1].split("\n") + arguments)
 
-    def call_kwargs(self, model: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    def call_kwargs(self, card: Model, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """LiteLLM's arguments for calling `model` with the call's `kwargs`: no retries of the same model unless
         the card's params or the call ask for them (a failing model is replaced by the next-best one instead), and
         under a budget the max_tokens its hold assumed when none is given (`BudgetGate.cap`).
         Credentials among the call's kwargs (an Authorization in extra_headers) are redacted from logs, as keys."""
         if secrets := credential_texts(kwargs):
             hide(secrets)
-        card = self.card(model)
         return {"max_retries": 0, **card.call_kwargs(), **kwargs, **self.gate.cap(card, kwargs)}
 
     def served(self, decision: Decision, model: str, failed: list[str]) -> Decision:
@@ -200,10 +199,10 @@ class ModelCaller:
         return AllModelsFailedError(f"no model could serve the request after {len(failures)} attempt(s): "
                                     f"{detail}{more}", failures)
 
-    def ended(self, decision: Decision, model: str, usage: Mapping[str, int], response: Any = None) -> float:
+    def ended(self, decision: Decision, card: Model, usage: Mapping[str, int], response: Any = None) -> float:
         """Settle and log a finished call; its cost: LiteLLM's response cost when `response` reports one, else the
         card's prices x the usage."""
-        cost = call_cost(response, self.card(model), usage)
+        cost = call_cost(response, card, usage)
         self.gate.settle(decision.route_id, cost)
         if self.log is not None:
             self.log.record_call(decision.route_id, cost, usage["prompt_tokens"], usage["completion_tokens"])
@@ -243,9 +242,9 @@ class ModelCaller:
         self.gate.release(decision.route_id)
         self.ledger.fail(decision.route_id, "unread")
 
-    def _finish(self, decision: Decision, model: str, response: Any) -> Completion:
+    def _finish(self, decision: Decision, card: Model, response: Any) -> Completion:
         usage = usage_of(response)
-        return Completion(response=response, decision=decision, cost=self.ended(decision, model, usage, response),
+        return Completion(response=response, decision=decision, cost=self.ended(decision, card, usage, response),
                           usage=usage)
 
     def complete(self, messages: list[dict[str, Any]], decision: Decision, kwargs: Mapping[str, Any]) -> Completion:
@@ -254,15 +253,16 @@ class ModelCaller:
         failures: dict[str, BaseException] = {}
         with self.hidden(messages):  # also while failures are noted and raised: a provider may repeat the prompt
             for model in self.order(decision):
+                card = self.card(model)  # the card the call is made, and charged, with
                 try:
-                    response = litellm.completion(messages=messages, **self.call_kwargs(model, kwargs))
+                    response = litellm.completion(messages=messages, **self.call_kwargs(card, kwargs))
                 except Exception as error:
                     self.failed(decision, model, error, failures)
                     continue
                 except BaseException:  # cancelled (asyncio), interrupted
                     self.abandoned(decision)
                     raise
-                return self._finish(self.served(decision, model, list(failures)), model, response)
+                return self._finish(self.served(decision, model, list(failures)), card, response)
             raise self.all_failed(decision, failures)
 
     async def acomplete(self, messages: list[dict[str, Any]], decision: Decision,
@@ -272,15 +272,16 @@ class ModelCaller:
         failures: dict[str, BaseException] = {}
         with self.hidden(messages):  # also while failures are noted and raised: a provider may repeat the prompt
             for model in self.order(decision):
+                card = self.card(model)  # the card the call is made, and charged, with
                 try:
-                    response = await litellm.acompletion(messages=messages, **self.call_kwargs(model, kwargs))
+                    response = await litellm.acompletion(messages=messages, **self.call_kwargs(card, kwargs))
                 except Exception as error:
                     self.failed(decision, model, error, failures)
                     continue
                 except BaseException:  # cancelled (asyncio), interrupted
                     self.abandoned(decision)
                     raise
-                return self._finish(self.served(decision, model, list(failures)), model, response)
+                return self._finish(self.served(decision, model, list(failures)), card, response)
             raise self.all_failed(decision, failures)
 
     def stream(self, messages: list[dict[str, Any]], decision: Decision, kwargs: Mapping[str, Any]) -> RoutedStream:

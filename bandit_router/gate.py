@@ -44,15 +44,16 @@ class BudgetGate:
         self.held: dict[str, tuple[Reservation, dict[str, float], float]] = {}
 
     def output_bound(self, card: Model) -> int:
-        """Output tokens per answer the worst case assumes when a call gives no max_tokens: the model's output limit,
-        else expected_output_tokens (a call to a priced model under a budget is capped at it: see `cap`)."""
-        return card.max_output_tokens or self.expected_output_tokens
+        """Output tokens per answer the worst case assumes when a call gives no max_tokens: the card's params'
+        max_tokens (or max_completion_tokens), which every call to it carries, else the model's output limit, else
+        expected_output_tokens (a call to a priced model under a budget is capped at it: see `cap`)."""
+        return (_given_max(card.params) or card.max_output_tokens or self.expected_output_tokens)
 
     def note_uncapped(self, cards: Iterable[Model]) -> None:
         """Warn, under a budget, of priced models with no output limit: calls to them that give no max_tokens are
         capped at expected_output_tokens (`cap`), which may cut answers short."""
         names = [c.name for c in cards if c.output_cost_per_token > 0 and not c.max_output_tokens
-                 and c.params.get("max_tokens") is None and c.params.get("max_completion_tokens") is None]
+                 and _given_max(c.params) is None]
         if self.budget is not None and names:
             log.warning("under a budget, calls to %s that give no max_tokens are capped at %d output tokens "
                         "(Limits.expected_output_tokens), so that their hold bounds them: set max_output_tokens on "
@@ -67,9 +68,7 @@ class BudgetGate:
     def cap(self, card: Model, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """The max_tokens a call must carry so that its hold bounds it: under a budget, for a priced model, when
         neither the call nor the card's params set max_tokens / max_completion_tokens, `output_bound`; else none."""
-        given = {**card.params, **kwargs}
-        if self.budget is None or card.output_cost_per_token <= 0 or \
-                given.get("max_tokens") is not None or given.get("max_completion_tokens") is not None:
+        if self.budget is None or card.output_cost_per_token <= 0 or _given_max({**card.params, **kwargs}):
             return {}
         return {"max_tokens": self.output_bound(card)}
 
@@ -114,14 +113,11 @@ class BudgetGate:
         if held is None or held[1][model] <= held[0].amount:
             return True
         hold, worst, taken = held
-        if not self.budget.fits(worst[model], hold.key):  # type: ignore[union-attr]
-            return False
         try:
-            bigger = self.budget.reserve(worst[model], hold.key,  # type: ignore[union-attr]
+            bigger = self.budget.enlarge(hold, worst[model],  # type: ignore[union-attr]
                                          expected=decision.predicted_cost[model])
-        except BudgetExceededError:  # spent by a concurrent call since `fits`
+        except BudgetExceededError:
             return False
-        self.budget.release(hold)  # type: ignore[union-attr]
         with self.lock:
             self.held[decision.route_id] = (bigger, worst, taken)
         return True
@@ -163,3 +159,8 @@ class BudgetGate:
         if held is not None:
             self.budget.release(held[0])  # type: ignore[union-attr]
         return held is not None or opened
+
+
+def _given_max(kwargs: Mapping[str, Any]) -> int | None:
+    """The output cap LiteLLM arguments set: max_tokens, else max_completion_tokens (None: neither)."""
+    return kwargs.get("max_tokens") or kwargs.get("max_completion_tokens") or None

@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Any, AsyncGenerator, Generator, Iterable, Mapping, Protocol
 
 from .decision import Decision, Messages, usage_of
-from .models import quiet_litellm
+from .models import Model, quiet_litellm
 
 __all__ = ["Attempts", "RoutedStream", "AsyncRoutedStream"]
 
@@ -16,13 +16,14 @@ __all__ = ["Attempts", "RoutedStream", "AsyncRoutedStream"]
 class Attempts(Protocol):
     """What a stream needs from the caller that made it (see `bandit_router.calls.ModelCaller`)."""
 
-    def call_kwargs(self, model: str, kwargs: Mapping[str, Any]) -> dict[str, Any]: ...
+    def card(self, model: str) -> Model: ...
+    def call_kwargs(self, card: Model, kwargs: Mapping[str, Any]) -> dict[str, Any]: ...
     def hidden(self, messages: Messages) -> AbstractContextManager[None]: ...
     def served(self, decision: Decision, model: str, failed: list[str]) -> Decision: ...
     def failed(self, decision: Decision, model: str, error: BaseException,
                failures: dict[str, BaseException]) -> None: ...
     def all_failed(self, decision: Decision, failures: dict[str, BaseException]) -> Exception: ...
-    def ended(self, decision: Decision, model: str, usage: Mapping[str, int], response: Any = None) -> float: ...
+    def ended(self, decision: Decision, card: Model, usage: Mapping[str, int], response: Any = None) -> float: ...
     def cut(self, decision: Decision) -> float | None: ...
     def abandoned(self, decision: Decision) -> None: ...
     def unused(self, decision: Decision) -> None: ...
@@ -70,8 +71,8 @@ class _StreamBase:
             self._held = False
             self.caller.unused(self.decision)
 
-    def _call_kwargs(self, model: str) -> dict[str, Any]:
-        return {"messages": self._messages, **self.caller.call_kwargs(model, self._kwargs)}
+    def _call_kwargs(self, card: Model) -> dict[str, Any]:
+        return {"messages": self._messages, **self.caller.call_kwargs(card, self._kwargs)}
 
     def _started(self, model: str) -> None:
         self.decision = self.caller.served(self.decision, model, list(self._failures))
@@ -88,9 +89,9 @@ class _StreamBase:
         if isinstance(error, Exception):  # GeneratorExit, cancellation: the consumer stopped reading
             self.caller.broke(self.decision, model, error)
 
-    def _ended(self, model: str) -> None:
+    def _ended(self, card: Model) -> None:
         usage = self.usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-        self.cost = self.caller.ended(self.decision, model, usage)
+        self.cost = self.caller.ended(self.decision, card, usage)
 
 
 class RoutedStream(_StreamBase):
@@ -116,9 +117,10 @@ class RoutedStream(_StreamBase):
         litellm = quiet_litellm()
 
         for model in self._order:
+            card = self.caller.card(model)  # the card the call is made, and charged, with
             try:
                 with self.caller.hidden(self._messages):
-                    chunks = iter(litellm.completion(**self._call_kwargs(model)))
+                    chunks = iter(litellm.completion(**self._call_kwargs(card)))
                     first = next(chunks, None)
             except Exception as error:
                 with self.caller.hidden(self._messages):  # the prompt stays out of the failure's note and log
@@ -138,7 +140,7 @@ class RoutedStream(_StreamBase):
             except BaseException as error:
                 self._cut(model, error)
                 raise
-            self._ended(model)
+            self._ended(card)
             return
         with self.caller.hidden(self._messages):
             raise self.caller.all_failed(self.decision, self._failures)
@@ -166,9 +168,10 @@ class AsyncRoutedStream(_StreamBase):
         litellm = quiet_litellm()
 
         for model in self._order:
+            card = self.caller.card(model)  # the card the call is made, and charged, with
             try:
                 with self.caller.hidden(self._messages):
-                    chunks = (await litellm.acompletion(**self._call_kwargs(model))).__aiter__()
+                    chunks = (await litellm.acompletion(**self._call_kwargs(card))).__aiter__()
                     first = await anext(chunks, None)
             except Exception as error:
                 with self.caller.hidden(self._messages):  # the prompt stays out of the failure's note and log
@@ -188,7 +191,7 @@ class AsyncRoutedStream(_StreamBase):
             except BaseException as error:
                 self._cut(model, error)
                 raise
-            self._ended(model)
+            self._ended(card)
             return
         with self.caller.hidden(self._messages):
             raise self.caller.all_failed(self.decision, self._failures)

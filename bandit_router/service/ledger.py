@@ -142,6 +142,13 @@ class SharedBudget(Budget, ABC):
                                       f"${left / PICO:.6g} of ${limit:.6g} left this period ({self.where})")
         return Reservation(hold, amount, key, amount if expected is None else min(expected, amount))
 
+    def enlarge(self, reservation: Reservation, amount: float, expected: float | None = None) -> Reservation:
+        """A new hold of `amount`, then `reservation` released: the whole amount must fit beside the old hold for a
+        moment (stricter than `Budget.enlarge`; a shared ledger counts no queries)."""
+        bigger = self.reserve(amount, reservation.key, expected)
+        self.release(reservation)
+        return bigger
+
     def _finish(self, reservation: Reservation, cost: int) -> None:
         if not self._close(reservation.id, cost):
             raise ConfigError(f"reservation {reservation.id} is not held (already settled or released?)")

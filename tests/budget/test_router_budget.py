@@ -230,11 +230,30 @@ def test_a_fallback_to_a_dearer_model_raises_the_hold_when_the_budget_has_room(s
     completion = router.complete(PROMPT, max_tokens=10)
     assert (completion.decision.model, completion.decision.failed) == ("openai/dear", ("openai/broken",))
     assert budget.reserved() == 0.0 and budget.spent() == pytest.approx(completion.cost)
-    tight = Budget(2.3e-4, pacer="none")  # dear's worst case (22 tokens at 1e-5) fits, not beside broken's hold
+    tight = Budget(2.3e-4, pacer="none")  # dear's worst case (22 tokens at 1e-5) fits in place of broken's hold
     router = router_for(server, tight, names, policy="cheapest")
-    with pytest.raises(AllModelsFailedError, match=r"not tried: \['openai/dear'\]: beyond .* the budget could hold"):
-        router.complete(PROMPT, max_tokens=10)
+    assert router.complete(PROMPT, max_tokens=10).decision.model == "openai/dear"
     assert tight.reserved() == 0.0
+
+
+def test_a_hold_raised_for_a_fallback_is_the_same_query_and_refused_beyond_the_budget():
+    budget = Budget(1.0, period=4, unit="queries", pacer="none")
+    hold = budget.reserve(0.1)
+    bigger = budget.enlarge(hold, 0.5, expected=0.2)
+    assert budget.reserved() == pytest.approx(0.5) and budget._global.queries == 1  # one query
+    with pytest.raises(BudgetExceededError, match="cannot raise a call's hold"):
+        budget.enlarge(bigger, 1.5)
+    assert budget.reserved() == pytest.approx(0.5)  # the hold it had is kept
+    budget.settle(bigger, 0.3)
+    assert budget.spent() == pytest.approx(0.3)
+
+
+def test_a_fallback_in_a_period_of_queries_counts_one_query(server):
+    """A fallback to a dearer model used to take a second reservation, so a period of 4 queries ended after 2."""
+    budget = Budget(1.0, period=4, unit="queries", pacer="none")
+    router = router_for(server, budget, (("broken", 1e-6), ("dear", 1e-5)), policy="cheapest")
+    costs = [router.complete(PROMPT, max_tokens=10).cost for _ in range(3)]
+    assert budget.spent() == pytest.approx(sum(costs))  # still the first period after 3 queries
 
 
 def test_the_worst_case_counts_every_answer_asked_for():
@@ -269,3 +288,13 @@ def test_under_a_budget_a_call_carries_the_max_tokens_its_hold_assumed(caplog):
         Router(cards, policy="cheapest", encoder=toy_encoder()).complete(PROMPT, models=["openai/open"])
         sent = [r.params.get("max_tokens") for r in server.requests]
     assert sent == [256, 50, 1_000, None]
+
+
+def test_a_cards_params_max_tokens_bounds_its_worst_case(caplog):
+    # every call to this card carries max_tokens=1000 from its params: the hold must count 1000, not 256
+    card = Model("a", input_cost_per_token=1e-6, output_cost_per_token=2e-6, params={"max_tokens": 1_000})
+    budget = Budget(1.0, pacer="none")
+    router = Router([card], encoder=toy_encoder(), budget=budget)
+    assert "capped" not in caplog.text  # its params cap it already
+    router.route("x" * 40)  # 10 prompt tokens
+    assert budget.reserved() == pytest.approx(10 * 1e-6 + 1_000 * 2e-6)

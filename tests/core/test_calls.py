@@ -379,3 +379,17 @@ def test_a_stream_routed_to_a_model_removed_before_it_was_read_goes_to_the_next_
         assert text and stream.decision.model == next(iter(router.models))  # the one left
         assert [f"openai/{r.model}" for r in server.requests] == [stream.decision.model]
         assert router.budget.reserved() == 0 and router.budget.spent() == pytest.approx(stream.cost)
+
+
+def test_a_call_under_way_when_its_model_is_replaced_is_charged_at_the_card_it_was_made_with():
+    with FakeLLMServer({"slow": ModelBehavior(delay=1.0)}) as server:
+        old = Model("openai/slow", input_cost_per_token=1e-6, output_cost_per_token=2e-6, api_base=server.base_url,
+                    api_key="sk-test")
+        router = Router([old], encoder=hashed_bow, seed=0)
+        with ThreadPoolExecutor(1) as pool:
+            call = pool.submit(router.complete, CANARY)
+            while not server.requests:  # the call is under way
+                time.sleep(0.01)
+            router.replace_model(dataclasses.replace(old, input_cost_per_token=1e-4, output_cost_per_token=2e-4))
+            done = call.result(timeout=10)
+    assert done.cost == pytest.approx(old.cost(done.usage["prompt_tokens"], done.usage["completion_tokens"]))

@@ -42,6 +42,16 @@ def test_replicas_share_holds_spend_and_key_accounts(ledger) -> None:
         one.release(other)
 
 
+def test_a_hold_raised_for_a_fallback_replaces_the_old_one(ledger) -> None:
+    budget = ledger(1.0, key_limit=0.5)
+    hold = budget.enlarge(budget.reserve(0.1, "k"), 0.4, expected=0.2)
+    assert budget.reserved("k") == pytest.approx(0.4) and budget.reserved() == pytest.approx(0.4)
+    with pytest.raises(BudgetExceededError, match="key 'k'"):
+        budget.enlarge(hold, 0.6)  # past the key's limit: the hold it had is kept
+    budget.settle(hold, 0.3)
+    assert budget.spent("k") == pytest.approx(0.3) and budget.reserved() == 0
+
+
 def test_a_period_starts_afresh_and_the_lifetime_spend_goes_on(ledger) -> None:
     now = [3600.0 * 24 * 365]
     budget = ledger(500.0, period=60.0, clock=lambda: now[0])
