@@ -223,18 +223,27 @@ class ModelCaller:
         if self.log is not None:
             self.log.record_failure(decision.route_id, error)
 
-    def cut(self, decision: Decision) -> float | None:
-        """A stream stopped before its end: its usage never arrives, so the hold is charged at its worst case; what
-        was charged (None without a budget, or if the hold had already gone)."""
+    def _charge(self, decision: Decision) -> float | None:
+        """Charge the hold of `decision` at its worst case; what was charged (None without a budget, or if the
+        hold had already gone)."""
         with self.lock:
             held = self.gate.held.get(decision.route_id)
         return held[0].amount if self.gate.settle(decision.route_id) and held is not None else None
 
-    def abandoned(self, decision: Decision) -> None:
+    def cut(self, decision: Decision) -> float | None:
+        """A stream stopped before its end: its usage never arrives, so the hold is charged at its worst case
+        (returned); the log records it as served at that charge, marked as cut (its answer can be rated)."""
+        charged = self._charge(decision)
+        if self.log is not None:
+            self.log.record_cut(decision.route_id, charged)
+        return charged
+
+    def abandoned(self, decision: Decision) -> float | None:
         """A call stopped before any answer (cancelled, interrupted): the provider may bill the request, so the
-        hold is charged at its worst case, and with nothing to rate the decision stops waiting."""
-        self.cut(decision)
+        hold is charged at its worst case (returned), and with nothing to rate the decision stops waiting."""
+        charged = self._charge(decision)
         self.ledger.fail(decision.route_id, "cancelled")
+        return charged
 
     def unused(self, decision: Decision) -> None:
         """A stream closed before it was read: nothing was requested, so nothing is billed: the hold is released,

@@ -225,10 +225,11 @@ class CostModel:
 def cost_errors(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
     """Per model, how far the predicted cost of each served call was from its realised cost: decision-log rows
     (`DecisionLog.rows()`) with both -> {model: {"calls", "mape", "mean_predicted", "mean_realised"}}; MAPE over
-    calls with a realised cost > 0."""
+    calls with a realised cost > 0. Streams cut part-way are left out: their cost is their hold's worst case."""
     by_model: dict[str, list[tuple[float, float]]] = {}
     for row in rows:
-        if row.get("predicted_cost") is not None and row.get("cost") is not None:
+        if row.get("predicted_cost") is not None and row.get("cost") is not None and \
+                row.get("status", "served") == "served" and row.get("error") != "cut":  # a cut's cost is its hold
             by_model.setdefault(row["model"], []).append((float(row["predicted_cost"]), float(row["cost"])))
     errors = {}
     for model, pairs in by_model.items():

@@ -185,7 +185,8 @@ class Router:
 
     def remove_model(self, name: str) -> None:
         """Stop routing to a model. Calls already under way on it end as usual (charged their cost); a call or stream
-        routed to it that has not started goes to the next-best model; feedback still pending for it is dropped."""
+        routed to it that has not started goes to the next-best model. Every decision routed to it stops waiting for
+        feedback, those answered by the next-best model too (their ratings are refused)."""
         with self.lock:
             if name not in self.models:
                 raise ConfigError(f"unknown model {name!r}; known: {list(self.models)}")

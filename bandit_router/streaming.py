@@ -25,7 +25,7 @@ class Attempts(Protocol):
     def all_failed(self, decision: Decision, failures: dict[str, BaseException]) -> Exception: ...
     def ended(self, decision: Decision, card: Model, usage: Mapping[str, int], response: Any = None) -> float: ...
     def cut(self, decision: Decision) -> float | None: ...
-    def abandoned(self, decision: Decision) -> None: ...
+    def abandoned(self, decision: Decision) -> float | None: ...
     def unused(self, decision: Decision) -> None: ...
     def broke(self, decision: Decision, model: str, error: BaseException) -> None: ...
 
@@ -50,6 +50,8 @@ class _StreamBase:
         self._failures: dict[str, BaseException] = {}
         self._held = True  # the hold is the stream's to release until its iteration begins, then the iteration's
         self._chunks: weakref.ref[Any] | None = None  # the one iteration (weak: dropping it still ends it at once)
+        self._model: str | None = None  # the model whose answer is being read
+        self._over = False  # settled, charged or released: nothing more is charged
 
     def _claim(self, chunks: Any) -> Any:
         """Make `chunks` the stream's one iteration: its decision and budget hold are for one call."""
@@ -68,13 +70,30 @@ class _StreamBase:
     def _unread(self) -> None:
         """After closing the iteration: if it never began, nothing was requested, so the hold is released."""
         if self._held:
-            self._held = False
+            self._held, self._over = False, True
             self.caller.unused(self.decision)
+
+    def _dropped(self) -> None:
+        """Closing a stream whose iteration was dropped part-way (`break` out of an `async for`): charge it now,
+        not when the event loop finalizes the iteration (which then finds it charged)."""
+        if self._held or self._over:
+            return
+        if self._model is None:
+            self._abandon()
+        else:
+            self._cut(self._model, GeneratorExit())
+
+    def _abandon(self) -> None:
+        """Stopped before its first chunk: charged its worst case (the provider may bill the request)."""
+        if not self._over:
+            self._over = True
+            self.cost = self.caller.abandoned(self.decision)
 
     def _call_kwargs(self, card: Model) -> dict[str, Any]:
         return {"messages": self._messages, **self.caller.call_kwargs(card, self._kwargs)}
 
     def _started(self, model: str) -> None:
+        self._model = model
         self.decision = self.caller.served(self.decision, model, list(self._failures))
 
     def _observe(self, chunk: Any) -> None:
@@ -85,12 +104,16 @@ class _StreamBase:
         """The stream stopped before its end: the provider bills what it generated but its usage never arrives, so
         the budget is charged the call's worst-case hold, which `cost` then shows (None without a budget). If it
         broke (not closed by its consumer), that is a failure of the model."""
+        if self._over:
+            return
+        self._over = True
         self.cost = self.caller.cut(self.decision)
         if isinstance(error, Exception):  # GeneratorExit, cancellation: the consumer stopped reading
             self.caller.broke(self.decision, model, error)
 
     def _ended(self, card: Model) -> None:
         usage = self.usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        self._over = True
         self.cost = self.caller.ended(self.decision, card, usage)
 
 
@@ -110,6 +133,8 @@ class RoutedStream(_StreamBase):
         charged its hold's worst case (its usage never arrives); one finished or closed is left as it is."""
         if (chunks := self._iteration()) is not None:
             chunks.close()  # suspended at a chunk: cut (the worst-case charge); unstarted: it never will start
+        else:
+            self._dropped()
         self._unread()
 
     def _read(self) -> Generator[Any, None, None]:
@@ -127,7 +152,7 @@ class RoutedStream(_StreamBase):
                     self.caller.failed(self.decision, model, error, self._failures)
                 continue
             except BaseException:  # cancelled or closed before its first chunk
-                self.caller.abandoned(self.decision)
+                self._abandon()
                 raise
             self._started(model)
             try:
@@ -161,6 +186,8 @@ class AsyncRoutedStream(_StreamBase):
         """Async `RoutedStream.close`."""
         if (chunks := self._iteration()) is not None:
             await chunks.aclose()
+        else:
+            self._dropped()
         self._unread()
 
     async def _read(self) -> AsyncGenerator[Any, None]:
@@ -178,7 +205,7 @@ class AsyncRoutedStream(_StreamBase):
                     self.caller.failed(self.decision, model, error, self._failures)
                 continue
             except BaseException:  # cancelled or closed before its first chunk
-                self.caller.abandoned(self.decision)
+                self._abandon()
                 raise
             self._started(model)
             try:

@@ -26,6 +26,11 @@ class DecisionLog(ABC):
         """Record that the decision's call was served, at `cost` (the models' cost unit: USD for priced cards),
         with its token counts if known."""
 
+    def record_cut(self, route_id: str, charged: float | None) -> None:
+        """Record that the decision's stream was stopped part-way: served, its usage unknown, `charged` its hold's
+        worst case (None without a budget). By default as `record_call`; a log that can should mark it as cut."""
+        self.record_call(route_id, charged)  # type: ignore[arg-type]
+
     @abstractmethod
     def record_failure(self, route_id: str, error: BaseException) -> None:
         """Record a provider failure (its error type only: messages may quote the prompt)."""

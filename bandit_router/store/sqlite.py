@@ -175,6 +175,9 @@ class SQLiteDecisionLog(DecisionLog):
         self._execute("UPDATE decisions SET status='served', cost=?, prompt_tokens=?, completion_tokens=?"
                       " WHERE route_id=?", (cost, prompt_tokens, completion_tokens, route_id))
 
+    def record_cut(self, route_id: str, charged: float | None) -> None:
+        self._execute("UPDATE decisions SET status='served', cost=?, error='cut' WHERE route_id=?", (charged, route_id))
+
     def record_failure(self, route_id: str, error: BaseException) -> None:
         self._execute("UPDATE decisions SET status='failed', error=? WHERE route_id=?",
                       (type(error).__name__, route_id))

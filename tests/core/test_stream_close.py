@@ -9,7 +9,8 @@ import gc
 import litellm
 import pytest
 
-from bandit_router import Budget, Model, Router
+from bandit_router import Budget, LogSettings, Model, Router
+from bandit_router.costs import cost_errors
 from bandit_router.errors import UnknownRouteError
 from bandit_router.testing import FakeLLMServer, ModelBehavior
 
@@ -145,10 +146,11 @@ async def test_async_streams_close_alike(router, budget, server):
 
     async with router.astream(PROMPT, max_tokens=20) as stream:
         async for _ in stream:
-            break
-    for _ in range(10):  # an async generator dropped part-way is closed by the event loop soon after, as before
+            break  # the iteration is dropped: leaving the block charges it at once, not when the loop finalizes it
+    assert budget.reserved() == 0.0 and budget.total_spent() == pytest.approx(2 * held) and stream.cost == held
+    for _ in range(10):  # ... and the loop's finalizing it later charges nothing more
         await asyncio.sleep(0)
-    assert budget.reserved() == 0.0 and budget.total_spent() == pytest.approx(2 * held)
+    assert budget.total_spent() == pytest.approx(2 * held)
 
     async with router.astream(PROMPT, max_tokens=20) as stream:
         assert [chunk async for chunk in stream]
@@ -156,3 +158,29 @@ async def test_async_streams_close_alike(router, budget, server):
     with pytest.raises(RuntimeError, match="was already iterated"):
         stream.__aiter__()
     assert len(server.requests) == 3
+
+
+async def test_an_async_stream_cancelled_before_its_first_chunk_shows_its_charge(router, budget, server):
+    server.set_behavior("echo", delay=5.0)
+    stream = router.astream(PROMPT, max_tokens=20)
+    held = budget.reserved()
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(anext(stream.__aiter__()), 0.3)
+    assert budget.reserved() == 0.0 and budget.total_spent() == held and stream.cost == held
+
+
+def test_a_stream_closed_part_way_is_logged_at_its_charge_and_can_be_rated_after_a_restart(server, budget, tmp_path):
+    card = Model("openai/echo", input_cost_per_token=1e-6, output_cost_per_token=1e-6, api_base=server.base_url,
+                 api_key="sk-test", context_window=10_000, max_output_tokens=1_000)
+    log = LogSettings(tmp_path / "log.sqlite", store_vectors=True)
+    router = Router([card], encoder=hashed_bow, seed=0, budget=budget, log=log)
+    with router.stream(PROMPT, max_tokens=20) as stream:
+        next(iter(stream))
+    [row] = router.log.rows()
+    assert (row["status"], row["cost"], row["error"]) == ("served", stream.cost, "cut")  # it was 'routed', no cost
+    assert cost_errors([row]) == {}  # a charged worst case is not a realised cost
+    router.save(tmp_path / "router.safetensors")
+    restarted = Router.load(tmp_path / "router.safetensors", encoder=hashed_bow, log=log,
+                            api_bases={"openai/echo": server.base_url})
+    assert restarted.restore_pending() == 1
+    restarted.feedback(stream.decision.route_id, 1.0)
