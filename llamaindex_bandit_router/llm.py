@@ -49,16 +49,17 @@ def _checked(router: Router, name: str, value: Any) -> Any:
 
 
 def _settings(router: Router, settings: Dict[str, Any]) -> Dict[str, Any]:
-    """`settings` of the LLM checked (`_checked`), a budget key given in `call_kwargs` moved to `budget_key`, where
-    every call reads it (ConfigError when `budget_key` names another key)."""
+    """`settings` of the LLM checked (`_checked`), a task or budget key given in `call_kwargs` moved to the setting
+    of that name, where every call reads it (ConfigError when the setting names another one)."""
     checked = {k: _checked(router, k, v) if k in _CHECKED else v for k, v in settings.items()}
     call_kwargs = checked.get("call_kwargs") or {}
-    if "budget_key" in call_kwargs:
-        key = call_kwargs.pop("budget_key")
-        if checked.get("budget_key") not in (None, key):
-            raise ConfigError(f"budget_key is given twice with different values: budget_key={checked['budget_key']!r}"
-                              f" and call_kwargs['budget_key']={key!r}; give it once")
-        checked["budget_key"] = _checked(router, "budget_key", key)
+    for name in ("task", "budget_key"):
+        if name in call_kwargs:
+            value = call_kwargs.pop(name)
+            if checked.get(name) not in (None, value):
+                raise ConfigError(f"{name} is given twice with different values: {name}={checked[name]!r} and "
+                                  f"call_kwargs[{name!r}]={value!r}; give it once")
+            checked[name] = _checked(router, name, value)
     return checked
 
 
@@ -152,14 +153,14 @@ class BanditRouterLLM(FunctionCallingLLM):
     def with_options(self, **options: Any) -> BanditRouterLLM:
         """A sibling over the same router (and the same `record_routes` blocks) with some of cost_weight, models,
         task, budget_key, call_kwargs, max_retries changed: a per-engine, per-agent or per-user dial or budget
-        account without a second router. A budget key in the new `call_kwargs` replaces this LLM's."""
+        account without a second router. A task or budget key in the new `call_kwargs` replaces this LLM's."""
         allowed = {"cost_weight", "models", "task", "budget_key", "call_kwargs", "max_retries"}
         if unknown := set(options) - allowed:
             raise ConfigError(f"with_options takes {sorted(allowed)}, got {sorted(unknown)}")
-        replaced = "budget_key" in (options.get("call_kwargs") or {})
+        replaced = set(options.get("call_kwargs") or {}) & {"task", "budget_key"}
         current = {"cost_weight": self.cost_weight, "models": self.models, "task": self.task,
-                   "budget_key": None if replaced else self.budget_key, "call_kwargs": self.call_kwargs,
-                   "max_retries": self.max_retries}
+                   "budget_key": self.budget_key, "call_kwargs": self.call_kwargs, "max_retries": self.max_retries}
+        current.update(dict.fromkeys(replaced))
         return BanditRouterLLM(self.router, **{**current, **options}, callback_manager=self.callback_manager,
                                recorder=self._recorder)
 

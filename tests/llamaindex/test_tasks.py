@@ -98,3 +98,11 @@ async def test_task_is_not_sent_to_litellm(tasked: Router, server: FakeLLMServer
     assert len(sent) == len(server.requests) == 4
     assert not any("task" in kw for kw in sent)
     assert not any("task" in r.params for r in server.requests)
+
+
+def test_a_task_in_call_kwargs_is_the_llms_task_and_a_different_one_beside_it_is_refused(tasked: Router) -> None:
+    llm = BanditRouterLLM(tasked, call_kwargs={**NO_RETRIES, "task": "retrieve"})
+    assert llm.task == "retrieve" and "task" not in llm.call_kwargs  # it used to beat task= silently
+    assert llm.with_options(call_kwargs={"task": "rag-answer"}).task == "rag-answer"
+    with pytest.raises(ConfigError, match="task is given twice with different values"):
+        BanditRouterLLM(tasked, task="rag-answer", call_kwargs={"task": "retrieve"})
