@@ -196,6 +196,8 @@ class ModelCaller:
         untried = [m for m in decision.probabilities if m not in failures]
         more = (f" (not tried: {untried}: beyond Limits.max_attempts={self.max_attempts}, more than the budget could "
                 "hold, or removed from the router)") if untried else ""
+        if decision.unaffordable:
+            more += f" (left out by the budget when routed: {list(decision.unaffordable)})"
         return AllModelsFailedError(f"no model could serve the request after {len(failures)} attempt(s): "
                                     f"{detail}{more}", failures)
 

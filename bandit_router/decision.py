@@ -25,7 +25,9 @@ class Decision:
     all `n` answers it asks for) and `probabilities` cover every eligible model;
     `failed` lists models tried before `model` that raised a provider error (empty when none did);
     `feedback_token` is the signed token feedback must bring when the router has a feedback_secret;
-    `task` is the kind of request it was routed as (one of the router's `tasks`; None: the prompt alone).
+    `task` is the kind of request it was routed as (one of the router's `tasks`; None: the prompt alone);
+    `unaffordable` lists models otherwise eligible that the budget left out (their worst case did not fit what is
+    left, or the pacer held them back).
     """
 
     route_id: str
@@ -39,15 +41,18 @@ class Decision:
     failed: tuple[str, ...] = ()
     feedback_token: str | None = None
     task: str | None = None
+    unaffordable: tuple[str, ...] = ()
 
     @classmethod
     def made(cls, names: Sequence[str], choice: int, probabilities: Sequence[float], quality: Sequence[float],
-             cost: Sequence[float], cost_weight: float, task: str | None) -> "Decision":
+             cost: Sequence[float], cost_weight: float, task: str | None,
+             unaffordable: Sequence[str] = ()) -> "Decision":
         """A new decision (fresh route id, made now) for `names[choice]` among `names`."""
         return cls(route_id=uuid.uuid4().hex, model=names[choice], propensity=float(probabilities[choice]),
                    cost_weight=cost_weight, predicted_quality=dict(zip(names, map(float, quality))),
                    predicted_cost=dict(zip(names, map(float, cost))),
-                   probabilities=dict(zip(names, map(float, probabilities))), created_at=time.time(), task=task)
+                   probabilities=dict(zip(names, map(float, probabilities))), created_at=time.time(), task=task,
+                   unaffordable=tuple(unaffordable))
 
     def ranking(self) -> list[str]:
         """Eligible models from most to least preferred: the chosen one first, then by probability, then by

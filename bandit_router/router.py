@@ -237,18 +237,21 @@ class Router:
             self.gate.expire(self.feedback_settings.pending_ttl)
             allowed = eligible(self.models, prompt_tokens, models, tools, max_tokens)
             ready = self.caller.cooldowns.available(allowed)
+            candidates = ready
             try:
                 names, worst, cost, probs, quality = self._pick(vector, ready, prompt_tokens, max_tokens, choices,
                                                                 budget_key, dial)
             except NoEligibleModelError:  # a policy that needs a model sitting out (fixed): it is tried, and falls
                 if ready == allowed:      # back on failure as without a cooldown
                     raise
+                candidates = allowed
                 names, worst, cost, probs, quality = self._pick(vector, allowed, prompt_tokens, max_tokens,
                                                                 choices, budget_key, dial)
             choice = int(self.rng.choice(len(names), p=probs))
             if target is not None:
                 target.record(float(cost[choice]))
-            decision = Decision.made(names, choice, probs, quality, cost, dial, task)
+            decision = Decision.made(names, choice, probs, quality, cost, dial, task,
+                                     unaffordable=[m for m in candidates if m not in names])
             self.gate.hold(decision, worst, budget_key, prompt_tokens, choices)
             decision = self.ledger.open(decision, vector)
         self.caller.record(decision, full_text if self.log_settings.store_prompts else None,

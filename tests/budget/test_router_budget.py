@@ -298,3 +298,15 @@ def test_a_cards_params_max_tokens_bounds_its_worst_case(caplog):
     assert "capped" not in caplog.text  # its params cap it already
     router.route("x" * 40)  # 10 prompt tokens
     assert budget.reserved() == pytest.approx(10 * 1e-6 + 1_000 * 2e-6)
+
+
+def test_when_every_model_tried_fails_the_error_names_those_the_budget_left_out(server):
+    # the async trial: cheap fails, dear's worst case never fitted: the error said nothing of dear
+    budget = Budget(1e-4, pacer="none")  # dear's worst case (22 tokens at 1e-5 = 2.2e-4) does not fit
+    router = router_for(server, budget, (("broken", 1e-6), ("dear", 1e-5)), policy="cheapest")
+    decision = router.route(PROMPT, max_tokens=10)
+    assert decision.unaffordable == ("openai/dear",)
+    router.release(decision.route_id)
+    with pytest.raises(AllModelsFailedError, match=r"left out by the budget when routed: \['openai/dear'\]"):
+        router.complete(PROMPT, max_tokens=10)
+    assert budget.reserved() == 0.0
