@@ -16,7 +16,7 @@ from .decision import Completion, Decision, Messages, query_text, usage_of
 from .errors import AllModelsFailedError
 from .gate import BudgetGate
 from .ledger import OutcomeLedger
-from .models import Model, credential_texts, quiet_litellm
+from .models import Model, credential_texts, output_limit, quiet_litellm
 from .redaction import hidden, hide, redact
 from .store import DecisionLog
 from .streaming import AsyncRoutedStream, RoutedStream
@@ -28,9 +28,7 @@ log = logging.getLogger(__name__)
 
 def route_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     """What `route` takes from a call's kwargs (task and budget_key are removed: providers do not take them)."""
-    limit = kwargs.get("max_tokens")
-    return {"tools": bool(kwargs.get("tools")),  # max_completion_tokens: OpenAI's newer name for the same limit
-            "max_tokens": kwargs.get("max_completion_tokens") if limit is None else limit,
+    return {"tools": bool(kwargs.get("tools")), "max_tokens": output_limit(kwargs),
             "choices": 1 if kwargs.get("n") is None else kwargs["n"],
             "budget_key": kwargs.pop("budget_key", None), "task": kwargs.pop("task", None)}
 
@@ -225,17 +223,10 @@ class ModelCaller:
         if self.log is not None:
             self.log.record_failure(decision.route_id, error)
 
-    def _charge(self, decision: Decision) -> float | None:
-        """Charge the hold of `decision` at its worst case; what was charged (None without a budget, or if the
-        hold had already gone)."""
-        with self.lock:
-            held = self.gate.held.get(decision.route_id)
-        return held[0].amount if self.gate.settle(decision.route_id) and held is not None else None
-
     def cut(self, decision: Decision) -> float | None:
         """A stream stopped before its end: its usage never arrives, so the hold is charged at its worst case
         (returned); the log records it as served at that charge, marked as cut (its answer can be rated)."""
-        charged = self._charge(decision)
+        charged = self.gate.charge(decision.route_id)
         if self.log is not None:
             self.log.record_cut(decision.route_id, charged)
         return charged
@@ -243,7 +234,7 @@ class ModelCaller:
     def abandoned(self, decision: Decision) -> float | None:
         """A call stopped before any answer (cancelled, interrupted): the provider may bill the request, so the
         hold is charged at its worst case (returned), and with nothing to rate the decision stops waiting."""
-        charged = self._charge(decision)
+        charged = self.gate.charge(decision.route_id)
         self.ledger.fail(decision.route_id, "cancelled")
         return charged
 

@@ -13,7 +13,7 @@ from .budget import Budget, Reservation
 from .costs import CostModel
 from .decision import Decision
 from .errors import BudgetExceededError, ConfigError
-from .models import Model, check_usd
+from .models import Model, check_usd, output_limit
 from .outcome import normalised_costs
 from .tokens import check_route_id
 
@@ -47,13 +47,13 @@ class BudgetGate:
         """Output tokens per answer the worst case assumes when a call gives no max_tokens: the card's params'
         max_tokens (or max_completion_tokens), which every call to it carries, else the model's output limit, else
         expected_output_tokens (a call to a priced model under a budget is capped at it: see `cap`)."""
-        return (_given_max(card.params) or card.max_output_tokens or self.expected_output_tokens)
+        return output_limit(card.params) or card.max_output_tokens or self.expected_output_tokens
 
     def note_uncapped(self, cards: Iterable[Model]) -> None:
         """Warn, under a budget, of priced models with no output limit: calls to them that give no max_tokens are
         capped at expected_output_tokens (`cap`), which may cut answers short."""
         names = [c.name for c in cards if c.output_cost_per_token > 0 and not c.max_output_tokens
-                 and _given_max(c.params) is None]
+                 and output_limit(c.params) is None]
         if self.budget is not None and names:
             log.warning("under a budget, calls to %s that give no max_tokens are capped at %d output tokens "
                         "(Limits.expected_output_tokens), so that their hold bounds them: set max_output_tokens on "
@@ -68,7 +68,7 @@ class BudgetGate:
     def cap(self, card: Model, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """The max_tokens a call must carry so that its hold bounds it: under a budget, for a priced model, when
         neither the call nor the card's params set max_tokens / max_completion_tokens, `output_bound`; else none."""
-        if self.budget is None or card.output_cost_per_token <= 0 or _given_max({**card.params, **kwargs}):
+        if self.budget is None or card.output_cost_per_token <= 0 or output_limit({**card.params, **kwargs}):
             return {}
         return {"max_tokens": self.output_bound(card)}
 
@@ -139,15 +139,27 @@ class BudgetGate:
         """Charge the real cost (USD) in place of the hold and teach it to the cost model; None charges the hold
         itself (the worst case) and teaches nothing. A refused route id or cost raises before the hold is dropped.
         False if the call was not waiting to be settled (already settled or released, expired, or unknown)."""
+        opened, charged = self._settle(route_id, cost)
+        return opened or charged is not None
+
+    def charge(self, route_id: str) -> float | None:
+        """`settle(route_id)`: the hold charged at its worst case (a call whose usage never arrives); what was
+        charged (None without a budget, or when nothing was held)."""
+        return self._settle(route_id, None)[1]
+
+    def _settle(self, route_id: str, cost: float | None) -> tuple[bool, float | None]:
+        """(whether the cost model waited for the call, what the budget was charged: None when nothing was held)."""
         check_route_id(route_id)
         if cost is not None:
             cost = check_usd(cost, "cost")
         with self.lock:
             held = self.held.pop(route_id, None)
             opened = self.costs.settle(route_id, cost)
-        if held is not None:
-            self.budget.settle(held[0], held[0].amount if cost is None else cost)  # type: ignore[union-attr]
-        return held is not None or opened
+        if held is None:
+            return opened, None
+        charged = held[0].amount if cost is None else cost
+        self.budget.settle(held[0], charged)  # type: ignore[union-attr]
+        return opened, charged
 
     def release(self, route_id: str) -> bool:
         """Drop the hold of `route_id` without charge (its call was not made); False, as `settle`, if nothing
@@ -159,8 +171,3 @@ class BudgetGate:
         if held is not None:
             self.budget.release(held[0])  # type: ignore[union-attr]
         return held is not None or opened
-
-
-def _given_max(kwargs: Mapping[str, Any]) -> int | None:
-    """The output cap LiteLLM arguments set: max_tokens, else max_completion_tokens (None: neither)."""
-    return kwargs.get("max_tokens") or kwargs.get("max_completion_tokens") or None

@@ -14,7 +14,7 @@ from .errors import ConfigError
 from .redaction import hide
 
 __all__ = ["Model", "estimate_tokens", "check_usd", "check_tokens", "is_credential", "split_credentials", "merge_params",
-           "quiet_litellm"]
+           "output_limit", "quiet_litellm"]
 
 # A param or header whose name matches is a credential: "api-key", "Authorization", "aws_secret_access_key",
 # "aws_session_token", "vertex_credentials", "azure_ad_token", "password"... but not "max_tokens".
@@ -50,6 +50,13 @@ def masked(params: Mapping[str, Any]) -> dict[str, Any]:
     public, secret = split_credentials(params)
     return merge_params(public, {name: {h: "[REDACTED]" for h in value} if isinstance(value, Mapping)
                                  and _HEADERS.search(str(name)) else "[REDACTED]" for name, value in secret.items()})
+
+
+def output_limit(kwargs: Mapping[str, Any]) -> int | None:
+    """The output tokens per answer LiteLLM arguments allow: max_tokens, else max_completion_tokens (OpenAI's newer
+    name for the same limit); None: neither."""
+    limit = kwargs.get("max_tokens")
+    return kwargs.get("max_completion_tokens") if limit is None else limit
 
 
 def credential_texts(params: Mapping[str, Any]) -> list[str]:
