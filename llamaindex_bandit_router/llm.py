@@ -276,8 +276,7 @@ class BanditRouterLLM(FunctionCallingLLM):
             async with self.router.astream(openai, **routed) as stream:
                 info = asked.run(self._recorder.add, routing_info(stream.decision))
                 message, chunk = StreamedMessage(), None
-                chunks = aiter(stream)  # kept, so leaving the block closes it at once (not when the loop gets to it)
-                async for chunk in chunks:
+                async for chunk in stream:
                     info.update(routing_info(stream.decision))
                     if (response := self._chunk(info, message, chunk)) is not None:
                         yield response
