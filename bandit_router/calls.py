@@ -13,7 +13,7 @@ import numpy as np
 
 from .costs import CostModel, call_cost
 from .decision import Completion, Decision, Messages, query_text, usage_of
-from .errors import AllModelsFailedError
+from .errors import AllModelsFailedError, StoreUnavailableError
 from .gate import BudgetGate
 from .ledger import OutcomeLedger
 from .models import Model, credential_texts, output_limit, quiet_litellm
@@ -156,9 +156,19 @@ class ModelCaller:
         with self.lock:
             self.costs.served(decision.route_id, model)
         served = replace(decision, model=model, propensity=decision.probabilities[model], failed=tuple(failed))
-        if self.log is not None:
-            self.log.record_decision(served)
+        self.logged(lambda decisions: decisions.record_decision(served))
         return served
+
+    def logged(self, write: Callable[[DecisionLog], None]) -> None:
+        """Write what already happened (a call made, a rating applied) to the log: a log that cannot take it (a full
+        disk, its store down) is logged as an error, and what happened stands (a served answer is returned; failing
+        it would have its caller pay for the call again)."""
+        if self.log is None:
+            return
+        try:
+            write(self.log)
+        except StoreUnavailableError as error:
+            log.error("the decision log could not record an outcome, which stands: %s", error)
 
     def record(self, decision: Decision, prompt: str | None, vector: np.ndarray | None) -> None:
         """Log a new decision; if the log refuses it (e.g. a full disk), withdraw the decision and re-raise."""
@@ -204,8 +214,8 @@ class ModelCaller:
         card's prices x the usage."""
         cost = call_cost(response, card, usage)
         self.gate.settle(decision.route_id, cost)
-        if self.log is not None:
-            self.log.record_call(decision.route_id, cost, usage["prompt_tokens"], usage["completion_tokens"])
+        self.logged(lambda decisions: decisions.record_call(decision.route_id, cost, usage["prompt_tokens"],
+                                                            usage["completion_tokens"]))
         return cost
 
     def broke(self, decision: Decision, model: str, error: BaseException) -> None:
@@ -220,15 +230,13 @@ class ModelCaller:
                 self.failures[model] += 1
             if models_fault:
                 self.cooldowns.failed(model)
-        if self.log is not None:
-            self.log.record_failure(decision.route_id, error)
+        self.logged(lambda decisions: decisions.record_failure(decision.route_id, error))
 
     def cut(self, decision: Decision) -> float | None:
         """A stream stopped before its end: its usage never arrives, so the hold is charged at its worst case
         (returned); the log records it as served at that charge, marked as cut (its answer can be rated)."""
         charged = self.gate.charge(decision.route_id)
-        if self.log is not None:
-            self.log.record_cut(decision.route_id, charged)
+        self.logged(lambda decisions: decisions.record_cut(decision.route_id, charged))
         return charged
 
     def abandoned(self, decision: Decision) -> float | None:

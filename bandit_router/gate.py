@@ -12,7 +12,7 @@ import numpy as np
 from .budget import Budget, Reservation
 from .costs import CostModel
 from .decision import Decision
-from .errors import BudgetExceededError, ConfigError
+from .errors import BudgetExceededError, ConfigError, StoreUnavailableError
 from .models import Model, check_usd, output_limit
 from .outcome import normalised_costs
 from .tokens import check_route_id
@@ -42,6 +42,7 @@ class BudgetGate:
         self.lock = lock
         # route_id -> hold, worst case per model, when it was taken (time.time()); oldest first
         self.held: dict[str, tuple[Reservation, dict[str, float], float]] = {}
+        self.owed: dict[str, tuple[Reservation, float]] = {}  # route_id -> hold, charge its budget's store refused
 
     def output_bound(self, card: Model) -> int:
         """Output tokens per answer the worst case assumes when a call gives no max_tokens: the card's params'
@@ -123,8 +124,18 @@ class BudgetGate:
         return True
 
     def expire(self, ttl: float) -> None:
-        """Charge at its worst case every hold older than `ttl` seconds that nobody settled or released (a route
-        whose caller never reported): assume the call was made."""
+        """Retry the charges a shared budget's store refused (`owed`), then charge at its worst case every hold
+        older than `ttl` seconds that nobody settled or released (a route whose caller never reported): assume the
+        call was made."""
+        for route_id, (hold, amount) in list(self.owed.items()):
+            try:
+                self.budget.settle(hold, amount)  # type: ignore[union-attr]
+            except StoreUnavailableError:
+                break
+            except ConfigError:  # not held: the refused attempt had reached the store after all
+                pass
+            with self.lock:
+                del self.owed[route_id]
         deadline = time.time() - ttl
         with self.lock:
             old = []
@@ -158,7 +169,13 @@ class BudgetGate:
         if held is None:
             return opened, None
         charged = held[0].amount if cost is None else cost
-        self.budget.settle(held[0], charged)  # type: ignore[union-attr]
+        try:
+            self.budget.settle(held[0], charged)  # type: ignore[union-attr]
+        except StoreUnavailableError as error:  # the call was made: its charge waits for the store (`expire`)
+            with self.lock:
+                self.owed[route_id] = (held[0], charged)
+            log.error("the budget's store refused the charge of %s ($%.6g), kept until it answers: %s",
+                      route_id, charged, error)
         return opened, charged
 
     def release(self, route_id: str) -> bool:

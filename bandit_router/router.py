@@ -284,8 +284,7 @@ class Router:
         """
         score = check_score(score)
         self.ledger.reward(route_id, score, token, source)
-        if self.log is not None:
-            self.log.record_feedback(route_id, score)
+        self.caller.logged(lambda decisions: decisions.record_feedback(route_id, score))
         self._maybe_sync()
 
     def observe(self, prompt: str | Messages, model: str, score: float, task: str | None = None) -> None:
@@ -364,8 +363,8 @@ class Router:
             log.warning("settle(%r): this route id is not waiting to be settled (settled or released already, "
                         "its hold expired after pending_ttl, or routed by another router); nothing was "
                         "charged to the budget", route_id)
-        if cost is not None and self.log is not None:
-            self.log.record_call(route_id, cost)
+        if cost is not None:
+            self.caller.logged(lambda decisions: decisions.record_call(route_id, cost))
 
     def release(self, route_id: str) -> None:
         """Drop the budget hold of `route_id` without charge (its call was not made); a route id that is not

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bandit_router import (AllModelsFailedError, Budget, ConfigError, FeedbackSettings, Limits, LogSettings, Model,
-                           Router, UnknownRouteError)
+from bandit_router import (AllModelsFailedError, Budget, ConfigError, DuplicateFeedbackError, FeedbackSettings,
+                           Limits, LogSettings, Model, Router, StoreUnavailableError, UnknownRouteError)
 from bandit_router.store import SQLiteDecisionLog
 from bandit_router.testing import FakeLLMServer, ModelBehavior
 
@@ -393,3 +393,48 @@ def test_a_call_under_way_when_its_model_is_replaced_is_charged_at_the_card_it_w
             router.replace_model(dataclasses.replace(old, input_cost_per_token=1e-4, output_cost_per_token=2e-4))
             done = call.result(timeout=10)
     assert done.cost == pytest.approx(old.cost(done.usage["prompt_tokens"], done.usage["completion_tokens"]))
+
+
+class FlakyBudget(Budget):
+    """A budget whose store refuses the first `refusals` charges, as a shared ledger's during a failover."""
+
+    def __init__(self, *args, refusals: int = 1, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.refusals = refusals
+
+    def settle(self, reservation, cost: float) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            raise StoreUnavailableError("the ledger's store is down")
+        super().settle(reservation, cost)
+
+
+def test_an_answer_whose_charge_the_store_refuses_is_served_and_charged_when_it_answers(make_router, caplog):
+    budget = FlakyBudget(1.0)
+    router = make_router("random", budget=budget)
+    completion = router.complete(CANARY, mock_response=ANSWER)  # served: failing it would have it asked and paid again
+    assert completion.text == ANSWER and completion.cost > 0
+    assert budget.spent() == 0 and budget.reserved() > 0  # the charge waits for the store
+    assert "refused the charge" in caplog.text and CANARY not in caplog.text
+    router.route("the next request")  # retries what is owed
+    assert budget.spent() == pytest.approx(completion.cost)
+    assert not router.gate.owed
+
+
+class FullLog(SQLiteDecisionLog):
+    """A decision log on a full disk: it takes new decisions (before any call) and nothing after."""
+
+    def _refuse(self, *args) -> None:
+        raise StoreUnavailableError("SQLite file 'decisions.sqlite' failed: database or disk is full")
+
+    record_call = record_feedback = record_failure = _refuse
+
+
+def test_what_the_log_cannot_record_after_the_call_stands(make_router, tmp_path, caplog):
+    router = make_router("random", log=FullLog(tmp_path / "decisions.sqlite"))
+    completion = router.complete(CANARY, mock_response=ANSWER)
+    assert completion.text == ANSWER  # not an error the caller would retry (and pay for) again
+    router.feedback(completion.decision.route_id, 1.0)  # applied: a retry would be told it was rated already
+    with pytest.raises(DuplicateFeedbackError):
+        router.feedback(completion.decision.route_id, 1.0)
+    assert caplog.text.count("could not record an outcome") == 2
