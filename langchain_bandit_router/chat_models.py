@@ -24,6 +24,7 @@ from bandit_router import AllModelsFailedError, Completion, ConfigError, Decisio
 from bandit_router.decision import query_text
 from bandit_router.feedback import Evaluator, check_call_kwargs, vision_models
 from bandit_router.checks import check_budget_key, check_cost_weight, check_model_names
+from bandit_router.models import masked
 
 from .messages import route_metadata, to_chunk, to_messages, to_openai, usage_metadata
 
@@ -262,10 +263,8 @@ class ChatBanditRouter(BaseChatModel):
         budget_key = check_budget_key(kwargs.pop("budget_key", self.budget_key))
         thread_id = kwargs.pop("thread_id", None)
         thread_id = thread_id if self.pin_model else None
-        defaults = {"temperature": self.temperature, "max_tokens": self.max_tokens, "timeout": self.timeout,
-                    "stop": stop or self.stop or None, "max_retries": self.max_retries}
         check_call_kwargs(kwargs)
-        params = {**self.model_kwargs, **{k: v for k, v in defaults.items() if v is not None}, **kwargs}
+        params = self._params(stop, kwargs)
         openai_messages = to_openai(messages)
         models = vision_models(self.router, openai_messages, models)
         with self._pins_lock:
@@ -274,6 +273,18 @@ class ChatBanditRouter(BaseChatModel):
             pinned = None  # removed from the router, or not allowed for this call: routed afresh, then re-pinned
         return _Call(openai_messages, cost_weight, None if models is None else list(models), params,
                      thread_id, pinned, task, budget_key)
+
+    def _params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The LiteLLM kwargs of a call: model_kwargs, the instance's settings, then the call's `kwargs`."""
+        defaults = {"temperature": self.temperature, "max_tokens": self.max_tokens, "timeout": self.timeout,
+                    "stop": stop or self.stop or None, "max_retries": self.max_retries}
+        return {**self.model_kwargs, **{k: v for k, v in defaults.items() if v is not None}, **kwargs}
+
+    def _get_llm_string(self, stop: list[str] | None = None, **kwargs: Any) -> str:
+        """LangChain's cache key: the routing settings and every LiteLLM kwarg of the call, the instance's
+        (temperature, max_tokens, model_kwargs, ...) as well as the call's, credentials masked."""
+        params = masked(self._params(stop, kwargs))
+        return super()._get_llm_string(params.pop("stop", None), **params)
 
     def _unpinned(self, call: _Call, error: Exception) -> _Call | None:
         """The call re-routed among the other allowed models after its pinned model failed, could not take it (a

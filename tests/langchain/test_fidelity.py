@@ -139,6 +139,21 @@ def test_cached_replies_are_reported_as_cached(router: Router, server: FakeLLMSe
     router.feedback(first.response_metadata["route_id"], 1.0)  # the original decision is still rated once
 
 
+def test_the_cache_keeps_apart_instances_with_other_call_settings(router: Router, server: FakeLLMServer) -> None:
+    """As ChatOpenAI's: a reply cut at max_tokens=1 is not served to an instance that allows 1000, nor a plain reply
+    to one asking for JSON; credentials stay out of the key (a cache may be a file)."""
+    cache = InMemoryCache()
+    ChatBanditRouter(router, max_tokens=1, cache=cache).invoke("cache me")
+    for other in ({"max_tokens": 1000}, {"temperature": 1.0}, {"stop": ["x"]}, {"timeout": 9.0},
+                  {"model_kwargs": {"response_format": {"type": "json_object"}}}):
+        reply = ChatBanditRouter(router, cache=cache, **{"max_tokens": 1, **other}).invoke("cache me")
+        assert reply.response_metadata.get("cached") is None, other
+    again = ChatBanditRouter(router, max_tokens=1, cache=cache).invoke("cache me")
+    assert again.response_metadata["cached"] is True and len(server.requests) == 6
+    llm = ChatBanditRouter(router, model_kwargs={"extra_headers": {"Authorization": "Bearer sk-secret-1"}})
+    assert "sk-secret" not in llm._get_llm_string(extra_headers={"X-Api-Key": "sk-secret-2"})
+
+
 def test_get_num_tokens_counts(llm: ChatBanditRouter) -> None:
     assert llm.get_num_tokens("hello world how are you") == 5
     assert llm.get_num_tokens_from_messages([HumanMessage("hello world how are you")]) > 5
