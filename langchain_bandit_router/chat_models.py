@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -311,7 +312,7 @@ class ChatBanditRouter(BaseChatModel):
     def _result(self, call: _Call, completion: Completion) -> ChatResult:
         decision = call.served(completion.decision)
         messages = to_messages(completion.response, decision, completion.cost, dict(completion.usage))
-        self._served(call, decision, messages[0].text)
+        self._served(call, decision, _graded(messages[0].text, messages[0]))
         return ChatResult(generations=[ChatGeneration(message=m, generation_info={
             "finish_reason": m.response_metadata["finish_reason"]}) for m in messages],
                           llm_output={"route_id": decision.route_id, "model_name": decision.model,
@@ -405,7 +406,7 @@ class ChatBanditRouter(BaseChatModel):
 
     def _last_chunk(self, call: _Call, stream: Any, tally: _Tally) -> ChatGenerationChunk:
         """The closing chunk: token usage and cost, known once the stream has ended (the route came first)."""
-        self._served(call, stream.decision, "".join(tally.text))
+        self._served(call, stream.decision, _graded("".join(tally.text), tally.tools))
         metadata = {"cost": stream.cost, "finish_reason": tally.finish_reason}
         return ChatGenerationChunk(message=AIMessageChunk(
             content="", usage_metadata=usage_metadata(stream.usage, tally.usage), response_metadata=metadata,
@@ -418,6 +419,7 @@ class _Tally:
     def __init__(self) -> None:
         self.seen = 0
         self.text: list[str] = []
+        self.tools: AIMessageChunk | None = None  # the chunks carrying tool calls, added up
         self.finish_reason: str | None = None
         self.usage: Any = None
 
@@ -429,7 +431,16 @@ class _Tally:
         if (message := to_chunk(chunk)) is None:
             return None
         self.text.append(message.text)
+        if message.tool_call_chunks:
+            self.tools = message if self.tools is None else self.tools + message
         return ChatGenerationChunk(message=message)
+
+
+def _graded(text: str, message: AIMessage | None) -> str:
+    """What the evaluator grades of a reply: its text, else its tool calls as JSON (an agent's step, structured
+    output by function calling)."""
+    calls = [] if message is None else message.tool_calls
+    return text or (json.dumps([{"name": c["name"], "arguments": c["args"]} for c in calls]) if calls else "")
 
 
 def _first_chunk(decision: Decision) -> ChatGenerationChunk:

@@ -3,12 +3,14 @@ evaluator hook (any callable, and an LLM-as-judge through LiteLLM)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
+from pydantic import BaseModel
 
 from bandit_router import ConfigError, DuplicateFeedbackError, FeedbackSettings, Model, Router, UnknownRouteError
 from bandit_router.errors import InvalidFeedbackTokenError
@@ -107,6 +109,25 @@ def test_evaluator_scores_in_the_background(router: Router) -> None:
     assert sorted(seen) == [("first", "Echo: first"), ("second", "Echo: second")]
     assert (evaluator.scored, evaluator.failed) == (2, 0)
     assert not any(router.pending(r.response_metadata["route_id"]) for r in replies)
+    evaluator.close()
+
+
+def test_evaluator_grades_a_tool_call_reply_by_its_calls(router: Router) -> None:
+    """Structured output by function calling (the default) and an agent's tool steps reply with no text: the
+    evaluator grades the calls, as JSON; they used to go ungraded and unrated."""
+    seen: list[str] = []
+    evaluator = Evaluator(router, lambda prompt, answer: seen.append(answer) or 1.0, seed=0)
+
+    class Person(BaseModel):
+        name: str
+
+    llm = ChatBanditRouter(router=router, evaluator=evaluator)
+    llm.with_structured_output(Person).invoke("name someone")
+    replies = list(llm.bind_tools([Person], tool_choice="any").stream("name someone else"))
+    evaluator.wait(timeout=10)
+    assert [json.loads(answer)[0]["name"] for answer in seen] == ["Person", "Person"]
+    assert all(set(json.loads(answer)[0]["arguments"]) == {"name"} for answer in seen)
+    assert evaluator.scored == 2 and not router.pending(replies[0].response_metadata["route_id"])
     evaluator.close()
 
 
