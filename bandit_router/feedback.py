@@ -118,12 +118,13 @@ class Sampler:
 
 class RunRoutes:
     """Remembers which routing decisions each run made, so a rating given to a run reaches every routed call
-    inside it (a chain, an agent run, a single model call).
+    inside it (a chain, an agent run, a single model call) whose output it kept.
 
     Runs are any hashable ids (LangChain run UUIDs, LlamaIndex span ids). Tell it where each run starts
-    (`start(run, parent)`) and which decision each model call produced (`record(run, route_id, token)`); the
-    decision is then known to that run and to all its ancestors. At most `max_runs` runs are remembered, oldest
-    dropped.
+    (`start(run, parent)`), which decision each model call produced (`record(run, route_id, token)`) and which
+    runs ended in an error (`failed(run)`); a decision is known to its run and to all its ancestors, except to
+    ancestors that outlived a failed run between them (a fallback or a retry threw its output away). At most
+    `max_runs` runs are remembered, oldest dropped.
     """
 
     def __init__(self, router: Router, max_runs: int = 100_000) -> None:
@@ -132,8 +133,10 @@ class RunRoutes:
         self.router = router
         self.max_runs = max_runs
         self._parents: OrderedDict[Hashable, Hashable | None] = OrderedDict()
-        self._routes: OrderedDict[Hashable, list[tuple[str, str | None]]] = OrderedDict()  # (route_id, token)
-        self._lock = threading.Lock()  # guards the two dicts above; never held while rating
+        # run -> (route_id, token, the model call's run) of the calls made inside it
+        self._routes: OrderedDict[Hashable, list[tuple[str, str | None, Hashable]]] = OrderedDict()
+        self._failed: OrderedDict[Hashable, None] = OrderedDict()
+        self._lock = threading.Lock()  # guards the dicts above; never held while rating
         self._rating = threading.Lock()  # one run's rating at a time (ratings are few and quick beside calls)
 
     def start(self, run: Hashable, parent: Hashable | None = None) -> None:
@@ -147,22 +150,52 @@ class RunRoutes:
     def record(self, run: Hashable, route_id: str, token: str | None = None) -> None:
         """Note that the model call `run` was routed as `route_id` (with the decision's feedback_token, if any)."""
         with self._lock:
-            seen: set[Hashable] = set()
-            node: Hashable | None = run
-            while node is not None and node not in seen:  # the run and its ancestors
-                seen.add(node)
+            for node in self._lineage(run):
                 routes = self._routes.setdefault(node, [])
-                if (route_id, token) not in routes:  # a stream reports its route on its first and last chunk
-                    routes.append((route_id, token))
+                if (route_id, token, run) not in routes:  # a stream reports its route on its first and last chunk
+                    routes.append((route_id, token, run))
                 self._routes.move_to_end(node)
-                node = self._parents.get(node)
             while len(self._routes) > self.max_runs:
                 self._routes.popitem(last=False)
 
-    def route_ids(self, run: Hashable) -> list[str]:
-        """The route_ids of every routed call made inside `run`, oldest first."""
+    def failed(self, run: Hashable) -> None:
+        """Note that `run` ended in an error: a rating of `run`, or of an ancestor that failed with it, still
+        reaches its calls; a rating of an ancestor that went on to an answer (a fallback, a retry) does not."""
         with self._lock:
-            return [route_id for route_id, _ in self._routes.get(run, ())]
+            self._failed[run] = None
+            while len(self._failed) > self.max_runs:
+                self._failed.popitem(last=False)
+
+    def route_ids(self, run: Hashable) -> list[str]:
+        """The route_ids of the routed calls made inside `run` whose output it kept, oldest first."""
+        with self._lock:
+            return [route_id for route_id, _ in self._kept(run)]
+
+    def _lineage(self, run: Hashable) -> Iterator[Hashable]:
+        """`run`, its parent, and so on up to its top-level run."""
+        seen: set[Hashable] = set()
+        node: Hashable | None = run
+        while node is not None and node not in seen:
+            seen.add(node)
+            yield node
+            node = self._parents.get(node)
+
+    def _kept(self, run: Hashable) -> list[tuple[str, str | None]]:
+        """(route_id, token) of the calls inside `run` with no failed run between them and `run`, unless `run`
+        failed too. Callers hold `_lock`."""
+        entries = self._routes.get(run, ())
+        if run in self._failed:
+            return [(route_id, token) for route_id, token, _ in entries]
+
+        def kept(call: Hashable) -> bool:
+            for node in self._lineage(call):
+                if node == run:
+                    return True
+                if node in self._failed:
+                    return False
+            return True
+
+        return [(route_id, token) for route_id, token, call in entries if kept(call)]
 
     def feedback(self, run: Hashable, score: float, source: str | None = None) -> list[str]:
         """Reward every decision of `run` still waiting for feedback with `score` in [0, 1] (`source` names who
@@ -184,9 +217,10 @@ class RunRoutes:
         # no deadlock.
         with self._rating:
             with self._lock:
-                decisions = list(self._routes.get(run, ()))
+                decisions = self._kept(run)
             if not decisions:
-                raise UnknownRouteError(f"run {run!r} made no routed call that is still remembered")
+                raise UnknownRouteError(f"run {run!r} made no routed call that is still remembered (or only calls "
+                                        f"whose output a fallback or a retry threw away)")
             waiting = [(r, token) for r, token in decisions if self.router.pending(r)]
             rated: list[str] = []
             stopped: BanditRouterError | None = None

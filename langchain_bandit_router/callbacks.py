@@ -22,6 +22,9 @@ class FeedbackHandler(BaseCallbackHandler):
         handler = FeedbackHandler(llm.router)
         chain.invoke(question, config={"callbacks": [handler], "run_id": run_id})
         handler.feedback(run_id, 1.0)   # rewards every routed model call made inside the run
+
+    A call whose output the run threw away (a step that failed, then a fallback or a retry answered) is left out
+    of the run's rating; rating the failed step's own run, or a run that failed as a whole, still reaches it.
     """
 
     run_inline = True  # keep start/end order in async runs
@@ -62,6 +65,18 @@ class FeedbackHandler(BaseCallbackHandler):
     def on_retriever_start(self, serialized: Any, query: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
                            **kwargs: Any) -> None:
         self._start(run_id, parent_run_id)
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self.runs.failed(run_id)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self.runs.failed(run_id)
+
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self.runs.failed(run_id)
+
+    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self.runs.failed(run_id)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, parent_run_id: UUID | None = None,
                    **kwargs: Any) -> None:

@@ -7,7 +7,8 @@ import json
 import uuid
 
 import pytest
-from langchain_core.output_parsers import StrOutputParser
+from langchain_core.exceptions import OutputParserException
+from langchain_core.output_parsers import JsonOutputParser, StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 from pydantic import BaseModel
@@ -18,7 +19,7 @@ from bandit_router.feedback import Evaluator, LLMJudge, RunRoutes
 from bandit_router.testing import FakeLLMServer
 from langchain_bandit_router import ChatBanditRouter, FeedbackHandler
 
-from .conftest import SMALL, cards, hashed_bow
+from .conftest import LARGE, SMALL, cards, hashed_bow
 
 
 def quality(router: Router, prompt: str, model: str) -> float:
@@ -93,6 +94,28 @@ def test_run_routes_forget_the_oldest_runs(router: Router) -> None:
     assert runs.route_ids("a") == [] and len(runs.route_ids("c")) == 1
     with pytest.raises(ConfigError, match="max_runs"):
         RunRoutes(router, max_runs=0)
+
+
+def test_rating_a_run_leaves_out_a_call_whose_output_a_fallback_threw_away(router: Router,
+                                                                          server: FakeLLMServer) -> None:
+    """The small model's reply fails to parse and the large one's answers: the user's rating of the run is for the
+    large model's answer, not the discarded one; rating the failed attempt's own run still reaches its call."""
+    server.set_behavior("small", respond=lambda messages: "sorry, no JSON here")
+    server.set_behavior("large", respond=lambda messages: '{"answer": 42}')
+    cheap = ChatBanditRouter(router, models=[SMALL]) | JsonOutputParser()
+    strong = ChatBanditRouter(router, models=[LARGE]) | JsonOutputParser()
+    chain = ChatPromptTemplate.from_template("{q}") | cheap.with_fallbacks([strong])
+    handler, run_id = FeedbackHandler(router), uuid.uuid4()
+    assert chain.invoke({"q": "answer in JSON"}, config={"callbacks": [handler], "run_id": run_id}) == {"answer": 42}
+    [kept] = handler.runs.route_ids(run_id)
+    assert handler.feedback(run_id, 1.0) == [kept]
+    [attempt] = [run for run in handler.runs._failed if handler.runs.route_ids(run)]  # the small model's step
+    [discarded] = handler.runs.route_ids(attempt)
+    assert discarded != kept and router.pending(discarded) and handler.feedback(attempt, 0.0) == [discarded]
+    failing = cheap.with_retry(stop_after_attempt=2)  # a run that failed as a whole: its rating reaches every call
+    with pytest.raises(OutputParserException):
+        failing.invoke("answer in JSON", config={"callbacks": [handler], "run_id": (whole := uuid.uuid4())})
+    assert len(handler.feedback(whole, 0.0)) == 2
 
 
 def test_evaluator_scores_in_the_background(router: Router) -> None:
