@@ -93,6 +93,15 @@ class RouteRecorder:
         finally:
             self._blocks.reset(token)
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Inside, no open block of this context records the calls made (an evaluator's judge grading them)."""
+        token = self._blocks.set(())
+        try:
+            yield
+        finally:
+            self._blocks.reset(token)
+
     def add(self, info: dict[str, Any]) -> dict[str, Any]:
         """Add `info` to every open block of this context; returns it."""
         for routes in self._blocks.get():

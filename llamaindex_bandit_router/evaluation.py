@@ -36,8 +36,10 @@ class EvaluatorFeedback:
 
     Args:
         llm: the BanditRouterLLM whose routes are rewarded.
-        evaluator: any LlamaIndex evaluator, e.g. CorrectnessEvaluator or FaithfulnessEvaluator (give it its own
-            judge LLM: a judge routed by the same router would add decisions nobody rates).
+        evaluator: any LlamaIndex evaluator, e.g. CorrectnessEvaluator or FaithfulnessEvaluator. Its judge's calls
+            are not recorded with the answer's (`llm.unrecorded()`), so the grade reaches only the answer; a judge
+            routed by the same router (LlamaIndex's default, `Settings.llm`) leaves decisions nobody rates: give
+            it a judge LLM of its own.
         sample_rate: share of answers evaluated, in [0, 1].
         score_range: the evaluator's score scale, mapped onto [0, 1]; defaults to (1, 5) for
             CorrectnessEvaluator and (0, 1) otherwise (faithfulness, relevancy: passing -> 1, failing -> 0).
@@ -99,13 +101,15 @@ class EvaluatorFeedback:
             raise ConfigError("an AsyncStreamingResponse needs `await aevaluate(...)`")
         if isinstance(response, StreamingResponse):  # read first: LlamaIndex calls the LLM as the stream is read
             response = response.get_response()
+        routes = list(routes)  # as the answer was made: not the judge's calls
         if not self._sampled(routes):
             return None
         try:
-            if isinstance(response, str):
-                result = self.evaluator.evaluate(query=query, response=response, **kwargs)
-            else:
-                result = self.evaluator.evaluate_response(query=query, response=response, **kwargs)
+            with self.llm.unrecorded():
+                if isinstance(response, str):
+                    result = self.evaluator.evaluate(query=query, response=response, **kwargs)
+                else:
+                    result = self.evaluator.evaluate_response(query=query, response=response, **kwargs)
         except Exception as error:
             raise self._failed(routes, error) from error
         return self._reward(routes, result)
@@ -117,13 +121,15 @@ class EvaluatorFeedback:
             response = response.get_response()
         elif isinstance(response, AsyncStreamingResponse):
             response = await response.get_response()
+        routes = list(routes)
         if not self._sampled(routes):
             return None
         try:
-            if isinstance(response, str):
-                result = await self.evaluator.aevaluate(query=query, response=response, **kwargs)
-            else:
-                result = await self.evaluator.aevaluate_response(query=query, response=response, **kwargs)
+            with self.llm.unrecorded():
+                if isinstance(response, str):
+                    result = await self.evaluator.aevaluate(query=query, response=response, **kwargs)
+                else:
+                    result = await self.evaluator.aevaluate_response(query=query, response=response, **kwargs)
         except Exception as error:
             raise self._failed(routes, error) from error
         return self._reward(routes, result)

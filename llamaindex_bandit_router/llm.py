@@ -21,7 +21,7 @@ from llama_index.core.tools.types import BaseTool
 
 from bandit_router import Completion, ConfigError, Decision, InvalidPromptError, Router
 from bandit_router.feedback import RouteRecorder, check_call_kwargs, route_metadata, vision_models
-from bandit_router.checks import check_budget_key, check_cost_weight, check_model_names
+from bandit_router.checks import check_budget_key, check_cost_weight, check_integer, check_model_names
 from bandit_router.models import masked
 from bandit_router.streaming import AsyncRoutedStream, RoutedStream
 
@@ -30,7 +30,7 @@ from .messages import StreamedMessage, from_openai, to_openai
 __all__ = ["BanditRouterLLM"]
 
 _TOOL_CHOICES = ("auto", "none", "required")
-_CHECKED = ("cost_weight", "models", "task", "budget_key", "call_kwargs")
+_CHECKED = ("cost_weight", "models", "task", "budget_key", "call_kwargs", "max_retries")
 
 
 def _checked(router: Router, name: str, value: Any) -> Any:
@@ -44,7 +44,12 @@ def _checked(router: Router, name: str, value: Any) -> Any:
         return value
     if name == "budget_key":
         return check_budget_key(value)
+    if name == "max_retries":
+        return check_integer(value, "max_retries", 0, 100)
     check_call_kwargs(value)
+    if masked_names := [k for k, v in value.items() if "[REDACTED]" in str(v)]:
+        raise ConfigError(f"call_kwargs {masked_names} hold '[REDACTED]' (to_dict masks credentials): give the "
+                          f"real values")
     return dict(value)
 
 
@@ -83,6 +88,12 @@ def _tagged(raw: Any, info: dict[str, Any]) -> Any:
     if raw is None:
         return {"bandit_router": dict(info)}
     return raw.model_copy(update={"bandit_router": dict(info)})
+
+
+def _settled(stream: RoutedStream | AsyncRoutedStream, info: dict[str, Any]) -> None:
+    """Write a stream's cost and token counts into its recorded `info` (none if it was never routed)."""
+    if info:
+        info.update(routing_info(stream.decision, stream.cost, stream.usage))
 
 
 class BanditRouterLLM(FunctionCallingLLM):
@@ -125,9 +136,10 @@ class BanditRouterLLM(FunctionCallingLLM):
                  **kwargs: Any) -> None:
         if not isinstance(router, Router):
             raise ConfigError(f"router must be a bandit_router.Router, got {type(router).__name__}")
-        settings = {"cost_weight": cost_weight, "models": models, "task": task, "budget_key": budget_key,
-                    "call_kwargs": call_kwargs or {}}
         recorder = kwargs.pop("recorder", None) or RouteRecorder()
+        litellm = {k: kwargs.pop(k) for k in list(kwargs) if k not in type(self).model_fields}  # temperature=...
+        settings = {"cost_weight": cost_weight, "models": models, "task": task, "budget_key": budget_key,
+                    "call_kwargs": {**litellm, **(call_kwargs or {})}}
         super().__init__(**_settings(router, settings), **kwargs)
         self._router = router
         self._recorder = recorder
@@ -139,8 +151,19 @@ class BanditRouterLLM(FunctionCallingLLM):
             super().__setattr__(key, checked)
 
     def model_copy(self, *, update: Dict[str, Any] | None = None, deep: bool = False) -> BanditRouterLLM:
-        """A copy over the same router (also when `deep`: the router is shared, not copied); `update` is checked."""
+        """A copy over the same router and `record_routes` blocks (also when `deep`: the router is shared, not
+        copied), keeping every LlamaIndex setting (system_prompt, rate_limiter, ...); `update` is checked."""
         return super().model_copy(update=_settings(self.router, update or {}))
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any], **kwargs: Any) -> BanditRouterLLM:
+        """The LLM `to_dict` described, over `router=` (a live Router, which `to_dict` leaves out); credentials
+        it masked must be given again in `call_kwargs=`."""
+        if not isinstance(kwargs.get("router"), Router):
+            raise ConfigError("from_dict needs router=: a BanditRouterLLM routes through a live Router, which "
+                              "to_dict does not hold (build it with Router.load(path) or as before)")
+        data = {k: v for k, v in data.items() if k != "class_name"}
+        return cls(**{**data, **kwargs})
 
     def __deepcopy__(self, memo: Dict[int, Any] | None = None) -> BanditRouterLLM:
         """A sibling sharing the router (a service handle, like an HTTP client: its locks, stores and log)."""
@@ -157,12 +180,7 @@ class BanditRouterLLM(FunctionCallingLLM):
         allowed = {"cost_weight", "models", "task", "budget_key", "call_kwargs", "max_retries"}
         if unknown := set(options) - allowed:
             raise ConfigError(f"with_options takes {sorted(allowed)}, got {sorted(unknown)}")
-        replaced = set(options.get("call_kwargs") or {}) & {"task", "budget_key"}
-        current = {"cost_weight": self.cost_weight, "models": self.models, "task": self.task,
-                   "budget_key": self.budget_key, "call_kwargs": self.call_kwargs, "max_retries": self.max_retries}
-        current.update(dict.fromkeys(replaced))
-        return BanditRouterLLM(self.router, **{**current, **options}, callback_manager=self.callback_manager,
-                               recorder=self._recorder)
+        return self.model_copy(update={"call_kwargs": self.call_kwargs, **options})
 
     @classmethod
     def class_name(cls) -> str:
@@ -198,6 +216,11 @@ class BanditRouterLLM(FunctionCallingLLM):
         afterwards. A stream is recorded when it is first read (it is routed then), in the blocks open where it was
         asked for; its entry gains cost and token counts when it ends."""
         return self._recorder.record()
+
+    def unrecorded(self) -> ContextManager[None]:
+        """Inside, the calls of this LLM (and its `with_options` siblings) are left out of the open
+        `record_routes()` blocks: a judge grading their answers is not graded with them."""
+        return self._recorder.paused()
 
     # -- calls ----------------------------------------------------------------------------------------------
     def _route_kwargs(self, kwargs: Dict[str, Any]) -> Dict[str, Any]:
@@ -235,7 +258,7 @@ class BanditRouterLLM(FunctionCallingLLM):
               chunk: Any) -> ChatResponse:
         """The closing response of a stream: the whole message, its cost and token counts (also written into
         the `info` recorded when the stream started)."""
-        info.update(routing_info(stream.decision, stream.cost, stream.usage))
+        _settled(stream, info)
         return ChatResponse(message=message.message(info), delta="", raw=_tagged(chunk, info),
                             additional_kwargs=dict(info))
 
@@ -255,14 +278,19 @@ class BanditRouterLLM(FunctionCallingLLM):
         asked = copy_context()  # the record_routes() blocks open now
 
         def gen() -> ChatResponseGen:
-            with self.router.stream(openai, **routed) as stream:
-                info = asked.run(self._recorder.add, routing_info(stream.decision))
-                message, chunk = StreamedMessage(), None
-                for chunk in stream:
-                    info.update(routing_info(stream.decision))  # the model serving it, after any fallback
-                    if (response := self._chunk(info, message, chunk)) is not None:
-                        yield response
-                yield self._last(stream, info, message, chunk)
+            stream = self.router.stream(openai, **routed)
+            info: dict[str, Any] = {}
+            try:
+                with stream:
+                    info = asked.run(self._recorder.add, routing_info(stream.decision))
+                    message, chunk = StreamedMessage(), None
+                    for chunk in stream:
+                        info.update(routing_info(stream.decision))  # the model serving it, after any fallback
+                        if (response := self._chunk(info, message, chunk)) is not None:
+                            yield response
+                    yield self._last(stream, info, message, chunk)
+            finally:  # also closed part-way: its entry gains what it was charged
+                _settled(stream, info)
 
         return gen()
 
@@ -273,14 +301,19 @@ class BanditRouterLLM(FunctionCallingLLM):
 
         async def gen() -> ChatResponseAsyncGen:
             await self.router.context.prefetch(openai, self.router.limits.max_prompt_chars)
-            async with self.router.astream(openai, **routed) as stream:
-                info = asked.run(self._recorder.add, routing_info(stream.decision))
-                message, chunk = StreamedMessage(), None
-                async for chunk in stream:
-                    info.update(routing_info(stream.decision))
-                    if (response := self._chunk(info, message, chunk)) is not None:
-                        yield response
-                yield self._last(stream, info, message, chunk)
+            stream = self.router.astream(openai, **routed)
+            info: dict[str, Any] = {}
+            try:
+                async with stream:
+                    info = asked.run(self._recorder.add, routing_info(stream.decision))
+                    message, chunk = StreamedMessage(), None
+                    async for chunk in stream:
+                        info.update(routing_info(stream.decision))
+                        if (response := self._chunk(info, message, chunk)) is not None:
+                            yield response
+                    yield self._last(stream, info, message, chunk)
+            finally:
+                _settled(stream, info)
 
         return gen()
 

@@ -138,3 +138,19 @@ def test_signed_feedback_carries_the_routes_token(server: FakeLLMServer) -> None
     grader = judge(server, lambda messages: "5.0\nPerfect.")
     assert EvaluatorFeedback(llm, CorrectnessEvaluator(llm=grader)).evaluate([second], "hello 1", "Echo") == 1.0
     assert not llm.router.pending(first["route_id"]) and not llm.router.pending(second["route_id"])
+
+
+async def test_a_judge_routed_by_the_same_llm_is_not_graded_with_the_answer(llm: BanditRouterLLM,
+                                                                           server: FakeLLMServer) -> None:
+    """LlamaIndex's evaluators judge with Settings.llm by default: the judge's own call, made inside the answer's
+    record_routes() block (sync, or as a task), is not rewarded with the answer's grade."""
+    for model in ("cheap", "big"):
+        server.set_behavior(model, respond=lambda messages: "YES")
+    feedback = EvaluatorFeedback(llm, FaithfulnessEvaluator(llm=llm.with_options(cost_weight=1.0)))
+    with llm.record_routes() as routes:
+        answer = llm.complete("Which river flows through Paris?")
+        assert feedback.evaluate(routes, "Which river flows through Paris?", answer.text, contexts=["Seine"]) == 1.0
+        assert len(routes) == 1
+        again = await llm.acomplete("Which river flows through Lyon?")
+        assert await feedback.aevaluate(routes[1:], "Which river?", again.text, contexts=["Rhone"]) == 1.0
+    assert len(routes) == 2 and set(scores(llm)) == {r["route_id"] for r in routes}

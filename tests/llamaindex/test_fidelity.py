@@ -3,6 +3,8 @@ evaluator feedback on streams and unparsable judges, a dial per engine, and a cl
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.agent.workflow import FunctionAgent
@@ -228,3 +230,37 @@ def test_a_dropped_parallel_tool_call_leaves_no_trace(llm: BanditRouterLLM) -> N
     one = llm._validate_chat_with_tools_response(both, [], allow_parallel_tool_calls=False).message
     assert [b.tool_call_id for b in one.blocks] == ["c1"]
     assert [c["id"] for c in one.additional_kwargs["tool_calls"]] == ["c1"]
+
+
+def test_openai_style_constructor_arguments_are_call_kwargs(router: Router, server: FakeLLMServer) -> None:
+    """As llama_index's OpenAI(temperature=0, max_tokens=50): sent with every call (they were silently dropped);
+    a misspelt one is refused."""
+    llm = BanditRouterLLM(router, temperature=0.0, max_tokens=50)
+    assert llm.call_kwargs == {"temperature": 0.0, "max_tokens": 50} and llm.metadata.num_output == 50
+    llm.complete("hi")
+    assert {k: server.requests[-1].params.get(k) for k in ("temperature", "max_tokens")} == {
+        "temperature": 0.0, "max_tokens": 50}
+    with pytest.raises(ConfigError, match="temprature"):
+        BanditRouterLLM(router, temprature=1.0)
+
+
+def test_siblings_and_copies_keep_llamaindex_settings(router: Router, server: FakeLLMServer) -> None:
+    llm = BanditRouterLLM(router, system_prompt="Answer in French.", pydantic_program_mode="llm")
+    for sibling in (llm.with_options(cost_weight=1.0), copy.deepcopy(llm)):
+        assert (sibling.system_prompt, sibling.pydantic_program_mode) == ("Answer in French.", "llm")
+        assert sibling.router is router and sibling._recorder is llm._recorder
+        sibling.predict(PromptTemplate("Say hi"))  # LlamaIndex adds the system prompt
+        assert server.requests[-1].messages[0] == {"role": "system", "content": "Answer in French."}
+    with pytest.raises(ConfigError, match="max_retries"):
+        llm.with_options(max_retries=-1)
+
+
+def test_from_dict_needs_the_router_and_the_masked_credentials(router: Router) -> None:
+    llm = BanditRouterLLM(router, cost_weight=0.3, call_kwargs={"extra_headers": {"Authorization": "Bearer sk-1"}})
+    data = llm.to_dict()
+    with pytest.raises(ConfigError, match="from_dict needs router="):
+        BanditRouterLLM.from_dict(data)
+    with pytest.raises(ConfigError, match=r"call_kwargs \['extra_headers'\] hold '\[REDACTED\]'"):
+        BanditRouterLLM.from_dict(data, router=router)
+    again = BanditRouterLLM.from_dict(data, router=router, call_kwargs=llm.call_kwargs)
+    assert again.cost_weight == 0.3 and again.call_kwargs == llm.call_kwargs

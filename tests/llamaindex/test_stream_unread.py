@@ -108,7 +108,7 @@ async def test_a_stream_closed_part_way_is_charged_its_worst_case_once(method: s
     assert budget.reserved() == 0.0 and budget.total_spent() == held
     await close(stream)  # closing again changes nothing
     assert budget.total_spent() == held and sum(llm.router.failures.values()) == 0  # not the model's failure
-    assert [r["route_id"] for r in routes] == [route_id] and "cost" not in routes[0]
+    assert [r["route_id"] for r in routes] == [route_id] and routes[0]["cost"] == held  # what it was charged
     llm.feedback(route_id, 0.5)  # a partial answer can still be rated
 
 
