@@ -34,7 +34,8 @@ from .config import ServiceConfig
 from .metrics import Metrics
 from .directory import FORWARDED, route_directory
 from .openai_api import (ROUTER_MODEL, APIError, ChatRequest, api_error, chunk_body, completion_body, endpoints,
-                         model_object, parse_chat, parse_feedback, stream_broken, usage_chunk, with_usage)
+                         finish_choices, model_object, parse_chat, parse_feedback, stream_broken, stream_chunk,
+                         usage_chunk, usage_details, with_usage)
 
 __all__ = ["Service"]
 
@@ -78,6 +79,27 @@ def _sse(body: Any) -> bytes:
 
 def _finished(body: dict[str, Any]) -> bool:
     return any(choice.get("finish_reason") for choice in body["choices"])
+
+
+class _Finishes:
+    """Which choices of a stream got a finish_reason: LiteLLM's stream wrapper sends only choice 0's (n > 1)."""
+
+    def __init__(self) -> None:
+        self.started: set[int] = set()
+        self.ended: set[int] = set()
+        self.reason = "stop"  # the last finish_reason seen
+
+    def see(self, body: dict[str, Any]) -> None:
+        for choice in body["choices"]:
+            self.started.add(choice["index"])
+            if choice["finish_reason"]:
+                self.ended.add(choice["index"])
+                self.reason = choice["finish_reason"]
+
+    def missing(self) -> list[dict[str, Any]]:
+        """Choices ending each one left unfinished with the last finish_reason seen (choice 0 for a stream that
+        sent none)."""
+        return finish_choices(sorted(self.started - self.ended) or ([] if self.ended else [0]), self.reason)
 
 
 class Service:
@@ -181,8 +203,10 @@ class Service:
                         type(cause).__name__, detail, _REQUEST_ID.get())
         return api
 
-    def _failed(self, error: BaseException, tenant: str, where: str) -> JSONResponse:
-        api = self._report(api_error(error, self.endpoints), error, tenant, where)
+    def _failed(self, error: BaseException, tenant: str, where: str,
+                sent: dict[str, Any] | None = None) -> JSONResponse:
+        """The error answer for `error` (`sent`: the request's fields passed to the model, named in `param`)."""
+        api = self._report(api_error(error, self.endpoints, sent), error, tenant, where)
         return JSONResponse(api.body, status_code=api.status, headers=api.headers)
 
     def _extension(self, decision: Any, cost: float | None) -> dict[str, Any]:
@@ -202,11 +226,12 @@ class Service:
     # -- endpoints ------------------------------------------------------------------------------------------
     async def chat(self, request: Request) -> Response:
         started = time.time()
-        tenant_name = "-"
+        tenant_name, sent = "-", None
         try:
             tenant = self._tenant(request)
             tenant_name = tenant.name
             chat = parse_chat(self._json(await self._body(request)), self.config.max_messages)
+            sent = chat.params
             kwargs = {**chat.params, "task": chat.task,
                       "budget_key": None if self.keys.open else tenant.budget_key}
             if chat.stream:  # counted when it ends (a stream that breaks is not a 200)
@@ -219,7 +244,7 @@ class Service:
                                    self._extension(decision, completion.cost))
             response = JSONResponse(body)
         except Exception as error:  # every failure answers in OpenAI's error shape
-            response = self._failed(error, tenant_name, "chat completion")
+            response = self._failed(error, tenant_name, "chat completion", sent)
         self.metrics.inc("bandit_router_requests_total", status=str(response.status_code))
         return response
 
@@ -248,12 +273,16 @@ class Service:
         decision = stream.decision
         created, relayed, held, ended = int(time.time()), 0, None, False
         pending = [] if first is None else [first]
+        finishes = _Finishes()
+        details: dict[str, Any] = {}  # the token details of the upstream usage
         try:
             while True:
-                body = chunk_body(pending.pop() if pending else await chunks.__anext__(), decision.route_id,
-                                  decision.model, chat.include_usage)
+                chunk = pending.pop() if pending else await chunks.__anext__()
+                details = usage_details(getattr(chunk, "usage", None)) or details
+                body = chunk_body(chunk, decision.route_id, decision.model, chat.include_usage)
                 if body is None:
                     continue
+                finishes.see(body)
                 created, relayed = body["created"] or created, relayed + 1
                 if held is not None:
                     yield _sse(held)
@@ -278,17 +307,21 @@ class Service:
                 self.metrics.inc("bandit_router_spend_usd_total", stream.cost, model=decision.model)
         self._served(decision, stream.cost, started, time.time())
         self.metrics.inc("bandit_router_requests_total", status="200")
-        yield _sse(self._last_chunk(chat, stream, held, created)) + b"data: [DONE]\n\n"
+        last = self._last_chunks(chat, stream, held, created, finishes.missing(), details)
+        yield b"".join(map(_sse, last)) + b"data: [DONE]\n\n"
 
-    def _last_chunk(self, chat: ChatRequest, stream: AsyncRoutedStream, held: dict[str, Any] | None,
-                    created: int) -> dict[str, Any]:
-        """The chunk with the usage and the `bandit_router` field: one without choices when the client asked
-        include_usage (as OpenAI), else the finish chunk (LiteLLM ends every stream with one)."""
+    def _last_chunks(self, chat: ChatRequest, stream: AsyncRoutedStream, held: dict[str, Any] | None, created: int,
+                     missing: list[dict[str, Any]], details: dict[str, Any]) -> list[dict[str, Any]]:
+        """The stream's last chunks: the finish of each choice left unfinished (`missing`), and the usage (with the
+        upstream's token `details`) and the `bandit_router` field: in a chunk without choices when the client asked
+        include_usage (as OpenAI), else on the finish chunk (one is made when the upstream sent none)."""
         decision = stream.decision
         extension = self._extension(decision, stream.cost)
-        if chat.include_usage or held is None:
-            return usage_chunk(decision.route_id, decision.model, created, stream.usage, extension)
-        return with_usage(held, stream.usage, extension)
+        if chat.include_usage:
+            ends = [stream_chunk(decision.route_id, decision.model, created, missing, True)] if missing else []
+            return ends + [usage_chunk(decision.route_id, decision.model, created, stream.usage, details, extension)]
+        last = held or stream_chunk(decision.route_id, decision.model, created, [], False)
+        return [with_usage({**last, "choices": last["choices"] + missing}, stream.usage, details, extension)]
 
     async def feedback(self, request: Request) -> Response:
         tenant_name = "-"

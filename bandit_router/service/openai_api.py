@@ -17,8 +17,8 @@ from ..feedback import check_call_kwargs
 from ..redaction import MIN_LENGTH, redact_keys
 
 __all__ = ["APIError", "ChatRequest", "parse_chat", "parse_feedback", "api_error", "stream_broken", "endpoints",
-           "public", "completion_body", "chunk_body", "usage_chunk", "with_usage", "model_object", "ROUTER_MODEL",
-           "STORE_UNAVAILABLE"]
+           "public", "completion_body", "chunk_body", "stream_chunk", "finish_choices", "usage_details", "usage_chunk",
+           "with_usage", "model_object", "ROUTER_MODEL", "STORE_UNAVAILABLE"]
 
 ROUTER_MODEL = "router"
 _OBJECT = re.compile(r"<[^<>]* object at 0x[0-9a-fA-F]+>")  # a Python object's repr, with its memory address
@@ -31,6 +31,10 @@ _PASSED = {"temperature", "top_p", "n", "stop", "max_tokens", "max_completion_to
            "service_tier"}
 # fields the service reads itself (the last three are this router's extensions)
 _OWN = {"model", "messages", "stream", "stream_options", "metadata", "store", "cost_weight", "task", "models"}
+# the token details of OpenAI's usage object, passed on when the upstream gives them
+_DETAILS = {"prompt_tokens_details": ("cached_tokens", "audio_tokens"),
+            "completion_tokens_details": ("reasoning_tokens", "audio_tokens", "accepted_prediction_tokens",
+                                          "rejected_prediction_tokens")}
 
 
 class APIError(Exception):
@@ -64,10 +68,11 @@ def public(text: str, private: Sequence[str] = ()) -> str:
     return _OBJECT.sub("<object>", text)
 
 
-def api_error(error: BaseException, private: Sequence[str] = ()) -> APIError:
+def api_error(error: BaseException, private: Sequence[str] = (), sent: Mapping[str, Any] | None = None) -> APIError:
     """The APIError for a library or provider exception. Its message is the real cause as `public` shows it (keys
-    and the `private` endpoints masked). A state store's failure gets STORE_UNAVAILABLE instead of its message,
-    which names the store's file or server (the service logs it)."""
+    and the `private` endpoints masked), its `param` the field it names (max_completion_tokens for max_tokens when
+    the request's fields `sent` set only that one). A state store's failure gets STORE_UNAVAILABLE instead of its
+    message, which names the store's file or server (the service logs it)."""
     if isinstance(error, APIError):
         return error
     if isinstance(error, StoreUnavailableError):
@@ -83,24 +88,35 @@ def api_error(error: BaseException, private: Sequence[str] = ()) -> APIError:
     if isinstance(error, FeedbackLimitError):  # named as the service's config names it
         return APIError(429, f"this tenant's ratings are at their limit: feedback.limit_per_tenant allows "
                              f"{error.limit} per {error.window:g} s", "rate_limit_exceeded", "feedback_limit")
-    table: list[tuple[type, int, str, str]] = [
-        (NoEligibleModelError, 400, "invalid_request_error", "no_eligible_model"),
-        (InvalidPromptError, 400, "invalid_request_error", "invalid_prompt"),
-        (ConfigError, 400, "invalid_request_error", "invalid_value"),
-        (UnknownRouteError, 404, "invalid_request_error", "unknown_route"),
-        (DuplicateFeedbackError, 409, "invalid_request_error", "duplicate_feedback"),
-        (InvalidFeedbackTokenError, 403, "invalid_request_error", "invalid_feedback_token"),
+    table: list[tuple[type, int, str, str | None]] = [  # error, status, code, param (None: the field named first)
+        (NoEligibleModelError, 400, "no_eligible_model", None),
+        (InvalidPromptError, 400, "invalid_prompt", None),
+        (ConfigError, 400, "invalid_value", None),
+        (UnknownRouteError, 404, "unknown_route", "route_id"),
+        (DuplicateFeedbackError, 409, "duplicate_feedback", "route_id"),
+        (InvalidFeedbackTokenError, 403, "invalid_feedback_token", "feedback_token"),
     ]
-    for kind, status, type_, code in table:
+    for kind, status, code, param in table:
         if isinstance(error, kind):
-            field = message.split(" ", 1)[0]  # the library's errors name the field first
-            return APIError(status, message, type_, code,
-                            param=field if field in _PASSED | {"models", "task", "cost_weight", "score"} else None)
+            if param is None:
+                message, param = _named_field(message, sent or {})
+            return APIError(status, message, "invalid_request_error", code, param=param)
     status = getattr(error, "status_code", None)
     if isinstance(status, int) and 400 <= status < 600:  # a provider's own refusal (e.g. a bad tool schema)
         return APIError(status, f"upstream model refused the request: {type(error).__name__}: {message}",
                         "upstream_error", "upstream_error")
     return APIError(500, f"internal error: {type(error).__name__}", "server_error", "internal_error")
+
+
+def _named_field(message: str, sent: Mapping[str, Any]) -> tuple[str, str | None]:
+    """A library error's message and the request field it names first (the library's errors start with it; None
+    when it names none). The library calls the output limit max_tokens: a request that set max_completion_tokens
+    instead is told that name."""
+    field = re.split(r"[ =]", message, maxsplit=1)[0]  # "max_tokens=5 is more than ..." names max_tokens
+    if field == "max_tokens" and sent.get("max_tokens") is None and sent.get("max_completion_tokens") is not None:
+        field = "max_completion_tokens"
+        message = field + message[len("max_tokens"):]
+    return message, field if field in _PASSED | {"models", "task", "cost_weight", "score"} else None
 
 
 def stream_broken(error: BaseException, sent: int, private: Sequence[str] = ()) -> APIError:
@@ -191,7 +207,7 @@ def parse_chat(body: Any, max_messages: int) -> ChatRequest:
     if task is not None and not isinstance(task, str):
         raise APIError(400, "task must be a string naming one of the router's tasks", code="invalid_value",
                        param="task")
-    stream = body.get("stream", False)
+    stream = False if body.get("stream") is None else body["stream"]  # null is false, as OpenAI's schema has it
     if not isinstance(stream, bool):
         raise APIError(400, "stream must be true or false", code="invalid_value", param="stream")
     params = {k: v for k, v in body.items() if k in _PASSED}
@@ -244,8 +260,22 @@ def parse_feedback(body: Any) -> tuple[str, Any, str | None]:
     return route_id, body["score"], token
 
 
-def _usage(usage: Mapping[str, int]) -> dict[str, int]:
-    return {k: int(usage.get(k, 0)) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+def usage_details(usage: Any) -> dict[str, dict[str, int]]:
+    """The token details (cached, reasoning, ... tokens) of a LiteLLM usage object or dict, in OpenAI's shape:
+    only the fields OpenAI defines that the upstream gave ({} for none)."""
+    usage = usage.model_dump() if hasattr(usage, "model_dump") else usage or {}
+    details = {}
+    for name, keys in _DETAILS.items():
+        given = usage.get(name) or {}
+        kept = {key: int(given[key]) for key in keys if isinstance(given.get(key), int)}
+        if kept:
+            details[name] = kept
+    return details
+
+
+def _usage(usage: Mapping[str, int], details: Mapping[str, Any]) -> dict[str, Any]:
+    counts = {k: int(usage.get(k, 0)) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    return {**counts, **details}
 
 
 def _clean(value: Any) -> Any:
@@ -257,6 +287,11 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _fingerprint(dumped: Mapping[str, Any]) -> dict[str, Any]:
+    """The upstream's system_fingerprint, as a field to add (none when it gave none)."""
+    return {"system_fingerprint": dumped["system_fingerprint"]} if dumped.get("system_fingerprint") else {}
+
+
 def completion_body(response: Any, route_id: str, model: str, usage: Mapping[str, int],
                     extension: Mapping[str, Any]) -> dict[str, Any]:
     """A chat.completion object: id = route_id, model = the model that answered, plus the `bandit_router` field."""
@@ -265,32 +300,48 @@ def completion_body(response: Any, route_id: str, model: str, usage: Mapping[str
                 "logprobs": c.get("logprobs"), "finish_reason": c.get("finish_reason")}
                for i, c in enumerate(dumped.get("choices") or [])]
     return {"id": route_id, "object": "chat.completion", "created": dumped.get("created"), "model": model,
-            "choices": choices, "usage": _usage(usage), "bandit_router": dict(extension)}
+            **_fingerprint(dumped), "choices": choices, "usage": _usage(usage, usage_details(dumped.get("usage"))),
+            "bandit_router": dict(extension)}
 
 
-def chunk_body(chunk: Any, route_id: str, model: str, include_usage: bool = False) -> dict[str, Any] | None:
-    """A chat.completion.chunk for a LiteLLM chunk (None for a chunk that only carries usage); with
-    `include_usage`, `"usage": null` as OpenAI sends before the usage chunk."""
-    dumped = chunk.model_dump()
-    if dumped.get("usage"):
-        return None
-    choices = [{"index": c.get("index", i), "delta": _clean(c.get("delta") or {}), "logprobs": c.get("logprobs"),
-                "finish_reason": c.get("finish_reason")} for i, c in enumerate(dumped.get("choices") or [])]
-    body = {"id": route_id, "object": "chat.completion.chunk", "created": dumped.get("created"), "model": model,
-            "choices": choices}
+def stream_chunk(route_id: str, model: str, created: int | None, choices: list[dict[str, Any]],
+                 include_usage: bool) -> dict[str, Any]:
+    """A chat.completion.chunk; with `include_usage`, `"usage": null` as OpenAI sends before the usage chunk."""
+    body = {"id": route_id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices}
     return {**body, "usage": None} if include_usage else body
 
 
-def usage_chunk(route_id: str, model: str, created: int, usage: Mapping[str, int],
+def chunk_body(chunk: Any, route_id: str, model: str, include_usage: bool = False) -> dict[str, Any] | None:
+    """A chat.completion.chunk for a LiteLLM chunk; None for one that carries usage (the service sends the usage
+    last) or nothing for a client: no choice with a delta, logprobs or a finish_reason (e.g. Azure's first chunk,
+    with `"choices": []` and only prompt_filter_results)."""
+    dumped = chunk.model_dump()
+    choices = [{"index": c.get("index", i), "delta": _clean(c.get("delta") or {}), "logprobs": c.get("logprobs"),
+                "finish_reason": c.get("finish_reason")} for i, c in enumerate(dumped.get("choices") or [])]
+    if dumped.get("usage") or not any(c["delta"] or c["logprobs"] or c["finish_reason"] for c in choices):
+        return None
+    body = stream_chunk(route_id, model, dumped.get("created"), choices, include_usage)
+    return {**body, **_fingerprint(dumped)}
+
+
+def finish_choices(indexes: Iterable[int], reason: str) -> list[dict[str, Any]]:
+    """Chunk choices that only end the choices `indexes` with finish_reason `reason`."""
+    return [{"index": i, "delta": {}, "logprobs": None, "finish_reason": reason} for i in indexes]
+
+
+def usage_chunk(route_id: str, model: str, created: int, usage: Mapping[str, int], details: Mapping[str, Any],
                 extension: Mapping[str, Any]) -> dict[str, Any]:
-    """The last chunk of a stream asked with include_usage: no choices, the usage, and the `bandit_router` field."""
+    """The last chunk of a stream asked with include_usage: no choices, the usage (with the upstream's token
+    `details`), and the `bandit_router` field."""
     return {"id": route_id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
-            "usage": _usage(usage), "bandit_router": dict(extension)}
+            "usage": _usage(usage, details), "bandit_router": dict(extension)}
 
 
-def with_usage(body: Mapping[str, Any], usage: Mapping[str, int], extension: Mapping[str, Any]) -> dict[str, Any]:
-    """A stream's last chunk with choices, carrying the usage and the `bandit_router` field."""
-    return {**body, "usage": _usage(usage), "bandit_router": dict(extension)}
+def with_usage(body: Mapping[str, Any], usage: Mapping[str, int], details: Mapping[str, Any],
+               extension: Mapping[str, Any]) -> dict[str, Any]:
+    """A stream's last chunk with choices, carrying the usage (with the upstream's token `details`) and the
+    `bandit_router` field."""
+    return {**body, "usage": _usage(usage, details), "bandit_router": dict(extension)}
 
 
 def model_object(model_id: str, models: list[str]) -> dict[str, Any]:
