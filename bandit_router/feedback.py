@@ -145,6 +145,7 @@ class RunRoutes:
         # run -> (route_id, token, the model call's run) of the calls made inside it
         self._routes: OrderedDict[Hashable, list[tuple[str, str | None, Hashable]]] = OrderedDict()
         self._failed: OrderedDict[Hashable, None] = OrderedDict()
+        self._cached: OrderedDict[Hashable, None] = OrderedDict()  # runs with a model call answered from a cache
         self._lock = threading.Lock()  # guards the dicts above; never held while rating
         self._rating = threading.Lock()  # one run's rating at a time (ratings are few and quick beside calls)
 
@@ -171,9 +172,21 @@ class RunRoutes:
         """Note that `run` ended in an error: a rating of `run`, or of an ancestor that failed with it, still
         reaches its calls; a rating of an ancestor that went on to an answer (a fallback, a retry) does not."""
         with self._lock:
-            self._failed[run] = None
-            while len(self._failed) > self.max_runs:
-                self._failed.popitem(last=False)
+            self._note(self._failed, run)
+
+    def cached(self, run: Hashable) -> None:
+        """Note that the model call `run` was answered from a cache (no model called): rating it, or a run
+        around it with no routed call, says so."""
+        with self._lock:
+            for node in self._lineage(run):
+                self._note(self._cached, node)
+
+    def _note(self, runs: OrderedDict[Hashable, None], run: Hashable) -> None:
+        """Add `run` to `runs`, the oldest dropped beyond max_runs. Callers hold `_lock`."""
+        runs[run] = None
+        runs.move_to_end(run)
+        while len(runs) > self.max_runs:
+            runs.popitem(last=False)
 
     def route_ids(self, run: Hashable) -> list[str]:
         """The route_ids of the routed calls made inside `run` whose output it kept, oldest first."""
@@ -228,8 +241,9 @@ class RunRoutes:
             with self._lock:
                 decisions = self._kept(run)
             if not decisions:
-                raise UnknownRouteError(f"run {run!r} made no routed call that is still remembered (or only calls "
-                                        f"whose output a fallback or a retry threw away)")
+                why = (": its replies came from a cache, which calls no model" if run in self._cached else
+                       " that is still remembered (or only calls whose output a fallback or a retry threw away)")
+                raise UnknownRouteError(f"run {run!r} made no routed call{why}")
             waiting = [(r, token) for r, token in decisions if self.router.pending(r)]
             rated: list[str] = []
             stopped: BanditRouterError | None = None

@@ -22,6 +22,9 @@ __all__ = ["FeedbackTokens", "check_route_id"]
 def check_route_id(route_id: Any) -> str:
     """`route_id` if it can be one the router issued (ASCII text); UnknownRouteError otherwise (e.g. a lone
     surrogate, bytes, None)."""
+    if route_id is None:
+        raise UnknownRouteError("route_id is None: the reply named no routed call (a reply served from a cache, "
+                                "such as LangChain's, called no model and has nothing to rate)")
     if not isinstance(route_id, str) or not route_id.isascii():
         raise UnknownRouteError(f"unknown route_id {route_id!r}: route ids are the ASCII text a decision carries")
     return route_id

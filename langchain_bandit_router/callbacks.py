@@ -85,6 +85,8 @@ class FeedbackHandler(BaseCallbackHandler):
                 metadata = generation.message.response_metadata if hasattr(generation, "message") else {}
                 if metadata.get("route_id"):
                     self.runs.record(run_id, metadata["route_id"], metadata.get("feedback_token"))
+                elif metadata.get("cached"):
+                    self.runs.cached(run_id)
 
     def on_llm_new_token(self, token: str, *, chunk: Any = None, run_id: UUID, parent_run_id: UUID | None = None,
                          **kwargs: Any) -> None:

@@ -11,7 +11,7 @@ from langchain_core.caches import InMemoryCache
 from langchain_core.messages import HumanMessage
 from pydantic import BaseModel, ValidationError
 
-from bandit_router import AllModelsFailedError, ConfigError, Model, NoEligibleModelError, Router
+from bandit_router import AllModelsFailedError, ConfigError, Model, NoEligibleModelError, Router, UnknownRouteError
 from bandit_router.testing import FakeLLMServer
 from langchain_bandit_router import ChatBanditRouter, FeedbackHandler
 
@@ -137,6 +137,10 @@ def test_cached_replies_are_reported_as_cached(router: Router, server: FakeLLMSe
     assert again.response_metadata["cached"] is True and again.response_metadata["cost"] == 0.0
     assert again.response_metadata["route_id"] is None
     router.feedback(first.response_metadata["route_id"], 1.0)  # the original decision is still rated once
+    with pytest.raises(UnknownRouteError, match="served from a cache"):
+        router.feedback(again.response_metadata["route_id"], 1.0)
+    with pytest.raises(UnknownRouteError, match="its replies came from a cache"):
+        ratings.feedback(run_id, 1.0)
 
 
 def test_the_cache_keeps_apart_instances_with_other_call_settings(router: Router, server: FakeLLMServer) -> None:
