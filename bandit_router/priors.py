@@ -1,6 +1,6 @@
 """Warm starts from offline data, and quiz onboarding of a new model.
 
-- `table_prior`: a routing table with every model's score on some prompts (full information).
+- `table_prior`: a routing table with every model's score (and cost) on some prompts (full information).
 - `preference_prior`: pairwise preferences (prompt, model_a, model_b, winner): a Bradley-Terry model
   u_k(x) = w_k . [x, 1] is fitted, and each model's chance of beating the average model,
   sigmoid(u_k(x) - mean_j u_j(x)), becomes its target score on that prompt.
@@ -22,7 +22,7 @@ import numpy as np
 
 from .checks import check_model_names, check_positive
 from .errors import ConfigError
-from .models import Model
+from .models import Model, estimate_tokens
 from .outcome import Outcome
 from .router import Router, check_score
 
@@ -53,10 +53,36 @@ def absorb(router: Router, vectors: np.ndarray, scores: np.ndarray, models: Sequ
 
 
 def table_prior(router: Router, prompts: Sequence[str], scores: np.ndarray, models: Sequence[str],
-                strength: float = 1.0, tasks: Sequence[str | None] | None = None) -> None:
+                strength: float = 1.0, tasks: Sequence[str | None] | None = None,
+                costs: np.ndarray | None = None) -> None:
     """Warm-start `router` from a routing table: `scores[i, k]` is model `models[k]`'s score on `prompts[i]`
-    (of task `tasks[i]`, one of the router's tasks or None, when the router declares tasks)."""
+    (of task `tasks[i]`, one of the router's tasks or None, when the router declares tasks).
+
+    `costs[i, k]` (same shape, in the unit the router settles: USD for priced models) is what that call cost. The
+    router's cost model learns each as a settled call of one answer, exactly what `settle` would teach it (one call
+    each, whatever `strength`): a model without prices learns its cost, a priced model its answer length at its
+    card's prices, (cost - prompt tokens x input price) / output price. Without `costs`, an unpriced model's cost
+    stays unknown until it is called.
+    """
+    if costs is not None:
+        costs = _table_costs(costs, np.shape(scores))
     absorb(router, router.vectors(prompts, tasks), scores, models, strength)
+    if costs is not None:
+        with router.lock:
+            for prompt, row in zip(prompts, costs):
+                tokens = estimate_tokens(prompt)
+                for model, cost in zip(models, row):
+                    router.costs.observe(model, tokens, float(cost))
+
+
+def _table_costs(costs: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """`costs` as floats of the scores' `shape`, each finite and >= 0; ConfigError naming `costs` otherwise."""
+    costs = np.asarray(costs, dtype=float)
+    if costs.shape != shape:
+        raise ConfigError(f"costs must have the scores' shape (prompts, models) = {shape}, got {costs.shape}")
+    if not (np.isfinite(costs).all() and (costs >= 0).all()):
+        raise ConfigError("costs must be finite numbers >= 0")
+    return costs
 
 
 def fit_bradley_terry(vectors: np.ndarray, first: np.ndarray, second: np.ndarray, outcome: np.ndarray,

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BudgetExceededError, ConfigError
+from ..priors import table_prior
 from ..router import Router
 from .table import RoutingTable
 
@@ -63,17 +64,19 @@ def replay(table: RoutingTable, router: Router, cost_weight: float | None, seed:
     `router` must know the table's models and encode its prompts (see `lookup_encoder`); a router that declares
     tasks is given each prompt's task from the table (None for a task it does not declare). With `warm_start`
     > 0 (a number of prompts, or a share of them: `warm_rows`), the first shuffled rows teach the router every
-    model's score (full information) and the rest are routed. `feedback="bandit"` rewards only the chosen model;
-    `"full"` teaches every model. `progress` is an optional callable receiving the number of rows just processed.
+    model's score and cost (full information: `table_prior`) and the rest are routed. `feedback="bandit"` rewards
+    only the chosen model; `"full"` teaches every model. `progress` is an optional callable receiving the number of
+    rows just processed.
     """
     if feedback not in ("bandit", "full"):
         raise ConfigError(f"feedback must be 'bandit' or 'full', got {feedback!r}")
     n_warm = warm_rows(warm_start, len(table))
     rows = np.random.default_rng(seed).permutation(len(table))
     tasks = [t if t in router.tasks else None for t in table.tasks]
-    for i in rows[:n_warm]:
-        for k, model in enumerate(table.models):
-            router.observe(table.prompts[i], model, table.scores[i, k], task=tasks[i])
+    if n_warm:
+        warm = rows[:n_warm]
+        table_prior(router, [table.prompts[i] for i in warm], table.scores[warm], table.models,
+                    tasks=[tasks[i] for i in warm], costs=table.costs[warm])
     order = rows[n_warm:]
     column = {m: k for k, m in enumerate(table.models)}
     chosen = np.empty(len(order), dtype=int)

@@ -220,9 +220,9 @@ class ServiceConfig:
             raise ConfigError(f"prior.table {self.prior['table']!r}: {error}") from None
 
     def warm_start(self, router: Router, table: RoutingTable) -> None:
-        """Teach `router` the table's scores of the models it routes (`table_prior`; a table may score more, which
-        are left out with a warning): each replica keeps them as its own base, so replicas that read the same
-        table do not count it twice."""
+        """Teach `router` the table's scores and costs (costs in USD only) of the models it routes (`table_prior`;
+        a table may score more, which are left out with a warning): each replica keeps them as its own base, so
+        replicas that read the same table do not count it twice."""
         from ..priors import table_prior
 
         path = self.prior["table"]
@@ -234,9 +234,13 @@ class ServiceConfig:
         if left_out:
             log.warning("prior.table %r: the scores of %s are left out: the config does not route them", path,
                         left_out)
+        usd = table.cost_unit.lower() == "usd"  # the service settles calls in USD
+        if not usd:
+            log.warning("prior.table %r: its costs are left out: they are in %s, the service's in usd", path,
+                        table.cost_unit)
         try:
             table_prior(router, table.prompts, table.scores[:, keep], [table.models[k] for k in keep],
-                        self.prior.get("strength", 1.0))
+                        self.prior.get("strength", 1.0), costs=table.costs[:, keep] if usd else None)
         except ConfigError as error:
             raise ConfigError(f"prior.table {path!r}: {error}") from None
         log.info("warm-started from %r: %d prompts, each scored by %d of the %d models", path, len(table.prompts),

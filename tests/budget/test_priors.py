@@ -1,10 +1,13 @@
 """Priors: warm starts from a full-information table and from pairwise preferences, their strength, quiz onboarding."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from bandit_router.errors import ConfigError
-from bandit_router.models import Model
+from bandit_router.models import Model, estimate_tokens
 from bandit_router.priors import (description_mix, fit_bradley_terry, mix_prior, onboard, preference_prior, quiz_mix,
                                   table_prior)
 from bandit_router.router import Router
@@ -72,6 +75,64 @@ def test_invalid_strength(strength):
 def test_invalid_table(scores, models, match):
     with pytest.raises(ConfigError, match=match):
         table_prior(router(), MATH[:2], scores, models)
+
+
+def unpriced(*names: str) -> Router:
+    return Router([Model(n, input_cost_per_token=0.0, output_cost_per_token=0.0) for n in names],
+                  encoder=topic_encoder(), seed=0)
+
+
+def test_table_prior_teaches_each_models_cost_once_per_row_whatever_the_strength():
+    tokens = estimate_tokens(MATH[0])
+    cold = unpriced("calc", "bard")
+    table_prior(cold, MATH, np.ones((20, 2)), ["calc", "bard"])
+    np.testing.assert_array_equal(cold.costs.predict(["calc", "bard"], tokens), [0.0, 0.0])  # unknown: no costs
+    r = unpriced("calc", "bard")
+    table_prior(r, MATH, np.ones((20, 2)), ["calc", "bard"], strength=10.0, costs=np.array([[5.0, 1.0]] * 20))
+    np.testing.assert_allclose(r.costs.predict(["calc", "bard"], tokens), [5.0, 1.0])  # joules per call, learned
+    np.testing.assert_array_equal(r.costs.state()["n"].sum(axis=1), [20, 20])
+
+
+def test_table_prior_teaches_a_priced_model_its_answer_length():
+    r = router()  # prices 1e-6 per token in and out: a cost teaches (cost - prompt tokens x 1e-6) / 1e-6 tokens
+    tokens = [estimate_tokens(p) for p in MATH]
+    costs = np.array([[(n + 40) * 1e-6, (n + 2000) * 1e-6] for n in tokens])  # calc writes 40 tokens, bard 2000
+    cold = r.costs.predict(["calc", "bard"], tokens[0])  # 256 output tokens assumed before any call
+    table_prior(r, MATH, np.ones((20, 2)), ["calc", "bard"], costs=costs)
+    predicted = r.costs.predict(["calc", "bard"], tokens[0])  # each shrunk a little toward the models' pooled mean
+    assert predicted[0] < cold[0] / 2 and predicted[1] == pytest.approx(costs[0, 1], rel=0.05)
+
+
+@pytest.mark.parametrize("costs, match", [
+    (np.ones((3, 2)), r"costs must have the scores' shape \(prompts, models\) = \(2, 2\)"),
+    (np.array([[1.0, -1.0]] * 2), "costs must be finite numbers >= 0"),
+    (np.array([[1.0, np.nan]] * 2), "costs must be finite numbers >= 0"),
+])
+def test_invalid_costs_teach_nothing(costs, match):
+    r = unpriced("calc", "bard")
+    with pytest.raises(ConfigError, match=match):
+        table_prior(r, MATH[:2], np.ones((2, 2)), ["calc", "bard"], costs=costs)
+    assert r.costs.state()["n"].sum() == 0 and r.route("math problem 1").predicted_quality["calc"] == 0.0
+
+
+def test_a_service_prior_table_teaches_its_usd_costs(tmp_path: Path, caplog):
+    from bandit_router.service import parse_config
+
+    folder = tmp_path / "scored"
+    folder.mkdir()
+    (folder / "prompts.csv").write_text("prompt_id,prompt\n" + "".join(f"{i},{p}\n" for i, p in enumerate(MATH)))
+    (folder / "outcomes.csv").write_text("prompt_id,model,score,cost\n" + "".join(
+        f"{i},{m},1,{c}\n" for i in range(20) for m, c in (("openai/calc", 0.5), ("openai/bard", 0.1))))
+    models = [{"name": f"openai/{n}", "input_cost_per_token": 0, "output_cost_per_token": 0,
+               "api_base": "http://127.0.0.1:9/v1"} for n in ("calc", "bard")]
+    tokens = estimate_tokens(MATH[0])
+    for unit, expected in (("usd", [0.5, 0.1]), ("joule", [0.0, 0.0])):  # the service settles in USD
+        (folder / "models.json").write_text(json.dumps({"cost_unit": unit, "models": {}}))
+        config = parse_config({"models": models, "encoder": "hashing:16", "prior": {"table": str(folder)}},
+                              keys=False)
+        router = config.build_router()
+        np.testing.assert_allclose(router.costs.predict(["openai/calc", "openai/bard"], tokens), expected)
+    assert "its costs are left out: they are in joule, the service's in usd" in caplog.text
 
 
 def test_preference_prior_learns_who_wins_where():
