@@ -1,4 +1,4 @@
-"""Baselines that do not learn: uniformly random, one fixed model, and the cheapest model."""
+"""Baselines that do not learn: uniformly random, one fixed model, and the cheapest model (each tried once first)."""
 
 from __future__ import annotations
 
@@ -57,10 +57,37 @@ class FixedPolicy(Policy):
 
 @register
 class CheapestPolicy(Policy):
-    """Always the model with the lowest predicted cost for the request."""
+    """The model with the lowest predicted cost for the request, once every model of unknown cost has been tried.
+
+    The cost model predicts a model it knows nothing about (no prices, no settled call) at the mean of the others'
+    predictions, which would hide a cheaper model behind the first cheap one called. So a model not yet tried whose
+    predicted cost is that mean (all costs, when none is known) is offered first, once, as a request's only choice
+    (its call then teaches the cost model its cost); then the choice is greedy. Which models were tried is not
+    saved with the router: a loaded router tries each unknown one once again.
+    """
 
     name = "cheapest"
 
+    def __init__(self, dim: int, arms: Sequence[str], config: PolicyConfig | None = None, seed: int | None = None):
+        self.tried: set[str] = set()
+        super().__init__(dim, arms, config, seed)
+
+    def remove_arm(self, arm: str) -> None:
+        super().remove_arm(arm)
+        self.tried.discard(arm)
+
     def probabilities(self, x: np.ndarray, arms: Sequence[int], cost: np.ndarray,
                       cost_weight: float) -> tuple[np.ndarray, np.ndarray]:
-        return one_hot_argmax(-np.asarray(cost)), np.full(len(arms), np.nan)
+        cost = np.asarray(cost, dtype=float)
+        unknown = [i for i, a in enumerate(arms) if self.arms[a] not in self.tried and _imputed(cost, i)]
+        if not unknown:
+            return one_hot_argmax(-cost), np.full(len(arms), np.nan)
+        self.tried.add(self.arms[arms[unknown[0]]])
+        return (np.arange(len(arms)) == unknown[0]).astype(float), np.full(len(arms), np.nan)
+
+
+def _imputed(cost: np.ndarray, i: int) -> bool:
+    """Whether `cost[i]` is what the cost model predicts for a model it knows nothing about: the mean of the
+    other costs (those that differ from it), or any cost when all are equal."""
+    others = cost[~np.isclose(cost, cost[i], rtol=1e-9, atol=0.0)]
+    return others.size == 0 or bool(np.isclose(others.mean(), cost[i], rtol=1e-9, atol=0.0))
