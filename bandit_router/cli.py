@@ -106,7 +106,7 @@ def _replay(args: argparse.Namespace) -> int:
     from .encoders import encoder_by_name
     from .evaluation import bundled_table_path, load_table, table_vectors
     from .evaluation.report import hull_table, write_report
-    from .evaluation.sweep import SweepSpec, reference_runs, run_sweep
+    from .evaluation.sweep import SweepSpec, check_spends, reference_runs, run_sweep
 
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be an integer >= 1, got {args.seeds}")
@@ -118,6 +118,10 @@ def _replay(args: argparse.Namespace) -> int:
                      warm_start=_warm_start(args.warm_start, len(table)), feedback=args.feedback,
                      task_hints=args.task_hints, spends=_spends(args.spend), modules=modules)
     print(table.summary(), file=sys.stderr)
+    check_spends(table, spec.spends, "--spend")
+    if args.task_hints and not any(table.tasks):
+        raise ConfigError(f"--task-hints tells the router each prompt's task from the table's task column, but "
+                          f"{folder}'s prompts have no task (the column is absent or empty)")
     encoder = encoder_by_name(args.encoder)
     vectors = table_vectors(table, encoder, progress=True)
     started = time.perf_counter()

@@ -15,8 +15,8 @@ from .plots import plot_frontier, plot_learning, plot_regret
 from .replay import ReplayRun
 from .table import RoutingTable
 
-__all__ = ["RESULT_COLUMNS", "LEARNING_CHECKPOINTS", "result_row", "run_hull_gain", "hull_table", "spend_table",
-           "write_report"]
+__all__ = ["RESULT_COLUMNS", "LEARNING_CHECKPOINTS", "result_row", "run_hull_gain", "score_pct_best", "cost_pct_best",
+           "hull_table", "spend_table", "write_report"]
 
 RESULT_COLUMNS = ("policy", "dial", "seed", "n", "mean_score", "mean_cost", "score_pct_best", "cost_pct_best",
                   "hull_gain", "regret_vs_oracle", "regret_vs_best_fixed", "seconds", "spend")
@@ -53,15 +53,24 @@ def _routed(table: RoutingTable, grouped: dict[str, dict[float, list[ReplayRun]]
                default=len(table))
 
 
+def score_pct_best(table: RoutingTable, run: ReplayRun) -> float:
+    """The run's mean score as % of the best single model's on the prompts it routed (after a warm start, only
+    those)."""
+    return percent(run.mean_score, table.scores[run.order, table.best].mean())
+
+
+def cost_pct_best(table: RoutingTable, run: ReplayRun) -> float:
+    """The run's mean cost as % of the best single model's on the prompts it routed (NaN when that is 0)."""
+    return percent(run.mean_cost, table.costs[run.order, table.best].mean())
+
+
 def result_row(table: RoutingTable, run: ReplayRun, seconds: float | None = None) -> dict[str, object]:
     """One results.csv row: means, both as % of the best single model's, and total regret (utility at the dial;
     for a spend-target run, `dial` is where the target ended and `spend` its share of the best model's cost)."""
-    best = table.best
     regret = cumulative_regret(table.scores[run.order], table.costs[run.order], run.cost_weight, run.chosen)
     return {"policy": run.policy, "dial": run.cost_weight, "seed": run.seed, "n": len(run.order),
             "mean_score": run.mean_score, "mean_cost": run.mean_cost,
-            "score_pct_best": 100 * run.mean_score / table.scores[run.order, best].mean(),  # on the routed prompts
-            "cost_pct_best": percent(run.mean_cost, table.costs[run.order, best].mean()),
+            "score_pct_best": score_pct_best(table, run), "cost_pct_best": cost_pct_best(table, run),
             "hull_gain": run_hull_gain(table, run),
             "regret_vs_oracle": float(regret["oracle"][-1]), "regret_vs_best_fixed": float(regret["best_fixed"][-1]),
             "seconds": "" if seconds is None else round(seconds, 2), "spend": "" if run.spend is None else run.spend}
@@ -110,7 +119,7 @@ def hull_table(table: RoutingTable, runs: Sequence[ReplayRun]) -> list[str]:
             gains = [run_hull_gain(table, r) for r in rs]
             setting = f"spend {value:.0%}" if spend else f"{value:g}"
             spread = f" ± {np.std(gains):.3f}" if len(gains) > 1 else " (1 seed)"
-            cost = np.mean([percent(r.mean_cost, table.costs[r.order, table.best].mean()) for r in rs])
+            cost = np.mean([cost_pct_best(table, r) for r in rs])
             shown = "n/a" if math.isnan(cost) else f"{cost:.1f}%"
             lines.append(f"{policy:<24} {setting:>11} {np.mean([r.mean_score for r in rs]):>7.3f} "
                          f"{shown:>11} {np.mean(gains):>+8.3f}{spread}")
@@ -118,8 +127,8 @@ def hull_table(table: RoutingTable, runs: Sequence[ReplayRun]) -> list[str]:
 
 
 def spend_table(table: RoutingTable, runs: Sequence[ReplayRun]) -> list[str]:
-    """The spend-target table: per policy and target, cost (whole stream and second half), score, hull gain and
-    the dial the target ended at (mean ± sd over seeds)."""
+    """The spend-target table: per policy and target, cost (whole stream and second half; as % of the best single
+    model's on the routed prompts), score, hull gain and the dial the target ended at (mean ± sd over seeds)."""
     best_cost = table.costs[:, table.best].mean()
     grouped: dict[str, dict[float, list[ReplayRun]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
@@ -132,10 +141,10 @@ def spend_table(table: RoutingTable, runs: Sequence[ReplayRun]) -> list[str]:
     for policy, by_share in grouped.items():
         for share in sorted(by_share):
             rs = by_share[share]
-            late = [percent(r.cost[len(r.cost) // 2:].mean(), best_cost) for r in rs]
+            late = [percent(r.cost[len(r.cost) // 2:].mean(), table.costs[r.order, table.best].mean()) for r in rs]
             gains = [run_hull_gain(table, r) for r in rs]
             lines.append(f"| {policy} | {share:.0%} | {share * best_cost:.3g} | "
-                         f"{_cell([percent(r.mean_cost, best_cost) for r in rs], '.1f')} | {_cell(late, '.1f')} | "
+                         f"{_cell([cost_pct_best(table, r) for r in rs], '.1f')} | {_cell(late, '.1f')} | "
                          f"{_cell([r.mean_score for r in rs], '.3f')} | {_cell(gains, '+.3f')} | "
                          f"{_cell([r.cost_weight for r in rs], '.3f')} |")
     return lines + ["", "A target below what the dial's end (1) spends cannot be met: the dial then stays at 1."
@@ -232,11 +241,11 @@ def write_report(out: str | Path, table: RoutingTable, runs: Sequence[tuple[Repl
     if command:
         lines += ["```", command, "```", ""]
     lines += _grid("Mean score", grouped, dials, lambda r: r.mean_score, ".3f")
-    lines += _grid("Mean score, % of the best single model's", grouped, dials,
-                   lambda r: 100 * r.mean_score / best_score, ".1f")
+    lines += _grid("Mean score, % of the best single model's", grouped, dials, lambda r: score_pct_best(table, r),
+                   ".1f")
     lines += _grid(f"Mean cost per prompt ({table.cost_unit})", grouped, dials, lambda r: r.mean_cost, ".3g")
-    lines += _grid("Mean cost, % of the best single model's", grouped, dials,
-                   lambda r: percent(r.mean_cost, best_cost), ".1f")
+    lines += _grid("Mean cost, % of the best single model's", grouped, dials, lambda r: cost_pct_best(table, r),
+                   ".1f")
     lines += _grid("Hull gain: mean score minus the single models' upper concave hull at the same mean cost, both "
                    "over the prompts the run routed (flat beyond the best model's cost and below the cheapest's; "
                    "> 0: better than any fixed choice or fixed split of models)", grouped, dials,

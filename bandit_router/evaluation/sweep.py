@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..router import Router
 from ..spend import SpendTarget
 from ..tasks import TEXT_WEIGHT, TaskHints
@@ -19,7 +20,7 @@ from .references import full_info_ridge_run, oracle_run, single_model_runs
 from .replay import ReplayRun, replay
 from .table import RoutingTable
 
-__all__ = ["SweepSpec", "run_sweep", "reference_runs"]
+__all__ = ["SweepSpec", "run_sweep", "reference_runs", "check_spends"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,16 @@ class SweepSpec:
 _worker: dict[str, Any] = {}
 
 
+def check_spends(table: RoutingTable, spends: Sequence[float], field: str = "spends") -> None:
+    """ConfigError naming `field` when there are spend targets but the best single model (the unit they are shares
+    of) has a mean cost of 0."""
+    best = table.best
+    if spends and table.costs[:, best].mean() <= 0:
+        raise ConfigError(f"{field} gives spend targets as shares of the best single model's mean cost per prompt, "
+                          f"but the best model, {table.models[best]!r}, has a mean cost of 0 {table.cost_unit}: "
+                          "no share of it is a target (compare routers with dials instead)")
+
+
 def _init_worker(table: RoutingTable, vectors: np.ndarray, encoder_name: str, spec: SweepSpec) -> None:
     from threadpoolctl import threadpool_limits
 
@@ -81,6 +92,7 @@ def run_sweep(table: RoutingTable, vectors: np.ndarray, encoder_name: str, spec:
     """Replay `table` once per task of `spec` (policy x dial x seed, then policy x spend x seed), each through a
     new Router; returns (run, seconds) pairs in task order. `workers` > 1 runs them in that many processes;
     `on_done` is called as each run ends."""
+    check_spends(table, spec.spends)
     tasks = list(spec.tasks())
     results: dict[int, tuple[ReplayRun, float]] = {}
     if workers <= 1:

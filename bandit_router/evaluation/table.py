@@ -2,10 +2,11 @@
 
 Layout (see the shared data README): prompts.csv (prompt_id, task, split, prompt), outcomes.csv
 (prompt_id, model, score, cost), models.json ({"cost_unit", "models": {name: {input_price_per_mtok, ...}}}).
-Parquet files with the same stems are read too. Costs may be in any unit (`cost_unit`: usd, joule, ...), and a
-model may come without prices (`{}`): outcomes.csv gives each call's cost, which is all a replay needs. An empty
-score or cost cell means the result is missing; prompts lacking an outcome for some model are dropped and
-counted, with the reason, in `RoutingTable.dropped`. CSV files are UTF-8 (a byte-order mark is skipped).
+Parquet files with the same stems may replace them (a folder holding both a stem's .csv and .parquet is refused).
+Costs may be in any unit (`cost_unit`: usd, joule, ...), and a model may come without prices (`{}`): outcomes.csv
+gives each call's cost, which is all a replay needs. An empty score or cost cell means the result is missing;
+prompts lacking an outcome for some model are dropped and counted, with the reason (naming the models that lack
+outcomes), in `RoutingTable.dropped`. CSV files are UTF-8 (a byte-order mark is skipped).
 """
 
 from __future__ import annotations
@@ -120,6 +121,9 @@ def _rows(folder: Path, stem: str, columns: tuple[str, ...],
     """(where, row) for each row of `stem`.parquet or `stem`.csv, `where` naming the file and the row (in a CSV, the
     line it starts on). Columns in `optional` may be absent: their cells are then None."""
     parquet, csv_path = folder / f"{stem}.parquet", folder / f"{stem}.csv"
+    if parquet.exists() and csv_path.exists():
+        raise DataFormatError(f"{folder} holds both {parquet.name} and {csv_path.name}: remove the one that is not "
+                              "current (the loader does not guess which is)")
     if parquet.exists():
         import pyarrow.parquet as pq
 
@@ -138,8 +142,18 @@ def _columns(path: Path, present: list[str], columns: tuple[str, ...], optional:
     missing = [c for c in columns if c not in present and c not in optional]
     if missing:
         may = f" ({' and '.join(optional)} may be absent)" if optional else ""
-        raise DataFormatError(f"{path} lacks column(s) {missing}; columns: {list(columns)}{may}")
+        raise DataFormatError(f"{path} lacks column(s) {missing}{may}; its header is {present!r:.300}"
+                              f"{_header_hint(present, columns)}")
     return [c for c in columns if c in present]
+
+
+def _header_hint(present: list[str], columns: tuple[str, ...]) -> str:
+    """What a header that misses expected columns probably got wrong: the separator or the spelling."""
+    if len(present) == 1 and any(sep in present[0] for sep in ("\t", ";")):
+        return ": the file must be comma-separated"
+    if any(name != name.strip().lower() and name.strip().lower() in columns for name in present):
+        return ": column names are lower case, without spaces around them"
+    return ""
 
 
 def _csv_text(path: Path) -> str:
@@ -378,6 +392,14 @@ def _check_quotes(prompts: dict[str, _Prompt], unknown: dict[str, str]) -> None:
                     "swallowed the rows after it (close it, and write a quote inside a quoted field as \"\")")
 
 
+def _missing(models: list[str], outcomes: list[dict[str, Any]]) -> str:
+    """The reason prompts lacking some model's outcome are dropped, naming each model that lacks outcomes and on
+    how many of the prompts, most first."""
+    lacking = {m: sum(m not in by_model for by_model in outcomes) for m in models}
+    named = sorted((m for m in models if lacking[m]), key=lambda m: -lacking[m])
+    return "prompts missing some model's outcome (" + ", ".join(f"{m} lacks {lacking[m]}" for m in named) + ")"
+
+
 def _no_complete_prompt(folder: Path, prompts: dict[str, _Prompt], models: list[str],
                         outcomes: dict[str, dict[str, tuple[float, float, str]]], unknown: dict[str, str],
                         dropped: dict[str, int]) -> str:
@@ -414,7 +436,8 @@ def load_table(path: str | Path, invalid_rows: str = "raise") -> RoutingTable:
     models = list(model_order)
     candidates = [pid for pid in prompts if pid not in conflicting]
     keep = [pid for pid in candidates if len(outcomes.get(pid, {})) == len(models)]
-    invalid.count("prompts missing some model's outcome", len(candidates) - len(keep))
+    if len(keep) < len(candidates):
+        invalid.count(_missing(models, [outcomes.get(pid, {}) for pid in candidates]), len(candidates) - len(keep))
     dropped = {why: n for why, n in invalid.dropped.items() if n}
     if not keep:
         raise DataFormatError(_no_complete_prompt(folder, prompts, models, outcomes, unknown, dropped))

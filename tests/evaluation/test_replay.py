@@ -156,6 +156,9 @@ def test_cli_replay_with_a_warm_start_says_what_it_routed(table_dir: Path, tmp_p
     assert float(row["cost_pct_best"]) == pytest.approx(100 * float(row["mean_cost"])
                                                         / table.costs[order, table.best].mean())  # the same prompts
     summary = (out / "summary.md").read_text()
+    for title, column in (("Mean score", "score_pct_best"), ("Mean cost", "cost_pct_best")):  # as results.csv has it
+        grid = summary.split(f"**{title}, % of the best single model's**")[1]
+        assert re.search(r"\| linucb \| ([\d.]+) \|", grid)[1] == f"{float(row[column]):.1f}"
     assert "routed 20 of the 60 prompts: the first 40 of each seed's stream taught them every model's score" in summary
     assert "| N=20 |" in summary  # the learning curve ends with the routed stream (not the ridge router's, which routes all 60)
 
@@ -182,6 +185,17 @@ def test_cli_replay_refuses_a_warm_start_out_of_range(table_dir: Path, tmp_path:
                    value, "--out", str(tmp_path / "out"), "--workers", "1"])
     assert status == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # refused before any run
+
+
+def test_cli_replay_refuses_task_hints_without_tasks(table_dir: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    prompts = table_dir / "prompts.csv"
+    prompts.write_text("\n".join(re.sub(r",(math|code|poem),", ",,", line) for line in prompts.read_text().split("\n")))
+    status = main(["replay", str(table_dir), "--policy", "linucb", "--dial", "0", "--seeds", "1", "--task-hints",
+                   "--out", str(tmp_path / "out"), "--workers", "1"])
+    assert status == 2 and not (tmp_path / "out").exists()
+    assert f"--task-hints tells the router each prompt's task from the table's task column, but {table_dir}'s " \
+           "prompts have no task (the column is absent or empty)" in capsys.readouterr().err
 
 
 def test_cli_replay_passes_task_hints(table_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -214,6 +228,23 @@ def test_a_free_best_model_shows_costs_as_a_share_of_it_as_n_a(table_dir: Path, 
     printed, summary = capsys.readouterr().out, (tmp_path / "out" / "summary.md").read_text()
     assert status == 0 and "n/a" in printed and "n/a" in summary
     assert not re.search(r"\binf\b", printed + summary)
+
+
+def test_spend_targets_of_a_free_best_model_are_refused_before_encoding(table_dir: Path, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str],
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    outcomes = (table_dir / "outcomes.csv").read_text().splitlines()
+    (table_dir / "outcomes.csv").write_text("\n".join(
+        [outcomes[0]] + [re.sub(r",[^,]*$", ",0", row) if ",coder," in row else row for row in outcomes[1:]]) + "\n")
+    monkeypatch.setenv("BANDIT_ROUTER_CACHE", str(tmp_path / "cache"))
+    status = main(["replay", str(table_dir), "--policy", "linucb", "--dial", "0", "--spend", "0.5", "--seeds", "1",
+                   "--out", str(tmp_path / "out"), "--workers", "1"])
+    assert status == 2 and not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
+    assert "--spend gives spend targets as shares of the best single model's mean cost per prompt, but the best " \
+           "model, 'coder', has a mean cost of 0 usd" in capsys.readouterr().err
+    table = load_table(table_dir)
+    with pytest.raises(ConfigError, match="spends gives spend targets .* 'coder', has a mean cost of 0"):
+        run_sweep(table, np.zeros((len(table), 2)), "none", SweepSpec(["linucb"], [0.0], [0], spends=[0.5]), workers=1)
 
 
 def test_cli_replay_imports_a_users_policy_module(table_dir: Path, tmp_path: Path,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,15 @@ def test_parquet_gives_the_same_table(tmp_path: Path) -> None:
     parquet_table = load_table(write_table(tmp_path / "parquet", parquet=True))
     assert parquet_table.prompts == csv_table.prompts
     np.testing.assert_array_equal(parquet_table.scores, csv_table.scores)
+
+
+@pytest.mark.parametrize("stem", ["outcomes", "prompts"])
+def test_a_folder_with_both_a_csv_and_a_parquet_file_is_refused(tmp_path: Path, stem: str) -> None:
+    folder = write_table(tmp_path / "both", parquet=True)
+    write_table(tmp_path / "csv")
+    (folder / f"{stem}.csv").write_bytes((tmp_path / "csv" / f"{stem}.csv").read_bytes())
+    with pytest.raises(DataFormatError, match=f"both {stem}.parquet and {stem}.csv: remove the one that is not"):
+        load_table(folder)
 
 
 def _rewrite(path: Path, change) -> None:
@@ -64,6 +74,22 @@ def test_malformed_folder_names_its_defect(table_dir: Path, defect, match: str) 
         load_table(table_dir)
 
 
+@pytest.mark.parametrize("header, shown, hint", [
+    ("prompt_id\tmodel\tscore\tcost", r"\['prompt_id\\tmodel\\tscore\\tcost'\]", "the file must be comma-separated"),
+    ("prompt_id;model;score;cost", r"\['prompt_id;model;score;cost'\]", "the file must be comma-separated"),
+    ("Prompt_ID,model,score,cost", r"\['Prompt_ID', 'model', 'score', 'cost'\]", "column names are lower case"),
+    ("prompt,model,score,cost", r"\['prompt', 'model', 'score', 'cost'\]$", ""),
+])
+def test_a_header_without_the_columns_is_shown(table_dir: Path, header: str, shown: str, hint: str) -> None:
+    path = table_dir / "outcomes.csv"
+    path.write_text(header + "\n" + path.read_text().split("\n", 1)[1].replace(",", header[9]))
+    with pytest.raises(DataFormatError) as error:
+        load_table(table_dir)
+    assert re.search(r"outcomes.csv lacks column\(s\) \[.*\]; its header is " + shown, str(error.value))
+    assert str(error.value).count("['prompt_id', 'model', 'score', 'cost']") <= 1  # the expected columns once
+    assert hint in str(error.value)
+
+
 def test_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(DataFormatError, match="is not a folder"):
         load_table(tmp_path / "nowhere")
@@ -75,7 +101,10 @@ def test_drop_counts_invalid_and_incomplete_rows(table_dir: Path) -> None:
                                                                               r["model"] == "large")])
     table = load_table(table_dir, invalid_rows="drop")
     assert len(table) == 58 and "p0" not in table.prompt_ids and "p1" not in table.prompt_ids
-    assert table.dropped == {"outcome rows with invalid score or cost": 1, "prompts missing some model's outcome": 2}
+    assert table.dropped == {"outcome rows with invalid score or cost": 1,
+                             "prompts missing some model's outcome (small lacks 1, large lacks 1)": 2}
+    assert "(dropped: 1 outcome rows with invalid score or cost, 2 prompts missing some model's outcome (small " \
+           "lacks 1, large lacks 1))" in table.summary()
 
 
 def priceless_joule_table(folder: Path) -> Path:
@@ -100,7 +129,8 @@ def priceless_joule_table(folder: Path) -> Path:
 def test_a_table_without_prices_in_joules_with_empty_cells(tmp_path: Path) -> None:
     table = load_table(priceless_joule_table(tmp_path / "joules"))
     assert (len(table), table.models, table.cost_unit) == (58, ["a", "b", "c"], "joule")
-    assert table.dropped == {"outcome rows with an empty score cell": 2, "prompts missing some model's outcome": 2}
+    assert table.dropped == {"outcome rows with an empty score cell": 2,
+                             "prompts missing some model's outcome (b lacks 2)": 2}
     assert "p3" not in table.prompt_ids and table.costs.min() >= 40.0
     assert "costs in joule" in table.summary() and "2 prompts missing" in table.summary()
     assert "only in outcomes" not in table.summary()  # every model is listed in models.json
@@ -133,7 +163,8 @@ def test_cli_replays_a_table_without_prices(tmp_path: Path, monkeypatch: pytest.
 def test_an_empty_cost_cell_is_a_missing_result(table_dir: Path, cell: str) -> None:
     _rewrite(table_dir / "outcomes.csv", _set_first("cost", cell))
     table = load_table(table_dir)
-    assert table.dropped == {"outcome rows with an empty cost cell": 1, "prompts missing some model's outcome": 1}
+    assert table.dropped == {"outcome rows with an empty cost cell": 1,
+                             "prompts missing some model's outcome (small lacks 1)": 1}
 
 
 @pytest.mark.parametrize("field, value", [("score", "n/a"), ("cost", "12 J")])
@@ -193,7 +224,7 @@ def test_a_non_numeric_score_says_what_is_allowed_and_drop_drops_it(table_dir: P
                                               r"\(or true/false\); leave the cell empty for a missing score"):
         load_table(table_dir)
     assert load_table(table_dir, invalid_rows="drop").dropped == {
-        "outcome rows with invalid score or cost": 1, "prompts missing some model's outcome": 1}
+        "outcome rows with invalid score or cost": 1, "prompts missing some model's outcome (small lacks 1)": 1}
 
 
 def _repeat(index: int, **change: str):
@@ -319,5 +350,6 @@ def test_task_and_split_columns_may_be_absent(tmp_path: Path, parquet: bool) -> 
         import pyarrow.parquet as pq
 
         pq.write_table(pcsv.read_csv(folder / "prompts.csv"), folder / "prompts.parquet")
+        (folder / "prompts.csv").unlink()
     table = load_table(folder)
     assert len(table) == 60 and set(table.tasks) == set(table.splits) == {""}
