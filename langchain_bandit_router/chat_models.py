@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from operator import itemgetter
 from typing import Any, AsyncIterator, Callable, Iterator, Literal, Sequence
 
+from langchain_core.exceptions import OutputParserException
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
@@ -312,6 +313,8 @@ class ChatBanditRouter(BaseChatModel):
     def _result(self, call: _Call, completion: Completion) -> ChatResult:
         decision = call.served(completion.decision)
         messages = to_messages(completion.response, decision, completion.cost, dict(completion.usage))
+        if _is_schema(schema := call.params.get("response_format")):
+            messages[0].additional_kwargs["parsed"] = _parsed(schema, messages[0])
         self._served(call, decision, _graded(messages[0].text, messages[0]))
         return ChatResult(generations=[ChatGeneration(message=m, generation_info={
             "finish_reason": m.response_metadata["finish_reason"]}) for m in messages],
@@ -434,6 +437,22 @@ class _Tally:
         if message.tool_call_chunks:
             self.tools = message if self.tools is None else self.tools + message
         return ChatGenerationChunk(message=message)
+
+
+def _is_schema(response_format: Any) -> bool:
+    return isinstance(response_format, type) and is_basemodel_subclass(response_format)
+
+
+def _parsed(schema: type, message: AIMessage) -> Any:
+    """`response_format=Schema` (a Pydantic class), as ChatOpenAI reads it: the reply parsed into `schema` (None
+    for an empty reply, a refusal); OutputParserException when it does not fit."""
+    if not message.text:
+        return None
+    try:
+        return schema.model_validate_json(message.text)  # type: ignore[attr-defined]
+    except ValueError as error:
+        raise OutputParserException(f"the reply does not fit response_format {schema.__name__}: {error}",
+                                    llm_output=message.text) from error
 
 
 def _graded(text: str, message: AIMessage | None) -> str:

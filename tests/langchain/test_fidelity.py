@@ -9,6 +9,7 @@ import uuid
 import pytest
 from langchain_core.caches import InMemoryCache
 from langchain_core.messages import HumanMessage
+from langchain_core.exceptions import OutputParserException
 from pydantic import BaseModel, ValidationError
 
 from bandit_router import AllModelsFailedError, ConfigError, Model, NoEligibleModelError, Router, UnknownRouteError
@@ -185,3 +186,18 @@ def test_what_the_provider_returns_beyond_the_text_is_kept(llm: ChatBanditRouter
     assert (meta["id"], meta["system_fingerprint"], meta["finish_reason"]) == ("chatcmpl-7", "fp_1", "stop")
     assert meta["logprobs"]["content"][0]["token"] == "42" and "logprobs" not in second.response_metadata
     assert second.response_metadata["route_id"] == meta["route_id"]  # one routed call, one rating
+
+
+def test_a_pydantic_response_format_is_parsed_as_chatopenai_parses_it(router: Router, server: FakeLLMServer) -> None:
+    class Person(BaseModel):
+        name: str
+
+    server.set_behavior("small", respond=lambda messages: '{"name": "Ann"}')
+    server.set_behavior("large", respond=lambda messages: '{"name": "Ann"}')
+    reply = ChatBanditRouter(router).invoke("who?", response_format=Person)
+    assert reply.additional_kwargs["parsed"] == Person(name="Ann")
+    assert server.requests[-1].params["response_format"]["type"] == "json_schema"
+    server.set_behavior("small", respond=lambda messages: '{"age": 3}')  # JSON, not a Person
+    server.set_behavior("large", respond=lambda messages: '{"age": 3}')
+    with pytest.raises(OutputParserException, match="does not fit response_format Person"):
+        ChatBanditRouter(router).invoke("who?", response_format=Person)
