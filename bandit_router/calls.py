@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def route_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     """What `route` takes from a call's kwargs (task and budget_key are removed: providers do not take them)."""
-    return {"tools": bool(kwargs.get("tools")), "max_tokens": output_limit(kwargs),
+    return {"tools": kwargs.get("tools") or False, "max_tokens": output_limit(kwargs),
             "choices": 1 if kwargs.get("n") is None else kwargs["n"],
             "budget_key": kwargs.pop("budget_key", None), "task": kwargs.pop("task", None)}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -199,7 +200,7 @@ class Router:
 
     # -- routing --------------------------------------------------------------------------------------------
     def route(self, prompt: str | Messages, cost_weight: float | None = None, models: Sequence[str] | None = None,
-              tools: bool = False, max_tokens: int | None = None, budget_key: str | None = None,
+              tools: bool | Sequence[Any] = False, max_tokens: int | None = None, budget_key: str | None = None,
               task: str | None = None, choices: int = 1) -> Decision:
         """Choose a model for `prompt` (a string or chat messages) under the dial `cost_weight`; `task` names
         the kind of request it is, one of the router's `tasks` (None: routed on the prompt alone).
@@ -208,6 +209,8 @@ class Router:
         decision holds its model's worst-case cost under `budget_key` (a user or tenant; None: the global
         account only) until `settle(route_id, cost)` or `release(route_id)`; complete/stream do both themselves.
         The worst case and the predicted cost count `choices` answers (OpenAI's `n`) of up to `max_tokens` each.
+        `tools`: True when the request carries tools (only models with `supports_tools` are eligible), or the tool
+        specs themselves, whose JSON then counts towards the prompt's tokens (the request sends them).
         """
         dial = None if cost_weight is None else check_cost_weight(cost_weight)
         query, full_text = check_prompt(prompt, self.limits.max_prompt_chars)
@@ -215,7 +218,8 @@ class Router:
                             budget_key, task, choices)
 
     async def aroute(self, prompt: str | Messages, cost_weight: float | None = None,
-                     models: Sequence[str] | None = None, tools: bool = False, max_tokens: int | None = None,
+                     models: Sequence[str] | None = None, tools: bool | Sequence[Any] = False,
+                     max_tokens: int | None = None,
                      budget_key: str | None = None, task: str | None = None, choices: int = 1) -> Decision:
         """Async `route`: the prompt is encoded off the event loop; the choice itself is the same."""
         dial = None if cost_weight is None else check_cost_weight(cost_weight)
@@ -224,12 +228,15 @@ class Router:
                             budget_key, task, choices)
 
     def _decide(self, vector: np.ndarray, full_text: str, requested: float | None, models: Sequence[str] | None,
-                tools: bool, max_tokens: int | None, budget_key: str | None, task: str | None,
+                tools: bool | Sequence[Any], max_tokens: int | None, budget_key: str | None, task: str | None,
                 choices: int) -> Decision:
         check_tokens(max_tokens, "max_tokens")
         check_integer(choices, "n (choices)", 1, 128)
         check_budget_key(budget_key)
         prompt_tokens = estimate_tokens(full_text)
+        if not isinstance(tools, bool):  # the specs: sent with the prompt, and paid for as prompt tokens
+            prompt_tokens += estimate_tokens(json.dumps(list(tools), default=str)) if tools else 0
+            tools = bool(tools)
         with self.lock:
             target = self.spend_target if requested is None else None  # a request's own dial is not counted
             dial = self.cost_weight if requested is None else requested

@@ -438,3 +438,18 @@ def test_what_the_log_cannot_record_after_the_call_stands(make_router, tmp_path,
     with pytest.raises(DuplicateFeedbackError):
         router.feedback(completion.decision.route_id, 1.0)
     assert caplog.text.count("could not record an outcome") == 2
+
+
+def test_tool_specs_count_towards_the_prompt_that_a_budget_holds(make_router):
+    """An agent sends its tools' schemas with every step: the hold and the predicted cost count them."""
+    router = make_router("fixed", policy_settings={"model": "openai/large"}, budget=Budget(1.0))
+    tools = [{"type": "function", "function": {"name": f"tool_{i}", "description": "does a thing " * 40,
+                                               "parameters": {"type": "object", "properties": {}}}}
+             for i in range(20)]
+    bare = router.route("use a tool", tools=True, max_tokens=10)
+    sized = router.route("use a tool", tools=tools, max_tokens=10)
+    card = router.models["openai/large"]
+    extra = sized.predicted_cost["openai/large"] - bare.predicted_cost["openai/large"]
+    assert extra > 2_000 * card.input_cost_per_token  # about 11,000 characters of schemas
+    held = [router.gate.held[d.route_id][0].amount for d in (bare, sized)]
+    assert held[1] - held[0] == pytest.approx(extra)
