@@ -369,8 +369,8 @@ class Router:
         if not self.gate.settle(route_id, cost):
             log.warning("settle(%r): this route id is not waiting to be settled (settled or released already, "
                         "its hold expired after pending_ttl, or routed by another router); nothing was "
-                        "charged to the budget", route_id)
-        if cost is not None:
+                        "charged to the budget or logged", route_id)
+        elif cost is not None:
             self.caller.logged(lambda decisions: decisions.record_call(route_id, cost))
 
     def release(self, route_id: str) -> None:

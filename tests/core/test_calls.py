@@ -233,6 +233,11 @@ def test_a_cost_settled_after_route_is_logged_beside_the_prediction(make_router,
     [row] = router.log.rows()
     assert (row["status"], row["cost"], row["prompt_tokens"]) == ("served", 0.002, None)
     assert row["predicted_cost"] == pytest.approx(decision.predicted_cost[decision.model])
+    router.settle(decision.route_id, 0.5)  # refused (settled already): the log keeps the real cost
+    served = router.complete(CANARY, mock_response=ANSWER)
+    router.settle(served.decision.route_id, 0.5)
+    logged = {row["route_id"]: row["cost"] for row in router.log.rows()}
+    assert logged == {decision.route_id: 0.002, served.decision.route_id: pytest.approx(served.cost)}
 
 
 def test_a_stream_that_breaks_is_a_failure_of_its_model_and_one_closed_early_is_not(make_router, tmp_path,
