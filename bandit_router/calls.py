@@ -21,7 +21,7 @@ from .redaction import hidden, hide, redact
 from .store import DecisionLog
 from .streaming import AsyncRoutedStream, RoutedStream
 
-__all__ = ["Cooldowns", "ModelCaller", "retryable", "route_kwargs"]
+__all__ = ["Cooldowns", "ModelCaller", "beyond_model", "retryable", "route_kwargs"]
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +34,26 @@ def route_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def retryable(error: BaseException) -> bool:
-    """Provider failures worth trying another model for: timeouts, 5xx, rate limits, context too long, a 404 (that
-    model's endpoint or deployment is missing) and a 401 or 403 (that provider refused its key): another model's
-    may be fine. A request the provider finds invalid (400) is not."""
+    """Provider failures worth trying another model for: timeouts, 5xx, rate limits, a 404 (that model's endpoint
+    or deployment is missing), a 401 or 403 (that provider refused its key), and requests this model cannot take
+    (`beyond_model`): another model may be fine. A request the provider finds invalid otherwise (400) is not."""
     import litellm
 
     kinds = (litellm.Timeout, litellm.APIConnectionError, litellm.InternalServerError,
-             litellm.ServiceUnavailableError, litellm.RateLimitError, litellm.ContextWindowExceededError,
-             litellm.BadGatewayError, litellm.NotFoundError, litellm.AuthenticationError,
-             litellm.PermissionDeniedError)
+             litellm.ServiceUnavailableError, litellm.RateLimitError, litellm.BadGatewayError,
+             litellm.NotFoundError, litellm.AuthenticationError, litellm.PermissionDeniedError)
     status = getattr(error, "status_code", 0) or 0
-    return isinstance(error, kinds) or status >= 500 or status in (401, 403)
+    return isinstance(error, kinds) or status >= 500 or status in (401, 403) or beyond_model(error)
+
+
+def beyond_model(error: BaseException) -> bool:
+    """A request this model cannot take that another may: a prompt over its context window, or a parameter it
+    does not support (an o-series model given temperature; LiteLLM's UnsupportedParamsError, or the provider's 400
+    with code unsupported_parameter / unsupported_value). Not the model's failure: no cooldown."""
+    import litellm
+
+    return (isinstance(error, (litellm.ContextWindowExceededError, litellm.UnsupportedParamsError))
+            or getattr(error, "code", None) in ("unsupported_parameter", "unsupported_value"))
 
 
 class Cooldowns:
@@ -69,6 +78,10 @@ class Cooldowns:
             self.until[model] = now + self.seconds
 
     def served(self, model: str) -> None:
+        self.reset(model)
+
+    def reset(self, model: str) -> None:
+        """End `model`'s streak and any cooldown (it served, or its card was replaced)."""
         self.streaks.pop(model, None)
         self.until.pop(model, None)
 
@@ -104,6 +117,7 @@ class ModelCaller:
         with self.lock:
             self.failures[name] = 0
             self.retired.pop(name, None)
+            self.cooldowns.reset(name)  # a model added again starts afresh
 
     def removed(self, card: Model) -> None:
         """A model left the router: no call starts on it any more; calls already under way end on its card."""
@@ -189,7 +203,7 @@ class ModelCaller:
         """Count and log a failed attempt; a failure not worth trying another model for ends the call: it is
         re-raised, with a note naming the model and the attempts that failed before it."""
         worth_retrying = retryable(error)
-        self._count(decision, model, error, models_fault=worth_retrying)
+        self._count(decision, model, error, models_fault=worth_retrying and not beyond_model(error))
         if not worth_retrying:
             self.withdraw(decision.route_id)
             before = "".join(f"; {m} had failed first: {type(e).__name__}: {redact(str(e))[:200]}"

@@ -182,6 +182,7 @@ class Router:
                 raise ConfigError(f"unknown model {model.name!r}; known: {list(self.models)} (add_model adds one)")
             self.models[model.name] = model
             self.costs.replace(model)
+            self.caller.cooldowns.reset(model.name)  # its new card gets a fresh start
         self.gate.note_uncapped([model])
 
     def remove_model(self, name: str) -> None:

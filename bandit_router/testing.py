@@ -110,7 +110,9 @@ class ModelBehavior:
     context length exceeded). ``fail_times``: fail only the next N calls (it
     counts down to 0); ``None`` fails every call. ``delay``: seconds to wait
     before answering. ``context_window``: prompts with more tokens get a 400
-    ``context_length_exceeded``.
+    ``context_length_exceeded``. ``rejects``: request parameters the model
+    refuses with a 400 ``unsupported_parameter``, as OpenAI's o-series refuse
+    ``temperature``.
     """
 
     respond: Responder = echo
@@ -118,6 +120,7 @@ class ModelBehavior:
     fail_times: int | None = None
     delay: float = 0.0
     context_window: int | None = None
+    rejects: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -494,6 +497,9 @@ class FakeLLMServer:
             raise _context_error(prompt_tokens, window)
         if status is not None:
             raise _failure(status)
+        if refused := [name for name in behavior.rejects if name in params]:
+            raise _APIError(400, f"Unsupported parameter: '{refused[0]}' is not supported with this model.",
+                            "invalid_request_error", "unsupported_parameter", refused[0])
         return _completion(model, body, behavior.respond, prompt_tokens)
 
     def _take_failure(self, model: str) -> int | None:

@@ -458,3 +458,26 @@ def test_tool_specs_count_towards_the_prompt_that_a_budget_holds(make_router):
     assert extra > 2_000 * card.input_cost_per_token  # about 11,000 characters of schemas
     held = [router.gate.held[d.route_id][0].amount for d in (bare, sized)]
     assert held[1] - held[0] == pytest.approx(extra)
+
+
+def test_a_request_one_model_cannot_take_goes_to_another_without_benching_it():
+    """An o-series model refuses temperature (400 unsupported_parameter; that used to fail the whole call) and a
+    small window refuses a long prompt: the call falls back, the failures are counted, and no cooldown benches the
+    model for the requests it can take; a replaced card starts without a cooldown."""
+    with FakeLLMServer({"reasoner": ModelBehavior(rejects=("temperature",)), "small": ModelBehavior(context_window=8),
+                        "big": ModelBehavior()}) as server:
+        cards = [Model(f"openai/{name}", input_cost_per_token=price, output_cost_per_token=price,
+                       api_base=server.base_url, api_key="sk-test")
+                 for name, price in (("reasoner", 1e-8), ("small", 1e-7), ("big", 1e-5))]
+        router = Router(cards, policy="cheapest", encoder=hashed_bow, seed=0, limits=Limits(cooldown_after=2))
+        for i in range(3):
+            completion = router.complete(f"a question of rather more than eight words, number {i}", temperature=0.2)
+            assert completion.decision.failed == ("openai/reasoner", "openai/small")
+            assert completion.decision.model == "openai/big"
+        assert router.failures == {"openai/reasoner": 3, "openai/small": 3, "openai/big": 0}
+        assert router.complete("hi").decision.model == "openai/reasoner"  # not benched
+        router.caller.cooldowns.failed("openai/small")
+        router.caller.cooldowns.failed("openai/small")  # benched (two failures in a row) ...
+        assert router.route("hi", models=["openai/small", "openai/big"]).model == "openai/big"
+        router.replace_model(dataclasses.replace(router.models["openai/small"], api_base=server.base_url))
+        assert router.route("hi", models=["openai/small", "openai/big"]).model == "openai/small"  # ... a new card
