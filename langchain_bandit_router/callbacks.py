@@ -66,17 +66,23 @@ class FeedbackHandler(BaseCallbackHandler):
                            **kwargs: Any) -> None:
         self._start(run_id, parent_run_id)
 
+    def _failed(self, error: BaseException, run_id: UUID) -> None:
+        """`run_id` raised `error`: its calls' output was thrown away, unless `error` is LangGraph's control flow
+        (GraphBubbleUp: a handoff to another agent, an interrupt), which keeps what the run made."""
+        if not any(kind.__name__ == "GraphBubbleUp" for kind in type(error).__mro__):  # LangGraph is optional
+            self.runs.failed(run_id)
+
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self.runs.failed(run_id)
+        self._failed(error, run_id)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self.runs.failed(run_id)
+        self._failed(error, run_id)
 
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self.runs.failed(run_id)
+        self._failed(error, run_id)
 
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self.runs.failed(run_id)
+        self._failed(error, run_id)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, parent_run_id: UUID | None = None,
                    **kwargs: Any) -> None:

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Annotated
 
 import pytest
+from langchain.agents import create_agent
 from langchain_core.exceptions import OutputParserException
+from langchain_core.messages import ToolMessage
 from langchain_core.output_parsers import JsonOutputParser, StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
+from langchain_core.tools import InjectedToolCallId, tool
+from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.types import Command
 from pydantic import BaseModel
 
 from bandit_router import ConfigError, DuplicateFeedbackError, FeedbackSettings, Model, Router, UnknownRouteError
@@ -116,6 +122,28 @@ def test_rating_a_run_leaves_out_a_call_whose_output_a_fallback_threw_away(route
     with pytest.raises(OutputParserException):
         failing.invoke("answer in JSON", config={"callbacks": [handler], "run_id": (whole := uuid.uuid4())})
     assert len(handler.feedback(whole, 0.0)) == 2
+
+
+def test_a_handoff_between_agents_is_not_a_failure(router: Router) -> None:
+    """LangGraph hands a run to another agent by raising ParentCommand (control flow, seen by on_chain_error): the
+    handing agent's step was kept, so the run's rating reaches it as well as the next agent's."""
+    @tool
+    def transfer_to_writer(reason: str, tool_call_id: Annotated[str, InjectedToolCallId]) -> Command:
+        """Hand the conversation to the writer."""
+        return Command(graph=Command.PARENT, goto="writer",
+                       update={"messages": [ToolMessage("transferred", tool_call_id=tool_call_id)]})
+
+    llm = ChatBanditRouter(router)
+    graph = StateGraph(MessagesState)
+    graph.add_node("researcher", create_agent(llm, [transfer_to_writer], name="researcher"), destinations=("writer",))
+    graph.add_node("writer", lambda state: {"messages": [llm.invoke(state["messages"])]})
+    graph.add_edge(START, "researcher")
+    graph.add_edge("writer", END)
+    handler, run_id = FeedbackHandler(router), uuid.uuid4()
+    graph.compile().invoke({"messages": [("user", "write about owls")]}, config={"callbacks": [handler],
+                                                                                "run_id": run_id})
+    made = {route for routes in handler.runs._routes.values() for route, _, _ in routes}
+    assert len(made) == 2 and set(handler.feedback(run_id, 1.0)) == made  # the handing step too
 
 
 def test_evaluator_scores_in_the_background(router: Router) -> None:
