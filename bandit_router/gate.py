@@ -84,10 +84,15 @@ class BudgetGate:
         fits = {m: c for m, c in worst.items() if self.budget.fits(c, key)}
         if not fits:
             self.budget.refuse(key)
+            left, cheapest = self.budget.remaining(key), min(worst.values())
+            short = key if key is not None and left < self.budget.remaining() else None  # the account that binds
+            held = self.budget.reserved(short)
+            wait = (f"calls in flight hold ${held:.6g}, which comes back as they end less their real cost: give a "
+                    f"smaller max_tokens or retry then" if held > 0 and left + held >= cheapest else
+                    "give a smaller max_tokens or wait for the next period")
             raise BudgetExceededError(
-                f"budget exhausted: ${self.budget.remaining(key):.6g} left"
-                f"{'' if key is None else f' for key {key!r}'}, and the cheapest eligible model's "
-                f"worst-case cost is ${min(worst.values()):.6g} (give a smaller max_tokens or wait for the next period)")
+                f"budget exhausted: ${left:.6g} left{'' if key is None else f' for key {key!r}'}, and the cheapest "
+                f"eligible model's worst-case cost is ${cheapest:.6g} ({wait})")
         names = list(fits)
         if self.budget.pacer == "none":
             return names, fits

@@ -84,6 +84,20 @@ def test_budget_key_draws_on_that_key():
     assert budget.reserved("alice") == pytest.approx(0.1) and budget.reserved() == pytest.approx(0.2)
 
 
+def test_a_budget_full_of_holds_says_they_come_back():
+    """Calls in flight hold their worst case: a refusal while they do tells the caller to retry when they end,
+    not to wait for the next period (an app showed users a spent day when $0 was spent)."""
+    models = [Model("a", input_cost_per_token=1e-3, output_cost_per_token=1e-3)]
+    budget = Budget(1.0, pacer="none", key_limit=0.15)
+    router = Router(models, encoder=toy_encoder(), budget=budget)
+    held = router.route("hi", max_tokens=99, budget_key="alice")
+    with pytest.raises(BudgetExceededError, match=r"calls in flight hold \$0.1, which comes back as they end"):
+        router.route("hi", max_tokens=99, budget_key="alice")
+    router.settle(held.route_id, 0.1)
+    with pytest.raises(BudgetExceededError, match="wait for the next period"):  # spent: no hold to wait for
+        router.route("hi", max_tokens=99, budget_key="alice")
+
+
 def test_complete_settles_the_cost_litellm_reported(server):
     budget = Budget(1.0, pacer="none")
     router = router_for(server, budget)
