@@ -80,8 +80,9 @@ class ChatBanditRouter(BaseChatModel):
 
     `pin_model=True` keeps the model chosen for a thread's first call for every later call of the thread
     (`config={"configurable": {"thread_id": ...}}`, as LangGraph agents pass it), instead of routing each
-    agent step; if the pinned model fails, cannot take the call or was removed from the router, the call is
-    re-routed and the thread re-pinned.
+    agent step; an instance that has not served the thread (a sibling, another process) pins it to the model of
+    the last routed reply in its history. If the pinned model fails, cannot take the call or was removed from the
+    router, the call is re-routed and the thread re-pinned.
     """
 
     router: Router
@@ -271,6 +272,8 @@ class ChatBanditRouter(BaseChatModel):
         models = vision_models(self.router, openai_messages, models)
         with self._pins_lock:
             pinned = self._pins.get(thread_id) if thread_id is not None else None
+        if pinned is None and thread_id is not None:  # another instance or process: the thread's history says
+            pinned = _answered_by(messages)
         if pinned is not None and pinned not in (self.router.models if models is None else models):
             pinned = None  # removed from the router, or not allowed for this call: routed afresh, then re-pinned
         return _Call(openai_messages, cost_weight, None if models is None else list(models), params,
@@ -437,6 +440,14 @@ class _Tally:
         if message.tool_call_chunks:
             self.tools = message if self.tools is None else self.tools + message
         return ChatGenerationChunk(message=message)
+
+
+def _answered_by(messages: Sequence[BaseMessage]) -> str | None:
+    """The model that gave the conversation's last routed reply (a checkpointer keeps it in the history)."""
+    for message in reversed(messages):
+        if isinstance(message, AIMessage) and message.response_metadata.get("route_id"):
+            return message.response_metadata.get("model_name")
+    return None
 
 
 def _is_schema(response_format: Any) -> bool:

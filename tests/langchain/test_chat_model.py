@@ -245,6 +245,20 @@ def test_model_is_chosen_per_step_unless_pinned(router: Router) -> None:
     assert set.union(*threads.values()) == {SMALL, LARGE}  # each thread pinned on its own first choice
 
 
+def test_a_thread_stays_pinned_across_instances_by_its_history(router: Router) -> None:
+    """A sibling serving another node, or an agent rebuilt per request, has no pin of its own for the thread: it
+    pins the thread to the model of the last routed reply in the history (a checkpointer keeps it)."""
+    config = {"configurable": {"thread_id": "t"}}
+    first = ChatBanditRouter(router=router, pin_model=True, cost_weight=0.0).invoke("first", config=config)
+    history = [HumanMessage("first"), first, HumanMessage("second")]
+    for cost_weight in (0.0, 1.0):
+        later = ChatBanditRouter(router=router, pin_model=True, cost_weight=cost_weight).invoke(history, config=config)
+        assert later.response_metadata["model_name"] == first.response_metadata["model_name"]
+    unpinned = {ChatBanditRouter(router=router, cost_weight=w).invoke(history).response_metadata["model_name"]
+                for w in (0.0, 1.0)}
+    assert unpinned == {SMALL, LARGE}  # without the pin the two dials choose differently
+
+
 def test_pinned_model_that_fails_is_replaced_and_repinned(router: Router, server: FakeLLMServer) -> None:
     llm = ChatBanditRouter(router=router, pin_model=True, cost_weight=1.0)  # the first choice is the cheap model
     config = {"configurable": {"thread_id": "t"}}
