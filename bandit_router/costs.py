@@ -49,11 +49,12 @@ def bucket(prompt_tokens: int) -> int:
 
 
 def call_cost(response: Any, card: Model, usage: Mapping[str, int]) -> float:
-    """What a call cost: LiteLLM's own response cost when it reports one, else the card's prices x the usage
-    (LiteLLM reports 0 for a model whose price it does not know, so 0 counts as not reported)."""
+    """What a call cost: LiteLLM's own response cost when it reports one at the card's prices (the card's are the
+    ones its cost map lists), else the card's prices x the usage (a card priced otherwise, e.g. a self-hosted or
+    discounted deployment under a listed name; LiteLLM reports 0 for a model whose price it does not know)."""
     reported = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
     if isinstance(reported, (int, float)) and not isinstance(reported, bool) and math.isfinite(reported) \
-            and reported > 0:
+            and reported > 0 and card.listed_prices:
         return float(reported)
     return card.cost(usage["prompt_tokens"], usage["completion_tokens"])
 

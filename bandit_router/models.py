@@ -221,6 +221,14 @@ class Model:
         """Every credential text of the card (api_key and `credentials`), as logs may show it."""
         return [t for t in _texts([self.api_key or "", dict(self.credentials)]) if t]
 
+    @property
+    def listed_prices(self) -> bool:
+        """Whether the card's prices are those LiteLLM's cost map lists for its name: LiteLLM's own cost of a call
+        (which also prices cached tokens) is then at the card's prices."""
+        info = _litellm_info(self.name)
+        return (info.get("input_cost_per_token"), info.get("output_cost_per_token")) == (
+            self.input_cost_per_token, self.output_cost_per_token)
+
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         """USD cost of a call with these token counts at this model's prices."""
         return prompt_tokens * self.input_cost_per_token + completion_tokens * self.output_cost_per_token

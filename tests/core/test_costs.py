@@ -117,14 +117,17 @@ def test_models_added_and_removed_at_run_time(make_router):
     assert list(router.costs.cards) == ["openai/medium", "openai/large", "local/llama"]
 
 
-def test_litellm_response_cost_settles_the_call_and_card_prices_are_the_fallback(make_router):
-    known = Model("openai/gpt-4o-mini", input_cost_per_token=1e-9, output_cost_per_token=1e-9)
-    router = Router([known], encoder=hashed_bow, seed=0)
+def test_litellm_response_cost_settles_a_call_at_listed_prices_and_card_prices_win_otherwise(make_router):
+    listed = Model("openai/gpt-4o-mini")  # LiteLLM's prices, which its own cost of a call uses (cached tokens too)
+    router = Router([listed], encoder=hashed_bow, seed=0)
     done = router.complete(PROMPT, mock_response="An answer of a few words.")
     reported = done.response._hidden_params["response_cost"]
-    assert reported > 0 and done.cost == pytest.approx(reported)
-    assert done.cost != pytest.approx(known.cost(done.usage["prompt_tokens"], done.usage["completion_tokens"]))
+    assert listed.listed_prices and reported > 0 and done.cost == pytest.approx(reported)
     assert router.costs.state()["n"].sum() == 1
+    discounted = Model("openai/gpt-4o-mini", input_cost_per_token=1e-9, output_cost_per_token=1e-9)  # self-hosted
+    done = Router([discounted], encoder=hashed_bow, seed=0).complete(PROMPT, mock_response="An answer.")
+    assert not discounted.listed_prices and done.response._hidden_params["response_cost"] > done.cost
+    assert done.cost == pytest.approx(discounted.cost(done.usage["prompt_tokens"], done.usage["completion_tokens"]))
     unknown = make_router("random").complete(PROMPT, mock_response="An answer.")  # LiteLLM has no price for it
     card = unknown.decision.model
     assert unknown.cost == pytest.approx(make_cards()[[c.name for c in make_cards()].index(card)].cost(
