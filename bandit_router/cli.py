@@ -170,7 +170,8 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--settings", default="{}", help='policy settings as JSON, e.g. \'{"linucb": {"alpha": 1.0}}\'')
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--encoder", default="sentence-transformers/all-MiniLM-L6-v2",
-                   help="encoder name: a sentence-transformers model (default all-MiniLM-L6-v2), "
+                   help="encoder name: a sentence-transformers model (default sentence-transformers/all-MiniLM-L6-v2, "
+                        "all-MiniLM-L6-v2 for short), "
                         "static-all-MiniLM-L6-v2, or hashing:<dim> (no model to load)")
     p.add_argument("--regret-dial", type=float, default=None, help="dial of the regret plot (default: the lowest)")
     p.set_defaults(run=_replay)

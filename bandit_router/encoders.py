@@ -15,10 +15,14 @@ from .static_encoder import STATIC_ENCODER, static_encoder
 
 __all__ = ["DEFAULT_ENCODER", "Encoder", "sentence_encoder", "hashing_encoder", "encoder_by_name", "as_encoder"]
 
+_ALIASES = {"all-MiniLM-L6-v2": DEFAULT_ENCODER}  # short names of sentence-transformers models
+
 
 def sentence_encoder(model_name: str = DEFAULT_ENCODER, batch_size: int = 64, device: str = "cpu",
                      cache_size: int = 10_000) -> Encoder:
-    """A sentence-transformers encoder (normalised vectors), loaded on first use."""
+    """A sentence-transformers encoder (normalised vectors), loaded on first use. "all-MiniLM-L6-v2" names the
+    default: the encoder is named (so cached, saved and laid out) by the full name."""
+    model_name = _ALIASES.get(model_name, model_name)
     model = None
     lock = threading.Lock()
 

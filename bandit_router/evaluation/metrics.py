@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ConfigError
+
 __all__ = ["utility", "oracle_choice", "cumulative_regret", "frontier", "hull_gain", "learning_curve", "aiq", "apgr"]
 
 
@@ -77,6 +79,8 @@ def learning_curve(scores: np.ndarray, costs: np.ndarray, checkpoints, table_cos
     single models over the same prompts: `table_costs` and `table_scores` hold every model's cost and score for
     each prompt the run routed, in routing order (prompts x models)."""
     n = np.minimum(np.asarray(checkpoints, int), len(scores))
+    if n.size == 0:
+        raise ConfigError("checkpoints must list at least one prompt count, got none")
     if len(scores) == 0 or n.min() < 1:
         raise ValueError(f"checkpoints must be >= 1 and the run non-empty, got {list(checkpoints)} for {len(scores)}")
     if np.shape(table_costs) != np.shape(table_scores) or len(table_costs) != len(scores):

@@ -4,21 +4,25 @@ The log must come from a router created with `log=LogSettings(path, store_vector
 gives every model a fair chance (epsilon-greedy, random): a deterministic policy such as linucb logs propensity 1
 for its choice and 0 for every other model, so no other policy can be evaluated from it, and the default's and
 thompson's propensities grow too skewed once they have learned (see the README). The effective sample size each
-estimate reports says how many decisions it rests on.
+estimate reports says how many decisions it rests on. Decisions served by a fallback model are left out: their
+logged propensity is the chance the policy chose that model first, not the chance it served.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataFormatError
+from ..errors import ConfigError, DataFormatError
 from ..policies import Policy
 from ..store import DecisionLog, SQLiteDecisionLog
 
 __all__ = ["LoggedDecisions", "OPEEstimate", "logged_decisions", "target_probabilities", "reward_model", "estimate"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,6 +36,7 @@ class LoggedDecisions:
     reward: np.ndarray  # (n,) the feedback score
     cost_weight: np.ndarray  # (n,) the dial of each request
     cost: np.ndarray  # (n, K) predicted cost / tau, as the policy saw it; NaN where the model was not eligible
+    fallbacks: int = 0  # rewarded decisions left out because a fallback model served them
 
     def __len__(self) -> int:
         return len(self.chosen)
@@ -50,11 +55,19 @@ class OPEEstimate:
 
 
 def logged_decisions(log: DecisionLog | str | Path) -> LoggedDecisions:
-    """Read every decision that has a stored vector and a feedback score."""
+    """Read every decision that has a stored vector and a feedback score and was served by the model the policy
+    chose. Decisions a fallback model served (their `failed` list is not empty) are left out, since their logged
+    propensity is not the chance that model served; their number is `fallbacks` and is logged as a warning."""
     log = SQLiteDecisionLog(log) if isinstance(log, (str, Path)) else log
-    rows = [r for r in log.rows() if r["vector"] is not None and r["score"] is not None]
+    rewarded = [r for r in log.rows() if r["vector"] is not None and r["score"] is not None]
+    rows = [r for r in rewarded if not r["failed"]]
+    fallbacks = len(rewarded) - len(rows)
+    if fallbacks:
+        logger.warning("%s: left out %d of %d rewarded decisions served by a fallback model (their propensity is not "
+                       "the chance that model served)", log.path, fallbacks, len(rewarded))
     if not rows:
-        raise DataFormatError(f"{log.path} holds no rewarded decision with a stored vector "
+        besides = f" other than the {fallbacks} a fallback model served" if fallbacks else ""
+        raise DataFormatError(f"{log.path} holds no rewarded decision with a stored vector{besides} "
                               "(create the router with store_vectors=True and give feedback)")
     models = list(dict.fromkeys(m for r in rows for m in r["predictions"]["probabilities"]))
     column = {m: k for k, m in enumerate(models)}
@@ -66,7 +79,7 @@ def logged_decisions(log: DecisionLog | str | Path) -> LoggedDecisions:
             cost[i, column[m]] = c / tau
     return LoggedDecisions(models, np.stack([r["vector"] for r in rows]), np.array([column[r["model"]] for r in rows]),
                            np.array([r["propensity"] for r in rows]), np.array([r["score"] for r in rows]),
-                           np.array([r["cost_weight"] for r in rows]), cost)
+                           np.array([r["cost_weight"] for r in rows]), cost, fallbacks)
 
 
 def target_probabilities(policy: Policy, logged: LoggedDecisions, cost_weight: float | None = None) -> np.ndarray:
@@ -97,11 +110,46 @@ def reward_model(logged: LoggedDecisions, regularization: float = 1.0) -> np.nda
 
 def estimate(logged: LoggedDecisions, target: np.ndarray, q: np.ndarray | None = None) -> OPEEstimate:
     """IPS, self-normalised IPS, doubly robust and direct-method estimates of the mean reward of a policy
-    choosing with probabilities `target` (n, K); `q` are predicted rewards (default: `reward_model`)."""
+    choosing with probabilities `target` (n, K); `q` are predicted rewards (default: `reward_model`).
+
+    ConfigError if `target` is not one distribution over the log's models per logged decision; DataFormatError if
+    a logged propensity is not > 0 or if the target gives probability 0 to every logged choice (no decision to
+    estimate from). With the default `q`, DM and DR are NaN (and a warning names the models) when the target gives
+    probability to a model the log never rewarded: nothing predicts its reward."""
+    target = _checked_target(logged, target)
     rows = np.arange(len(logged))
+    if bad := np.flatnonzero(~(logged.propensity > 0)).tolist():
+        raise DataFormatError(f"logged propensity must be > 0, got {logged.propensity[bad[:5]].tolist()} at rows "
+                              f"{bad[:5]}{' ...' if len(bad) > 5 else ''} ({len(bad)} rows): the logging policy "
+                              "could not have chosen those models")
     w = target[rows, logged.chosen] / logged.propensity
-    q = reward_model(logged) if q is None else q
+    if not w.sum() > 0:
+        raise DataFormatError("the target gives probability 0 to every logged choice: the log holds no decision "
+                              "the target policy could make, so there is nothing to estimate from")
+    if q is None:
+        q = reward_model(logged)
+        if unseen := [m for k, m in enumerate(logged.models) if target[:, k].any() and not (logged.chosen == k).any()]:
+            logger.warning("DM and DR are NaN: the target chooses %s, which the log never rewarded", unseen)
+            q = np.full_like(q, np.nan)
     direct = (target * q).sum(axis=1)
     return OPEEstimate(ips=float(np.mean(w * logged.reward)), snips=float(np.sum(w * logged.reward) / np.sum(w)),
                        dr=float(np.mean(direct + w * (logged.reward - q[rows, logged.chosen]))),
                        dm=float(direct.mean()), n=len(logged), ess=float(w.sum() ** 2 / (w ** 2).sum()))
+
+
+def _checked_target(logged: LoggedDecisions, target: np.ndarray) -> np.ndarray:
+    """`target` as a float array, if it is an (n, K) array of finite probabilities >= 0, each row summing to 1."""
+    target = np.asarray(target, dtype=np.float64)
+    expected = (len(logged), len(logged.models))
+    if target.shape != expected:
+        raise ConfigError(f"target must have shape {expected} (logged decisions, models {logged.models}), "
+                          f"got {target.shape}")
+    valid = np.isfinite(target) & (target >= 0)
+    if not valid.all():
+        row = int(np.flatnonzero(~valid.all(axis=1))[0])
+        raise ConfigError(f"target must hold finite probabilities >= 0, got {target[row].tolist()} at row {row}")
+    sums = target.sum(axis=1)
+    if bad := np.flatnonzero(np.abs(sums - 1) > 1e-6).tolist():
+        raise ConfigError(f"target rows must sum to 1, row {bad[0]} sums to {sums[bad[0]]:g} "
+                          f"({len(bad)} rows do not)")
+    return target

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bandit_router import Encoder, Router, sentence_encoder
-from bandit_router.encoders import as_encoder
+from bandit_router.encoders import DEFAULT_ENCODER, as_encoder, encoder_by_name
 from bandit_router.errors import ConfigError
 
 from .conftest import hashed_bow, make_cards
@@ -97,6 +97,17 @@ def test_sentence_encoder_loads_offline_and_gives_normalised_384d_vectors():
     router = Router(make_cards(), encoder=encoder, seed=0)
     decision = router.route(texts[0])
     router.feedback(decision.route_id, 1.0)
+
+
+def test_the_short_name_of_the_default_encoder_is_the_default(tmp_path):
+    """"all-MiniLM-L6-v2", as the README calls it, loads the bundled weights offline and goes by the full name."""
+    short, default = encoder_by_name("all-MiniLM-L6-v2"), sentence_encoder()
+    assert short.name == default.name == DEFAULT_ENCODER  # one vector cache key, one saved name
+    np.testing.assert_array_equal(short.encode(["reverse a list"]), default.encode(["reverse a list"]))
+    router = Router(make_cards(), encoder="all-MiniLM-L6-v2", seed=0)
+    assert router.layout == Router(make_cards(), encoder=default, seed=0).layout  # one state store layout
+    router.save(tmp_path / "r.safetensors")
+    assert Router.load(tmp_path / "r.safetensors").encoder.name == DEFAULT_ENCODER
 
 
 def test_the_hashing_encoder_is_named_in_python_as_in_the_service_and_rebuilt_from_a_saved_router(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bandit_router.errors import ConfigError
 from bandit_router.evaluation.metrics import (aiq, apgr, cumulative_regret, frontier, hull_gain, learning_curve,
                                               oracle_choice, utility)
 
@@ -74,6 +75,8 @@ def test_learning_curve_reads_the_running_mean_at_each_checkpoint() -> None:
     np.testing.assert_allclose(curve, [0.6, 0.1, -0.05, -0.05], atol=1e-12)
     with pytest.raises(ValueError, match="checkpoints"):
         learning_curve(run_scores, run_costs, [0], table_costs, table_scores)
+    with pytest.raises(ConfigError, match="checkpoints must list at least one prompt count"):
+        learning_curve(run_scores, run_costs, [], table_costs, table_scores)
     with pytest.raises(ValueError, match="table_costs"):
         learning_curve(run_scores, run_costs, [1], table_costs[:3], table_scores[:3])
 

@@ -9,13 +9,15 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from bandit_router import LogSettings, Model, Router
+from bandit_router import Limits, LogSettings, Model, Router
 from bandit_router.encoders import sentence_encoder
-from bandit_router.errors import DataFormatError
+from bandit_router.errors import ConfigError, DataFormatError
 from bandit_router.evaluation import bundled_table_path, load_table, lookup_encoder, table_vectors
 from bandit_router.evaluation.ope import LoggedDecisions, estimate, logged_decisions, target_probabilities
 from bandit_router.outcome import Outcome
 from bandit_router.policies import make_policy
+from bandit_router.store import SQLiteDecisionLog
+from bandit_router.testing import FakeLLMServer, ModelBehavior
 
 
 def test_estimators_on_a_hand_made_log() -> None:
@@ -31,6 +33,75 @@ def test_estimators_on_a_hand_made_log() -> None:
     assert result.dm == pytest.approx(0.8)
     assert result.dr == pytest.approx(0.8 + np.mean(weights * (logged.reward - 0.8)))
     assert result.ess == pytest.approx(36 / 20)
+
+
+def _hand_made_log(propensity: list[float] | None = None) -> LoggedDecisions:
+    """Four decisions between models a and b; model c was eligible but never chosen."""
+    return LoggedDecisions(models=["a", "b", "c"], vectors=np.zeros((4, 2)), chosen=np.array([0, 1, 0, 1]),
+                           propensity=np.array(propensity or [0.5, 0.25, 0.25, 0.5]),
+                           reward=np.array([1.0, 0.0, 1.0, 0.5]), cost_weight=np.zeros(4), cost=np.zeros((4, 3)))
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    (np.full((4, 2), 0.5), r"target must have shape \(4, 3\).*got \(4, 2\)"),
+    (np.full((3, 3), 1 / 3), r"target must have shape \(4, 3\).*got \(3, 3\)"),
+    (np.array([[1.0, 0, 0]] * 3 + [[np.nan, 1, 0]]), "finite probabilities >= 0.*at row 3"),
+    (np.array([[1.0, 0, 0]] * 2 + [[1.5, -0.5, 0]] * 2), "finite probabilities >= 0.*at row 2"),
+    (np.ones((4, 3)), "target rows must sum to 1, row 0 sums to 3"),
+])
+def test_estimate_refuses_a_target_that_is_not_a_distribution_per_decision(target: np.ndarray, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        estimate(_hand_made_log(), target)
+
+
+def test_estimate_refuses_a_logged_propensity_of_zero() -> None:
+    with pytest.raises(DataFormatError, match=r"propensity must be > 0, got \[0.0\] at rows \[2\]"):
+        estimate(_hand_made_log([0.5, 0.25, 0.0, 0.5]), np.array([[1.0, 0, 0]] * 4))
+
+
+def test_estimate_refuses_a_target_that_never_agrees_with_the_log() -> None:
+    never = np.array([[0.0, 1, 0], [1, 0, 0], [0, 0, 1], [1, 0, 0]])  # never the logged choice
+    with pytest.raises(DataFormatError, match="nothing to estimate from"):
+        estimate(_hand_made_log(), never)
+
+
+def test_direct_estimates_are_nan_for_a_model_the_log_never_rewarded(caplog: pytest.LogCaptureFixture) -> None:
+    result = estimate(_hand_made_log(), np.array([[0.5, 0, 0.5]] * 4))
+    assert np.isnan(result.dm) and np.isnan(result.dr)
+    assert result.ips == pytest.approx(np.mean([1.0, 0, 2.0, 0]))  # weights 1, 0, 2, 0
+    assert "['c'], which the log never rewarded" in caplog.text
+
+
+def _log_with_fallbacks(path: Path, policy: str, settings: dict) -> None:
+    """60 rated answers from a router whose favourite model ("down") always fails, so "up" or "up2" serves."""
+    with FakeLLMServer({"down": ModelBehavior(fail_status=500), "up": ModelBehavior(), "up2": ModelBehavior()}) as srv:
+        cards = [Model(f"openai/{name}", input_cost_per_token=1e-6, output_cost_per_token=2e-6,
+                       api_base=srv.base_url, api_key="sk-test") for name in ("down", "up", "up2")]
+        router = Router(cards, policy=policy, policy_settings=settings, encoder=lambda t: np.array([1.0, 0.0]), seed=0,
+                        limits=Limits(cooldown=0), log=LogSettings(path, store_vectors=True))
+        router.observe("warm", "openai/down", 1.0)
+        for i in range(60):
+            result = router.complete(f"q{i}", num_retries=0)
+            router.feedback(result.decision.route_id, 0.5)
+
+
+def test_decisions_served_by_a_fallback_are_left_out(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Their logged propensity is the chance the served model was the policy's first choice, not that it served."""
+    _log_with_fallbacks(tmp_path / "log.db", "epsilon-greedy", {"epsilon": 0.3})
+    rows = list(SQLiteDecisionLog(tmp_path / "log.db").rows())
+    fell_back = sum(bool(r["failed"]) for r in rows if r["score"] is not None)
+    logged = logged_decisions(tmp_path / "log.db")
+    assert 0 < fell_back < 60 and logged.fallbacks == fell_back and len(logged) == 60 - fell_back
+    assert f"left out {fell_back} of 60 rewarded decisions served by a fallback model" in caplog.text
+    up = np.zeros((len(logged), 3))
+    up[:, logged.models.index("openai/up")] = 1.0
+    assert estimate(logged, up).snips == pytest.approx(0.5)
+
+
+def test_a_log_of_fallbacks_only_cannot_be_evaluated(tmp_path: Path) -> None:
+    _log_with_fallbacks(tmp_path / "log.db", "fixed", {"model": "openai/down"})  # logged propensity 0 before
+    with pytest.raises(DataFormatError, match="other than the 60 a fallback model served"):
+        logged_decisions(tmp_path / "log.db")
 
 
 def test_a_log_without_vectors_cannot_be_evaluated(tmp_path: Path) -> None:
