@@ -196,7 +196,7 @@ class Model:
                 raise ConfigError(f"Model {self.name!r}: {key} must be a finite number >= 0, got {value!r}")
         for key in ("context_window", "max_output_tokens"):
             value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or value < 1):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"Model {self.name!r}: {key} must be a positive integer or None, got {value!r}")
         for key in ("supports_tools", "supports_vision"):
             if getattr(self, key) is not None and not isinstance(getattr(self, key), bool):

@@ -115,6 +115,7 @@ CASES: list[tuple[str, Callable[[Ctx], Any], type[Exception], str]] = [
     ("NaN price", lambda c: cards_with(output_cost_per_token=float("nan")), ConfigError, "output_cost_per_token"),
     ("price as text", lambda c: cards_with(input_cost_per_token="0.001"), ConfigError, "input_cost_per_token"),
     ("bad context window", lambda c: cards_with(context_window=0), ConfigError, "context_window"),
+    ("context window as a bool", lambda c: cards_with(context_window=True), ConfigError, "context_window"),
     ("empty model name", lambda c: Model("", input_cost_per_token=0, output_cost_per_token=0), ConfigError,
      "Model.name"),
     ("api_key in params", lambda c: cards_with(params={"api_key": "sk-x"}), ConfigError, "api_key"),
