@@ -86,11 +86,16 @@ class PromptContext:
 
 
 def eligible(models: Mapping[str, Model], prompt_tokens: int, allowed: Sequence[str] | None = None,
-             tools: bool = False, max_tokens: int | None = None) -> list[str]:
-    """Models allowed for a request: in the `allowed` subset, tool-capable if tools are bound, long enough;
-    NoEligibleModelError saying which requirement no allowed model meets."""
+             tools: bool = False, max_tokens: int | None = None, images: bool = False) -> list[str]:
+    """Models allowed for a request: in the `allowed` subset, image-capable if it holds images, tool-capable if
+    tools are bound, long enough; NoEligibleModelError saying which requirement no allowed model meets."""
     names = list(models) if allowed is None else [m for m in models if m in set(check_model_names(allowed, models))]
     where = f"allowed={names if allowed is not None else 'all'}"
+    if images:
+        names = [m for m in names if models[m].supports_vision]
+        if not names:
+            raise NoEligibleModelError(f"the request holds an image and no allowed model accepts images ({where}); "
+                                       "give a card supports_vision=True")
     if tools:
         names = [m for m in names if models[m].supports_tools]
         if not names:

@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 from .errors import InvalidPromptError
 
-__all__ = ["Decision", "Completion", "ROLES", "messages_of", "query_text", "usage_of"]
+__all__ = ["Decision", "Completion", "ROLES", "has_image", "messages_of", "query_text", "usage_of"]
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")  # the chat roles providers accept
 
@@ -102,6 +102,12 @@ def messages_of(prompt: str | Messages) -> list[dict[str, Any]]:
             raise InvalidPromptError(f"messages[{i}].role must be one of {', '.join(ROLES)}; got {message['role']!r}")
         _content_text(message.get("content"), f"messages[{i}].content")
     return messages
+
+
+def has_image(messages: Messages) -> bool:
+    """Whether chat `messages` hold an image: an `image_url` or `image` content part."""
+    return any(isinstance(m.get("content"), (list, tuple)) and any(
+        isinstance(p, Mapping) and p.get("type") in ("image_url", "image") for p in m["content"]) for m in messages)
 
 
 def _content_text(content: Any, field: str) -> str:

@@ -15,19 +15,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Callable, Hashable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterator, Mapping
 
 import numpy as np
 
-from .checks import check_call_kwargs, check_model_names
+from .checks import check_call_kwargs
 from .decision import Decision
-from .errors import (BanditRouterError, ConfigError, DuplicateFeedbackError, NoEligibleModelError,
-                     UnknownRouteError)
+from .errors import BanditRouterError, ConfigError, DuplicateFeedbackError, UnknownRouteError
 from .models import Model, quiet_litellm
 from .router import Router, check_score
 
 __all__ = ["EvaluationError", "Evaluator", "LLMJudge", "RouteRecorder", "RunRoutes", "Sampler", "check_call_kwargs",
-           "route_metadata", "vision_models"]
+           "route_metadata"]
 
 log = logging.getLogger(__name__)
 
@@ -53,26 +52,6 @@ def route_metadata(decision: Decision, cost: float | None = None, usage: Mapping
         info["cost"] = cost
         info.update(usage or {})
     return info
-
-
-def _has_image(messages: Sequence[Mapping[str, Any]]) -> bool:
-    return any(isinstance(m.get("content"), list) and any(
-        isinstance(p, dict) and p.get("type") in ("image_url", "image") for p in m["content"]) for m in messages)
-
-
-def vision_models(router: Router, messages: Sequence[Mapping[str, Any]],
-                  models: Sequence[str] | None) -> list[str] | None:
-    """The allowed models for OpenAI-style `messages`: unchanged without images, else only those whose card has
-    `supports_vision` (NoEligibleModelError when none has)."""
-    models = None if models is None else check_model_names(models, router.models)
-    if not _has_image(messages):
-        return models
-    allowed = [m for m in (models if models is not None else router.models) if router.models[m].supports_vision]
-    if not allowed:
-        raise NoEligibleModelError(f"the request holds an image and no allowed model accepts images "
-                                   f"(allowed={list(models) if models is not None else 'all'}); give a card "
-                                   f"supports_vision=True")
-    return allowed
 
 
 class RouteRecorder:

@@ -18,7 +18,7 @@ from .checks import (check_budget_key, check_call_kwargs, check_cost_weight, che
                      check_score)
 from .context import PromptContext, eligible
 from .costs import CostModel
-from .decision import Completion, Decision, Messages, messages_of
+from .decision import Completion, Decision, Messages, has_image, messages_of
 from .encoders import Encoder
 from .errors import ConfigError, NoEligibleModelError
 from .gate import BudgetGate
@@ -212,11 +212,12 @@ class Router:
         The worst case and the predicted cost count `choices` answers (OpenAI's `n`) of up to `max_tokens` each.
         `tools`: True when the request carries tools (only models with `supports_tools` are eligible), or the tool
         specs themselves, whose JSON then counts towards the prompt's tokens (the request sends them).
+        Messages holding an image (an `image_url` or `image` content part) go only to models with `supports_vision`.
         """
         dial = None if cost_weight is None else check_cost_weight(cost_weight)
         query, full_text = check_prompt(prompt, self.limits.max_prompt_chars)
-        return self._decide(self.context.vector(query, task), full_text, dial, models, tools, max_tokens,
-                            budget_key, task, choices)
+        return self._decide(self.context.vector(query, task), full_text, has_image(messages_of(prompt)), dial,
+                            models, tools, max_tokens, budget_key, task, choices)
 
     async def aroute(self, prompt: str | Messages, cost_weight: float | None = None,
                      models: Sequence[str] | None = None, tools: bool | Sequence[Any] = False,
@@ -225,12 +226,12 @@ class Router:
         """Async `route`: the prompt is encoded off the event loop; the choice itself is the same."""
         dial = None if cost_weight is None else check_cost_weight(cost_weight)
         query, full_text = check_prompt(prompt, self.limits.max_prompt_chars)
-        return self._decide(await self.context.avector(query, task), full_text, dial, models, tools, max_tokens,
-                            budget_key, task, choices)
+        return self._decide(await self.context.avector(query, task), full_text, has_image(messages_of(prompt)),
+                            dial, models, tools, max_tokens, budget_key, task, choices)
 
-    def _decide(self, vector: np.ndarray, full_text: str, requested: float | None, models: Sequence[str] | None,
-                tools: bool | Sequence[Any], max_tokens: int | None, budget_key: str | None, task: str | None,
-                choices: int) -> Decision:
+    def _decide(self, vector: np.ndarray, full_text: str, images: bool, requested: float | None,
+                models: Sequence[str] | None, tools: bool | Sequence[Any], max_tokens: int | None,
+                budget_key: str | None, task: str | None, choices: int) -> Decision:
         check_tokens(max_tokens, "max_tokens")
         check_integer(choices, "n (choices)", 1, 128)
         check_budget_key(budget_key)
@@ -243,7 +244,7 @@ class Router:
             dial = self.cost_weight if requested is None else requested
             self.ledger.expire()
             self.gate.expire(self.feedback_settings.pending_ttl)
-            allowed = eligible(self.models, prompt_tokens, models, tools, max_tokens)
+            allowed = eligible(self.models, prompt_tokens, models, tools, max_tokens, images)
             ready = self.caller.cooldowns.available(allowed)
             candidates = ready
             try:

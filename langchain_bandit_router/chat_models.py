@@ -24,7 +24,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_vali
 
 from bandit_router import AllModelsFailedError, Completion, ConfigError, Decision, NoEligibleModelError, Router
 from bandit_router.decision import query_text
-from bandit_router.feedback import Evaluator, check_call_kwargs, vision_models
+from bandit_router.feedback import Evaluator, check_call_kwargs
 from bandit_router.checks import check_budget_key, check_cost_weight, check_model_names
 from bandit_router.models import masked
 
@@ -269,7 +269,7 @@ class ChatBanditRouter(BaseChatModel):
         check_call_kwargs(kwargs)
         params = self._params(stop, kwargs)
         openai_messages = to_openai(messages)
-        models = vision_models(self.router, openai_messages, models)
+        models = None if models is None else check_model_names(models, self.router.models)
         with self._pins_lock:
             pinned = self._pins.get(thread_id) if thread_id is not None else None
         if pinned is None and thread_id is not None:  # another instance or process: the thread's history says

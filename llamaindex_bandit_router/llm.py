@@ -20,7 +20,7 @@ from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.tools.types import BaseTool
 
 from bandit_router import Completion, ConfigError, Decision, InvalidPromptError, Router
-from bandit_router.feedback import RouteRecorder, check_call_kwargs, route_metadata, vision_models
+from bandit_router.feedback import RouteRecorder, check_call_kwargs, route_metadata
 from bandit_router.checks import check_budget_key, check_cost_weight, check_integer, check_model_names
 from bandit_router.models import masked
 from bandit_router.streaming import AsyncRoutedStream, RoutedStream
@@ -235,10 +235,8 @@ class BanditRouterLLM(FunctionCallingLLM):
         return kwargs
 
     def _routed(self, messages: Sequence[ChatMessage], kwargs: Dict[str, Any]) -> tuple[list[dict], Dict[str, Any]]:
-        """OpenAI messages and Router arguments (image prompts allowed only to vision models)."""
-        openai, kwargs = to_openai(messages), self._route_kwargs(kwargs)
-        kwargs["models"] = vision_models(self.router, openai, kwargs["models"])
-        return openai, kwargs
+        """OpenAI messages and Router arguments (the router sends image prompts only to vision models)."""
+        return to_openai(messages), self._route_kwargs(kwargs)
 
     def _response(self, completion: Completion) -> ChatResponse:
         info = self._recorder.add(routing_info(completion.decision, completion.cost, dict(completion.usage)))
