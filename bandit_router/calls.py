@@ -91,6 +91,11 @@ class Cooldowns:
         ready = [m for m in names if self.until.get(m, 0.0) <= now]
         return ready or names
 
+    def resting(self) -> list[str]:
+        """The models sitting out a cooldown now."""
+        now = self.clock()
+        return [m for m, until in self.until.items() if until > now]
+
 
 class ModelCaller:
     """Calls routed models (plain, async or streamed), tries the next-best model on a retryable failure, settles
@@ -220,6 +225,10 @@ class ModelCaller:
                 "hold, or removed from the router)") if untried else ""
         if decision.unaffordable:
             more += f" (left out by the budget when routed: {list(decision.unaffordable)})"
+        with self.lock:
+            resting = [m for m in self.cooldowns.resting() if m not in decision.probabilities]
+        if resting:
+            more += f" (sitting out a cooldown after failing in a row, not routed to: {resting})"
         return AllModelsFailedError(f"no model could serve the request after {len(failures)} attempt(s): "
                                     f"{detail}{more}", failures)
 

@@ -207,6 +207,9 @@ def test_a_model_that_keeps_failing_sits_out_a_cooldown(caplog):
         assert "openai/down failed 3 times in a row: not routed to for 30 s" in caplog.text
         resting = router.complete("q 3", num_retries=0).decision
         assert (resting.model, resting.failed, resting.probabilities) == ("openai/up", (), {"openai/up": 1.0})
+        server.set_behavior("up", fail_status=500, fail_times=1)
+        with pytest.raises(AllModelsFailedError, match=r"sitting out a cooldown .*\['openai/down'\]"):
+            router.complete("q 3b", num_retries=0)  # the error names the model it did not try
         assert router.route("q 4", models=["openai/down"]).model == "openai/down"  # the only one allowed
         now[0] = 31.0
         assert router.complete("q 5", num_retries=0).decision.failed == ("openai/down",)  # tried again: still down
@@ -214,7 +217,7 @@ def test_a_model_that_keeps_failing_sits_out_a_cooldown(caplog):
         server.set_behavior("down", fail_status=None)
         now[0] = 62.0
         assert [router.complete(f"q {i}", num_retries=0).decision.model for i in (7, 8)] == ["openai/down"] * 2
-    assert router.failures == {"openai/down": 4, "openai/up": 0}
+    assert router.failures == {"openai/down": 4, "openai/up": 1}
 
 
 def test_max_completion_tokens_limits_like_max_tokens(make_router):
