@@ -4,8 +4,9 @@ The log must come from a router created with `log=LogSettings(path, store_vector
 gives every model a fair chance (epsilon-greedy, random): a deterministic policy such as linucb logs propensity 1
 for its choice and 0 for every other model, so no other policy can be evaluated from it, and the default's and
 thompson's propensities grow too skewed once they have learned (see the README). The effective sample size each
-estimate reports says how many decisions it rests on. Decisions served by a fallback model are left out: their
-logged propensity is the chance the policy chose that model first, not the chance it served.
+estimate reports says how many decisions it rests on. A decision a fallback model served counts as the policy's
+first choice (the model that failed first, at its propensity): choosing that model led to the fallback's answer
+and its rating.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class LoggedDecisions:
     reward: np.ndarray  # (n,) the feedback score
     cost_weight: np.ndarray  # (n,) the dial of each request
     cost: np.ndarray  # (n, K) predicted cost / tau, as the policy saw it; NaN where the model was not eligible
-    fallbacks: int = 0  # rewarded decisions left out because a fallback model served them
+    fallbacks: int = 0  # decisions a fallback model served, read as the policy's first choice
 
     def __len__(self) -> int:
         return len(self.chosen)
@@ -55,20 +56,15 @@ class OPEEstimate:
 
 
 def logged_decisions(log: DecisionLog | str | Path) -> LoggedDecisions:
-    """Read every decision that has a stored vector and a feedback score and was served by the model the policy
-    chose. Decisions a fallback model served (their `failed` list is not empty) are left out, since their logged
-    propensity is not the chance that model served; their number is `fallbacks` and is logged as a warning."""
+    """Read every decision that has a stored vector and a feedback score. A decision a fallback model served is
+    read as the policy's first choice, the model that failed first, at the probability the policy gave it (the log
+    keeps the served model's, which is not the chance that model served); `fallbacks` counts them."""
     log = SQLiteDecisionLog(log) if isinstance(log, (str, Path)) else log
-    rewarded = [r for r in log.rows() if r["vector"] is not None and r["score"] is not None]
-    rows = [r for r in rewarded if not r["failed"]]
-    fallbacks = len(rewarded) - len(rows)
-    if fallbacks:
-        logger.warning("%s: left out %d of %d rewarded decisions served by a fallback model (their propensity is not "
-                       "the chance that model served)", log.path, fallbacks, len(rewarded))
+    rows = [r for r in log.rows() if r["vector"] is not None and r["score"] is not None]
     if not rows:
-        besides = f" other than the {fallbacks} a fallback model served" if fallbacks else ""
-        raise DataFormatError(f"{log.path} holds no rewarded decision with a stored vector{besides} "
+        raise DataFormatError(f"{log.path} holds no rewarded decision with a stored vector "
                               "(create the router with store_vectors=True and give feedback)")
+    chosen = [r["failed"][0] if r["failed"] else r["model"] for r in rows]  # what the policy chose
     models = list(dict.fromkeys(m for r in rows for m in r["predictions"]["probabilities"]))
     column = {m: k for k, m in enumerate(models)}
     cost = np.full((len(rows), len(models)), np.nan)
@@ -77,9 +73,10 @@ def logged_decisions(log: DecisionLog | str | Path) -> LoggedDecisions:
         tau = max(predicted.values()) or 1.0
         for m, c in predicted.items():
             cost[i, column[m]] = c / tau
-    return LoggedDecisions(models, np.stack([r["vector"] for r in rows]), np.array([column[r["model"]] for r in rows]),
-                           np.array([r["propensity"] for r in rows]), np.array([r["score"] for r in rows]),
-                           np.array([r["cost_weight"] for r in rows]), cost, fallbacks)
+    return LoggedDecisions(models, np.stack([r["vector"] for r in rows]), np.array([column[m] for m in chosen]),
+                           np.array([r["predictions"]["probabilities"][m] for r, m in zip(rows, chosen)]),
+                           np.array([r["score"] for r in rows]), np.array([r["cost_weight"] for r in rows]), cost,
+                           sum(bool(r["failed"]) for r in rows))
 
 
 def target_probabilities(policy: Policy, logged: LoggedDecisions, cost_weight: float | None = None) -> np.ndarray:

@@ -85,23 +85,32 @@ def _log_with_fallbacks(path: Path, policy: str, settings: dict) -> None:
             router.feedback(result.decision.route_id, 0.5)
 
 
-def test_decisions_served_by_a_fallback_are_left_out(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """Their logged propensity is the chance the served model was the policy's first choice, not that it served."""
+def test_a_decision_a_fallback_served_counts_as_the_policys_first_choice(tmp_path: Path) -> None:
+    """The log keeps the served model's propensity (its chance of being chosen first, not of serving: IPS read
+    4.4 for a true 0.5); read as the first choice at its propensity, choosing it led to the fallback's rating."""
     _log_with_fallbacks(tmp_path / "log.db", "epsilon-greedy", {"epsilon": 0.3})
-    rows = list(SQLiteDecisionLog(tmp_path / "log.db").rows())
-    fell_back = sum(bool(r["failed"]) for r in rows if r["score"] is not None)
+    rows = [r for r in SQLiteDecisionLog(tmp_path / "log.db").rows() if r["score"] is not None]
     logged = logged_decisions(tmp_path / "log.db")
-    assert 0 < fell_back < 60 and logged.fallbacks == fell_back and len(logged) == 60 - fell_back
-    assert f"left out {fell_back} of 60 rewarded decisions served by a fallback model" in caplog.text
-    up = np.zeros((len(logged), 3))
-    up[:, logged.models.index("openai/up")] = 1.0
-    assert estimate(logged, up).snips == pytest.approx(0.5)
+    fell_back = [i for i, r in enumerate(rows) if r["failed"]]
+    assert 0 < len(fell_back) < 60 and logged.fallbacks == len(fell_back) and len(logged) == 60
+    down = logged.models.index("openai/down")
+    assert all(logged.chosen[i] == down for i in fell_back)
+    assert [logged.propensity[i] for i in fell_back] == [rows[i]["predictions"]["probabilities"]["openai/down"]
+                                                         for i in fell_back]
+    for model in ("openai/up", "openai/down"):  # every choice is rated 0.5, with or without a fallback
+        always = np.zeros((len(logged), 3))
+        always[:, logged.models.index(model)] = 1.0
+        result = estimate(logged, always)
+        assert result.snips == pytest.approx(0.5) and 0.3 < result.ips < 0.8
 
 
-def test_a_log_of_fallbacks_only_cannot_be_evaluated(tmp_path: Path) -> None:
+def test_a_fixed_policy_whose_model_always_fails_is_evaluated_as_its_fallbacks(tmp_path: Path) -> None:
     _log_with_fallbacks(tmp_path / "log.db", "fixed", {"model": "openai/down"})  # logged propensity 0 before
-    with pytest.raises(DataFormatError, match="other than the 60 a fallback model served"):
-        logged_decisions(tmp_path / "log.db")
+    logged = logged_decisions(tmp_path / "log.db")
+    assert logged.fallbacks == 60 and set(logged.propensity) == {1.0}
+    assert estimate(logged, np.eye(3)[[logged.models.index("openai/down")] * 60]).ips == pytest.approx(0.5)
+    with pytest.raises(DataFormatError, match="nothing to estimate from"):
+        estimate(logged, np.eye(3)[[logged.models.index("openai/up")] * 60])
 
 
 def test_a_log_without_vectors_cannot_be_evaluated(tmp_path: Path) -> None:
