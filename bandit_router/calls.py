@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
@@ -56,9 +57,21 @@ def beyond_model(error: BaseException) -> bool:
             or getattr(error, "code", None) in ("unsupported_parameter", "unsupported_value"))
 
 
+def retry_after(error: BaseException) -> float | None:
+    """The seconds a provider's Retry-After header (with a 429 or a 503) asks to wait, at most an hour; None
+    without one, or for an HTTP date."""
+    headers = getattr(error, "litellm_response_headers", None)
+    try:
+        seconds = float(headers.get("retry-after")) if headers else math.nan
+    except (TypeError, ValueError):
+        return None
+    return min(seconds, 3600.0) if seconds > 0 else None
+
+
 class Cooldowns:
-    """Models whose calls failed `after` times in a row sit out `seconds` (Limits.cooldown); a success ends a
-    model's streak. Callers hold the router's lock."""
+    """Models whose calls failed `after` times in a row sit out `seconds` (Limits.cooldown), and a model whose
+    provider said when to retry (Retry-After) sits out until then; a success ends a model's streak. `seconds` 0
+    turns both off. Callers hold the router's lock."""
 
     def __init__(self, seconds: float, after: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.seconds = seconds
@@ -67,15 +80,19 @@ class Cooldowns:
         self.streaks: dict[str, int] = {}
         self.until: dict[str, float] = {}
 
-    def failed(self, model: str) -> None:
-        """Count a failed call; at `after` in a row the model sits out `seconds` from now (logged once as it
-        starts sitting out, not at each failure of the calls already under way)."""
+    def failed(self, model: str, rest: float | None = None) -> None:
+        """Count a failed call; at `after` in a row the model sits out `seconds` from now, and at once for `rest`
+        seconds when its provider asked so (logged once as it starts sitting out, not at each failure of the calls
+        already under way)."""
         self.streaks[model] = streak = self.streaks.get(model, 0) + 1
-        if self.seconds and streak >= self.after:
-            now = self.clock()
-            if self.until.get(model, 0.0) <= now:
-                log.warning("%s failed %d times in a row: not routed to for %g s", model, streak, self.seconds)
-            self.until[model] = now + self.seconds
+        if not self.seconds or (streak < self.after and rest is None):
+            return
+        now = self.clock()
+        seconds = max(self.seconds if streak >= self.after else 0.0, rest or 0.0)
+        if self.until.get(model, 0.0) <= now:
+            why = f"failed {streak} times in a row" if rest is None else f"was told to retry after {rest:g} s"
+            log.warning("%s %s: not routed to for %g s", model, why, seconds)
+        self.until[model] = max(self.until.get(model, 0.0), now + seconds)
 
     def served(self, model: str) -> None:
         self.reset(model)
@@ -252,7 +269,7 @@ class ModelCaller:
             if model in self.failures:  # not for a model removed while its call was under way
                 self.failures[model] += 1
             if models_fault:
-                self.cooldowns.failed(model)
+                self.cooldowns.failed(model, retry_after(error))
         self.logged(lambda decisions: decisions.record_failure(decision.route_id, error))
 
     def cut(self, decision: Decision) -> float | None:

@@ -112,7 +112,8 @@ class ModelBehavior:
     before answering. ``context_window``: prompts with more tokens get a 400
     ``context_length_exceeded``. ``rejects``: request parameters the model
     refuses with a 400 ``unsupported_parameter``, as OpenAI's o-series refuse
-    ``temperature``.
+    ``temperature``. ``retry_after``: seconds sent in a ``Retry-After`` header
+    with each failure (as a provider's 429 says when to come back).
     """
 
     respond: Responder = echo
@@ -121,6 +122,7 @@ class ModelBehavior:
     delay: float = 0.0
     context_window: int | None = None
     rejects: tuple[str, ...] = ()
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -136,10 +138,12 @@ class RecordedRequest:
 class _APIError(Exception):
     """An OpenAI-style error response."""
 
-    def __init__(self, status: int, message: str, type_: str, code: str, param: str | None = None):
+    def __init__(self, status: int, message: str, type_: str, code: str, param: str | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+        self.headers = headers or {}
 
 
 def _context_error(prompt_tokens: int, window: int | None) -> _APIError:
@@ -151,9 +155,10 @@ def _context_error(prompt_tokens: int, window: int | None) -> _APIError:
     return _APIError(400, message, "invalid_request_error", "context_length_exceeded", "messages")
 
 
-def _failure(status: int) -> _APIError:
+def _failure(status: int, retry_after: float | None = None) -> _APIError:
     type_, code, message = _FAILURES.get(status, ("server_error", f"http_{status}", f"Simulated HTTP {status} error."))
-    return _APIError(status, message, type_, code)
+    return _APIError(status, message, type_, code, headers=None if retry_after is None else {
+        "Retry-After": f"{retry_after:g}"})
 
 
 # ---------------------------------------------------------------- JSON schema
@@ -356,7 +361,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send_json(200, completion)
         except _APIError as error:
-            self._send_json(error.status, error.body)
+            self._send_json(error.status, error.body, error.headers)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (e.g. timed out) before the answer
         except Exception as exc:  # e.g. a failing ``respond``: report it to the client
@@ -380,9 +385,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
 
-    def _send_json(self, status: int, payload: dict[str, Any]) -> None:
+    def _send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
-        self._send_headers(status, {"Content-Type": "application/json", "Content-Length": str(len(data))})
+        self._send_headers(status, {"Content-Type": "application/json", "Content-Length": str(len(data)),
+                                    **(headers or {})})
         self.wfile.write(data)
 
     def _send_stream(self, chunks: Iterable[dict[str, Any]]) -> None:
@@ -496,7 +502,7 @@ class FakeLLMServer:
         if status == 400 or (window is not None and prompt_tokens > window):
             raise _context_error(prompt_tokens, window)
         if status is not None:
-            raise _failure(status)
+            raise _failure(status, behavior.retry_after)
         if refused := [name for name in behavior.rejects if name in params]:
             raise _APIError(400, f"Unsupported parameter: '{refused[0]}' is not supported with this model.",
                             "invalid_request_error", "unsupported_parameter", refused[0])

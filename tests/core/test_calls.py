@@ -484,3 +484,23 @@ def test_a_request_one_model_cannot_take_goes_to_another_without_benching_it():
         assert router.route("hi", models=["openai/small", "openai/big"]).model == "openai/big"
         router.replace_model(dataclasses.replace(router.models["openai/small"], api_base=server.base_url))
         assert router.route("hi", models=["openai/small", "openai/big"]).model == "openai/small"  # ... a new card
+
+
+def test_a_rate_limited_model_sits_out_what_its_provider_asks(caplog):
+    """A 429 with Retry-After: the model sits out that long at once, not after three failures in a row."""
+    now = [0.0]
+    with FakeLLMServer({"busy": ModelBehavior(fail_status=429, fail_times=1, retry_after=5), "up": ModelBehavior()}) \
+            as server:
+        cards = [Model(f"openai/{name}", input_cost_per_token=price, output_cost_per_token=price,
+                       api_base=server.base_url, api_key="sk-test") for name, price in (("busy", 1e-7), ("up", 1e-5))]
+        router = Router(cards, policy="cheapest", encoder=hashed_bow, seed=0, limits=Limits(cooldown_after=3))
+        router.caller.cooldowns.clock = lambda: now[0]
+        assert router.complete("q 0").decision.failed == ("openai/busy",)
+        assert "openai/busy was told to retry after 5 s: not routed to for 5 s" in caplog.text
+        assert router.route("q 1").model == "openai/up"
+        now[0] = 5.5
+        assert router.complete("q 2").decision.model == "openai/busy"  # back, and served
+        unlimited = Router(cards, policy="cheapest", encoder=hashed_bow, seed=0, limits=Limits(cooldown=0))
+        server.set_behavior("busy", fail_times=1)
+        assert unlimited.complete("q 3").decision.failed == ("openai/busy",)
+        assert unlimited.route("q 4").model == "openai/busy"  # cooldown=0: never benched
