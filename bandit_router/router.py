@@ -20,7 +20,7 @@ from .context import PromptContext, eligible
 from .costs import CostModel
 from .decision import Completion, Decision, Messages, has_image, messages_of
 from .encoders import Encoder
-from .errors import ConfigError, NoEligibleModelError
+from .errors import ConfigError, NoEligibleModelError, StoreUnavailableError
 from .gate import BudgetGate
 from .ledger import OutcomeLedger, Pending
 from .models import Model, check_tokens, estimate_tokens
@@ -189,6 +189,7 @@ class Router:
         """Stop routing to a model. Calls already under way on it end as usual (charged their cost); a call or stream
         routed to it that has not started goes to the next-best model. Every decision routed to it stops waiting for
         feedback, those answered by the next-best model too (their ratings are refused)."""
+        self._sync_first(f"remove_model({name!r})")  # its unsynced ratings reach the replicas that keep it
         with self.lock:
             if name not in self.models:
                 raise ConfigError(f"unknown model {name!r}; known: {list(self.models)}")
@@ -423,10 +424,26 @@ class Router:
 
     # -- persistence ----------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """Write config and learned state to one safetensors file, atomically."""
+        """Write config and learned state to one safetensors file, atomically. A router sharing its state syncs
+        first, so that the file's own part holds no rating the store counts too (a store out of reach: the file
+        keeps the unsynced ratings, with a warning, and loaded beside the store after this router pushed them,
+        they count twice)."""
+        self._sync_first("save")
         with self.lock:
             data = encode_router(self)
         write_atomic(path, data)
+
+    def _sync_first(self, what: str) -> None:
+        """Sync before `what`, which would otherwise lose or double the unsynced ratings; a warning if the store
+        cannot be reached."""
+        if self.replica is None:
+            return
+        try:
+            self.replica.sync(self.lock)
+        except StoreUnavailableError as error:
+            log.warning("%s: the state store is out of reach, so the ratings not yet synced are %s: %s", what,
+                        "dropped with the model" if what.startswith("remove_model") else "saved as this router's own",
+                        error)
 
     @classmethod
     def load(cls, path: str | Path, encoder: Encoder | Callable | str | None = None,

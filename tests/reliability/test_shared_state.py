@@ -192,6 +192,29 @@ def test_a_sharing_router_saved_and_loaded_beside_its_store_counts_each_rating_o
     np.testing.assert_allclose(moved.policy.b, restored.policy.b)
 
 
+def test_a_backup_taken_before_a_sync_counts_its_ratings_once(tmp_path: Path) -> None:
+    """save syncs first: a file saved before the replica's scheduled sync, loaded beside the store after it, counts
+    each rating once (it counted the unsynced ones twice); remove_model syncs first too, so the ratings of the
+    model reach the replicas that keep it (they were dropped)."""
+    store = SQLiteStateStore(tmp_path / "state.db")
+    router = Router(model_cards(), encoder=fake_encoder, seed=0, state_store=store, limits=Limits(sync_every=3600))
+    for i in range(10):
+        router.feedback(router.route(f"request {i}").route_id, 1.0)
+    router.save(tmp_path / "backup.safetensors")
+    router.sync()  # the scheduled sync, after the backup
+    restored = Router.load(tmp_path / "backup.safetensors", encoder=fake_encoder, state_store=store,
+                           limits=Limits(sync_every=3600))
+    restored.sync()
+    np.testing.assert_allclose(restored.policy.A, router.policy.A)
+    assert sum(int(t["n"]) for t in store.totals().values()) == 10
+    removed = next(iter(MODELS))
+    before = int(store.totals()[removed]["n"])
+    for i in range(5):
+        router.feedback(router.route(f"more {i}", models=[removed]).route_id, 1.0)
+    router.remove_model(removed)
+    assert int(store.totals()[removed]["n"]) == before + 5
+
+
 @pytest.mark.parametrize("policy", ["shrunk-linucb", "thompson", "epsilon-greedy"])
 def test_every_linear_policy_shares_its_state(policy: str, tmp_path: Path) -> None:
     store = SQLiteStateStore(tmp_path / "state.db")
