@@ -159,6 +159,18 @@ class SharedBudget(Budget, ABC):
     def release(self, reservation: Reservation) -> None:
         self._finish(reservation, -1)
 
+    def save(self, path: str | Path) -> None:
+        """Refused: the ledger lives in the store, which keeps it across restarts (it wrote an empty ledger)."""
+        raise self._kept_in_store()
+
+    def restore(self, path: str | Path) -> None:
+        """Refused, as `save`."""
+        raise self._kept_in_store()
+
+    def _kept_in_store(self) -> ConfigError:
+        return ConfigError(f"a budget kept in {self.where} lives in its store, which keeps it across restarts: save "
+                           "and restore are for a process's own Budget (back up the store instead)")
+
     # -- reading the ledger ---------------------------------------------------------------------------------
     def spent(self, key: str | None = None) -> float:
         return self._read(key)[0]

@@ -69,6 +69,16 @@ def test_a_shared_ledger_enforces_the_hard_cap_only(tmp_path: Path) -> None:
         SQLiteBudget(tmp_path / "s.db", 1.0, pacer="knapsack")
 
 
+def test_a_shared_ledger_is_not_saved_to_a_file(ledger, tmp_path: Path) -> None:
+    """Its store keeps it; Budget.save wrote an empty ledger (a backup of $0) and restore did nothing."""
+    budget = ledger(1.0)
+    budget.settle(budget.reserve(0.25), 0.25)
+    for keep in (budget.save, budget.restore):
+        with pytest.raises(ConfigError, match="lives in its store"):
+            keep(tmp_path / "ledger.json")
+    assert budget.spent() == 0.25 and not (tmp_path / "ledger.json").exists()
+
+
 def _spend(path: str, seed: int, start, results) -> None:
     """One replica's loop, begun with the others: reserve $0.03 worst cases and settle them at $0.01-0.03 after a
     2 ms call until the $10 budget is spent; puts what it spent on `results`."""
