@@ -87,8 +87,9 @@ class BudgetGate:
             left, cheapest = self.budget.remaining(key), min(worst.values())
             short = key if key is not None and left < self.budget.remaining() else None  # the account that binds
             held = self.budget.reserved(short)
-            wait = (f"calls in flight hold ${held:.6g}, which comes back as they end less their real cost: give a "
-                    f"smaller max_tokens or retry then" if held > 0 and left + held >= cheapest else
+            wait = (f"calls in flight hold ${held:.6g}, which comes back as they end less their real cost (a replica "
+                    f"that stopped mid-call keeps its share to the period's end): give a smaller max_tokens or retry "
+                    f"then" if held > 0 and left + held >= cheapest else
                     "give a smaller max_tokens or wait for the next period")
             raise BudgetExceededError(
                 f"budget exhausted: ${left:.6g} left{'' if key is None else f' for key {key!r}'}, and the cheapest "

@@ -20,7 +20,7 @@ from .context import PromptContext, eligible
 from .costs import CostModel
 from .decision import Completion, Decision, Messages, has_image, messages_of
 from .encoders import Encoder
-from .errors import ConfigError, NoEligibleModelError, StoreUnavailableError
+from .errors import BudgetExceededError, ConfigError, NoEligibleModelError, StoreUnavailableError
 from .gate import BudgetGate
 from .ledger import OutcomeLedger, Pending
 from .models import Model, check_tokens, estimate_tokens
@@ -257,12 +257,21 @@ class Router:
                 candidates = allowed
                 names, worst, cost, probs, quality = self._pick(vector, allowed, prompt_tokens, max_tokens,
                                                                 choices, budget_key, dial)
-            choice = int(self.rng.choice(len(names), p=probs))
+            while True:
+                choice = int(self.rng.choice(len(names), p=probs))
+                decision = Decision.made(names, choice, probs, quality, cost, dial, task,
+                                         unaffordable=[m for m in candidates if m not in names])
+                try:
+                    self.gate.hold(decision, worst, budget_key, prompt_tokens, choices)
+                    break
+                except BudgetExceededError:  # a shared ledger's room went to another replica since it admitted
+                    rest = [m for m in names if m != decision.model]
+                    if not rest:
+                        raise
+                    names, worst, cost, probs, quality = self._pick(vector, rest, prompt_tokens, max_tokens, choices,
+                                                                    budget_key, dial)
             if target is not None:
                 target.record(float(cost[choice]))
-            decision = Decision.made(names, choice, probs, quality, cost, dial, task,
-                                     unaffordable=[m for m in candidates if m not in names])
-            self.gate.hold(decision, worst, budget_key, prompt_tokens, choices)
             decision = self.ledger.open(decision, vector)
         self.caller.record(decision, full_text if self.log_settings.store_prompts else None,
                            vector if self.log_settings.store_vectors else None)

@@ -126,3 +126,28 @@ def test_the_service_shares_its_budget_through_the_sqlite_state(tmp_path: Path) 
     assert two.remaining() == pytest.approx(0.25)
     with pytest.raises(ConfigError, match="budget.pacer must be 'none'"):
         parse_config(config_dict("http://127.0.0.1:9/v1", state=state, budget={"limit": 1.0, "pacer": "knapsack"}), env=ENV).make_budget()
+
+
+def test_a_route_whose_room_another_replica_took_goes_to_a_model_that_still_fits(tmp_path: Path) -> None:
+    """Between admitting the models and holding the chosen one's worst case, another replica's call takes most of
+    the shared ledger: the route goes to a model that still fits (it raised BudgetExceededError)."""
+    from bandit_router import Model, Router
+    from bandit_router.encoders import hashing_encoder
+
+    other = SQLiteBudget(tmp_path / "state.db", 1.0, namespace="t")
+
+    class Interleaved(SQLiteBudget):
+        def reserve(self, amount, key=None, expected=None):
+            if not other.reserved():
+                other.reserve(0.7)  # the other replica's call lands between fits() and reserve()
+            return super().reserve(amount, key, expected)
+
+    cards = [Model("cheap", input_cost_per_token=1e-7, output_cost_per_token=1e-7, max_output_tokens=100),
+             Model("dear", input_cost_per_token=1e-3, output_cost_per_token=4e-3, max_output_tokens=100)]
+    router = Router(cards, encoder=hashing_encoder(16), budget=Interleaved(tmp_path / "state.db", 1.0, namespace="t"),
+                    seed=0)
+    for i in range(20):  # dear is much better: it is chosen first
+        router.observe(f"hello {i}", "dear", 1.0)
+        router.observe(f"hello {i}", "cheap", 0.0)
+    assert router.route("hello").model == "cheap"  # dear's $0.4 no longer fits beside the other's $0.7
+    assert other.reserved() == pytest.approx(0.7 + router.gate.worst_case_cost("cheap", 2, None))
