@@ -134,7 +134,13 @@ class Router:
     encoder = property(lambda self: self.context.encoder, doc="The prompt encoder.")
     hints = property(lambda self: self.context.hints, doc="The declared tasks and text weight (None: no tasks).")
     tasks = property(lambda self: self.context.tasks, doc="The declared task names (empty: prompt alone).")
-    layout = property(lambda self: self.context.layout, doc="How the policy's vectors are built, as JSON.")
+    @property
+    def layout(self) -> str:
+        """How the policy's vectors are built, as JSON; a linear policy without an intercept says so (its statistics
+        are a size smaller, so they cannot be added to other replicas')."""
+        if getattr(self.policy.config, "intercept", True):
+            return self.context.layout
+        return json.dumps({**json.loads(self.context.layout), "intercept": False})
     dim = property(lambda self: self.context.dim, doc="Length of the vectors the policy sees.")
     budget = property(lambda self: self.gate.budget, doc="The spend Budget (None: no budget).")
     failures = property(lambda self: self.caller.failures, doc="Provider failures per model.")
