@@ -81,6 +81,15 @@ def _finished(body: dict[str, Any]) -> bool:
     return any(choice.get("finish_reason") for choice in body["choices"])
 
 
+def _route_headers(decision: Any) -> dict[str, str]:
+    """The route id, model and feedback token as response headers too, for clients that keep no extra body field
+    (LangChain's ChatOpenAI with include_response_headers=True shows them in response_metadata["headers"])."""
+    headers = {"x-bandit-router-route-id": decision.route_id, "x-bandit-router-model": decision.model}
+    if decision.feedback_token is not None:
+        headers["x-bandit-router-feedback-token"] = decision.feedback_token
+    return headers
+
+
 class _Finishes:
     """Which choices of a stream got a finish_reason: LiteLLM's stream wrapper sends only choice 0's (n > 1)."""
 
@@ -242,7 +251,7 @@ class Service:
             self._served(decision, completion.cost, started, time.time())
             body = completion_body(completion.response, decision.route_id, decision.model, completion.usage,
                                    self._extension(decision, completion.cost))
-            response = JSONResponse(body)
+            response = JSONResponse(body, headers=_route_headers(decision))
         except Exception as error:  # every failure answers in OpenAI's error shape
             response = self._failed(error, tenant_name, "chat completion", sent)
         self.metrics.inc("bandit_router_requests_total", status=str(response.status_code))
@@ -262,7 +271,8 @@ class Service:
         self._remember(stream.decision.route_id, tenant.name)
         return StreamingResponse(self._relay(chat, stream, chunks, first, tenant.name, started),
                                  media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+                                          **_route_headers(stream.decision)})
 
     async def _relay(self, chat: ChatRequest, stream: AsyncRoutedStream, chunks: AsyncGenerator[Any, None],
                      first: Any, tenant: str, started: float) -> AsyncIterator[bytes]:

@@ -90,6 +90,23 @@ def test_signed_feedback_tokens(upstream) -> None:
         assert rate(served, answer["id"], 1.0, feedback_token=token).status_code == 200
 
 
+def test_chat_openai_rates_by_the_route_headers_under_a_feedback_secret(upstream) -> None:
+    """LangChain's ChatOpenAI keeps no `bandit_router` body field: the route id and feedback token also come as
+    response headers, which it shows with include_response_headers=True (streams too)."""
+    from langchain_openai import ChatOpenAI
+
+    config = config_dict(upstream.base_url, feedback={"secret_env": "FEEDBACK_SECRET"})
+    env = {"UPSTREAM_KEY": UPSTREAM_KEY, "FEEDBACK_SECRET": "a-long-shared-secret-for-tests"}
+    with LiveServer(Service(parse_config(config, env=env))) as served:
+        chat = ChatOpenAI(base_url=served.url + "/v1", api_key=KEYS["team-a"], model="router", max_retries=0,
+                          include_response_headers=True)
+        for reply in (chat.invoke("rate me"), next(iter(chat.stream("rate my stream")))):
+            headers = reply.response_metadata["headers"]
+            route_id, token = headers["x-bandit-router-route-id"], headers["x-bandit-router-feedback-token"]
+            assert headers["x-bandit-router-model"] in (CHEAP, DEAR)
+            assert rate(served, route_id, 1.0, feedback_token=token).status_code == 200
+
+
 def test_feedback_quota_per_tenant(upstream) -> None:
     with start_service(upstream.base_url, feedback={"limit_per_tenant": 2, "window": 3600}) as served:
         for _ in range(2):
