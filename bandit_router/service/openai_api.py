@@ -113,9 +113,11 @@ def _named_field(message: str, sent: Mapping[str, Any]) -> tuple[str, str | None
     when it names none). The library calls the output limit max_tokens: a request that set max_completion_tokens
     instead is told that name."""
     field = re.split(r"[ =]", message, maxsplit=1)[0]  # "max_tokens=5 is more than ..." names max_tokens
+    if field not in _PASSED and "max_tokens=" in message:  # "... 12 prompt tokens + max_tokens=5 ..." too
+        field = "max_tokens"
     if field == "max_tokens" and sent.get("max_tokens") is None and sent.get("max_completion_tokens") is not None:
         field = "max_completion_tokens"
-        message = field + message[len("max_tokens"):]
+        message = message.replace("max_tokens=", "max_completion_tokens=")
     return message, field if field in _PASSED | {"models", "task", "cost_weight", "score"} else None
 
 

@@ -168,11 +168,14 @@ def test_a_too_large_output_limit_is_named_as_the_client_sent_it(upstream, field
     for model in config["models"]:
         model["max_output_tokens"] = 1000
     with LiveServer(Service(parse_config(config, env={"UPSTREAM_KEY": UPSTREAM_KEY}))) as served:
-        response = httpx.post(served.url + "/v1/chat/completions", headers=HEADERS, json={
-            "model": "router", "messages": [{"role": "user", "content": "x"}], field: 5000})
+        response, window = (httpx.post(served.url + "/v1/chat/completions", headers=HEADERS, json={
+            "model": "router", "messages": [{"role": "user", "content": "x"}], field: limit})
+            for limit in (5000, 100_000_000))
     error = response.json()["error"]
     assert response.status_code == 400 and error["code"] == "no_eligible_model"
     assert error["param"] == field and error["message"].startswith(f"{field}=5000 is more than")
+    error = window.json()["error"]  # over every context window: named inside the message
+    assert error["param"] == field and f"{field}=100000000" in error["message"]
 
 
 def test_refused_ratings_name_their_field(upstream) -> None:
