@@ -182,6 +182,8 @@ class BudgetGate:
                 self.owed[route_id] = (held[0], charged)
             log.error("the budget's store refused the charge of %s ($%.6g), kept until it answers: %s",
                       route_id, charged, error)
+        except ConfigError as error:  # a shared ledger that lost the hold (its store lost its data): the call stands
+            log.error("the budget no longer holds %s, so its $%.6g is not recorded: %s", route_id, charged, error)
         return opened, charged
 
     def release(self, route_id: str) -> bool:

@@ -8,14 +8,15 @@ make the budget stop early but never overspend. Pacing needs one process's view 
 enforces the hard cap only (pacer "none").
 
 Redis keys (prefix "bandit-router:<namespace>:budget"): ":<period>" a hash of each account's spend and holds in
-that period (expiring two periods later), ":total" the lifetime spend, ":holds" the open holds, ":ids" the hold
-counter. SQLite tables: budget_ledger (a row per namespace, period and account; periods older than the previous
+that period (expiring two periods later), ":total" the lifetime spend, ":holds" the open holds by a random id (a
+counter would restart if Redis lost its data, and one replica's settle could close another's hold). SQLite tables: budget_ledger (a row per namespace, period and account; periods older than the previous
 one are dropped), budget_holds, budget_total.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 import sqlite3
 import time
 from abc import ABC, abstractmethod
@@ -43,7 +44,7 @@ if ARGV[3] ~= '' then
   left = available(ARGV[3], tonumber(ARGV[4]))
   if amount > left then return {0, 'k', tostring(left)} end
 end
-local id = redis.call('INCR', KEYS[3])
+local id = ARGV[7]
 redis.call('HINCRBY', KEYS[1], 'held:', amount)
 if ARGV[3] ~= '' then redis.call('HINCRBY', KEYS[1], 'held:' .. ARGV[3], amount) end
 if tonumber(ARGV[6]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[6]) end
@@ -212,9 +213,11 @@ class RedisBudget(SharedBudget):
 
     def _hold(self, period: int, account: str, amount: int, limit: int, key_limit: int) -> tuple[int, str, int]:
         ttl = 0 if self.period is None else math.ceil(2 * self.period)
-        keys = [f"{self._prefix}:{period}", f"{self._prefix}:holds", f"{self._prefix}:ids"]
+        keys = [f"{self._prefix}:{period}", f"{self._prefix}:holds"]
+        hold_id = secrets.randbits(52) + 1  # random, not a counter: a counter restarts when Redis loses its data,
+        # and a replica's settle of a hold made before would close another's (exact as a Lua double)
         hold, which, left = self._call(lambda: self._reserve(keys=keys, args=[amount, limit, account, key_limit,
-                                                                             period, ttl]))
+                                                                             period, ttl, hold_id]))
         return int(hold), which.decode() if isinstance(which, bytes) else which, int(float(left or 0))
 
     def _close(self, hold: int, cost: int) -> bool:

@@ -151,3 +151,33 @@ def test_a_route_whose_room_another_replica_took_goes_to_a_model_that_still_fits
         router.observe(f"hello {i}", "cheap", 0.0)
     assert router.route("hello").model == "cheap"  # dear's $0.4 no longer fits beside the other's $0.7
     assert other.reserved() == pytest.approx(0.7 + router.gate.worst_case_cost("cheap", 2, None))
+
+
+def test_after_redis_loses_its_data_a_settle_closes_no_other_replicas_hold(redis_server) -> None:
+    """Hold ids are random: a counter restarted after the loss, so a hold made before it and one made after had the
+    same id, and settling the first closed the second (its spend went unrecorded)."""
+    import redis
+
+    first, second = (RedisBudget(redis_server.url, 1.0, namespace="t") for _ in range(2))
+    before = first.reserve(0.1)
+    redis.Redis.from_url(redis_server.url).flushall()  # Redis restarted without persistence
+    after = second.reserve(0.5)
+    assert after.id != before.id
+    with pytest.raises(ConfigError, match="not held"):
+        first.settle(before, 0.05)
+    second.settle(after, 0.4)
+    assert second.spent() == pytest.approx(0.4) and second.reserved() == 0
+
+
+def test_a_call_whose_hold_a_shared_ledger_lost_still_answers(tmp_path: Path, caplog) -> None:
+    """The call was made: a ledger that no longer holds its hold is logged, not raised after the answer."""
+    from bandit_router import Model, Router
+    from bandit_router.encoders import hashing_encoder
+
+    budget = SQLiteBudget(tmp_path / "state.db", 1.0, namespace="t")
+    router = Router([Model("openai/a", input_cost_per_token=1e-6, output_cost_per_token=1e-6)],
+                    encoder=hashing_encoder(16), budget=budget, seed=0)
+    decision = router.route("hello", max_tokens=10)
+    budget.release(router.gate.held[decision.route_id][0])  # the store lost it
+    router.settle(decision.route_id, 1e-5)
+    assert "no longer holds" in caplog.text and budget.spent() == 0
