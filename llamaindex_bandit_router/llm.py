@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from contextvars import copy_context
 from typing import Any, ContextManager, Dict, List, Optional, Sequence, Union
 
@@ -96,6 +97,11 @@ def _settled(stream: RoutedStream | AsyncRoutedStream, info: dict[str, Any]) -> 
         info.update(routing_info(stream.decision, stream.cost, stream.usage))
 
 
+# One recorder per router: every LLM built over it records into the same record_routes() blocks (a query engine's
+# answers and its condense step may be served by two LLMs).
+_RECORDERS: "weakref.WeakKeyDictionary[Router, RouteRecorder]" = weakref.WeakKeyDictionary()
+
+
 class BanditRouterLLM(FunctionCallingLLM):
     """A LlamaIndex LLM whose every call is routed by `router` to the model that should answer it.
 
@@ -136,13 +142,12 @@ class BanditRouterLLM(FunctionCallingLLM):
                  **kwargs: Any) -> None:
         if not isinstance(router, Router):
             raise ConfigError(f"router must be a bandit_router.Router, got {type(router).__name__}")
-        recorder = kwargs.pop("recorder", None) or RouteRecorder()
         litellm = {k: kwargs.pop(k) for k in list(kwargs) if k not in type(self).model_fields}  # temperature=...
         settings = {"cost_weight": cost_weight, "models": models, "task": task, "budget_key": budget_key,
                     "call_kwargs": {**litellm, **(call_kwargs or {})}}
         super().__init__(**_settings(router, settings), **kwargs)
         self._router = router
-        self._recorder = recorder
+        self._recorder = _RECORDERS.setdefault(router, RouteRecorder())
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Settings are checked when they change, as when the LLM is built."""
@@ -211,14 +216,14 @@ class BanditRouterLLM(FunctionCallingLLM):
         self.router.feedback(route_id, score, **kwargs)
 
     def record_routes(self) -> ContextManager[List[Dict[str, Any]]]:
-        """Collect the routing info of every call this LLM (or a `with_options` sibling) serves inside the block,
-        e.g. the calls one query engine makes for one question (which return only text), so they can be rated
-        afterwards. A stream is recorded when it is first read (it is routed then), in the blocks open where it was
+        """Collect the routing info of every call an LLM over this router (this one, a `with_options` sibling, or
+        another built over the same router) serves inside the block, e.g. the calls one query engine makes for one
+        question (which return only text), so they can be rated afterwards. A stream is recorded when it is first read (it is routed then), in the blocks open where it was
         asked for; its entry gains cost and token counts when it ends."""
         return self._recorder.record()
 
     def unrecorded(self) -> ContextManager[None]:
-        """Inside, the calls of this LLM (and its `with_options` siblings) are left out of the open
+        """Inside, the calls of the LLMs over this router are left out of the open
         `record_routes()` blocks: a judge grading their answers is not graded with them."""
         return self._recorder.paused()
 

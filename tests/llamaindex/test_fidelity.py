@@ -264,3 +264,13 @@ def test_from_dict_needs_the_router_and_the_masked_credentials(router: Router) -
         BanditRouterLLM.from_dict(data, router=router)
     again = BanditRouterLLM.from_dict(data, router=router, call_kwargs=llm.call_kwargs)
     assert again.cost_weight == 0.3 and again.call_kwargs == llm.call_kwargs
+
+
+def test_two_llms_over_one_router_record_into_the_same_blocks(router: Router) -> None:
+    """A query engine's answers and its condense step may be served by two LLMs built apart over one router: one
+    record_routes() block sees both (the second's calls went unrecorded, and unrated)."""
+    answers, condense = BanditRouterLLM(router), BanditRouterLLM(router, cost_weight=1.0)
+    with answers.record_routes() as routes:
+        condense.complete("condense this")
+        answers.complete("answer this")
+    assert len(routes) == 2

@@ -204,11 +204,12 @@ async def test_record_routes_collects_calls_made_in_the_block(llm: BanditRouterL
         first = llm.complete("one")
         streamed = list(llm.stream_complete("two"))[-1]
         awaited = await llm.achat([ChatMessage(role=MessageRole.USER, content="three")])
-        other.complete("another LLM's call")
+        another = other.complete("another LLM's call over the same router")
     after = llm.complete("after")
     assert [r["route_id"] for r in routes] == [first.additional_kwargs["route_id"],
                                                 streamed.additional_kwargs["route_id"],
-                                                awaited.additional_kwargs["route_id"]]
+                                                awaited.additional_kwargs["route_id"],
+                                                another.additional_kwargs["route_id"]]
     assert all(r["cost"] > 0 for r in routes)
     assert {outside.additional_kwargs["route_id"], after.additional_kwargs["route_id"]}.isdisjoint(
         r["route_id"] for r in routes)
