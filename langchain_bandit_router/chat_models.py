@@ -287,8 +287,9 @@ class ChatBanditRouter(BaseChatModel):
 
     def _get_llm_string(self, stop: list[str] | None = None, **kwargs: Any) -> str:
         """LangChain's cache key: the routing settings and every LiteLLM kwarg of the call, the instance's
-        (temperature, max_tokens, model_kwargs, ...) as well as the call's, credentials masked."""
-        params = masked(self._params(stop, kwargs))
+        (temperature, max_tokens, model_kwargs, ...) as well as the call's, credentials masked; not the budget key,
+        which changes who pays, not the answer (a cached reply costs nothing)."""
+        params = masked(self._params(stop, {k: v for k, v in kwargs.items() if k != "budget_key"}))
         return super()._get_llm_string(params.pop("stop", None), **params)
 
     def _unpinned(self, call: _Call, error: Exception) -> _Call | None:

@@ -153,8 +153,8 @@ def test_the_cache_keeps_apart_instances_with_other_call_settings(router: Router
                   {"model_kwargs": {"response_format": {"type": "json_object"}}}):
         reply = ChatBanditRouter(router, cache=cache, **{"max_tokens": 1, **other}).invoke("cache me")
         assert reply.response_metadata.get("cached") is None, other
-    again = ChatBanditRouter(router, max_tokens=1, cache=cache).invoke("cache me")
-    assert again.response_metadata["cached"] is True and len(server.requests) == 6
+    again = ChatBanditRouter(router, max_tokens=1, cache=cache).invoke("cache me", budget_key="user-1")
+    assert again.response_metadata["cached"] is True and len(server.requests) == 6  # whoever would have paid
     llm = ChatBanditRouter(router, model_kwargs={"extra_headers": {"Authorization": "Bearer sk-secret-1"}})
     assert "sk-secret" not in llm._get_llm_string(extra_headers={"X-Api-Key": "sk-secret-2"})
 
