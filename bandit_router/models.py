@@ -109,6 +109,16 @@ def _check_url(model: str, key: str, url: Any) -> None:
                           "Model(api_key=...) or params={'extra_headers': {'Authorization': ...}}")
 
 
+def _check_provider(model: str, api_base: str, provider: Any) -> None:
+    """ConfigError when LiteLLM cannot tell which provider serves `model` at `api_base`: every call would fail."""
+    try:
+        quiet_litellm().get_llm_provider(model=model, api_base=api_base, custom_llm_provider=provider)
+    except Exception:  # LiteLLM's BadRequestError: "LLM Provider NOT provided"
+        raise ConfigError(f"Model {model!r}: LiteLLM cannot tell which provider serves it at {api_base}: name it "
+                          f"'<provider>/{model}' ('openai/{model}' for an OpenAI-compatible server), or give "
+                          "params={'custom_llm_provider': ...}") from None
+
+
 def estimate_tokens(text: str) -> int:
     """Cheap token estimate used for cost prediction: one token per four characters, at least one."""
     return max(1, math.ceil(len(text) / 4))
@@ -215,6 +225,8 @@ class Model:
         for key, url in (("api_base", self.api_base), ("params['api_base']", public.get("api_base")),
                          ("params['base_url']", public.get("base_url"))):
             _check_url(self.name, key, url)
+        if self.api_base is not None:
+            _check_provider(self.name, self.api_base, public.get("custom_llm_provider"))
         hide(self.secret_texts())
 
     def secret_texts(self) -> list[str]:
