@@ -94,9 +94,6 @@ class Cooldowns:
             log.warning("%s %s: not routed to for %g s", model, why, seconds)
         self.until[model] = max(self.until.get(model, 0.0), now + seconds)
 
-    def served(self, model: str) -> None:
-        self.reset(model)
-
     def reset(self, model: str) -> None:
         """End `model`'s streak and any cooldown (it served, or its card was replaced)."""
         self.streaks.pop(model, None)
@@ -185,7 +182,7 @@ class ModelCaller:
     def served(self, decision: Decision, model: str, failed: list[str]) -> Decision:
         """The decision as served: after fallbacks the pending feedback is re-pointed at the model that answered."""
         with self.lock:
-            self.cooldowns.served(model)
+            self.cooldowns.reset(model)
         if model == decision.model:
             return decision
         self.ledger.serve(decision.route_id, model)

@@ -131,10 +131,7 @@ class RunRoutes:
     def start(self, run: Hashable, parent: Hashable | None = None) -> None:
         """Note that `run` started inside `parent` (None for a top-level run)."""
         with self._lock:
-            self._parents[run] = parent
-            self._parents.move_to_end(run)
-            while len(self._parents) > self.max_runs:
-                self._parents.popitem(last=False)
+            self._note(self._parents, run, parent)
 
     def record(self, run: Hashable, route_id: str, token: str | None = None) -> None:
         """Note that the model call `run` was routed as `route_id` (with the decision's feedback_token, if any)."""
@@ -160,9 +157,9 @@ class RunRoutes:
             for node in self._lineage(run):
                 self._note(self._cached, node)
 
-    def _note(self, runs: OrderedDict[Hashable, None], run: Hashable) -> None:
-        """Add `run` to `runs`, the oldest dropped beyond max_runs. Callers hold `_lock`."""
-        runs[run] = None
+    def _note(self, runs: OrderedDict[Hashable, Any], run: Hashable, value: Any = None) -> None:
+        """Set `runs[run]` to `value`, newest, the oldest dropped beyond max_runs. Callers hold `_lock`."""
+        runs[run] = value
         runs.move_to_end(run)
         while len(runs) > self.max_runs:
             runs.popitem(last=False)

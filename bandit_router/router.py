@@ -195,7 +195,7 @@ class Router:
         """Stop routing to a model. Calls already under way on it end as usual (charged their cost); a call or stream
         routed to it that has not started goes to the next-best model. Every decision routed to it stops waiting for
         feedback, those answered by the next-best model too (their ratings are refused)."""
-        self._sync_first(f"remove_model({name!r})")  # its unsynced ratings reach the replicas that keep it
+        self._sync_first(f"remove_model({name!r})", "dropped with the model")  # to the replicas that keep it
         with self.lock:
             if name not in self.models:
                 raise ConfigError(f"unknown model {name!r}; known: {list(self.models)}")
@@ -443,22 +443,21 @@ class Router:
         first, so that the file's own part holds no rating the store counts too (a store out of reach: the file
         keeps the unsynced ratings, with a warning, and loaded beside the store after this router pushed them,
         they count twice)."""
-        self._sync_first("save")
+        self._sync_first("save", "saved as this router's own")
         with self.lock:
             data = encode_router(self)
         write_atomic(path, data)
 
-    def _sync_first(self, what: str) -> None:
-        """Sync before `what`, which would otherwise lose or double the unsynced ratings; a warning if the store
-        cannot be reached."""
+    def _sync_first(self, what: str, otherwise: str) -> None:
+        """Sync before `what`, which would otherwise lose or double the unsynced ratings; a warning saying what
+        becomes of them (`otherwise`) if the store cannot be reached."""
         if self.replica is None:
             return
         try:
             self.replica.sync(self.lock)
         except StoreUnavailableError as error:
             log.warning("%s: the state store is out of reach, so the ratings not yet synced are %s: %s", what,
-                        "dropped with the model" if what.startswith("remove_model") else "saved as this router's own",
-                        error)
+                        otherwise, error)
 
     @classmethod
     def load(cls, path: str | Path, encoder: Encoder | Callable | str | None = None,

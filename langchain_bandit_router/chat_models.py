@@ -251,8 +251,7 @@ class ChatBanditRouter(BaseChatModel):
             response_format = {"type": "json_schema", "json_schema": {
                 "name": function["name"], "description": function.get("description", ""),
                 "schema": function.get("parameters", {}), **({} if strict is None else {"strict": strict})}}
-        parser = (PydanticOutputParser(pydantic_object=schema) if isinstance(schema, type)
-                  and is_basemodel_subclass(schema) else JsonOutputParser())
+        parser = PydanticOutputParser(pydantic_object=schema) if _is_pydantic_class(schema) else JsonOutputParser()
         return _structured(self.bind(response_format=response_format, **traced), parser, include_raw)
 
     # -- calls ----------------------------------------------------------------------------------------------
@@ -317,7 +316,7 @@ class ChatBanditRouter(BaseChatModel):
     def _result(self, call: _Call, completion: Completion) -> ChatResult:
         decision = call.served(completion.decision)
         messages = to_messages(completion.response, decision, completion.cost, dict(completion.usage))
-        if _is_schema(schema := call.params.get("response_format")):
+        if _is_pydantic_class(schema := call.params.get("response_format")):
             messages[0].additional_kwargs["parsed"] = _parsed(schema, messages[0])
         self._served(call, decision, _graded(messages[0].text, messages[0]))
         return ChatResult(generations=[ChatGeneration(message=m, generation_info={
@@ -451,8 +450,9 @@ def _answered_by(messages: Sequence[BaseMessage]) -> str | None:
     return None
 
 
-def _is_schema(response_format: Any) -> bool:
-    return isinstance(response_format, type) and is_basemodel_subclass(response_format)
+def _is_pydantic_class(schema: Any) -> bool:
+    """Whether `schema` is a Pydantic model class (not a TypedDict or a JSON schema)."""
+    return isinstance(schema, type) and is_basemodel_subclass(schema)
 
 
 def _parsed(schema: type, message: AIMessage) -> Any:
@@ -482,7 +482,7 @@ def _first_chunk(decision: Decision) -> ChatGenerationChunk:
 def _tool_parser(schema: dict | type) -> Runnable:
     from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser, PydanticToolsParser
 
-    if isinstance(schema, type) and is_basemodel_subclass(schema):
+    if _is_pydantic_class(schema):
         return PydanticToolsParser(tools=[schema], first_tool_only=True)
     return JsonOutputKeyToolsParser(key_name=convert_to_openai_tool(schema)["function"]["name"], first_tool_only=True)
 

@@ -182,9 +182,8 @@ class BanditRouterLLM(FunctionCallingLLM):
         """A sibling over the same router (and the same `record_routes` blocks) with some of cost_weight, models,
         task, budget_key, call_kwargs, max_retries changed: a per-engine, per-agent or per-user dial or budget
         account without a second router. A task or budget key in the new `call_kwargs` replaces this LLM's."""
-        allowed = {"cost_weight", "models", "task", "budget_key", "call_kwargs", "max_retries"}
-        if unknown := set(options) - allowed:
-            raise ConfigError(f"with_options takes {sorted(allowed)}, got {sorted(unknown)}")
+        if unknown := set(options) - set(_CHECKED):
+            raise ConfigError(f"with_options takes {sorted(_CHECKED)}, got {sorted(unknown)}")
         return self.model_copy(update={"call_kwargs": self.call_kwargs, **options})
 
     @classmethod
